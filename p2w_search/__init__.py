@@ -1,0 +1,1 @@
+"""p2w-search: composed product image search (Pic2Word) for Django shops."""

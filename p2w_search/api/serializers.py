@@ -1,0 +1,114 @@
+"""Request parameters and result shapes of the search API."""
+
+from django.utils.functional import cached_property
+from django.utils.module_loading import import_string
+from rest_framework import serializers
+
+from p2w_search.conf import app_settings
+from p2w_search.imaging import ImageRejected, load_image
+from p2w_search.models import ProductImage
+
+__all__ = [
+    "SearchParams",
+    "TextSearchParams",
+    "ImageSearchParams",
+    "SimilarParams",
+    "SearchResultSerializer",
+    "product_serializer_class",
+]
+
+
+class SearchParams(serializers.Serializer):
+    k = serializers.IntegerField(required=False, min_value=1, help_text="How many products to return in all.")
+    exclude = serializers.CharField(
+        required=False, help_text="Comma-separated ids of products to leave out of the results."
+    )
+
+    def validate_k(self, value):
+        if value > app_settings.MAX_K:
+            raise serializers.ValidationError(f"Ensure this value is less than or equal to {app_settings.MAX_K}.")
+        return value
+
+    def validate_exclude(self, value):
+        try:
+            return [int(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise serializers.ValidationError("Give product ids separated by commas, e.g. 12,40.") from None
+
+    def validate(self, attrs):
+        attrs.setdefault("k", app_settings.DEFAULT_K)
+        attrs.setdefault("exclude", [])
+        return attrs
+
+
+class TextSearchParams(SearchParams):
+    q = serializers.CharField(max_length=500, help_text="What the shopper looks for, in words.")
+
+
+class ImageSearchParams(SearchParams):
+    image = serializers.FileField(required=False, help_text="An uploaded photo (multipart).")
+    image_id = serializers.IntegerField(required=False, help_text="Or the id of a product image in the catalog.")
+
+    def validate_image(self, upload):
+        if upload.size > app_settings.MAX_IMAGE_BYTES:
+            limit_mb = app_settings.MAX_IMAGE_BYTES / 1e6
+            raise serializers.ValidationError(f"The image is larger than the limit of {limit_mb:.1f} MB.")
+        data = upload.read()
+        try:
+            load_image(data, max_bytes=app_settings.MAX_IMAGE_BYTES, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+        except ImageRejected as exc:
+            raise serializers.ValidationError(f"The image cannot be used: {exc.reason}.") from None
+        return data
+
+    def validate_image_id(self, value):
+        image = ProductImage.objects.filter(pk=value).first()
+        if image is None:
+            raise serializers.ValidationError(f"There is no product image with id {value}.")
+        return image
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        given = [name for name in ("image", "image_id") if attrs.get(name) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"image": ["Send exactly one of 'image' (an uploaded file) or 'image_id'."]}
+            )
+        return attrs
+
+
+class SimilarParams(SearchParams):
+    product = serializers.IntegerField(help_text="Id of the product to find similar ones to.")
+
+
+def product_serializer_class():
+    """Return the serializer of product data in results (``PRODUCT_SERIALIZER`` or all fields)."""
+    path = app_settings.PRODUCT_SERIALIZER
+    if path:
+        return import_string(path)
+    from django.apps import apps
+
+    from p2w_search.conf import product_model_label
+
+    model = apps.get_model(product_model_label())
+    meta = type("Meta", (), {"model": model, "fields": "__all__"})
+    return type("ProductSerializer", (serializers.ModelSerializer,), {"Meta": meta})
+
+
+class ImageRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+
+
+class SearchResultSerializer(serializers.Serializer):
+    """One hit: a product, the image of it that matched best, and the cosine similarity."""
+
+    score = serializers.FloatField()
+    image = ImageRefSerializer()
+    product = serializers.SerializerMethodField()
+
+    @cached_property
+    def _product_serializer(self):
+        return product_serializer_class()
+
+    def get_product(self, hit) -> dict:
+        return self._product_serializer(hit["product"], context=self.context).data

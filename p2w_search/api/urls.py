@@ -1,0 +1,11 @@
+from django.urls import path
+
+from p2w_search.api import views
+
+app_name = "p2w_search"
+
+urlpatterns = [
+    path("search/text/", views.TextSearchView.as_view(), name="search-text"),
+    path("search/image/", views.ImageSearchView.as_view(), name="search-image"),
+    path("search/similar/", views.SimilarProductsView.as_view(), name="search-similar"),
+]

@@ -1,0 +1,166 @@
+"""Search endpoints: by text, by image, and "more like this product".
+
+Query parameters carry the options (``k``, ``exclude``, the product filters and the
+page); the image search takes its image in the request body.
+"""
+
+import numpy as np
+from django.apps import apps
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+
+from p2w_search import index, queries
+from p2w_search.api.filters import product_filterset
+from p2w_search.api.serializers import (
+    ImageSearchParams,
+    SearchParams,
+    SearchResultSerializer,
+    SimilarParams,
+    TextSearchParams,
+)
+from p2w_search.conf import app_settings, product_model_label
+from p2w_search.models import ImageEmbedding, ProductImage
+
+__all__ = ["TextSearchView", "ImageSearchView", "SimilarProductsView", "ServiceUnavailable"]
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Search is unavailable right now. Try again shortly."
+    default_code = "service_unavailable"
+
+
+class SearchPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+    def get_page_size(self, request):
+        self.page_size = app_settings.PAGE_SIZE
+        return super().get_page_size(request)
+
+
+class _SearchView(GenericAPIView):
+    """Shared flow: validate parameters, get a query vector, rank products, paginate."""
+
+    permission_classes = [AllowAny]
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = SearchPagination
+    serializer_class = SearchResultSerializer
+    params_class = None
+
+    @property
+    def filterset_class(self):
+        return product_filterset()
+
+    def get_queryset(self):
+        return apps.get_model(product_model_label())._default_manager.all()
+
+    def params(self, data):
+        params = self.params_class(data=data, context=self.get_serializer_context())
+        params.is_valid(raise_exception=True)
+        return params.validated_data
+
+    def search(self, model, vector, params, *, exclude=()):
+        products = self.filter_queryset(self.get_queryset())  # 400 on a bad filter value
+        hits = index.nearest_products(
+            model, vector, k=params["k"], products=products,
+            exclude_product_ids=[*params["exclude"], *exclude],
+        )
+        page = self.paginate_queryset(hits)
+        results = self.get_serializer(self._expand(page), many=True).data
+        response = self.get_paginated_response(results)
+        response["X-P2W-Model"] = model.key
+        return response
+
+    def _expand(self, hits):
+        products = self.get_queryset().in_bulk([hit.product_id for hit in hits])
+        images = ProductImage.objects.in_bulk([hit.image_id for hit in hits])
+        expanded = []
+        for hit in hits:
+            product, image = products.get(hit.product_id), images.get(hit.image_id)
+            if product is None or image is None:  # deleted since the ranking
+                continue
+            url = self.request.build_absolute_uri(image.file.url)
+            expanded.append({"score": round(hit.score, 6), "image": {"id": image.pk, "url": url}, "product": product})
+        return expanded
+
+    def serving_model(self):
+        try:
+            return index.serving_model()
+        except index.IndexNotReady as exc:
+            raise ServiceUnavailable(str(exc)) from None
+
+    def encode(self, model, kind, payload):
+        try:
+            return queries.encode_query(model, kind, payload)
+        except queries.QueryEncoderUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from None
+
+
+class TextSearchView(_SearchView):
+    """Products whose images match a text, e.g. ``?q=red striped dress``."""
+
+    params_class = TextSearchParams
+
+    @extend_schema(parameters=[TextSearchParams])
+    def get(self, request):
+        params = self.params(request.query_params)
+        model = self.serving_model()
+        return self.search(model, self.encode(model, queries.TEXT, params["q"]), params)
+
+
+class ImageSearchView(_SearchView):
+    """Products that look like an uploaded photo (``image``) or a catalog image (``image_id``)."""
+
+    params_class = ImageSearchParams
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(parameters=[SearchParams], request=ImageSearchParams)
+    def post(self, request):
+        params = self.params({**request.query_params.dict(), **_plain(request.data)})
+        model = self.serving_model()
+        image = params.get("image_id")
+        if image is None:
+            return self.search(model, self.encode(model, queries.IMAGE, params["image"]), params)
+        # A catalog image is already embedded: its stored vector is the query.
+        vector = stored_vectors(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
+        return self.search(model, vector, params, exclude=[image.product_id])
+
+
+class SimilarProductsView(_SearchView):
+    """"More like this": products similar to one product (which is left out)."""
+
+    params_class = SimilarParams
+
+    @extend_schema(parameters=[SimilarParams])
+    def get(self, request):
+        params = self.params(request.query_params)
+        model = self.serving_model()
+        product_id = params["product"]
+        if not self.get_queryset().filter(pk=product_id).exists():
+            raise ValidationError({"product": [f"There is no product with id {product_id}."]})
+        vector = stored_vectors(model, ProductImage.objects.filter(product_id=product_id), field="product")
+        return self.search(model, vector, params, exclude=[product_id])
+
+
+def stored_vectors(model, images, *, field):
+    """Return the normalised mean of the ready vectors of ``images`` under ``model``."""
+    vectors = list(
+        ImageEmbedding.objects.filter(model=model, image__in=images, state=ImageEmbedding.State.READY)
+        .values_list("vector", flat=True)
+    )
+    if not vectors:
+        raise ValidationError({field: ["Its images are not embedded yet; try again once indexing is done."]})
+    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)  # [dim]
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist()
+
+
+def _plain(data):
+    """Flatten a QueryDict (one value per key) and keep a dict as it is."""
+    return data.dict() if hasattr(data, "dict") else dict(data)

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class P2WSearchConfig(AppConfig):
+    name = "p2w_search"
+    verbose_name = "Product image search"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from p2w_search import checks  # noqa: F401  (registers the system checks)

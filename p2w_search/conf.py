@@ -1,0 +1,91 @@
+"""Settings of the app: ``settings.P2W_SEARCH`` over ``DEFAULTS``.
+
+Read values through ``app_settings.NAME`` at call time, never at import time, so that
+``override_settings(P2W_SEARCH=...)`` takes effect (the cache is dropped on Django's
+``setting_changed`` signal).
+"""
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+__all__ = ["DEFAULTS", "app_settings", "product_model_label", "P2WImproperlyConfigured"]
+
+DEFAULTS = {
+    # Fields of the product model that search requests may filter on.
+    "FILTER_FIELDS": [],
+    # Dotted path of a serializer for the product data in search results (default: all fields).
+    "PRODUCT_SERIALIZER": None,
+    # Embedder backends by alias, like CACHES; "default" embeds new images.
+    "EMBEDDERS": {
+        "default": {
+            "BACKEND": "p2w_search.embedders.openclip.OpenCLIPEmbedder",
+            "MODEL": "ViT-L-14",
+            "PRETRAINED": "openai",
+        }
+    },
+    # "worker": query encoding runs on the Celery query queue; "local": in the web process.
+    "QUERY_ENCODING": "worker",
+    # Seconds the API waits for a query encoding before it answers 503.
+    "QUERY_TIMEOUT": 10.0,
+    "BULK_QUEUE": "p2w_bulk",
+    "QUERY_QUEUE": "p2w_query",
+    # Images per embedding task.
+    "TASK_BATCH_SIZE": 32,
+    # Seconds after which an image still pending is queued again by the sweep.
+    "SWEEP_AFTER": 300.0,
+    # Limits on untrusted images (uploads and catalog files).
+    "MAX_IMAGE_BYTES": 10 * 1024 * 1024,
+    "MAX_IMAGE_PIXELS": 40_000_000,
+    # Search results: default and largest top-k, and the page size.
+    "DEFAULT_K": 20,
+    "MAX_K": 200,
+    "PAGE_SIZE": 20,
+    # HNSW candidate list size; higher is slower and closer to exact search.
+    "EF_SEARCH": 100,
+    "HNSW_M": 16,
+    "HNSW_EF_CONSTRUCTION": 64,
+    # Memory PostgreSQL may use to build an HNSW index (a build in memory is several times faster).
+    "INDEX_BUILD_MEMORY": "1GB",
+}
+
+
+class P2WImproperlyConfigured(ImproperlyConfigured):
+    """A P2W_SEARCH setting is wrong; the message names it."""
+
+
+class AppSettings:
+    def __init__(self, defaults):
+        self.defaults = defaults
+        self._cache = {}
+
+    def __getattr__(self, name):
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid P2W_SEARCH setting: {name!r}")
+        if name not in self._cache:
+            user = getattr(settings, "P2W_SEARCH", {})
+            self._cache[name] = user.get(name, self.defaults[name])
+        return self._cache[name]
+
+    def reload(self):
+        self._cache.clear()
+
+
+app_settings = AppSettings(DEFAULTS)
+
+
+def product_model_label():
+    """Return the ``app_label.ModelName`` of the shop's product model."""
+    try:
+        return settings.P2W_SEARCH_PRODUCT_MODEL
+    except AttributeError:
+        raise P2WImproperlyConfigured(
+            "Set P2W_SEARCH_PRODUCT_MODEL to the shop's product model, e.g. 'catalog.Product'."
+        ) from None
+
+
+@receiver(setting_changed)
+def _reload(*, setting, **kwargs):
+    if setting == "P2W_SEARCH":
+        app_settings.reload()

@@ -1,0 +1,147 @@
+"""pgvector queries over the embeddings: the HNSW index per model and nearest-neighbour search.
+
+The vector column has no fixed dimension (models differ), so each model gets a partial
+HNSW index on ``(vector::halfvec(dim)) halfvec_cosine_ops WHERE model_id = <id>``, as
+pgvector recommends for mixed dimensions. Queries cast the column the same way and
+filter on the same model, so PostgreSQL can use that index, and vectors of two models
+are never compared.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Cast
+from pgvector import HalfVector
+from pgvector.django import CosineDistance, HalfVectorField
+
+from p2w_search.conf import app_settings
+from p2w_search.models import EmbeddingModel, ImageEmbedding
+
+__all__ = [
+    "IndexNotReady",
+    "Hit",
+    "serving_model",
+    "ensure_hnsw_index",
+    "hnsw_index_name",
+    "nearest_embeddings",
+    "search_session",
+    "nearest_products",
+]
+
+
+class IndexNotReady(Exception):
+    """No model serves searches yet (nothing embedded)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    product_id: int
+    image_id: int
+    score: float  # cosine similarity, 1 is identical
+
+
+def serving_model():
+    """Return the EmbeddingModel that serves searches, or raise IndexNotReady."""
+    model = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
+    if model is None:
+        raise IndexNotReady("The search index is not ready: no embedding model is serving yet.")
+    return model
+
+
+def hnsw_index_name(model):
+    return f"p2w_embedding_hnsw_m{int(model.pk)}"
+
+
+def ensure_hnsw_index(model):
+    """Create the partial HNSW index of ``model`` if it does not exist yet."""
+    table = ImageEmbedding._meta.db_table
+    dim = int(model.dimensions)
+    # Outside a transaction the build runs CONCURRENTLY, so searches and inserts go on meanwhile.
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
+    with connection.cursor() as cursor:
+        cursor.execute("SET maintenance_work_mem = %s", [app_settings.INDEX_BUILD_MEMORY])
+        cursor.execute(
+            f"CREATE INDEX {concurrently} IF NOT EXISTS {hnsw_index_name(model)} ON {table} "
+            f"USING hnsw ((vector::halfvec({dim})) halfvec_cosine_ops) "
+            f"WITH (m = {int(app_settings.HNSW_M)}, ef_construction = {int(app_settings.HNSW_EF_CONSTRUCTION)}) "
+            f"WHERE model_id = {int(model.pk)}"
+        )
+        cursor.execute("RESET maintenance_work_mem")
+
+
+def _as_halfvec(values, dim):
+    return Cast(Value(HalfVector(values).to_text()), HalfVectorField(dimensions=dim))
+
+
+def nearest_embeddings(model, query_vector, *, products=None):
+    """Return ready embeddings of ``model`` ordered by cosine distance to ``query_vector``.
+
+    A QuerySet annotated with ``distance``; ``products``, a QuerySet of the product
+    model, restricts the search to those products. Evaluate it inside ``search_session()``.
+    """
+    dim = int(model.dimensions)
+    if len(query_vector) != dim:
+        raise ValueError(f"query has {len(query_vector)} dimensions, model {model.key} has {dim}")
+    queryset = ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.READY)
+    if products is not None:
+        queryset = queryset.filter(image__product__in=products.values("pk"))
+    return queryset.annotate(
+        distance=CosineDistance(Cast(F("vector"), HalfVectorField(dimensions=dim)), _as_halfvec(query_vector, dim))
+    ).order_by("distance")
+
+
+@contextmanager
+def search_session(*, ef_search=None, exact=False):
+    """Run the queries inside with the HNSW settings of a search.
+
+    ``hnsw.iterative_scan`` lets a filtered query keep scanning the graph until enough
+    rows pass the filter (without it a filter keeping 10 % of rows returns about 4 of 10).
+    ``exact`` disables index scans: an exact ranking, the fallback for tiny filtered sets.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        ef = int(ef_search or app_settings.EF_SEARCH)
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        if exact:
+            cursor.execute("SET LOCAL enable_indexscan = off")
+        yield
+
+
+def nearest_products(model, query_vector, *, k, products=None, exclude_product_ids=(), ef_search=None):
+    """Return up to ``k`` Hits, one per product (its best image), best first.
+
+    Products have several images, so more image rows than ``k`` are read and grouped;
+    the window grows until ``k`` products are found or the rows run out. When the
+    graph scan stops early (pgvector's ``hnsw.max_scan_tuples``) an exact scan follows,
+    so a filter never returns fewer products than exist.
+    """
+    excluded = set(exclude_product_ids)
+    queryset = nearest_embeddings(model, query_vector, products=products)
+    if excluded:
+        queryset = queryset.exclude(image__product__in=excluded)
+    rows = queryset.values_list("image__product_id", "image_id", "distance")
+    for exact in (False, True):
+        window = max(2 * k, 10)
+        while True:
+            with search_session(ef_search=ef_search, exact=exact):
+                batch = list(rows[:window])
+            hits = _best_per_product(batch)
+            if len(hits) >= k or len(batch) < window:
+                break
+            window *= 4
+        if len(hits) >= k:
+            break
+    return hits[:k]
+
+
+def _best_per_product(rows):
+    best = {}
+    for product_id, image_id, distance in rows:
+        if product_id not in best or distance < best[product_id][1]:
+            best[product_id] = (image_id, distance)
+    # relaxed_order may return rows slightly out of order; sort what came back.
+    ordered = sorted(best.items(), key=lambda item: (item[1][1], item[0]))
+    return [Hit(product_id=pid, image_id=iid, score=1.0 - float(dist)) for pid, (iid, dist) in ordered]
+

@@ -1,0 +1,252 @@
+"""Load images, embed them in batches, store the vectors: the only writer of vectors.
+
+PostgreSQL is the source of truth. An image to embed is a ``pending`` ImageEmbedding
+row; tasks carry only ids. A task that is lost (a dead worker, a Redis restart) leaves
+its rows pending, and ``sweep_pending`` queues them again; rows already ``ready`` are
+never embedded twice.
+"""
+
+import logging
+from datetime import timedelta
+from functools import partial
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from p2w_search import index
+from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.embedders import DEFAULT_ALIAS, get_embedder
+from p2w_search.imaging import ImageRejected, load_image
+from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "register_model",
+    "active_models",
+    "queue_images",
+    "queue_missing",
+    "embed_pending",
+    "sweep_pending",
+    "switch_serving",
+    "embedder_for",
+    "IncompleteModel",
+]
+
+logger = logging.getLogger(__name__)
+
+# A row whose task was started this many times without finishing (the worker died each
+# time, e.g. out of memory on that image) is marked failed instead of queued forever.
+MAX_ATTEMPTS = 5
+
+
+class IncompleteModel(Exception):
+    """A model cannot serve yet: some images are still pending under it."""
+
+
+def register_model(alias=DEFAULT_ALIAS):
+    """Return the EmbeddingModel of the embedder ``alias``, creating it (and its index) if new.
+
+    Loads the embedder's weights. The first model of an empty index serves at once;
+    later ones are ``building`` until ``switch_serving``.
+    """
+    identity = get_embedder(alias).identity
+    with transaction.atomic():
+        model, created = EmbeddingModel.objects.select_for_update().get_or_create(
+            architecture=identity.architecture,
+            weights=identity.weights,
+            checksum=identity.checksum,
+            defaults={"alias": alias, "dimensions": identity.dimensions},
+        )
+        if model.state == EmbeddingModel.State.RETIRED:
+            model.state = EmbeddingModel.State.BUILDING
+            model.save(update_fields=["state"])
+        if not EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).exists():
+            model.state = EmbeddingModel.State.SERVING
+            model.serving_since = timezone.now()
+            model.save(update_fields=["state", "serving_since"])
+    index.ensure_hnsw_index(model)
+    if created:
+        logger.info("registered embedding model %s (%d dimensions)", model.key, model.dimensions)
+    return model
+
+
+def active_models():
+    """Models that new images are embedded with: the serving one and any being built."""
+    return EmbeddingModel.objects.filter(
+        state__in=[EmbeddingModel.State.SERVING, EmbeddingModel.State.BUILDING]
+    )
+
+
+def embedder_for(model):
+    """Return the embedder that made ``model``'s vectors, checking it still loads the same weights."""
+    embedder = get_embedder(model.alias)
+    identity = embedder.identity
+    if (identity.architecture, identity.weights, identity.checksum) != (model.architecture, model.weights, model.checksum):
+        raise P2WImproperlyConfigured(
+            f"P2W_SEARCH['EMBEDDERS'][{model.alias!r}] now loads "
+            f"{identity.architecture}/{identity.weights} (sha256 {identity.checksum[:12] or '-'}), but the "
+            f"index holds vectors of {model.key}. Register the new weights under a new alias and switch to it."
+        )
+    return embedder
+
+
+def queue_images(images):
+    """Mark ``images`` pending under every active model and queue them after commit.
+
+    With no model registered yet, a worker registers the default one first.
+    """
+    image_ids = [image.pk for image in images]
+    if not image_ids:
+        return
+    models = list(active_models())
+    if not models:
+        from p2w_search.tasks import start_model
+
+        transaction.on_commit(partial(start_model.apply_async, kwargs={"alias": DEFAULT_ALIAS},
+                                      queue=app_settings.BULK_QUEUE))
+        return
+    for model in models:
+        ImageEmbedding.objects.bulk_create(
+            [ImageEmbedding(image_id=pk, model=model) for pk in image_ids], ignore_conflicts=True
+        )
+        rows = ImageEmbedding.objects.filter(model=model, image_id__in=image_ids)
+        rows.update(state=ImageEmbedding.State.PENDING, error="", attempts=0)
+        _queue(model, list(rows.values_list("pk", flat=True)))
+
+
+def queue_missing(model):
+    """Queue every image that has no embedding under ``model`` yet; return how many."""
+    missing = ProductImage.objects.exclude(embeddings__model=model).values_list("pk", flat=True)
+    ImageEmbedding.objects.bulk_create(
+        [ImageEmbedding(image_id=pk, model=model) for pk in missing.iterator()], ignore_conflicts=True
+    )
+    pending = list(
+        ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.PENDING).values_list("pk", flat=True)
+    )
+    _queue(model, pending)
+    return len(pending)
+
+
+def _queue(model, embedding_ids):
+    """Send ``embed_batch`` tasks for ``embedding_ids`` once the transaction commits."""
+    from p2w_search.tasks import embed_batch
+
+    if not embedding_ids:
+        return
+    ImageEmbedding.objects.filter(pk__in=embedding_ids).update(queued_at=timezone.now())
+    size = int(app_settings.TASK_BATCH_SIZE)
+    for start in range(0, len(embedding_ids), size):
+        chunk = embedding_ids[start:start + size]
+        transaction.on_commit(partial(
+            embed_batch.apply_async, args=(model.pk, chunk), queue=app_settings.BULK_QUEUE
+        ))
+
+
+def embed_pending(model_id, embedding_ids):
+    """Embed those of ``embedding_ids`` that are still pending; return how many became ready.
+
+    Rows that vanished or are already ready are skipped. An image that cannot be read is
+    marked failed with the reason; the others are embedded in one batch.
+    """
+    model = EmbeddingModel.objects.filter(pk=model_id).first()
+    if model is None:
+        return 0
+    rows = list(
+        ImageEmbedding.objects.filter(pk__in=embedding_ids, model=model, state=ImageEmbedding.State.PENDING)
+        .select_related("image")
+        .order_by("pk")
+    )
+    if not rows:
+        return 0
+    # Counted before the work, so a worker that dies on this batch leaves a trace.
+    ImageEmbedding.objects.filter(pk__in=[row.pk for row in rows]).update(attempts=F("attempts") + 1)
+    embedder = embedder_for(model)
+    loaded, failed = [], []
+    for row in rows:
+        try:
+            loaded.append((row, _read_image(row.image)))
+        except ImageRejected as exc:
+            row.error = exc.reason
+            failed.append(row)
+    if failed:
+        ImageEmbedding.objects.bulk_update(
+            [_mark(row, ImageEmbedding.State.FAILED, error=row.error) for row in failed], ["state", "error", "vector"]
+        )
+    if not loaded:
+        return 0
+    vectors = embedder.embed_images([image for _, image in loaded])  # [n, dim]
+    ready = [_mark(row, ImageEmbedding.State.READY, vector=vector) for (row, _), vector in zip(loaded, vectors)]
+    # Only rows still pending are written: a row re-queued or deleted meanwhile is left alone.
+    with transaction.atomic():
+        still_pending = set(
+            ImageEmbedding.objects.select_for_update()
+            .filter(pk__in=[row.pk for row in ready], state=ImageEmbedding.State.PENDING)
+            .values_list("pk", flat=True)
+        )
+        ImageEmbedding.objects.bulk_update([row for row in ready if row.pk in still_pending], ["state", "error", "vector"])
+    return len(still_pending)
+
+
+def _mark(row, state, *, error="", vector=None):
+    row.state = state
+    row.error = error
+    row.vector = vector
+    return row
+
+
+def _read_image(image):
+    """Read and decode a stored product image, or raise ImageRejected with the reason."""
+    try:
+        handle = image.file.open("rb")
+    except FileNotFoundError as exc:
+        raise ImageRejected(f"image file is missing from storage ({image.file.name})") from exc
+    with handle:
+        return load_image(handle, max_bytes=app_settings.MAX_IMAGE_BYTES, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+
+
+def sweep_pending(*, older_than=None):
+    """Queue again the rows pending longer than ``older_than`` seconds; return how many.
+
+    Rows that were started MAX_ATTEMPTS times without finishing are marked failed.
+    """
+    older_than = app_settings.SWEEP_AFTER if older_than is None else older_than
+    cutoff = timezone.now() - timedelta(seconds=float(older_than))
+    stale = ImageEmbedding.objects.filter(state=ImageEmbedding.State.PENDING).filter(
+        Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True)
+    )
+    stale.filter(attempts__gte=MAX_ATTEMPTS).update(
+        state=ImageEmbedding.State.FAILED,
+        error=f"gave up after {MAX_ATTEMPTS} attempts: the worker stopped each time (crash or out of memory?)",
+    )
+    queued = 0
+    with transaction.atomic():
+        for model in EmbeddingModel.objects.filter(pk__in=stale.values("model_id")):
+            ids = list(stale.filter(model=model).values_list("pk", flat=True))
+            _queue(model, ids)
+            queued += len(ids)
+    if queued:
+        logger.info("sweep: queued %d pending embeddings again", queued)
+    return queued
+
+
+def switch_serving(model, *, force=False):
+    """Make ``model`` serve searches, retiring the one that served before.
+
+    Refuses while images are still pending under ``model`` unless ``force``.
+    """
+    pending = model.embeddings.filter(state=ImageEmbedding.State.PENDING).count()
+    missing = ProductImage.objects.exclude(embeddings__model=model).count()
+    if (pending or missing) and not force:
+        raise IncompleteModel(
+            f"{model.key} is not complete: {pending} images pending and {missing} not queued; "
+            "wait for the workers (or force the switch)."
+        )
+    with transaction.atomic():
+        EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).exclude(pk=model.pk).update(
+            state=EmbeddingModel.State.RETIRED
+        )
+        model.state = EmbeddingModel.State.SERVING
+        model.serving_since = timezone.now()
+        model.save(update_fields=["state", "serving_since"])
+    return model

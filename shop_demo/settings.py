@@ -1,0 +1,178 @@
+"""Settings of the demo shop.
+
+Everything a deployment changes comes from the environment (see README, "Configuration").
+Without ``DATABASE_URL`` / ``REDIS_URL`` the embedded PostgreSQL and Redis that
+``shop_demo.services`` starts under ``P2W_VAR_DIR`` are used.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from shop_demo import services
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = services.var_dir()
+
+
+def env_bool(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+# The fallback key is for the demo only; production sets DJANGO_SECRET_KEY (checked by `manage.py check --deploy`).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "p2w-demo-insecure-key-change-me")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "shop_demo.catalog",
+    "p2w_search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop_demo.urls"
+WSGI_APPLICATION = "shop_demo.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "shop_demo" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or services.embedded_database_url(),
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(os.environ.get("P2W_MEDIA_ROOT", VAR_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Uploaded query images are read in memory up to this size; P2W_SEARCH["MAX_IMAGE_BYTES"] is the real limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "p2w-search demo shop",
+    "DESCRIPTION": "Composed product search (Pic2Word): search by text, by image, and 'like this, but ...'.",
+    "VERSION": "0.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery -----------------------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL") or services.embedded_redis_url()
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task of a worker that died unacknowledged goes back to the queue after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("P2W_VISIBILITY_TIMEOUT", "600")),
+}
+CELERY_BEAT_SCHEDULE = {
+    "p2w-sweep-pending": {
+        "task": "p2w_search.tasks.sweep_pending",
+        "schedule": float(os.environ.get("P2W_SWEEP_EVERY", "60")),
+    },
+}
+
+# --- p2w_search -------------------------------------------------------------------------------------
+P2W_SEARCH_PRODUCT_MODEL = "catalog.Product"
+P2W_SEARCH = {
+    "FILTER_FIELDS": ["category", "price", "in_stock", "merchant"],
+    "PRODUCT_SERIALIZER": "shop_demo.catalog.serializers.ProductSerializer",
+    "EMBEDDERS": {
+        "default": {
+            "BACKEND": "p2w_search.embedders.openclip.OpenCLIPEmbedder",
+            "MODEL": os.environ.get("P2W_CLIP_MODEL", "p2w-demo-small"),
+            "MODEL_CONFIG": os.environ.get(
+                "P2W_CLIP_MODEL_CONFIG", str(BASE_DIR / "shop_demo" / "clip" / "p2w-demo-small.json")
+            ),
+            "PRETRAINED": os.environ.get("P2W_CLIP_PRETRAINED", str(VAR_DIR / "models" / "p2w-demo-small.pt")),
+            "DEVICE": os.environ.get("P2W_DEVICE", "auto"),
+            "BATCH_SIZE": int(os.environ.get("P2W_BATCH_SIZE", "32")),
+        },
+    },
+    "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "worker"),
+    "QUERY_TIMEOUT": float(os.environ.get("P2W_QUERY_TIMEOUT", "10")),
+    "SWEEP_AFTER": float(os.environ.get("P2W_SWEEP_AFTER", "300")),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"p2w_search": {"handlers": ["console"], "level": os.environ.get("P2W_LOG_LEVEL", "INFO")}},
+}
