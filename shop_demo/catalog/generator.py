@@ -308,7 +308,7 @@ def _description(a: Attributes, rng: np.random.Generator) -> str:
         "checks": " in a checked pattern",
     }[a.pattern]
     if a.print != "none":
-        pattern += (" and" if a.pattern != "solid" else " with") + f" a small {a.print} print"
+        pattern += (" and" if a.pattern in ("stripes", "dots") else " with") + f" a small {a.print} print"
     noun = a.kind if a.kind != "trousers" else "pair of trousers"
     opener = _pick(rng, ("", "classic ", "simple ", "everyday "))
     head = f"{opener}{a.colour} {noun}"
@@ -422,11 +422,12 @@ def _build_shapes() -> dict[str, _Shape]:
     s["trousers"] = _shape([(trousers, 255)], [(waist, "shade")], (-0.12, -0.24, 0.075),
                            stripes_vertical=True)
 
-    sneaker = [(-0.46, 0.17), (-0.47, 0.02), (-0.43, -0.13), (-0.36, -0.19), (-0.27, -0.13),
-               (-0.18, -0.15), (-0.10, -0.24), (-0.03, -0.20), (0.08, -0.10), (0.26, -0.04),
-               (0.40, 0.00), (0.47, 0.07), (0.48, 0.14), (0.44, 0.17)]
-    sole = [(-0.48, 0.07), (0.49, 0.07), (0.49, 0.18), (-0.48, 0.18)]
-    s["sneaker"] = _shape([(sneaker, 255)], [(sole, "sole_light")], (-0.22, -0.01, 0.085))
+    # Side view, toe pointing left (so it does not line up with the cap's brim).
+    sneaker = [(-0.46, 0.18), (-0.48, 0.08), (-0.44, 0.00), (-0.30, -0.06), (-0.12, -0.12),
+               (-0.02, -0.22), (0.08, -0.30), (0.16, -0.26), (0.26, -0.20), (0.34, -0.27),
+               (0.43, -0.24), (0.47, -0.10), (0.48, 0.18)]
+    sole = [(-0.50, 0.11), (0.50, 0.11), (0.50, 0.20), (-0.50, 0.20)]
+    s["sneaker"] = _shape([(sneaker, 255)], [(sole, "sole_light")], (0.24, -0.04, 0.09))
 
     boot = [(-0.33, -0.46), (0.0, -0.46), (0.02, 0.00), (0.10, 0.08), (0.32, 0.15),
             (0.40, 0.22), (0.41, 0.37), (-0.06, 0.37), (-0.10, 0.43), (-0.30, 0.43),
@@ -442,13 +443,13 @@ def _build_shapes() -> dict[str, _Shape]:
     s["handbag"] = _shape([(handle_out, 255), (handle_in, 0), (bag_body, 255)],
                           [(flap, "shade")], (0.0, 0.22, 0.12))
 
-    dome = _ellipse(-0.08, 0.12, 0.37, 0.42, math.pi, 2 * math.pi, 22)
-    cap = dome + [(0.29, 0.12), (0.30, 0.16), (-0.45, 0.16)]
-    brim = [(0.18, 0.05), (0.36, 0.06), (0.49, 0.11), (0.48, 0.17), (0.18, 0.17)]
-    button = _ellipse(-0.08, -0.30, 0.05, 0.04, n=12)
+    dome = _ellipse(-0.12, 0.16, 0.34, 0.48, math.pi, 2 * math.pi, 22)
+    cap = dome + [(0.22, 0.16), (0.22, 0.21), (-0.46, 0.21)]
+    brim = [(0.12, 0.08), (0.32, 0.10), (0.50, 0.17), (0.49, 0.23), (0.12, 0.21)]
+    button = _ellipse(-0.12, -0.32, 0.05, 0.04, n=12)
     s["cap"] = _shape([(cap, 255), (brim, 255), (button, 255)],
-                      [(brim, "shade"), (_ellipse(-0.08, 0.16, 0.38, 0.03, n=16), "shade")],
-                      (-0.10, -0.06, 0.13))
+                      [(brim, "shade"), (_ellipse(-0.12, 0.20, 0.35, 0.03, n=16), "shade")],
+                      (-0.13, -0.03, 0.13))
 
     mug_body = _rounded_rect(-0.33, -0.36, 0.19, 0.40, 0.06)
     mug_out = _ellipse(0.20, 0.02, 0.22, 0.23, n=32)
@@ -515,10 +516,9 @@ def _geometry(kind: str, rng: np.random.Generator, size: int) -> _Geometry:
     S = size * ss
     scale = rng.uniform(0.74, 0.92) * S
     angle = math.radians(rng.uniform(-11.0, 11.0))
-    flip = 1.0  # keep orientation: a mirrored shoe is still a shoe, but keep it simple
     off = rng.uniform(-0.07, 0.07, size=2) * S
     c, s_ = math.cos(angle), math.sin(angle)
-    A = scale * np.array([[c * flip, -s_], [s_ * flip, c]])
+    A = scale * np.array([[c, -s_], [s_, c]])
     # Clamp the offset so the whole silhouette stays inside the frame.
     pts = np.array([p for poly, fill in _SHAPES[kind].parts if fill for p in poly]) @ A.T
     lo, hi = pts.min(axis=0), pts.max(axis=0)
@@ -559,6 +559,15 @@ def _kind_index(product: SyntheticProduct | Attributes) -> tuple[str, int]:
     return product.attributes.kind, product.index
 
 
+# Pattern geometry (object-frame units; the object spans ~0.8 of the image) and
+# the contrast of the secondary tone.  Tuned so that the named colour stays the
+# dominant colour of a patterned product while the pattern is clearly visible.
+_STRIPE_PERIOD, _STRIPE_DUTY = 0.15, 0.28
+_DOT_PERIOD, _DOT_RADIUS = 0.16, 0.25  # radius in periods
+_CHECK_PERIOD, _CHECK_BAND, _CHECK_HALF = 0.18, 0.25, 0.35
+_TINT, _DARKEN = 0.7, 0.55
+
+
 def _luma(rgb: Sequence[float]) -> float:
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
@@ -566,8 +575,8 @@ def _luma(rgb: Sequence[float]) -> float:
 def _secondary(base: np.ndarray) -> np.ndarray:
     """Contrasting tone for patterns: light tint on dark colours, dark on light."""
     if _luma(base) < 150:
-        return base + (np.array([250.0, 250.0, 248.0]) - base) * 0.78
-    return base * 0.38
+        return base + (np.array([250.0, 250.0, 248.0]) - base) * _TINT
+    return base * _DARKEN
 
 
 def _ink(base: np.ndarray) -> np.ndarray:
@@ -646,20 +655,20 @@ def render(product: SyntheticProduct, *, seed: int = 0, size: int = 64,
         p = None
     elif a.pattern == "stripes":
         coord = U if shape.stripes_vertical else V
-        p = (((coord / 0.12) + pat_phase[0]) % 1.0 < 0.4).astype(np.float32)
+        p = (((coord / _STRIPE_PERIOD) + pat_phase[0]) % 1.0 < _STRIPE_DUTY).astype(np.float32)
     elif a.pattern == "dots":
-        period = 0.15
+        period = _DOT_PERIOD
         gu = U / period + pat_phase[0]
         row = np.floor(V / period + pat_phase[1])
         gu = gu + 0.5 * (row % 2)  # staggered rows
         fu = gu % 1.0 - 0.5
         fv = (V / period + pat_phase[1]) % 1.0 - 0.5
-        p = ((fu * fu + fv * fv) < 0.27 ** 2).astype(np.float32)
+        p = ((fu * fu + fv * fv) < _DOT_RADIUS ** 2).astype(np.float32)
     else:  # checks: gingham-like bands, crossings full tone
-        period = 0.16
-        bu = (((U / period) + pat_phase[0]) % 1.0 < 0.3).astype(np.float32)
-        bv = (((V / period) + pat_phase[1]) % 1.0 < 0.3).astype(np.float32)
-        p = 0.5 * (bu + bv)
+        period = _CHECK_PERIOD
+        bu = (((U / period) + pat_phase[0]) % 1.0 < _CHECK_BAND).astype(np.float32)
+        bv = (((V / period) + pat_phase[1]) % 1.0 < _CHECK_BAND).astype(np.float32)
+        p = np.where((bu + bv) > 1.5, 1.0, _CHECK_HALF * (bu + bv))
     if p is None:
         prod = np.broadcast_to(base, (S, S, 3)).copy()
     else:
@@ -670,8 +679,10 @@ def render(product: SyntheticProduct, *, seed: int = 0, size: int = 64,
         layer = Image.new("L", (S, S), 0)
         d = ImageDraw.Draw(layer)
         tones = {
-            "sole_light": np.array([236.0, 234.0, 226.0]) if _luma(base) < 200 else np.array([78.0, 76.0, 74.0]),
-            "sole_dark": np.array([44.0, 38.0, 34.0]) if _luma(base) > 60 else np.array([120.0, 108.0, 96.0]),
+            "sole_light": np.array([236.0, 234.0, 226.0] if _luma(base) < 220
+                                   else [150.0, 148.0, 144.0]),
+            "sole_dark": np.array([44.0, 38.0, 34.0] if _luma(base) > 60
+                                  else [120.0, 108.0, 96.0]),
             "shade": base * 0.8,
             "inside": base * 0.45,
         }

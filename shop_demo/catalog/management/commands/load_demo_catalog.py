@@ -1,0 +1,58 @@
+"""Load the synthetic demo catalog: products, their rendered images, and embedding jobs."""
+
+import hashlib
+import io
+
+from django.core.files.base import ContentFile
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from tqdm import tqdm
+
+from p2w_search import indexing
+from p2w_search.models import ProductImage
+from shop_demo.catalog import generator
+from shop_demo.catalog.models import Merchant, Product
+
+MERCHANT_SLUG = "demo-outfitters"
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Create the demo merchant and its synthetic products (skips products that exist)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--size", type=int, default=1000, help="Number of products.")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--images-per-product", type=int, default=1)
+
+    def handle(self, *, size, seed, images_per_product, **options):
+        merchant, _ = Merchant.objects.get_or_create(slug=MERCHANT_SLUG, defaults={"name": "Demo Outfitters"})
+        existing = set(Product.objects.filter(merchant=merchant).values_list("sku", flat=True))
+        todo = [p for p in generator.generate_products(size, seed=seed) if p.sku not in existing]
+        if not todo:
+            self.stdout.write(f"demo catalog: {len(existing)} products already loaded")
+            return
+        for start in tqdm(range(0, len(todo), 100), desc="loading demo catalog", unit="x100 products"):
+            self._load(merchant, todo[start:start + 100], seed, images_per_product)
+        self.stdout.write(self.style.SUCCESS(f"demo catalog: added {len(todo)} products"))
+
+    @transaction.atomic
+    def _load(self, merchant, synthetic, seed, images_per_product):
+        images = []
+        for item in synthetic:
+            product = Product.objects.create(
+                merchant=merchant, sku=item.sku, title=item.title, description=item.description,
+                category=item.category, price=item.price, in_stock=item.in_stock,
+            )
+            for variant in range(images_per_product):
+                data = png_bytes(generator.render(item, seed=seed, variant=variant))
+                image = ProductImage(product=product, position=variant, sha256=hashlib.sha256(data).hexdigest())
+                image.file.save(f"{item.sku.lower()}-{variant}.png", ContentFile(data), save=False)
+                image.save()
+                images.append(image)
+        indexing.queue_images(images)

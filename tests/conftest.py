@@ -1,0 +1,66 @@
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from tests.workers import Worker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clip_checkpoints():
+    """Write the tiny test CLIPs (seeded random weights) once; they load like real checkpoints."""
+    from shop_demo.clip import write_random_checkpoint
+
+    for alias, seed in (("default", 0), ("next", 1)):
+        config = settings.P2W_SEARCH["EMBEDDERS"][alias]
+        if not Path(config["PRETRAINED"]).exists():
+            write_random_checkpoint(model=config["MODEL"], config=config["MODEL_CONFIG"],
+                                    out=config["PRETRAINED"], seed=seed)
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """Product files of one test go to a folder of their own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup, django_db_blocker):
+    """DATABASE_URL of the test database, for worker processes."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    return urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}").geturl()
+
+
+@pytest.fixture
+def start_worker(test_database_url, tmp_path_factory):
+    """Start real Celery workers for one test; all are stopped afterwards."""
+    workers = []
+    log_dir = tmp_path_factory.mktemp("worker-logs")
+
+    def start(queues=None, env=None):
+        queues = queues or [settings.P2W_SEARCH["BULK_QUEUE"], settings.P2W_SEARCH["QUERY_QUEUE"]]
+        worker = Worker(test_database_url, queues, env=env, log_dir=log_dir)
+        workers.append(worker)
+        return worker.wait_ready()
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(condition, *, timeout=60, interval=0.2, message="condition"):
+    """Poll ``condition`` until it returns a truthy value; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {message}")

@@ -1,0 +1,49 @@
+"""The demo shop's settings with a tiny CLIP, so tests run in seconds on a CPU.
+
+The checkpoints are written by tests/conftest.py through the same open_clip path
+that loads real weights; the Celery worker processes of the tests use these settings too.
+"""
+
+import os
+import time
+from pathlib import Path
+
+from shop_demo.settings import *  # noqa: F403
+from shop_demo.settings import P2W_SEARCH, VAR_DIR
+
+QUEUE_SUFFIX = os.environ.setdefault("P2W_TEST_QUEUE_SUFFIX", f"-test-{os.getpid()}-{int(time.time())}")
+TESTS_DIR = Path(__file__).resolve().parent
+TEST_MODELS = Path(VAR_DIR) / "test-models"
+TINY_CONFIG = str(TESTS_DIR / "clip" / "p2w-test-tiny.json")
+
+MEDIA_ROOT = Path(VAR_DIR) / "test-media"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+P2W_SEARCH = {
+    **P2W_SEARCH,
+    "EMBEDDERS": {
+        "default": {
+            "BACKEND": os.environ.get("P2W_TEST_BACKEND", "p2w_search.embedders.openclip.OpenCLIPEmbedder"),
+            "MODEL": "p2w-test-tiny",
+            "MODEL_CONFIG": TINY_CONFIG,
+            "PRETRAINED": str(TEST_MODELS / "tiny-seed0.pt"),
+            "BATCH_SIZE": 8,
+            "THREADS": 1,
+        },
+        # A second model (other weights, other dimension) for model-switch tests.
+        "next": {
+            "BACKEND": "p2w_search.embedders.openclip.OpenCLIPEmbedder",
+            "MODEL": "p2w-test-tiny48",
+            "MODEL_CONFIG": str(TESTS_DIR / "clip" / "p2w-test-tiny48.json"),
+            "PRETRAINED": str(TEST_MODELS / "tiny48-seed1.pt"),
+            "BATCH_SIZE": 8,
+            "THREADS": 1,
+        },
+    },
+    "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "local"),
+    "QUERY_TIMEOUT": 20.0,
+    # Queues of this test session only: worker processes inherit the suffix through the environment,
+    # and leftovers of an earlier, interrupted run in the same Redis are never consumed.
+    "BULK_QUEUE": f"p2w_bulk{QUEUE_SUFFIX}",
+    "QUERY_QUEUE": f"p2w_query{QUEUE_SUFFIX}",
+}

@@ -1,0 +1,167 @@
+"""pgvector search against an exact ranking, the HNSW index in the plan, filters that keep k rows."""
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from p2w_search import index
+from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.models import ProductImage
+from shop_demo.catalog.models import Product
+from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory
+
+DIM = 16
+
+
+@pytest.fixture
+def model(db):
+    model = EmbeddingModel.objects.create(
+        alias="default", architecture="test", weights="fixed", dimensions=DIM, state=EmbeddingModel.State.SERVING
+    )
+    index.ensure_hnsw_index(model)
+    return model
+
+
+def unit(rows):
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+
+def catalog(model, vectors, *, categories=None):
+    """One product with one image per vector, written in bulk; return the product ids in order.
+
+    The image files are not written: search reads only the rows.
+    """
+    merchant = MerchantFactory()
+    products = Product.objects.bulk_create([
+        Product(merchant=merchant, sku=f"V{i}", title=f"v{i}", price=1, category=categories[i] if categories else "t-shirt")
+        for i in range(len(vectors))
+    ])
+    images = ProductImage.objects.bulk_create([ProductImage(product=p, file="unused.png", sha256="-") for p in products])
+    ImageEmbedding.objects.bulk_create([
+        ImageEmbedding(image=image, model=model, state="ready", vector=vector.tolist())
+        for image, vector in zip(images, vectors)
+    ])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # the planner's statistics, as autovacuum keeps them on a live table
+    return [p.pk for p in products]
+
+
+def force_graph_walk():
+    """Make PostgreSQL walk the HNSW graph for a filtered query, as it does on a large table."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SET enable_sort = off")
+
+
+def exact_ranking(ids, vectors, query):
+    """Brute force: cosine similarity in numpy on the float16 values the index stores."""
+    stored = unit(vectors.astype(np.float16).astype(np.float32))
+    scores = stored @ unit(query)
+    order = np.argsort(-scores, kind="stable")
+    return [ids[i] for i in order], scores[order]
+
+
+def test_ranking_equals_exact_brute_force(model):
+    rng = np.random.default_rng(7)
+    vectors = unit(rng.normal(size=(120, DIM)))
+    ids = catalog(model, vectors)
+    query = rng.normal(size=DIM)
+
+    hits = index.nearest_products(model, unit(query).tolist(), k=15)
+
+    expected_ids, expected_scores = exact_ranking(ids, vectors, query)
+    assert [hit.product_id for hit in hits] == expected_ids[:15]
+    np.testing.assert_allclose([hit.score for hit in hits], expected_scores[:15], atol=2e-3)
+
+
+def test_query_plan_uses_the_models_hnsw_index(model):
+    rng = np.random.default_rng(1)
+    catalog(model, unit(rng.normal(size=(3000, DIM))))
+    queryset = index.nearest_embeddings(model, unit(rng.normal(size=DIM)).tolist())[:20]
+    with index.search_session():
+        plan = queryset.explain()
+    assert f"Index Scan using {index.hnsw_index_name(model)}" in plan
+
+
+MUGS = ["mug" if i % 10 == 0 else "t-shirt" for i in range(3000)]  # a filter of 10 % selectivity
+
+
+def test_filtered_search_returns_k_products_when_k_exist(model):
+    rng = np.random.default_rng(3)
+    vectors = unit(rng.normal(size=(3000, DIM)))
+    ids = catalog(model, vectors, categories=MUGS)
+    query = unit(rng.normal(size=DIM)).tolist()
+    mugs = Product.objects.filter(category="mug")
+    force_graph_walk()
+    with index.search_session(ef_search=10):
+        plan = index.nearest_embeddings(model, query, products=mugs)[:20].explain()
+    assert f"Index Scan using {index.hnsw_index_name(model)}" in plan
+
+    hits = index.nearest_products(model, query, k=20, products=mugs, ef_search=10)
+
+    mug_ids = {pid for pid, category in zip(ids, MUGS) if category == "mug"}
+    assert len(hits) == 20
+    assert {hit.product_id for hit in hits} <= mug_ids
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_without_iterative_scan_the_same_filter_loses_rows(model):
+    """Why search_session sets hnsw.iterative_scan: the graph walk alone stops after ef_search rows."""
+    rng = np.random.default_rng(3)
+    catalog(model, unit(rng.normal(size=(3000, DIM))), categories=MUGS)
+    mugs = Product.objects.filter(category="mug")
+    queryset = index.nearest_embeddings(model, unit(rng.normal(size=DIM)).tolist(), products=mugs)[:20]
+    force_graph_walk()
+    with index.search_session(ef_search=10), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.iterative_scan = off")
+        assert len(list(queryset)) < 20
+
+
+def test_tiny_filtered_set_falls_back_to_an_exact_scan(model):
+    """Three matches among 3000 rows, and the graph walk gives up early: an exact scan finds all three."""
+    rng = np.random.default_rng(4)
+    vectors = unit(rng.normal(size=(3000, DIM)))
+    categories = ["cap" if i in (5, 1700, 2999) else "t-shirt" for i in range(3000)]
+    ids = catalog(model, vectors, categories=categories)
+    query = rng.normal(size=DIM)
+    force_graph_walk()
+    with connection.cursor() as cursor:
+        cursor.execute("SET hnsw.max_scan_tuples = 50")  # as a large table hits the default 20,000
+
+    hits = index.nearest_products(model, unit(query).tolist(), k=10, products=Product.objects.filter(category="cap"),
+                                  ef_search=10)
+
+    expected, _ = exact_ranking([ids[i] for i in (5, 1700, 2999)], vectors[[5, 1700, 2999]], query)
+    assert [hit.product_id for hit in hits] == expected
+
+
+def test_several_images_count_once_with_the_best_score(model, media):
+    product = ProductFactory()
+    near, far = ProductImageFactory(product=product), ProductImageFactory(product=product)
+    other = ProductImageFactory()
+    query = unit(np.eye(DIM)[0])
+    for image, vector in ((near, np.eye(DIM)[0]), (far, np.eye(DIM)[1]), (other, unit(np.eye(DIM)[0] + np.eye(DIM)[2]))):
+        ImageEmbedding.objects.create(image=image, model=model, state="ready", vector=unit(vector).tolist())
+
+    hits = index.nearest_products(model, query.tolist(), k=5)
+
+    assert [(hit.product_id, hit.image_id) for hit in hits] == [(product.pk, near.pk), (other.product_id, other.pk)]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_excluded_products_and_pending_rows_never_come_back(model):
+    rng = np.random.default_rng(5)
+    vectors = unit(rng.normal(size=(10, DIM)))
+    ids = catalog(model, vectors)
+    pending = ProductImageFactory()
+    ImageEmbedding.objects.create(image=pending, model=model, state="pending")
+
+    hits = index.nearest_products(model, vectors[0].tolist(), k=20, exclude_product_ids=[ids[0]])
+
+    assert sorted(hit.product_id for hit in hits) == sorted(ids[1:])
+
+
+def test_query_of_another_dimension_is_refused(model):
+    with pytest.raises(ValueError, match="query has 3 dimensions"):
+        index.nearest_embeddings(model, [0.1, 0.2, 0.3])

@@ -1,0 +1,55 @@
+"""Real Celery worker processes for integration tests."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+class Worker:
+    """A ``celery worker`` process on the test database, killed with its process group."""
+
+    def __init__(self, database_url, queues, *, env=None, log_dir):
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.log_path = Path(log_dir) / f"{self.hostname.split('@')[0]}.log"
+        full_env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.settings",
+                    **(env or {})}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "shop_demo", "worker", "--queues", ",".join(queues),
+                 "--pool", "solo", "--hostname", self.hostname, "--loglevel", "INFO",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                cwd=REPO_DIR, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_ready(self, timeout=90):
+        from shop_demo.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()}")
+            if app.control.ping(destination=[self.hostname], timeout=0.5):
+                return self
+        raise RuntimeError(f"worker did not answer within {timeout} s:\n{self.log()}")
+
+    def kill(self):
+        """SIGKILL the whole worker, as a crash or the OOM killer would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")[-4000:]
