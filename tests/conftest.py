@@ -14,6 +14,7 @@ def clip_checkpoints():
     """Write the tiny test CLIPs (seeded random weights) once; they load like real checkpoints."""
     from shop_demo.clip import write_random_checkpoint
 
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
     for alias, seed in (("default", 0), ("next", 1)):
         config = settings.P2W_SEARCH["EMBEDDERS"][alias]
         if not Path(config["PRETRAINED"]).exists():

@@ -27,7 +27,10 @@ class _NumberInFilter(django_filters.BaseInFilter, django_filters.NumberFilter):
 def _filters_for(field):
     name = field.name
     if isinstance(field, models.BooleanField):
-        return {name: django_filters.BooleanFilter(field_name=name)}
+        # A typed choice, not BooleanFilter: that one ignores a value it cannot read instead of refusing it.
+        return {name: django_filters.TypedChoiceFilter(
+            field_name=name, choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
+        )}
     if isinstance(field, models.ForeignKey):
         return {name: _NumberInFilter(field_name=f"{name}_id", lookup_expr="in")}
     if isinstance(field, _NUMBER_FIELDS):

@@ -108,7 +108,7 @@ class TextSearchView(_SearchView):
 
     params_class = TextSearchParams
 
-    @extend_schema(parameters=[TextSearchParams])
+    @extend_schema(parameters=[TextSearchParams], responses=SearchResultSerializer(many=True))
     def get(self, request):
         params = self.params(request.query_params)
         model = self.serving_model()
@@ -121,7 +121,7 @@ class ImageSearchView(_SearchView):
     params_class = ImageSearchParams
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(parameters=[SearchParams], request=ImageSearchParams)
+    @extend_schema(parameters=[SearchParams], request=ImageSearchParams, responses=SearchResultSerializer(many=True))
     def post(self, request):
         params = self.params({**request.query_params.dict(), **_plain(request.data)})
         model = self.serving_model()
@@ -138,7 +138,7 @@ class SimilarProductsView(_SearchView):
 
     params_class = SimilarParams
 
-    @extend_schema(parameters=[SimilarParams])
+    @extend_schema(parameters=[SimilarParams], responses=SearchResultSerializer(many=True))
     def get(self, request):
         params = self.params(request.query_params)
         model = self.serving_model()

@@ -1,0 +1,180 @@
+"""The search API over a small catalog embedded by the tiny CLIP (query encoding in-process)."""
+
+import io
+from decimal import Decimal
+
+import pytest
+from PIL import Image
+from rest_framework.test import APIClient
+
+from p2w_search import indexing
+from p2w_search.models import ImageEmbedding
+from tests.factories import ProductFactory, ProductImageFactory, png
+
+COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220), "black": (10, 10, 10),
+           "white": (245, 245, 245), "yellow": (240, 220, 20)}
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+@pytest.fixture
+def shop(db, media):
+    """Six products, one solid-colour image each, embedded with the tiny model that serves."""
+    products = {}
+    for i, (name, rgb) in enumerate(COLOURS.items()):
+        product = ProductFactory(title=f"{name} tee", category="mug" if i % 2 else "t-shirt",
+                                 price=Decimal(10 + 10 * i), in_stock=i != 4)
+        ProductImageFactory(product=product, data=png(rgb))
+        products[name] = product
+    model = indexing.register_model()
+    indexing.queue_images([image for p in products.values() for image in p.p2w_images.all()])
+    indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
+    return products
+
+
+def upload(data, name="query.png"):
+    file = io.BytesIO(data)
+    file.name = name
+    return file
+
+
+def ids(response):
+    return [result["product"]["id"] for result in response.json()["results"]]
+
+
+def test_text_search_ranks_every_product_with_its_data(client, shop):
+    response = client.get("/api/search/text/", {"q": "a red t-shirt"})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["count"] == 6
+    assert sorted(ids(response)) == sorted(p.pk for p in shop.values())
+    first = body["results"][0]
+    assert set(first["product"]) >= {"id", "sku", "title", "category", "price", "in_stock", "merchant"}
+    assert first["image"]["url"].startswith("http://testserver/media/p2w/images/")
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert response["X-P2W-Model"].startswith("p2w-test-tiny/tiny-seed0.pt@")
+
+
+def test_filters_restrict_results(client, shop):
+    response = client.get("/api/search/text/", {"q": "shirt", "category": "t-shirt", "price_max": "40"})
+    assert sorted(ids(response)) == sorted(p.pk for p in (shop["red"], shop["blue"]))
+
+    in_stock = client.get("/api/search/text/", {"q": "shirt", "in_stock": "false"})
+    assert ids(in_stock) == [shop["white"].pk]
+
+    several = client.get("/api/search/text/", {"q": "shirt", "category": "mug,t-shirt", "price_min": "45"})
+    assert sorted(ids(several)) == sorted(p.pk for p in (shop["white"], shop["yellow"]))
+
+
+def test_top_k_and_pagination(client, shop):
+    first = client.get("/api/search/text/", {"q": "shirt", "k": 5, "page_size": 2})
+    body = first.json()
+    assert body["count"] == 5 and len(body["results"]) == 2 and body["next"]
+    third = client.get("/api/search/text/", {"q": "shirt", "k": 5, "page_size": 2, "page": 3}).json()
+    assert len(third["results"]) == 1 and third["next"] is None
+    everything = ids(client.get("/api/search/text/", {"q": "shirt", "k": 5, "page_size": 5}))
+    assert everything[4] == third["results"][0]["product"]["id"]
+
+
+def test_image_search_with_an_upload_finds_the_same_colour_first(client, shop):
+    response = client.post("/api/search/image/", {"image": upload(png(COLOURS["green"], size=(64, 48)))},
+                           format="multipart")
+    assert response.status_code == 200, response.content
+    assert ids(response)[0] == shop["green"].pk
+    assert response.json()["results"][0]["score"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_image_search_by_catalog_image_leaves_its_product_out(client, shop):
+    image = shop["blue"].p2w_images.get()
+    response = client.post("/api/search/image/?k=3", {"image_id": image.pk}, format="json")
+    assert response.status_code == 200, response.content
+    assert len(ids(response)) == 3 and shop["blue"].pk not in ids(response)
+
+
+def test_more_like_this_excludes_the_product(client, shop):
+    response = client.get("/api/search/similar/", {"product": shop["red"].pk, "exclude": str(shop["black"].pk)})
+    assert response.status_code == 200, response.content
+    assert sorted(ids(response)) == sorted(p.pk for n, p in shop.items() if n not in ("red", "black"))
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field", "reason"),
+    [
+        ("/api/search/text/", {}, "q", "This field is required."),
+        ("/api/search/text/", {"q": "   "}, "q", "This field may not be blank."),
+        ("/api/search/text/", {"q": "x" * 501}, "q", "no more than 500 characters"),
+        ("/api/search/text/", {"q": "a", "k": "0"}, "k", "greater than or equal to 1"),
+        ("/api/search/text/", {"q": "a", "k": "201"}, "k", "less than or equal to 200"),
+        ("/api/search/text/", {"q": "a", "k": "many"}, "k", "A valid integer is required."),
+        ("/api/search/text/", {"q": "a", "price_min": "cheap"}, "price_min", "Enter a number."),
+        ("/api/search/text/", {"q": "a", "in_stock": "maybe"}, "in_stock", "Select a valid choice."),
+        ("/api/search/text/", {"q": "a", "merchant": "acme"}, "merchant", "Enter a number."),
+        ("/api/search/text/", {"q": "a", "exclude": "1,two"}, "exclude", "separated by commas"),
+        ("/api/search/similar/", {}, "product", "This field is required."),
+        ("/api/search/similar/", {"product": "999999"}, "product", "There is no product with id 999999."),
+    ],
+)
+def test_bad_query_parameters_get_400_naming_the_field(client, shop, path, params, field, reason):
+    response = client.get(path, params)
+    assert response.status_code == 400
+    assert reason in " ".join(response.json()[field])
+
+
+def bomb_png():
+    """A PNG whose header claims 20000 x 20000 pixels (400 megapixels) in a few hundred bytes."""
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({}, "Send exactly one of 'image' (an uploaded file) or 'image_id'."),
+        ({"image": upload(b"this is not an image", "notes.png")}, "not a recognised image format"),
+        ({"image": upload(png()[:60])}, "truncated or corrupt"),
+        ({"image": upload(bomb_png())}, "megapixels"),
+        ({"image": upload(b"\x89PNG" + b"0" * (11 * 1024 * 1024))}, "larger than 10.0 MB"),
+        ({"image_id": 999999}, "There is no product image with id 999999."),
+    ],
+)
+def test_bad_images_get_400_with_the_reason(client, shop, payload, reason):
+    response = client.post("/api/search/image/", payload, format="multipart")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    field = "image_id" if "image_id" in body else "image"
+    assert reason in " ".join(body[field])
+
+
+def test_image_and_image_id_together_are_refused(client, shop):
+    image = shop["red"].p2w_images.get()
+    response = client.post("/api/search/image/", {"image": upload(png()), "image_id": image.pk}, format="multipart")
+    assert response.status_code == 400
+    assert "exactly one" in response.json()["image"][0]
+
+
+def test_a_product_without_embedded_images_gets_400(client, shop):
+    fresh = ProductImageFactory().product
+    response = client.get("/api/search/similar/", {"product": fresh.pk})
+    assert response.status_code == 400
+    assert "not embedded yet" in response.json()["product"][0]
+
+
+def test_search_before_any_model_serves_is_503(client, db):
+    response = client.get("/api/search/text/", {"q": "red"})
+    assert response.status_code == 503
+    assert response.json()["detail"] == "The search index is not ready: no embedding model is serving yet."
+
+
+def test_openapi_schema_describes_the_search_endpoints(client, db):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert {"/api/search/text/", "/api/search/image/", "/api/search/similar/"} <= set(schema["paths"])
+    parameters = {p["name"] for p in schema["paths"]["/api/search/text/"]["get"]["parameters"]}
+    assert {"q", "k", "category", "price_min", "price_max", "in_stock", "merchant", "page"} <= parameters
