@@ -61,6 +61,10 @@ def ensure_hnsw_index(model):
     # Outside a transaction the build runs CONCURRENTLY, so searches and inserts go on meanwhile.
     concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
     with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            # CREATE INDEX refuses to run while deferred foreign-key checks of this transaction wait.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         cursor.execute("SET maintenance_work_mem = %s", [app_settings.INDEX_BUILD_MEMORY])
         cursor.execute(
             f"CREATE INDEX {concurrently} IF NOT EXISTS {hnsw_index_name(model)} ON {table} "
