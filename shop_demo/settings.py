@@ -145,6 +145,7 @@ CELERY_BEAT_SCHEDULE = {
     "p2w-sweep-pending": {
         "task": "p2w_search.tasks.sweep_pending",
         "schedule": float(os.environ.get("P2W_SWEEP_EVERY", "60")),
+        "options": {"queue": "p2w_bulk"},  # no worker consumes Celery's default queue
     },
 }
 
