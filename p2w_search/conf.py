@@ -35,6 +35,11 @@ DEFAULTS = {
     "TASK_BATCH_SIZE": 32,
     # Seconds after which an image still pending is queued again by the sweep.
     "SWEEP_AFTER": 300.0,
+    # Pic2Word prompt templates by name ("*" is the reference image's pseudo word) and the default.
+    "PROMPTS": {
+        "paper": "a photo of * , {text}",
+    },
+    "PROMPT": "paper",
     # Limits on untrusted images (uploads and catalog files).
     "MAX_IMAGE_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,

@@ -10,6 +10,7 @@ import logging
 from datetime import timedelta
 from functools import partial
 
+import numpy as np
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -171,12 +172,17 @@ def embed_pending(model_id, embedding_ids):
             failed.append(row)
     if failed:
         ImageEmbedding.objects.bulk_update(
-            [_mark(row, ImageEmbedding.State.FAILED, error=row.error) for row in failed], ["state", "error", "vector"]
+            [_mark(row, ImageEmbedding.State.FAILED, error=row.error) for row in failed],
+            ["state", "error", "vector", "norm"],
         )
     if not loaded:
         return 0
-    vectors = embedder.embed_images([image for _, image in loaded])  # [n, dim]
-    ready = [_mark(row, ImageEmbedding.State.READY, vector=vector) for (row, _), vector in zip(loaded, vectors)]
+    features = embedder.embed_images([image for _, image in loaded], normalize=False)  # [n, dim]
+    norms = np.linalg.norm(features, axis=1)
+    ready = [
+        _mark(row, ImageEmbedding.State.READY, vector=vector / max(norm, 1e-12), norm=float(norm))
+        for (row, _), vector, norm in zip(loaded, features, norms)
+    ]
     # Only rows still pending are written: a row re-queued or deleted meanwhile is left alone.
     with transaction.atomic():
         still_pending = set(
@@ -184,14 +190,17 @@ def embed_pending(model_id, embedding_ids):
             .filter(pk__in=[row.pk for row in ready], state=ImageEmbedding.State.PENDING)
             .values_list("pk", flat=True)
         )
-        ImageEmbedding.objects.bulk_update([row for row in ready if row.pk in still_pending], ["state", "error", "vector"])
+        ImageEmbedding.objects.bulk_update(
+            [row for row in ready if row.pk in still_pending], ["state", "error", "vector", "norm"]
+        )
     return len(still_pending)
 
 
-def _mark(row, state, *, error="", vector=None):
+def _mark(row, state, *, error="", vector=None, norm=None):
     row.state = state
     row.error = error
     row.vector = vector
+    row.norm = norm
     return row
 
 

@@ -78,6 +78,9 @@ class ImageEmbedding(models.Model):
     error = models.TextField(blank=True)
     # No fixed dimension: models differ; each model gets a partial HNSW index on a cast (index.py).
     vector = HalfVectorField(null=True, blank=True)
+    # L2 norm of the raw image features: vector * norm gives them back for Pic2Word, whose
+    # mapping reads the features before normalisation (paper, section 3.1).
+    norm = models.FloatField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -86,7 +89,7 @@ class ImageEmbedding(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["image", "model"], name="p2w_one_embedding_per_model"),
             models.CheckConstraint(
-                condition=Q(state="ready", vector__isnull=False) | ~Q(state="ready"),
+                condition=Q(state="ready", vector__isnull=False, norm__isnull=False) | ~Q(state="ready"),
                 name="p2w_ready_has_vector",
             ),
         ]

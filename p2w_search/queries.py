@@ -1,4 +1,4 @@
-"""Encode search queries (a text or an image) with the serving model.
+"""Encode search queries (a text, an image, or a composed query) with the serving model.
 
 With ``QUERY_ENCODING = "worker"`` the encoding runs on the Celery query queue, apart
 from bulk embedding, so a catalog upload never delays a shopper; the web process waits
@@ -8,30 +8,44 @@ at most ``QUERY_TIMEOUT`` seconds. ``"local"`` encodes in the web process (small
 import base64
 import io
 
+import numpy as np
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError as BrokerError
 
+from p2w_search.composition import composed_queries
 from p2w_search.conf import app_settings
 from p2w_search.imaging import load_image
-from p2w_search.models import EmbeddingModel
+from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.pic2word import PromptError
 
-__all__ = ["QueryEncoderUnavailable", "encode_query", "encode_locally", "TEXT", "IMAGE"]
+__all__ = ["QueryEncoderUnavailable", "QueryRejected", "encode_query", "encode_locally", "TEXT", "IMAGE", "COMPOSED"]
 
 TEXT = "text"
 IMAGE = "image"
+# payload: {"text", "method", "template", and "image_id" (a catalog image) or "image" (bytes)}
+COMPOSED = "composed"
 
 
 class QueryEncoderUnavailable(Exception):
     """No worker encoded the query in time, or the queue cannot be reached."""
 
 
+class QueryRejected(ValueError):
+    """The query cannot be encoded as given (e.g. a text too long for the model); ``field`` names the part."""
+
+    def __init__(self, field, reason):
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
 def encode_query(model, kind, payload):
     """Return the normalised query vector (list of floats) of ``payload`` under ``model``.
 
-    ``kind`` is TEXT (payload: str) or IMAGE (payload: bytes, already checked by the caller).
+    ``kind`` is TEXT (payload: str), IMAGE (payload: bytes, already checked by the caller)
+    or COMPOSED (payload: dict, see above).
     """
-    if kind == IMAGE:
-        payload = base64.b64encode(payload).decode("ascii")
+    payload = _to_message(payload)
     if app_settings.QUERY_ENCODING == "local":
         return encode_locally(model.pk, kind, payload)
     from p2w_search.tasks import encode_query as encode_task
@@ -41,7 +55,7 @@ def encode_query(model, kind, payload):
         result = encode_task.apply_async(
             args=(model.pk, kind, payload), queue=app_settings.QUERY_QUEUE, expires=timeout
         )
-        return result.get(timeout=timeout)
+        answer = result.get(timeout=timeout)
     except CeleryTimeout:
         raise QueryEncoderUnavailable(
             f"No search worker answered within {timeout:g} s; the query queue "
@@ -49,20 +63,60 @@ def encode_query(model, kind, payload):
         ) from None
     except BrokerError as exc:
         raise QueryEncoderUnavailable(f"The task queue cannot be reached ({exc}). Try again shortly.") from None
+    if isinstance(answer, dict):  # the worker refused the query: say why, in the request's terms
+        raise QueryRejected(answer["field"], answer["reason"])
+    return answer
 
 
 def encode_locally(model_id, kind, payload):
-    """Encode in this process; the body of the worker task."""
+    """Encode in this process; raise QueryRejected for a query that cannot be encoded."""
     from p2w_search.indexing import embedder_for
 
-    embedder = embedder_for(EmbeddingModel.objects.get(pk=model_id))
+    model = EmbeddingModel.objects.get(pk=model_id)
+    embedder = embedder_for(model)
     if kind == TEXT:
         return embedder.embed_texts([payload])[0].tolist()
     if kind == IMAGE:
-        image = load_image(
-            io.BytesIO(base64.b64decode(payload)),
-            max_bytes=app_settings.MAX_IMAGE_BYTES,
-            max_pixels=app_settings.MAX_IMAGE_PIXELS,
-        )
-        return embedder.embed_images([image])[0].tolist()
+        return embedder.embed_images([_decode(payload)])[0].tolist()
+    if kind == COMPOSED:
+        if "image_id" in payload:
+            features = reference_features(model, [payload["image_id"]])
+        else:
+            features = embedder.embed_images([_decode(payload["image"])], normalize=False)
+        try:
+            composed = composed_queries(
+                embedder, image_features=features, texts=[payload["text"]], method=payload["method"],
+                template=payload.get("template"),
+            )
+        except PromptError as exc:
+            raise QueryRejected("text", str(exc)) from None
+        return composed[0].tolist()
     raise ValueError(f"unknown query kind {kind!r}")
+
+
+def reference_features(model, image_ids):
+    """Return the raw image features [n, dim] of catalog images, from their stored rows."""
+    rows = {
+        image_id: np.asarray(vector, dtype=np.float32) * norm
+        for image_id, vector, norm in ImageEmbedding.objects.filter(
+            model=model, image_id__in=image_ids, state=ImageEmbedding.State.READY
+        ).values_list("image_id", "vector", "norm")
+    }
+    return np.stack([rows[image_id] for image_id in image_ids])
+
+
+def _to_message(payload):
+    """Make ``payload`` JSON-safe for the broker: image bytes travel as base64 text."""
+    if isinstance(payload, bytes):
+        return base64.b64encode(payload).decode("ascii")
+    if isinstance(payload, dict) and isinstance(payload.get("image"), bytes):
+        return {**payload, "image": _to_message(payload["image"])}
+    return payload
+
+
+def _decode(encoded):
+    return load_image(
+        io.BytesIO(base64.b64decode(encoded)),
+        max_bytes=app_settings.MAX_IMAGE_BYTES,
+        max_pixels=app_settings.MAX_IMAGE_PIXELS,
+    )

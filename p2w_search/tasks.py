@@ -45,5 +45,12 @@ def sweep_pending():
 
 @shared_task
 def encode_query(model_id, kind, payload):
-    """Encode a search query on a worker; return the vector as a list of floats."""
-    return queries.encode_locally(model_id, kind, payload)
+    """Encode a search query on a worker; return the vector as a list of floats.
+
+    A query the model refuses comes back as ``{"field", "reason"}``, not as an exception,
+    so the web process can answer 400 in the request's terms.
+    """
+    try:
+        return queries.encode_locally(model_id, kind, payload)
+    except queries.QueryRejected as exc:
+        return {"field": exc.field, "reason": exc.reason}

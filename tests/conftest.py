@@ -20,6 +20,25 @@ def clip_checkpoints():
         if not Path(config["PRETRAINED"]).exists():
             write_random_checkpoint(model=config["MODEL"], config=config["MODEL_CONFIG"],
                                     out=config["PRETRAINED"], seed=seed)
+    mapping = Path(settings.P2W_SEARCH["EMBEDDERS"]["default"]["MAPPING"])
+    if not mapping.exists():
+        write_random_mapping(mapping)
+
+
+def write_random_mapping(path):
+    """A Pic2Word mapping with seeded random weights for the tiny default CLIP."""
+    from dataclasses import asdict
+
+    import torch
+
+    from p2w_search.embedders import get_embedder
+    from p2w_search.pic2word import MappingNetwork, save_mapping
+
+    loaded = get_embedder().load()
+    torch.manual_seed(0)
+    mapping = MappingNetwork(embed_dim=loaded.identity.dimensions, middle_dim=64,
+                             output_dim=loaded.model.token_embedding.embedding_dim)
+    save_mapping(mapping, path, clip_identity=asdict(loaded.identity))
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ P2W_SEARCH = {
             "MODEL": "p2w-test-tiny",
             "MODEL_CONFIG": TINY_CONFIG,
             "PRETRAINED": str(TEST_MODELS / "tiny-seed0.pt"),
+            "MAPPING": str(TEST_MODELS / "tiny-seed0-mapping.pt"),
             "BATCH_SIZE": 8,
             "THREADS": 1,
         },
@@ -42,6 +43,7 @@ P2W_SEARCH = {
     },
     "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "local"),
     "QUERY_TIMEOUT": 20.0,
+    "PROMPTS": {"paper": "a photo of * , {text}", "that": "a photo of * that is {text}"},
     # Queues of this test session only: worker processes inherit the suffix through the environment,
     # and leftovers of an earlier, interrupted run in the same Redis are never consumed.
     "BULK_QUEUE": f"p2w_bulk{QUEUE_SUFFIX}",

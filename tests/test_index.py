@@ -39,7 +39,7 @@ def catalog(model, vectors, *, categories=None):
     ])
     images = ProductImage.objects.bulk_create([ProductImage(product=p, file="unused.png", sha256="-") for p in products])
     ImageEmbedding.objects.bulk_create([
-        ImageEmbedding(image=image, model=model, state="ready", vector=vector.tolist())
+        ImageEmbedding(image=image, model=model, state="ready", norm=1.0, vector=vector.tolist())
         for image, vector in zip(images, vectors)
     ])
     with connection.cursor() as cursor:
@@ -142,7 +142,7 @@ def test_several_images_count_once_with_the_best_score(model, media):
     other = ProductImageFactory()
     query = unit(np.eye(DIM)[0])
     for image, vector in ((near, np.eye(DIM)[0]), (far, np.eye(DIM)[1]), (other, unit(np.eye(DIM)[0] + np.eye(DIM)[2]))):
-        ImageEmbedding.objects.create(image=image, model=model, state="ready", vector=unit(vector).tolist())
+        ImageEmbedding.objects.create(image=image, model=model, state="ready", norm=1.0, vector=unit(vector).tolist())
 
     hits = index.nearest_products(model, query.tolist(), k=5)
 

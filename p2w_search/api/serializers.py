@@ -4,6 +4,7 @@ from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
+from p2w_search.composition import DEFAULT_METHOD, METHODS
 from p2w_search.conf import app_settings
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import ProductImage
@@ -13,6 +14,7 @@ __all__ = [
     "TextSearchParams",
     "ImageSearchParams",
     "SimilarParams",
+    "ComposedSearchParams",
     "SearchResultSerializer",
     "product_serializer_class",
 ]
@@ -71,6 +73,40 @@ class ImageSearchParams(SearchParams):
                 {"image": ["Send exactly one of 'image' (an uploaded file) or 'image_id'."]}
             )
         return attrs
+
+
+class ComposedSearchParams(ImageSearchParams):
+    """A reference (a product, a catalog image, or an upload) and how to change it."""
+
+    product = serializers.IntegerField(required=False, help_text="Id of the reference product.")
+    text = serializers.CharField(max_length=300, help_text='The change, e.g. "in red" or "with polka dots".')
+    method = serializers.ChoiceField(
+        choices=METHODS, default=DEFAULT_METHOD,
+        help_text="pic2word (the paper's method) or a baseline: image_only, text_only, image_plus_text.",
+    )
+    prompt = serializers.CharField(required=False, help_text="Name of a prompt template in P2W_SEARCH['PROMPTS'].")
+
+    def validate_prompt(self, value):
+        if value not in app_settings.PROMPTS:
+            raise serializers.ValidationError(f"Unknown prompt; choose one of: {', '.join(app_settings.PROMPTS)}.")
+        return value
+
+    def validate_product(self, value):
+        image = ProductImage.objects.filter(product_id=value).order_by("position", "pk").first()
+        if image is None:
+            raise serializers.ValidationError(f"There is no product with id {value}, or it has no image.")
+        return image
+
+    def validate(self, attrs):
+        given = [name for name in ("image", "image_id", "product") if attrs.get(name) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"product": ["Send exactly one reference: 'product', 'image_id' or 'image' (an uploaded file)."]}
+            )
+        attrs["reference_field"] = given[0]
+        if "product" in given:
+            attrs["image_id"] = attrs.pop("product")
+        return SearchParams.validate(self, attrs)
 
 
 class SimilarParams(SearchParams):

@@ -7,5 +7,6 @@ app_name = "p2w_search"
 urlpatterns = [
     path("search/text/", views.TextSearchView.as_view(), name="search-text"),
     path("search/image/", views.ImageSearchView.as_view(), name="search-image"),
+    path("search/composed/", views.ComposedSearchView.as_view(), name="search-composed"),
     path("search/similar/", views.SimilarProductsView.as_view(), name="search-similar"),
 ]

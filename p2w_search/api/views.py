@@ -18,6 +18,7 @@ from rest_framework.permissions import AllowAny
 from p2w_search import index, queries
 from p2w_search.api.filters import product_filterset
 from p2w_search.api.serializers import (
+    ComposedSearchParams,
     ImageSearchParams,
     SearchParams,
     SearchResultSerializer,
@@ -27,7 +28,7 @@ from p2w_search.api.serializers import (
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import ImageEmbedding, ProductImage
 
-__all__ = ["TextSearchView", "ImageSearchView", "SimilarProductsView", "ServiceUnavailable"]
+__all__ = ["TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable"]
 
 
 class ServiceUnavailable(APIException):
@@ -101,6 +102,8 @@ class _SearchView(GenericAPIView):
             return queries.encode_query(model, kind, payload)
         except queries.QueryEncoderUnavailable as exc:
             raise ServiceUnavailable(str(exc)) from None
+        except queries.QueryRejected as exc:
+            raise ValidationError({exc.field: [exc.reason]}) from None
 
 
 class TextSearchView(_SearchView):
@@ -131,6 +134,32 @@ class ImageSearchView(_SearchView):
         # A catalog image is already embedded: its stored vector is the query.
         vector = stored_vectors(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
         return self.search(model, vector, params, exclude=[image.product_id])
+
+
+class ComposedSearchView(_SearchView):
+    """"Like this, but ...": a reference product or photo plus a change in words (Pic2Word)."""
+
+    params_class = ComposedSearchParams
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(parameters=[SearchParams], request=ComposedSearchParams,
+                   responses=SearchResultSerializer(many=True))
+    def post(self, request):
+        params = self.params({**request.query_params.dict(), **_plain(request.data)})
+        model = self.serving_model()
+        payload = {"text": params["text"], "method": params["method"],
+                   "template": app_settings.PROMPTS[params["prompt"]] if params.get("prompt") else None}
+        image = params.get("image_id")
+        exclude = []
+        if image is not None:
+            if not image.embeddings.filter(model=model, state=ImageEmbedding.State.READY).exists():
+                raise ValidationError({params["reference_field"]: [
+                    "Its image is not embedded yet; try again once indexing is done."]})
+            payload["image_id"] = image.pk
+            exclude = [image.product_id]  # the reference itself is not an answer to "like this, but ..."
+        else:
+            payload["image"] = params["image"]
+        return self.search(model, self.encode(model, queries.COMPOSED, payload), params, exclude=exclude)
 
 
 class SimilarProductsView(_SearchView):

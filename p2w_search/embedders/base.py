@@ -30,10 +30,20 @@ class BaseEmbedder:
         """Return the ModelIdentity of the loaded model."""
         raise NotImplementedError("BaseEmbedder.identity")
 
-    def embed_images(self, images):
-        """Return a float32 array [len(images), dimensions] of normalised image vectors for PIL images."""
+    def embed_images(self, images, *, normalize=True):
+        """Return a float32 array [len(images), dimensions] of image vectors for PIL images.
+
+        ``normalize=False`` returns the raw features, which the Pic2Word mapping reads.
+        """
         raise NotImplementedError("BaseEmbedder.embed_images")
 
-    def embed_texts(self, texts):
-        """Return a float32 array [len(texts), dimensions] of normalised text vectors."""
+    def embed_texts(self, texts, *, normalize=True):
+        """Return a float32 array [len(texts), dimensions] of text vectors."""
         raise NotImplementedError("BaseEmbedder.embed_texts")
+
+    def compose(self, image_features, texts, *, template):
+        """Return normalised Pic2Word queries [n, dimensions] for raw image features and texts.
+
+        ``template`` holds ``*`` (the image's pseudo word) and ``{text}``.
+        """
+        raise NotImplementedError("BaseEmbedder.compose")

@@ -11,6 +11,7 @@ Options (in the EMBEDDERS entry):
 ``PRECISION``     open_clip precision (``fp32`` default; ``fp16`` on a GPU)
 ``BATCH_SIZE``    images or texts per forward pass
 ``THREADS``       torch CPU threads for this process (default: torch's choice)
+``MAPPING``       Pic2Word mapping checkpoint (ours, or the paper authors' ``state_dict_img2text`` file)
 """
 
 import hashlib
@@ -56,6 +57,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
         self.pretrained = params.get("PRETRAINED")
         self.batch_size = int(params.get("BATCH_SIZE", 32))
         self._loaded = None
+        self._mapping = None
         self._load_lock = threading.Lock()
 
     # --- loading ------------------------------------------------------------------------------
@@ -147,6 +149,45 @@ class OpenCLIPEmbedder(BaseEmbedder):
         return self._batched(list(texts), lambda chunk: loaded.model.encode_text(
             loaded.tokenizer(chunk).to(loaded.device)
         ), normalize)
+
+    def mapping(self):
+        """Load the Pic2Word mapping of this CLIP once; refuse one trained for another CLIP."""
+        from dataclasses import asdict
+
+        from p2w_search.pic2word import load_mapping
+
+        loaded = self.load()
+        with self._load_lock:
+            if self._mapping is None:
+                path = self.params.get("MAPPING")
+                if not path:
+                    raise NotImplementedError(
+                        f"Embedder {self.alias!r} has no Pic2Word mapping: set P2W_SEARCH['EMBEDDERS']"
+                        f"[{self.alias!r}]['MAPPING'] to a checkpoint (manage.py p2w_train_mapping writes one)."
+                    )
+                mapping = load_mapping(
+                    path, clip_identity=asdict(loaded.identity),
+                    token_width=loaded.model.token_embedding.weight.shape[1],
+                )
+                self._mapping = mapping.to(loaded.device).eval()
+            return self._mapping
+
+    def compose(self, image_features, texts, *, template):
+        import torch
+
+        from p2w_search.pic2word import compose
+
+        loaded = self.load()
+        mapping = self.mapping()
+        features = torch.as_tensor(np.asarray(image_features), dtype=torch.float32, device=loaded.device)
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = slice(start, start + self.batch_size)
+                composed = compose(loaded.model, loaded.tokenizer, mapping, features[chunk], list(texts[chunk]),
+                                   template=template)  # [batch, dim], normalised
+                outputs.append(composed.float().cpu().numpy())
+        return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def _batched(self, items, forward, normalize):
         import torch

@@ -55,6 +55,7 @@ class Migration(migrations.Migration):
                 ('state', models.CharField(choices=[('pending', 'Pending'), ('ready', 'Ready'), ('failed', 'Failed')], default='pending', max_length=16)),
                 ('error', models.TextField(blank=True)),
                 ('vector', pgvector.django.halfvec.HalfVectorField(blank=True, null=True)),
+                ('norm', models.FloatField(blank=True, null=True)),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('queued_at', models.DateTimeField(blank=True, null=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
@@ -63,7 +64,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'indexes': [models.Index(fields=['model', 'state', 'queued_at'], name='p2w_emb_model_state')],
-                'constraints': [models.UniqueConstraint(fields=('image', 'model'), name='p2w_one_embedding_per_model'), models.CheckConstraint(condition=models.Q(models.Q(('state', 'ready'), ('vector__isnull', False)), models.Q(('state', 'ready'), _negated=True), _connector='OR'), name='p2w_ready_has_vector')],
+                'constraints': [models.UniqueConstraint(fields=('image', 'model'), name='p2w_one_embedding_per_model'), models.CheckConstraint(condition=models.Q(models.Q(('norm__isnull', False), ('state', 'ready'), ('vector__isnull', False)), models.Q(('state', 'ready'), _negated=True), _connector='OR'), name='p2w_ready_has_vector')],
             },
         ),
     ]

@@ -46,6 +46,8 @@ __all__ = [
     "silhouette_mask",
     "captions_for",
     "title_for",
+    "HELD_OUT",
+    "is_held_out",
 ]
 
 # --------------------------------------------------------------------------
@@ -79,6 +81,23 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 
 PATTERNS: tuple[str, ...] = ("solid", "stripes", "dots", "checks")
 PRINTS: tuple[str, ...] = ("none", "star", "heart", "circle")
+
+# Attribute combinations held out of all training (the CLIP's image-caption pairs and
+# the Pic2Word mapping's images), so the evaluation can measure composition on
+# combinations no model has seen, as the paper measures zero-shot transfer. One
+# colour and one pattern per kind, spread so that every colour except one and every
+# non-solid pattern is held out somewhere. Fixed before any comparison; do not tune.
+HELD_OUT: frozenset[tuple[str, str]] = frozenset({
+    ("t-shirt", "green"), ("dress", "blue"), ("trousers", "red"), ("sneaker", "yellow"),
+    ("boot", "pink"), ("handbag", "orange"), ("cap", "purple"), ("mug", "grey"),
+    ("t-shirt", "checks"), ("dress", "dots"), ("sneaker", "stripes"), ("mug", "dots"),
+})
+
+
+def is_held_out(attributes: "Attributes") -> bool:
+    """True when the product's (kind, colour) or (kind, pattern) is held out of training."""
+    return (attributes.kind, attributes.colour) in HELD_OUT or (attributes.kind, attributes.pattern) in HELD_OUT
+
 
 # Sampling weights (same order as PATTERNS / PRINTS).
 _PATTERN_P = (0.4, 0.2, 0.2, 0.2)

@@ -1,0 +1,39 @@
+"""Composed queries: a reference image plus a modification text, by the paper's methods.
+
+``pic2word`` (Saito et al., CVPR 2023) turns the reference into a pseudo word ``*`` and
+encodes a sentence such as "a photo of * , in red". The paper's baselines are here too,
+so anyone can compare: ``image_only`` (the reference's embedding), ``text_only`` (the
+modification text's) and ``image_plus_text`` (the sum of both, normalised).
+"""
+
+import numpy as np
+
+from p2w_search.conf import app_settings
+
+__all__ = ["METHODS", "DEFAULT_METHOD", "composed_queries", "prompt_template", "normalise"]
+
+METHODS = ("pic2word", "image_only", "text_only", "image_plus_text")
+DEFAULT_METHOD = "pic2word"
+
+
+def normalise(rows):
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+
+def prompt_template(name=None):
+    """Return the template called ``name`` in ``P2W_SEARCH["PROMPTS"]`` (default ``"PROMPT"``)."""
+    return app_settings.PROMPTS[name or app_settings.PROMPT]
+
+
+def composed_queries(embedder, *, image_features, texts, method=DEFAULT_METHOD, template=None):
+    """Return normalised query vectors [n, dim] for raw reference features [n, dim] and n texts."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "image_only":
+        return normalise(image_features)
+    if method == "text_only":
+        return embedder.embed_texts(texts)
+    if method == "image_plus_text":
+        return normalise(normalise(image_features) + embedder.embed_texts(texts))
+    return embedder.compose(image_features, texts, template=template or prompt_template())

@@ -1,0 +1,48 @@
+"""Train the Pic2Word mapping on the shop's own catalog images (no captions, no triplets)."""
+
+import numpy as np
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from p2w_search.embedders import DEFAULT_ALIAS
+from p2w_search.indexing import embedder_for
+from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.training import fit_mapping
+
+
+class Command(BaseCommand):
+    help = ("Train a Pic2Word mapping for a model's CLIP on the catalog's embedded images; "
+            "point P2W_SEARCH['EMBEDDERS'][alias]['MAPPING'] at the file it writes.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", type=int, help="EmbeddingModel id (default: the serving model).")
+        parser.add_argument("--out", required=True, help="Checkpoint to write.")
+        parser.add_argument("--steps", type=int, default=3000)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--lr", type=float, default=1e-4)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--resume", action="store_true", help="Continue the unfinished run in --out.")
+
+    def handle(self, *, model, out, steps, batch_size, lr, seed, resume, **options):
+        target = EmbeddingModel.objects.filter(pk=model).first() if model else \
+            EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
+        if target is None:
+            raise CommandError("no such embedding model; embed the catalog first (manage.py p2w_index embed)")
+        # The image tower is frozen, so the stored embeddings are the features: vector * norm.
+        rows = target.embeddings.filter(state=ImageEmbedding.State.READY).values_list("vector", "norm")
+        features = np.array([np.asarray(vector, dtype=np.float32) * norm for vector, norm in rows.iterator()])
+        if len(features) < 2:
+            raise CommandError(f"{target.key} has {len(features)} embedded images; train on at least a batch")
+        embedder = embedder_for(target)
+        self.stdout.write(f"training a mapping for {target.key} on {len(features)} images")
+        with tqdm(total=steps, desc="pic2word mapping", unit="step") as bar:
+            def progress(step, loss):
+                bar.n = step + 1
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                bar.refresh()
+            result = fit_mapping(embedder, features, out=out, steps=steps, batch_size=batch_size, lr=lr,
+                                 seed=seed, resume=resume, progress=progress)
+        alias = target.alias or DEFAULT_ALIAS
+        self.stdout.write(self.style.SUCCESS(
+            f"wrote {out} (final loss {result['losses'][-1]:.3f}); set P2W_SEARCH['EMBEDDERS'][{alias!r}]"
+            f"['MAPPING'] to it" if result["losses"] else f"{out} was already complete"))
