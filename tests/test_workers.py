@@ -109,3 +109,22 @@ def test_search_answers_503_when_no_worker_listens(settings):
     assert response.status_code == 503
     assert response.json()["detail"].startswith("No search worker answered within 1 s")
     assert elapsed < 5
+
+
+def test_composed_search_runs_on_the_query_worker(start_worker, settings):
+    start_worker()
+    indexing.register_model()
+    images = add_images([(200, 10, 10), (10, 200, 10), (10, 10, 200)])
+    wait_for(lambda: states() == ["ready"] * 3, message="catalog embedded")
+    client = APIClient()
+    payload = {"product": images[0].product_id, "text": "in green"}
+    local = client.post("/api/search/composed/", payload, format="json").json()
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "worker"}
+    remote = client.post("/api/search/composed/", payload, format="json")
+    too_long = client.post("/api/search/composed/", {**payload, "text": "very " * 40}, format="json")
+
+    assert remote.status_code == 200, remote.content
+    assert [r["score"] for r in remote.json()["results"]] == pytest.approx([r["score"] for r in local["results"]],
+                                                                          abs=1e-5)
+    assert too_long.status_code == 400 and "tokens" in too_long.json()["text"][0]
