@@ -268,8 +268,11 @@ def train_mapping(clip_model, tokenizer, features, *, steps, batch_size=64, lr=1
     device = clip_model.positional_embedding.device
     features = features.to(device)
     if mapping is None:
-        mapping = MappingNetwork(embed_dim=features.shape[1], middle_dim=middle_dim, dropout=dropout,
-                                 output_dim=clip_model.token_embedding.embedding_dim).to(device)
+        # The initial weights come from ``seed`` too: two runs with one seed start alike.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            mapping = MappingNetwork(embed_dim=features.shape[1], middle_dim=middle_dim, dropout=dropout,
+                                     output_dim=clip_model.token_embedding.embedding_dim).to(device)
     optimizer = torch.optim.AdamW(mapping.parameters(), lr=lr, weight_decay=weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(copy.deepcopy(optimizer_state))  # Adam updates its state in place

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         if target is None:
             raise CommandError("no such embedding model; embed the catalog first (manage.py p2w_index embed)")
         # The image tower is frozen, so the stored embeddings are the features: vector * norm.
-        rows = target.embeddings.filter(state=ImageEmbedding.State.READY).values_list("vector", "norm")
+        # In a fixed order: batches are drawn by position, so a resumed run must see the same list.
+        rows = target.embeddings.filter(state=ImageEmbedding.State.READY).order_by("pk").values_list("vector", "norm")
         features = np.array([np.asarray(vector, dtype=np.float32) * norm for vector, norm in rows.iterator()])
         if len(features) < 2:
             raise CommandError(f"{target.key} has {len(features)} embedded images; train on at least a batch")
