@@ -32,6 +32,8 @@ __all__ = [
     "switch_serving",
     "embedder_for",
     "IncompleteModel",
+    "retry_failed",
+    "remove_from_index",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def queue_images(images):
 
     With no model registered yet, a worker registers the default one first.
     """
-    image_ids = [image.pk for image in images]
+    image_ids = [image.pk for image in images if image.in_index]
     if not image_ids:
         return
     models = list(active_models())
@@ -118,7 +120,7 @@ def queue_images(images):
 
 def queue_missing(model):
     """Queue every image that has no embedding under ``model`` yet; return how many."""
-    missing = ProductImage.objects.exclude(embeddings__model=model).values_list("pk", flat=True)
+    missing = ProductImage.objects.filter(in_index=True).exclude(embeddings__model=model).values_list("pk", flat=True)
     ImageEmbedding.objects.bulk_create(
         [ImageEmbedding(image_id=pk, model=model) for pk in missing.iterator()], ignore_conflicts=True
     )
@@ -239,13 +241,34 @@ def sweep_pending(*, older_than=None):
     return queued
 
 
+def retry_failed(images):
+    """Queue again the failed embeddings of ``images`` under the active models; return how many."""
+    failed = ImageEmbedding.objects.filter(image__in=images, state=ImageEmbedding.State.FAILED,
+                                           model__in=active_models(), image__in_index=True)
+    count = 0
+    for model in EmbeddingModel.objects.filter(pk__in=failed.values("model_id")):
+        rows = failed.filter(model=model)
+        ids = list(rows.values_list("pk", flat=True))
+        rows.update(state=ImageEmbedding.State.PENDING, error="", attempts=0)
+        _queue(model, ids)
+        count += len(ids)
+    return count
+
+
+def remove_from_index(images):
+    """Take ``images`` out of search: drop their vectors and keep them from being embedded again."""
+    ids = [image.pk for image in images]
+    ProductImage.objects.filter(pk__in=ids).update(in_index=False)
+    return ImageEmbedding.objects.filter(image_id__in=ids).delete()[0]
+
+
 def switch_serving(model, *, force=False):
     """Make ``model`` serve searches, retiring the one that served before.
 
     Refuses while images are still pending under ``model`` unless ``force``.
     """
     pending = model.embeddings.filter(state=ImageEmbedding.State.PENDING).count()
-    missing = ProductImage.objects.exclude(embeddings__model=model).count()
+    missing = ProductImage.objects.filter(in_index=True).exclude(embeddings__model=model).count()
     if (pending or missing) and not force:
         raise IncompleteModel(
             f"{model.key} is not complete: {pending} images pending and {missing} not queued; "

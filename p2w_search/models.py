@@ -55,6 +55,8 @@ class ProductImage(models.Model):
     file = models.FileField(upload_to="p2w/images/%Y/%m/", max_length=300)
     sha256 = models.CharField(max_length=64, db_index=True)
     position = models.PositiveSmallIntegerField(default=0)
+    # False: taken out of the index by an admin; not embedded, not searched.
+    in_index = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

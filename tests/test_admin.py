@@ -1,0 +1,84 @@
+"""Django admin: the index page, its actions, and the image actions, through the test client."""
+
+import pytest
+
+from p2w_search import indexing
+from p2w_search.models import EmbeddingModel, ImageEmbedding
+from tests.factories import ProductImageFactory, png
+
+
+@pytest.fixture
+def indexed(db, media):
+    images = [ProductImageFactory(data=png((40 * i, 90, 200))) for i in range(3)]
+    broken = ProductImageFactory(data=b"not an image")
+    model = indexing.register_model()
+    indexing.queue_missing(model)
+    indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
+    return images, broken, model
+
+
+def test_index_page_shows_counts_sizes_and_errors(admin_client, indexed):
+    response = admin_client.get("/admin/p2w_search/embeddingmodel/index/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "4 product images in the index" in page
+    assert "not a recognised image format" in page
+    row = next(r for r in response.context["models"] if r["model"] == indexed[2])
+    assert row["counts"] == {"pending": 0, "ready": 3, "failed": 1} and row["index_bytes"] > 0
+
+
+def test_index_page_is_for_staff_only(client, indexed, django_user_model):
+    django_user_model.objects.create_user("shopper", password="pw")
+    client.login(username="shopper", password="pw")
+    response = client.get("/admin/p2w_search/embeddingmodel/index/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_switch_is_refused_until_the_new_model_is_complete(admin_client, indexed):
+    images, broken, old = indexed
+    new = indexing.register_model("next")
+    indexing.queue_missing(new)
+
+    response = admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "switch", "model": new.pk},
+                                 follow=True)
+    assert "is not complete: 4 images pending" in response.content.decode()
+    assert EmbeddingModel.objects.get(pk=old.pk).state == "serving"
+
+    indexing.embed_pending(new.pk, list(new.embeddings.values_list("pk", flat=True)))
+    admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "switch", "model": new.pk})
+    assert EmbeddingModel.objects.get(pk=new.pk).state == "serving"
+    assert EmbeddingModel.objects.get(pk=old.pk).state == "retired"
+
+
+def test_start_sends_a_registration_task_to_the_bulk_queue(admin_client, indexed, monkeypatch, settings):
+    sent = []
+    from p2w_search.tasks import start_model
+
+    monkeypatch.setattr(start_model, "apply_async", lambda **kw: sent.append(kw))
+    admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "start", "alias": "next"})
+    assert sent == [{"kwargs": {"alias": "next"}, "queue": settings.P2W_SEARCH["BULK_QUEUE"]}]
+    response = admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "start", "alias": "gpu"},
+                                 follow=True)
+    assert "There is no embedder alias &#x27;gpu&#x27;" in response.content.decode()
+
+
+def test_product_actions_retry_failed_and_remove_from_index(admin_client, indexed, django_capture_on_commit_callbacks):
+    images, broken, model = indexed
+    with django_capture_on_commit_callbacks() as sent:
+        admin_client.post("/admin/catalog/product/", {"action": "retry_failed", "_selected_action": [broken.product_id]})
+    assert ImageEmbedding.objects.get(image=broken).state == "pending" and len(sent) == 1
+
+    admin_client.post("/admin/catalog/product/", {"action": "remove_from_index",
+                                                  "_selected_action": [images[0].product_id]})
+    images[0].refresh_from_db()
+    assert not images[0].in_index and not ImageEmbedding.objects.filter(image=images[0]).exists()
+    assert indexing.queue_missing(model) == 1  # only the retried one; the removed image stays out
+
+
+def test_product_list_shows_thumbnails_and_filters_by_state(admin_client, indexed):
+    images, broken, model = indexed
+    page = admin_client.get("/admin/catalog/product/?embedding=failed")
+    assert page.status_code == 200
+    assert list(page.context["cl"].queryset) == [broken.product]
+    assert '<img src="/media/p2w/images/' in admin_client.get("/admin/catalog/product/").content.decode()
+    assert admin_client.get("/admin/catalog/product/?q=" + broken.product.sku).context["cl"].result_count == 1
