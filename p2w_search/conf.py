@@ -43,6 +43,19 @@ DEFAULTS = {
     # Limits on untrusted images (uploads and catalog files).
     "MAX_IMAGE_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
+    # Catalog imports: the serializer of one manifest row (the shop's), and the archive's limits.
+    "IMPORT_SERIALIZER": None,
+    "IMPORT_MAX_FILES": 20_000,
+    "IMPORT_MAX_BYTES": 2 * 1024**3,
+    "IMPORT_MAX_MANIFEST_BYTES": 50 * 1024**2,
+    # Images compress little; an entry that inflates more than this is a zip bomb.
+    "IMPORT_MAX_RATIO": 100,
+    # Fetching image URLs named in a manifest is off: it reaches out from the server.
+    "IMPORT_FETCH_URLS": False,
+    # Product filter every search applies (e.g. {"listed": True} hides unlisted products).
+    "SEARCH_FILTER": {},
+    # Anonymous searches allowed per client address (DRF rate syntax, e.g. "60/min"); None: unlimited.
+    "ANON_SEARCH_RATE": "120/min",
     # Search results: default and largest top-k, and the page size.
     "DEFAULT_K": 20,
     "MAX_K": 200,

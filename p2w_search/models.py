@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from pgvector.django import HalfVectorField
 
-__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding"]
+__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob"]
 
 
 class EmbeddingModel(models.Model):
@@ -99,3 +99,43 @@ class ImageEmbedding(models.Model):
 
     def __str__(self):
         return f"{self.image} under {self.model_id}: {self.state}"
+
+
+class ImportJob(models.Model):
+    """A merchant's catalog upload: a manifest (CSV or JSON Lines) and its images, imported by a worker."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        REJECTED = "rejected", "rejected (nothing written)"
+        FAILED = "failed"
+
+    class Policy(models.TextChoices):
+        SKIP = "skip", "skip bad rows"
+        REJECT = "reject", "reject the whole upload"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    merchant_key = models.CharField(max_length=100, help_text="The merchant the products belong to.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    policy = models.CharField(max_length=16, choices=Policy.choices, default=Policy.SKIP)
+    full_sync = models.BooleanField(default=False, help_text="Unlist the merchant's products missing from the file.")
+    manifest = models.FileField(upload_to="p2w/imports/%Y/%m/")
+    archive = models.FileField(upload_to="p2w/imports/%Y/%m/", blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_accepted = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    products_unlisted = models.PositiveIntegerField(default=0)
+    # [{"row": 3, "field": "price", "reason": "..."}], row numbers as the merchant counts them (header = row 1)
+    errors = models.JSONField(default=list, blank=True)
+    # Images this job added or changed; their embedding states give the job's embedding progress.
+    image_ids = models.JSONField(default=list, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self):
+        return f"import {self.pk} ({self.state})"

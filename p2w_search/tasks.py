@@ -4,12 +4,20 @@ Embedding tasks acknowledge late, so the task of a worker killed mid-batch goes 
 the queue; the database, not the queue, says what is left to do (see indexing.py).
 """
 
+from datetime import timedelta
+
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
 
-from p2w_search import indexing, queries
+from p2w_search import imports, indexing, queries
+from p2w_search.conf import app_settings
+from p2w_search.models import ImportJob
 
-__all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query"]
+__all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import"]
+
+# Namespace of the advisory locks that keep an import job to one worker.
+IMPORT_LOCK = 0x7032
 
 # Errors that pass on their own: the database restarting, a dropped connection. Celery's
 # Django fixup closes the broken connection before the retry runs.
@@ -39,7 +47,12 @@ def start_model(alias="default"):
 
 @shared_task(autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
 def sweep_pending():
-    """Queue again what is pending for too long (run periodically by Celery beat)."""
+    """Queue again the embeddings and imports left waiting too long (run periodically by Celery beat)."""
+    cutoff = timezone.now() - timedelta(seconds=float(app_settings.SWEEP_AFTER))
+    stale_jobs = ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],
+                                          updated_at__lt=cutoff).values_list("pk", flat=True)
+    for job_id in stale_jobs:
+        run_import.apply_async(args=(job_id,), queue=app_settings.BULK_QUEUE)
     return indexing.sweep_pending()
 
 
@@ -54,3 +67,28 @@ def encode_query(model_id, kind, payload):
         return queries.encode_locally(model_id, kind, payload)
     except queries.QueryRejected as exc:
         return {"field": exc.field, "reason": exc.reason}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2,
+             max_retries=10)
+def run_import(job_id):
+    """Import catalog upload ``job_id``; a job that vanished or already ended is left alone."""
+    # One worker per job: the sweep may queue a job again while a slow import still runs. The
+    # session lock goes away with the connection, so a worker that dies does not keep it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK, job_id])
+        if not cursor.fetchone()[0]:
+            return "running elsewhere"
+    try:
+        job = ImportJob.objects.filter(pk=job_id, state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING]).first()
+        if job is None:
+            return None
+        return imports.run_import(job).state
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # a bug or a broken file must not leave the job "running" forever
+        ImportJob.objects.filter(pk=job_id).update(state=ImportJob.State.FAILED, message=f"import failed: {exc}")
+        raise
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK, job_id])

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -116,6 +117,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
 }
@@ -130,6 +132,14 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -----------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL") or services.embedded_redis_url()
+# The cache (throttling counts) is shared by all web processes through Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL.replace("redis+socket://", "unix://"),
+        "KEY_PREFIX": "p2w-demo",
+    }
+}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_RESULT_EXPIRES = 3600
@@ -154,6 +164,9 @@ P2W_SEARCH_PRODUCT_MODEL = "catalog.Product"
 P2W_SEARCH = {
     "FILTER_FIELDS": ["category", "price", "in_stock", "merchant"],
     "PRODUCT_SERIALIZER": "shop_demo.catalog.serializers.ProductSerializer",
+    "IMPORT_SERIALIZER": "shop_demo.catalog.imports.ProductImportSerializer",
+    "SEARCH_FILTER": {"listed": True},
+    "ANON_SEARCH_RATE": os.environ.get("P2W_ANON_SEARCH_RATE", "120/min") or None,
     "EMBEDDERS": {
         "default": {
             "BACKEND": "p2w_search.embedders.openclip.OpenCLIPEmbedder",

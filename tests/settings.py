@@ -17,6 +17,7 @@ TEST_MODELS = Path(VAR_DIR) / "test-models"
 TINY_CONFIG = str(TESTS_DIR / "clip" / "p2w-test-tiny.json")
 
 MEDIA_ROOT = Path(VAR_DIR) / "test-media"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 P2W_SEARCH = {
@@ -43,6 +44,7 @@ P2W_SEARCH = {
     },
     "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "local"),
     "QUERY_TIMEOUT": 20.0,
+    "ANON_SEARCH_RATE": None,  # tests/test_imports.py turns it on where it is the subject
     "PROMPTS": {"paper": "a photo of * , {text}", "that": "a photo of * that is {text}"},
     # Queues of this test session only: worker processes inherit the suffix through the environment,
     # and leftovers of an earlier, interrupted run in the same Redis are never consumed.

@@ -128,3 +128,33 @@ def test_composed_search_runs_on_the_query_worker(start_worker, settings):
     assert [r["score"] for r in remote.json()["results"]] == pytest.approx([r["score"] for r in local["results"]],
                                                                           abs=1e-5)
     assert too_long.status_code == 400 and "tokens" in too_long.json()["text"][0]
+
+
+def test_catalog_upload_is_imported_and_embedded_by_workers(start_worker, django_user_model):
+    import io
+    import zipfile
+
+    from rest_framework.authtoken.models import Token
+
+    from tests.factories import MerchantFactory
+
+    start_worker()
+    indexing.register_model()
+    merchant = MerchantFactory(user=django_user_model.objects.create_user("acme"))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.png", png((200, 0, 0)))
+        z.writestr("b.png", png((0, 0, 200)))
+    archive.seek(0)
+    archive.name = "images.zip"
+    manifest = io.BytesIO(b"sku,title,category,price,images\nA,Tee,t-shirt,5,a.png\nB,Mug,mug,7,b.png;a.png\n")
+    manifest.name = "catalog.csv"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
+
+    response = client.post("/api/imports/", {"manifest": manifest, "archive": archive}, format="multipart")
+    assert response.status_code == 202 and response.json()["state"] == "queued"
+
+    done = wait_for(lambda: (lambda p: p if p["images_embedded"] == 3 else None)(client.get(response.json()["url"]).json()),
+                    message="upload imported and embedded")
+    assert (done["state"], done["rows_accepted"], done["images_total"], done["images_failed"]) == ("done", 2, 3, 0)

@@ -14,6 +14,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.throttling import AnonRateThrottle
 
 from p2w_search import index, queries
 from p2w_search.api.filters import product_filterset
@@ -37,6 +38,15 @@ class ServiceUnavailable(APIException):
     default_code = "service_unavailable"
 
 
+class AnonSearchThrottle(AnonRateThrottle):
+    """Anonymous searches per client address, at ``P2W_SEARCH["ANON_SEARCH_RATE"]`` (None: unlimited)."""
+
+    scope = "p2w_search_anon"
+
+    def get_rate(self):
+        return app_settings.ANON_SEARCH_RATE
+
+
 class SearchPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
@@ -50,6 +60,7 @@ class _SearchView(GenericAPIView):
     """Shared flow: validate parameters, get a query vector, rank products, paginate."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [AnonSearchThrottle]
     filter_backends = [DjangoFilterBackend]
     pagination_class = SearchPagination
     serializer_class = SearchResultSerializer
@@ -60,7 +71,7 @@ class _SearchView(GenericAPIView):
         return product_filterset()
 
     def get_queryset(self):
-        return apps.get_model(product_model_label())._default_manager.all()
+        return apps.get_model(product_model_label())._default_manager.filter(**app_settings.SEARCH_FILTER)
 
     def params(self, data):
         params = self.params_class(data=data, context=self.get_serializer_context())
