@@ -4,11 +4,12 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from p2w_search import indexing, status
+from p2w_search.imports import job_progress
 from p2w_search.conf import app_settings
-from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
 
 
 @admin.register(EmbeddingModel)
@@ -135,3 +136,31 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "merchant_key", "owner", "state", "policy", "rows_total", "rows_accepted", "rows_rejected",
+                    "images", "created_at"]
+    list_filter = ["state", "policy"]
+    search_fields = ["merchant_key", "owner__username"]
+    readonly_fields = ["owner", "merchant_key", "state", "policy", "full_sync", "manifest", "archive", "rows_total",
+                       "rows_accepted", "rows_rejected", "products_unlisted", "row_errors", "message", "created_at"]
+    exclude = ["errors", "image_ids"]
+
+    def has_add_permission(self, request):
+        return False  # uploads come from merchants (API) or the p2w_import command
+
+    @admin.display(description="images embedded / total")
+    def images(self, obj):
+        progress = job_progress(obj)
+        return f"{progress['images_embedded']} / {progress['images_total']}"
+
+    @admin.display(description="row errors")
+    def row_errors(self, obj):
+        if not obj.errors:
+            return "-"
+        return format_html_join(
+            "", "<div>row {}: <strong>{}</strong> {}</div>",
+            ((e["row"], e["field"] or "-", e["reason"]) for e in obj.errors[:200]),
+        )

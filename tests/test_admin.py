@@ -82,3 +82,14 @@ def test_product_list_shows_thumbnails_and_filters_by_state(admin_client, indexe
     assert list(page.context["cl"].queryset) == [broken.product]
     assert '<img src="/media/p2w/images/' in admin_client.get("/admin/catalog/product/").content.decode()
     assert admin_client.get("/admin/catalog/product/?q=" + broken.product.sku).context["cl"].result_count == 1
+
+
+def test_import_jobs_are_listed_with_progress_and_row_errors(admin_client, db):
+    from p2w_search.models import ImportJob
+
+    job = ImportJob.objects.create(merchant_key="1", state="done", rows_total=3, rows_accepted=2, rows_rejected=1,
+                                   errors=[{"row": 3, "field": "price", "reason": "A valid number is required."}])
+    listing = admin_client.get("/admin/p2w_search/importjob/")
+    assert listing.status_code == 200 and "0 / 0" in listing.content.decode()
+    detail = admin_client.get(f"/admin/p2w_search/importjob/{job.pk}/change/").content.decode()
+    assert "row 3: <strong>price</strong> A valid number is required." in detail
