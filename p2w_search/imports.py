@@ -23,6 +23,7 @@ from django.utils.module_loading import import_string
 
 from p2w_search import indexing
 from p2w_search.conf import app_settings
+from p2w_search.fetching import FetchRefused, fetch_image, is_url
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
 
@@ -182,12 +183,12 @@ def run_import(job, *, progress=None):
         archive = zipfile.ZipFile(job.archive.open("rb"))
         archive_entries = check_archive(job.archive.open("rb"))
 
-    errors, valid, first_seen = [], [], {}
+    errors, valid, first_seen, fetched = [], [], {}, {}  # fetched: image URL -> bytes
     known = set(serializer_class().fields)
     for column in sorted(set(columns or ()) - known):
         errors.append({"row": 1, "field": column, "reason": "unknown column"})
     for number, row in rows:
-        problems = _row_problems(row, known, serializer_class, archive, archive_entries, first_seen, number)
+        problems = _row_problems(row, known, serializer_class, archive, archive_entries, first_seen, number, fetched)
         if problems:
             errors.extend({"row": number, **problem} for problem in problems)
         else:
@@ -211,7 +212,7 @@ def run_import(job, *, progress=None):
             serializer = serializer_class(data={k: v for k, v in row.items() if k in known})
             serializer.is_valid(raise_exception=True)
             product = serializer.save(merchant=merchant)
-            images = [(name, _read(archive, archive_entries[posixpath.normpath(name)])) for name in row["images"]]
+            images = [(name, fetched.get(name) or _image_data(name, archive, archive_entries)) for name in row["images"]]
             changed.extend(attach_images(product, images))
             skus.append(serializer.validated_data["sku"])
         if job.full_sync:
@@ -226,7 +227,7 @@ def run_import(job, *, progress=None):
     return job
 
 
-def _row_problems(row, known, serializer_class, archive, entries, first_seen, number):
+def _row_problems(row, known, serializer_class, archive, entries, first_seen, number, fetched):
     if "__error__" in row:
         return [{"field": None, "reason": row["__error__"]}]
     problems = [{"field": key, "reason": "unknown column"} for key in sorted(set(row) - known)]
@@ -240,16 +241,26 @@ def _row_problems(row, known, serializer_class, archive, entries, first_seen, nu
         problems.append({"field": "sku", "reason": f"duplicate sku {sku!r}, first on row {first_seen[sku]}"})
     first_seen.setdefault(sku, number)
     for name in serializer.validated_data["images"]:
-        info = entries.get(posixpath.normpath(name))
-        if info is None:
-            problems.append({"field": "images", "reason": f"missing image {name!r}"})
-            continue
         try:
-            load_image(_read(archive, info), max_bytes=app_settings.MAX_IMAGE_BYTES,
-                       max_pixels=app_settings.MAX_IMAGE_PIXELS)
+            data = _image_data(name, archive, entries)
+            load_image(data, max_bytes=app_settings.MAX_IMAGE_BYTES, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+        except KeyError:
+            problems.append({"field": "images", "reason": f"missing image {name!r}"})
+        except FetchRefused as exc:
+            problems.append({"field": "images", "reason": str(exc)})
         except ImageRejected as exc:
             problems.append({"field": "images", "reason": f"{name!r}: {exc.reason}"})
+        else:
+            if is_url(name):
+                fetched[name] = data  # fetched once; archive entries are read again when imported
     return problems
+
+
+def _image_data(name, archive, entries):
+    """The bytes of an image named in a row: an archive entry or, where allowed, a URL."""
+    if is_url(name):
+        return fetch_image(name)
+    return _read(archive, entries[posixpath.normpath(name)])
 
 
 def _read(archive, info):

@@ -202,3 +202,31 @@ def test_management_command_imports_files_on_the_server(merchant, media, tmp_pat
     assert "done; 1 rows imported, 1 images to embed, 4 rows skipped" in out.out
     assert "row 3: price: A valid number is required." in out.err
     assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
+
+
+def test_image_urls_are_refused_while_fetching_is_off(api, merchant, media):
+    job, progress = upload(api, manifest=HEADER + "U-1,Tee,,t-shirt,5,EUR,true,https://cdn.example.com/a.png\n")
+    assert progress["errors"] == [{"row": 2, "field": "images", "reason":
+                                   "fetching image URLs is turned off on this shop; put the images in the archive"}]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.5", "169.254.169.254", "::1",
+                                     "fd00::1", "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1"])
+def test_fetcher_refuses_addresses_that_are_not_public(settings, address):
+    from p2w_search.fetching import FetchRefused, fetch_image
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_FETCH_URLS": True}
+
+    def resolve(host, port, type=None):
+        return [(None, None, None, None, (address, port))]
+
+    with pytest.raises(FetchRefused, match=f"refused to fetch from {address}: not a public address"):
+        fetch_image("https://images.example.com/a.png", resolve=resolve)
+
+
+def test_fetcher_refuses_other_schemes(settings):
+    from p2w_search.fetching import FetchRefused, fetch_image
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_FETCH_URLS": True}
+    with pytest.raises(FetchRefused, match="not an http"):
+        fetch_image("file:///etc/passwd")
