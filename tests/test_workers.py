@@ -60,24 +60,23 @@ def test_first_upload_registers_the_default_model_on_a_worker(start_worker):
     assert model.state == "serving" and model.architecture == "p2w-test-tiny"
 
 
-def test_image_of_a_worker_killed_mid_task_ends_ready_once(start_worker):
+def test_images_of_a_worker_killed_mid_batch_end_ready_once(start_worker):
     slow = start_worker(env={"P2W_TEST_BACKEND": "tests.slow_embedder.SlowOpenCLIPEmbedder",
                              "P2W_TEST_EMBED_DELAY": "30"})
     indexing.register_model()
-    (image,) = add_images([(200, 100, 0)])
+    images = add_images([(200, 100, 0), (0, 100, 200), (90, 90, 90), (10, 200, 10)])  # one batch of four
     # embed_pending counts the attempt before it embeds: the worker is now inside the batch.
-    wait_for(lambda: ImageEmbedding.objects.filter(image=image, attempts=1).exists(), message="task started")
+    wait_for(lambda: ImageEmbedding.objects.filter(attempts=1).count() == 4, message="batch started")
     slow.kill()
-    row = ImageEmbedding.objects.get(image=image)
-    assert row.state == "pending"
+    assert states() == ["pending"] * 4
 
     start_worker()
-    assert indexing.sweep_pending(older_than=0) == 1  # what the periodic sweep does after SWEEP_AFTER
-    wait_for(lambda: ImageEmbedding.objects.get(image=image).state == "ready", message="re-queued image ready")
+    assert indexing.sweep_pending(older_than=0) == 4  # what the periodic sweep does after SWEEP_AFTER
+    wait_for(lambda: states() == ["ready"] * 4, message="re-queued batch ready")
 
-    row = ImageEmbedding.objects.get(image=image)
-    assert row.attempts == 2 and row.vector is not None
-    assert ImageEmbedding.objects.filter(image=image).count() == 1
+    rows = ImageEmbedding.objects.filter(image__in=images)
+    assert sorted(rows.values_list("attempts", flat=True)) == [2, 2, 2, 2]  # killed once, embedded once
+    assert rows.count() == 4 and all(row.vector is not None for row in rows)
 
 
 def test_text_search_encodes_on_the_query_worker(start_worker, settings):
