@@ -12,6 +12,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from p2w_search import imports
+from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
 
@@ -95,12 +96,12 @@ class ImportListView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(responses=JobSerializer(many=True))
+    @extend_schema(responses={200: JobSerializer(many=True), **errors(401, 403)})
     def get(self, request):
         jobs = ImportJob.objects.filter(merchant_key=merchant_key(request.user))[:50]
         return Response(JobSerializer([imports.job_progress(job) for job in jobs], many=True).data)
 
-    @extend_schema(request=UploadSerializer, responses={202: JobSerializer})
+    @extend_schema(request=UploadSerializer, responses={202: JobSerializer, **errors(400, 401, 403)})
     def post(self, request):
         key = merchant_key(request.user)
         upload = UploadSerializer(data=request.data)
@@ -128,7 +129,7 @@ class ImportDetailView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(responses={200: JobSerializer, **errors(401, 403, 404)})
     def get(self, request, pk):
         job = ImportJob.objects.filter(pk=pk, merchant_key=merchant_key(request.user)).first()
         if job is None:

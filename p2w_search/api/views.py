@@ -18,6 +18,7 @@ from rest_framework.throttling import AnonRateThrottle
 
 from p2w_search import index, queries
 from p2w_search.api.filters import product_filterset
+from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
     ComposedSearchParams,
     ImageSearchParams,
@@ -30,6 +31,9 @@ from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import ImageEmbedding, ProductImage
 
 __all__ = ["TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable"]
+
+
+SEARCH_ERRORS = errors(400, 404, 429, 503)
 
 
 class ServiceUnavailable(APIException):
@@ -122,7 +126,7 @@ class TextSearchView(_SearchView):
 
     params_class = TextSearchParams
 
-    @extend_schema(parameters=[TextSearchParams], responses=SearchResultSerializer(many=True))
+    @extend_schema(parameters=[TextSearchParams], responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def get(self, request):
         params = self.params(request.query_params)
         model = self.serving_model()
@@ -135,7 +139,7 @@ class ImageSearchView(_SearchView):
     params_class = ImageSearchParams
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(parameters=[SearchParams], request=ImageSearchParams, responses=SearchResultSerializer(many=True))
+    @extend_schema(parameters=[SearchParams], request=ImageSearchParams, responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
         params = self.params({**request.query_params.dict(), **_plain(request.data)})
         model = self.serving_model()
@@ -154,7 +158,7 @@ class ComposedSearchView(_SearchView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(parameters=[SearchParams], request=ComposedSearchParams,
-                   responses=SearchResultSerializer(many=True))
+                   responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
         params = self.params({**request.query_params.dict(), **_plain(request.data)})
         model = self.serving_model()
@@ -178,7 +182,7 @@ class SimilarProductsView(_SearchView):
 
     params_class = SimilarParams
 
-    @extend_schema(parameters=[SimilarParams], responses=SearchResultSerializer(many=True))
+    @extend_schema(parameters=[SimilarParams], responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def get(self, request):
         params = self.params(request.query_params)
         model = self.serving_model()
@@ -202,5 +206,9 @@ def stored_vectors(model, images, *, field):
 
 
 def _plain(data):
-    """Flatten a QueryDict (one value per key) and keep a dict as it is."""
-    return data.dict() if hasattr(data, "dict") else dict(data)
+    """Flatten a QueryDict (one value per key) and keep a dict as it is; refuse any other body."""
+    if hasattr(data, "dict"):
+        return data.dict()
+    if not isinstance(data, dict):
+        raise ValidationError({"non_field_errors": ["Send a JSON object or a form, not a JSON list or value."]})
+    return data

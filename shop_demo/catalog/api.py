@@ -1,8 +1,10 @@
 """The demo shop's product API: anyone reads; a merchant changes only its own products."""
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
 
+from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
 from shop_demo.catalog.serializers import ProductSerializer
@@ -21,6 +23,14 @@ class IsOwningMerchantOrReadOnly(permissions.BasePermission):
         return merchant is not None and obj.merchant_id == merchant.pk
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: ProductSerializer(many=True), **errors(404)}),
+    retrieve=extend_schema(responses={200: ProductSerializer, **errors(404)}),
+    create=extend_schema(responses={201: ProductSerializer, **errors(400, 401, 403)}),
+    update=extend_schema(responses={200: ProductSerializer, **errors(400, 401, 403, 404)}),
+    partial_update=extend_schema(responses={200: ProductSerializer, **errors(400, 401, 403, 404)}),
+    destroy=extend_schema(responses={204: None, **errors(401, 403, 404)}),
+)
 class ProductViewSet(viewsets.ModelViewSet):
     queryset = Product.objects.filter(listed=True).select_related("merchant")
     serializer_class = ProductSerializer

@@ -1,0 +1,25 @@
+"""Error responses in the OpenAPI schema, so clients (and the fuzz tests) know every answer."""
+
+from drf_spectacular.utils import OpenApiResponse
+
+__all__ = ["errors"]
+
+_FIELD_ERRORS = OpenApiResponse(
+    response={"type": "object", "additionalProperties": {
+        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}},
+    description="Bad input: each field with its reasons (or a ``detail`` for a body that cannot be parsed).",
+)
+_DESCRIPTIONS = {
+    401: "Not authenticated.",
+    403: "Not allowed (e.g. not this product's merchant).",
+    404: "No such object, or no such page.",
+    429: "Too many requests; try again later.",
+    503: "Search is unavailable: no model serves yet, or no worker answered in time.",
+}
+_DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+
+
+def errors(*codes):
+    """OpenAPI responses for the given error status codes (400: per-field errors, others: a detail)."""
+    return {code: _FIELD_ERRORS if code == 400 else OpenApiResponse(response=_DETAIL, description=_DESCRIPTIONS[code])
+            for code in codes}
