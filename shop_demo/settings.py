@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "shop_demo.catalog",
+    "shop_demo.storefront",
     "p2w_search",
 ]
 
@@ -174,7 +175,12 @@ P2W_SEARCH = {
             "MODEL_CONFIG": os.environ.get(
                 "P2W_CLIP_MODEL_CONFIG", str(BASE_DIR / "shop_demo" / "clip" / "p2w-demo-small.json")
             ),
-            "PRETRAINED": os.environ.get("P2W_CLIP_PRETRAINED", str(VAR_DIR / "models" / "p2w-demo-small.pt")),
+            "PRETRAINED": os.environ.get(
+                "P2W_CLIP_PRETRAINED", str(BASE_DIR / "shop_demo" / "clip" / "weights" / "p2w-demo-small.pt")
+            ),
+            "MAPPING": os.environ.get(
+                "P2W_MAPPING", str(BASE_DIR / "shop_demo" / "clip" / "weights" / "p2w-demo-small-mapping.pt")
+            ),
             "DEVICE": os.environ.get("P2W_DEVICE", "auto"),
             "BATCH_SIZE": int(os.environ.get("P2W_BATCH_SIZE", "32")),
         },
