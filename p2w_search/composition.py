@@ -3,17 +3,19 @@
 ``pic2word`` (Saito et al., CVPR 2023) turns the reference into a pseudo word ``*`` and
 encodes a sentence such as "a photo of * , in red". The paper's baselines are here too,
 so anyone can compare: ``image_only`` (the reference's embedding), ``text_only`` (the
-modification text's) and ``image_plus_text`` (the sum of both, normalised).
+modification text's) and ``image_plus_text`` (the sum of both, normalised). ``fusion`` is
+ours, not the paper's: the normalised sum of the pic2word and image_plus_text queries.
 """
 
 import numpy as np
 
 from p2w_search.conf import app_settings
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "composed_queries", "prompt_template", "normalise"]
+__all__ = ["METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "prompt_template", "normalise"]
 
-METHODS = ("pic2word", "image_only", "text_only", "image_plus_text")
+METHODS = ("pic2word", "image_only", "text_only", "image_plus_text", "fusion")
 DEFAULT_METHOD = "pic2word"
+PROMPTED = ("pic2word", "fusion")  # the methods that use a prompt template
 
 
 def normalise(rows):
@@ -36,4 +38,7 @@ def composed_queries(embedder, *, image_features, texts, method=DEFAULT_METHOD, 
         return embedder.embed_texts(texts)
     if method == "image_plus_text":
         return normalise(normalise(image_features) + embedder.embed_texts(texts))
-    return embedder.compose(image_features, texts, template=template or prompt_template())
+    pic2word = embedder.compose(image_features, texts, template=template or prompt_template())
+    if method == "fusion":
+        return normalise(pic2word + normalise(normalise(image_features) + embedder.embed_texts(texts)))
+    return pic2word

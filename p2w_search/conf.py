@@ -38,6 +38,8 @@ DEFAULTS = {
     # Pic2Word prompt templates by name ("*" is the reference image's pseudo word) and the default.
     "PROMPTS": {
         "paper": "a photo of * , {text}",
+        "bare": "* , {text}",
+        "but": "a photo of * , but {text}",
     },
     "PROMPT": "paper",
     # Limits on untrusted images (uploads and catalog files).

@@ -56,13 +56,19 @@ def test_pic2word_ranks_by_the_composed_query_and_leaves_the_reference_out(shop)
         float(np.dot(np.asarray(expected[0].vector, dtype=np.float32), query)), abs=2e-3)
 
 
-@pytest.mark.parametrize("method", ["image_only", "text_only", "image_plus_text"])
-def test_baselines_match_their_definition(shop, method):
+@pytest.mark.parametrize("method", ["image_only", "text_only", "image_plus_text", "fusion"])
+def test_baselines_and_fusion_match_their_definition(shop, method):
     embedder = get_embedder()
     row = ImageEmbedding.objects.get(image__product=shop[1])
     image = normalise(np.asarray(row.vector, dtype=np.float32))
     text = embedder.embed_texts(["with stripes"])[0]
-    expected_query = {"image_only": image, "text_only": text, "image_plus_text": normalise(image + text)}[method]
+    loaded = embedder.load()
+    with torch.inference_mode():
+        pic2word = compose(loaded.model, loaded.tokenizer, embedder.mapping(),
+                           torch.tensor(np.asarray(row.vector, np.float32) * row.norm)[None], ["with stripes"],
+                           template="a photo of * , {text}")[0].numpy()
+    expected_query = {"image_only": image, "text_only": text, "image_plus_text": normalise(image + text),
+                      "fusion": normalise(pic2word + normalise(image + text))}[method]
     computed = composed_queries(embedder, image_features=(np.asarray(row.vector, np.float32) * row.norm)[None],
                                 texts=["with stripes"], method=method)[0]
     np.testing.assert_allclose(computed, expected_query, atol=1e-3)

@@ -158,7 +158,7 @@ def test_unknown_product_is_404(client, shop):
     assert "We couldn’t find that page" in response.content.decode()
 
 
-@pytest.mark.parametrize("method", [None, "pic2word", "image_only", "text_only", "image_plus_text"])
+@pytest.mark.parametrize("method", [None, "pic2word", "image_only", "text_only", "image_plus_text", "fusion"])
 def test_like_this_but_ranks_as_the_composed_api_and_leaves_the_product_out(client, shop, method):
     product = shop[0]
     params = {"change": "in green"} | ({"method": method} if method else {})

@@ -16,6 +16,7 @@ METHOD_LABELS = {
     "image_only": "Image only (baseline)",
     "text_only": "Text only (baseline)",
     "image_plus_text": "Image + text (baseline)",
+    "fusion": "Pic2Word + image + text (fusion)",
 }
 
 

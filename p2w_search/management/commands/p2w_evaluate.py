@@ -8,7 +8,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from p2w_search import evaluation
-from p2w_search.composition import METHODS, composed_queries
+from p2w_search.composition import METHODS, PROMPTED, composed_queries
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.indexing import embedder_for
 from p2w_search.models import EmbeddingModel, ImageEmbedding
@@ -76,17 +76,17 @@ class Command(BaseCommand):
 
 
 def _runs(methods, prompts):
-    """(label, prompt name) for each method; pic2word once per prompt when several are given."""
+    """(label, prompt name) for each method; a prompted method once per prompt when several are given."""
     for method in methods:
         if method not in METHODS:
             raise CommandError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-        if method != "pic2word":
+        if method not in PROMPTED:
             yield method, None
             continue
         for prompt in prompts:
             if prompt not in app_settings.PROMPTS:
                 raise CommandError(f"unknown prompt {prompt!r}; P2W_SEARCH['PROMPTS'] has {', '.join(app_settings.PROMPTS)}")
-            yield (f"pic2word[{prompt}]" if len(prompts) > 1 else "pic2word"), prompt
+            yield (f"{method}[{prompt}]" if len(prompts) > 1 else method), prompt
 
 
 class Gallery:

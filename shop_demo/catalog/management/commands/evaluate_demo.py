@@ -27,6 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *, size, seed, triplet_seed, out, prompts, **options):
         out = Path(out or Path(settings.VAR_DIR) / "eval")
+        call_command("migrate", interactive=False, verbosity=0)
         call_command("load_demo_catalog", size=size, seed=seed)
         model = indexing.register_model()
         indexing.queue_missing(model)  # tasks are sent after commit; embedding here makes them no-ops
