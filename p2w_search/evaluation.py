@@ -64,23 +64,21 @@ def load_cirr(path):
 
 
 def rank_products(query_vectors, gallery_vectors, gallery_products, *, exclude=None, top=50):
-    """Return the ``top`` best product ids per query [n, top], by cosine of normalised vectors.
+    """Return the ``top`` best product ids per query (n lists), by cosine of normalised vectors.
 
     ``gallery_products`` [m] names the product of each gallery image; a product scores its best
-    image. ``exclude`` [n] gives a product to leave out per query (or None).
+    image. ``exclude`` [n] gives a product to leave out of each query's ranking (or None).
     """
     products, index = np.unique(np.asarray(gallery_products), return_inverse=True)
     scores = np.asarray(query_vectors, np.float32) @ np.asarray(gallery_vectors, np.float32).T  # [n, m]
     best = np.full((len(scores), len(products)), -np.inf, dtype=np.float32)
     for column in range(scores.shape[1]):  # max over each product's images
         np.maximum(best[:, index[column]], scores[:, column], out=best[:, index[column]])
-    if exclude is not None:
-        position = {p: i for i, p in enumerate(products)}
-        for row, product in enumerate(exclude):
-            if product in position:
-                best[row, position[product]] = -np.inf
-    order = np.argsort(-best, axis=1, kind="stable")[:, :top]
-    return products[order]
+    order = np.argsort(-best, axis=1, kind="stable")[:, :top + 1]
+    ranked = products[order]
+    if exclude is None:
+        return [list(row[:top]) for row in ranked]
+    return [[p for p in row if p != left_out][:top] for row, left_out in zip(ranked, exclude)]
 
 
 def recall_at(rankings, targets, ks=KS):

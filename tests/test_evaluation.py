@@ -48,6 +48,9 @@ def test_cirr_layout_leaves_the_reference_out(gallery, tmp_path):
     assert result["change=colour"]["n"] == 1
     assert "| image_only | 0.500 | 1.000 | 1.000 | 1.000 | 2 |" in (tmp_path / "out" / "results.md").read_text()
     assert Image.open(tmp_path / "out" / "examples.png").size[1] == 24 + 2 * 96
+    rankings = json.loads((tmp_path / "out" / "rankings.json").read_text())
+    assert rankings["queries"][1] == {"reference": "C", "text": "y"}
+    assert rankings["top10"]["image_only"] == [["B", "C", "D"], ["B", "A", "D"]]
 
 
 def test_fashioniq_layout_ranks_the_reference_too(gallery, tmp_path):
@@ -77,4 +80,7 @@ def test_recall_counts_any_correct_target():
 def test_products_score_their_best_image():
     vectors = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
     ranked = evaluation.rank_products(np.array([[0, 1]], np.float32), vectors, np.array([7, 7, 9]))
-    assert ranked.tolist() == [[7, 9]]
+    assert ranked == [[7, 9]]
+    # A left-out product is dropped from the ranking, not moved to its end.
+    assert evaluation.rank_products(np.array([[0, 1]], np.float32), vectors, np.array([7, 7, 9]),
+                                    exclude=[7]) == [[9]]

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--prompts", default=None,
                             help="Pic2Word prompt names (P2W_SEARCH['PROMPTS']), comma-separated; default: PROMPT.")
         parser.add_argument("--model", type=int, help="EmbeddingModel id (default: the serving model).")
-        parser.add_argument("--out", default="evaluation", help="Folder for results.json, results.md, examples.png.")
+        parser.add_argument("--out", default="evaluation", help="Folder for results.json, results.md, rankings.json, examples.png.")
         parser.add_argument("--examples", type=int, default=8, help="Queries drawn in examples.png.")
 
     def handle(self, *, fashioniq, cirr, id_field, methods, prompts, model, out, examples, **options):
@@ -54,6 +54,11 @@ class Command(BaseCommand):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.json").write_text(json.dumps({"model": target.key, "queries": len(queries),
                                                           "recall": result}, indent=1))
+        # The top 10 of every query, for analyses beyond recall (what the wrong answers have in common).
+        (folder / "rankings.json").write_text(json.dumps({
+            "queries": [{"reference": q.reference, "text": q.text} for q in queries],
+            "top10": {method: [row[:10] for row in ranked] for method, ranked in rankings.items()},
+        }))
         groups = sorted({g for r in result.values() for g in r})
         markdown = "\n\n".join(f"**{g}**\n\n{evaluation.markdown_table(result, group=g)}" for g in groups)
         (folder / "results.md").write_text(f"Model: `{target.key}`, {len(queries)} queries\n\n{markdown}\n")
@@ -64,7 +69,7 @@ class Command(BaseCommand):
             draw_examples(queries[:examples], rankings[first][:examples], gallery, folder / "examples.png",
                           title=first)
         self.stdout.write(evaluation.markdown_table(result))
-        self.stdout.write(self.style.SUCCESS(f"wrote {folder}/results.json, results.md"
+        self.stdout.write(self.style.SUCCESS(f"wrote {folder}/results.json, results.md, rankings.json"
                                              + (", examples.png" if examples else "")))
 
     def _model(self, pk):
