@@ -82,3 +82,17 @@ def _features(model):
 
     rows = model.embeddings.filter(state="ready").order_by("pk").values_list("vector", "norm")
     return np.array([np.asarray(v, np.float32) * n for v, n in rows])
+
+
+
+@pytest.mark.parametrize("command", ["p2w_train_mapping", "p2w_evaluate", "p2w_index"])
+def test_commands_without_a_model_say_what_to_do(db, tmp_path, command):
+    cirr = tmp_path / "cap.rc2.test1.json"
+    cirr.write_text("[]")
+    args, options = {"p2w_train_mapping": ((), {"out": str(tmp_path / "m.pt")}),
+                     "p2w_evaluate": ((), {"cirr": str(cirr)}),
+                     "p2w_index": (("wait",), {})}[command]
+    with pytest.raises(CommandError, match=r"no model serves yet; embed the catalog first \(manage.py p2w_index embed\)"):
+        call_command(command, *args, **options)
+    with pytest.raises(CommandError, match="no embedding model 999"):
+        call_command(command, *args, "--model", "999", **options)

@@ -11,7 +11,8 @@ from p2w_search import evaluation
 from p2w_search.composition import METHODS, PROMPTED, composed_queries
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.indexing import embedder_for
-from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.management.models import chosen_model
+from p2w_search.models import ImageEmbedding
 
 
 class Command(BaseCommand):
@@ -31,7 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *, fashioniq, cirr, id_field, methods, prompts, model, out, examples, **options):
         queries = evaluation.load_fashioniq(fashioniq) if fashioniq else evaluation.load_cirr(cirr)
-        target = self._model(model)
+        target = chosen_model(model)
         embedder = embedder_for(target)
         gallery = Gallery.load(target, id_field)
         missing = {q.reference for q in queries} - gallery.reference_ids.keys()
@@ -72,12 +73,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {folder}/results.json, results.md, rankings.json"
                                              + (", examples.png" if examples else "")))
 
-    def _model(self, pk):
-        models = EmbeddingModel.objects.all()
-        found = models.filter(pk=pk).first() if pk else models.filter(state=EmbeddingModel.State.SERVING).first()
-        if found is None:
-            raise CommandError("no embedding model to evaluate; embed the catalog first")
-        return found
 
 
 def _runs(methods, prompts):

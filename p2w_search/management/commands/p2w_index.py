@@ -7,6 +7,7 @@ from django.db.models import Count
 
 from p2w_search import indexing
 from p2w_search.embedders import DEFAULT_ALIAS
+from p2w_search.management.models import chosen_model
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 
 
@@ -45,7 +46,7 @@ class Command(BaseCommand):
     def do_wait(self, *, model, timeout, **options):
         from tqdm import tqdm
 
-        target = self._model(model)
+        target = chosen_model(model)
         started = time.monotonic()
         with tqdm(desc=f"embedding with {target.architecture}", unit="img") as bar:
             while True:
@@ -67,14 +68,8 @@ class Command(BaseCommand):
 
     def do_switch(self, *, model, force, **options):
         try:
-            target = indexing.switch_serving(self._model(model), force=force)
+            target = indexing.switch_serving(chosen_model(model), force=force)
         except indexing.IncompleteModel as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{target.key} now serves searches")
 
-    def _model(self, pk):
-        models = EmbeddingModel.objects.all()
-        found = models.filter(pk=pk).first() if pk else models.filter(state=EmbeddingModel.State.SERVING).first()
-        if found is None:
-            raise CommandError(f"no embedding model {pk}" if pk else "no model serves yet; run 'p2w_index embed'")
-        return found

@@ -6,7 +6,8 @@ from tqdm import tqdm
 
 from p2w_search.embedders import DEFAULT_ALIAS
 from p2w_search.indexing import embedder_for
-from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.management.models import chosen_model
+from p2w_search.models import ImageEmbedding
 from p2w_search.training import fit_mapping
 
 
@@ -24,10 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--resume", action="store_true", help="Continue the unfinished run in --out.")
 
     def handle(self, *, model, out, steps, batch_size, lr, seed, resume, **options):
-        target = EmbeddingModel.objects.filter(pk=model).first() if model else \
-            EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
-        if target is None:
-            raise CommandError("no such embedding model; embed the catalog first (manage.py p2w_index embed)")
+        target = chosen_model(model)
         # The image tower is frozen, so the stored embeddings are the features: vector * norm.
         # In a fixed order: batches are drawn by position, so a resumed run must see the same list.
         rows = target.embeddings.filter(state=ImageEmbedding.State.READY).order_by("pk").values_list("vector", "norm")

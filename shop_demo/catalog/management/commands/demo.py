@@ -33,7 +33,6 @@ class Command(BaseCommand):
     def handle(self, *, size, bind, no_serve, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        call_command("demo_model")
         self._admin_user()
         call_command("load_demo_catalog", size=size)
         call_command("p2w_index", "embed")
