@@ -1,0 +1,1 @@
+"""Benchmarks of p2w-search (not part of the test suite): ``bench/run`` runs them all."""
