@@ -7,6 +7,7 @@ at most ``QUERY_TIMEOUT`` seconds. ``"local"`` encodes in the web process (small
 
 import base64
 import io
+import time
 
 import numpy as np
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -16,9 +17,11 @@ from p2w_search.composition import composed_queries
 from p2w_search.conf import app_settings
 from p2w_search.imaging import load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding
-from p2w_search.pic2word import PromptError
 
-__all__ = ["QueryEncoderUnavailable", "QueryRejected", "encode_query", "encode_locally", "TEXT", "IMAGE", "COMPOSED"]
+__all__ = [
+    "QueryEncoderUnavailable", "QueryRejected", "encode_query", "encode_locally", "encode_on_worker",
+    "TEXT", "IMAGE", "COMPOSED",
+]
 
 TEXT = "text"
 IMAGE = "image"
@@ -39,15 +42,20 @@ class QueryRejected(ValueError):
         self.reason = reason
 
 
-def encode_query(model, kind, payload):
+def encode_query(model, kind, payload, *, timings=None):
     """Return the normalised query vector (list of floats) of ``payload`` under ``model``.
 
     ``kind`` is TEXT (payload: str), IMAGE (payload: bytes, already checked by the caller)
-    or COMPOSED (payload: dict, see above).
+    or COMPOSED (payload: dict, see above). ``timings``, a dict, receives milliseconds:
+    ``encode`` (the encoding itself, wherever it ran) and, on a worker, ``queue`` (the rest
+    of the round trip: broker, result backend, waiting for a free worker).
     """
     payload = _to_message(payload)
+    started = time.perf_counter()
     if app_settings.QUERY_ENCODING == "local":
-        return encode_locally(model.pk, kind, payload)
+        vector = encode_locally(model.pk, kind, payload)
+        _record(timings, encode=_ms_since(started))
+        return vector
     from p2w_search.tasks import encode_query as encode_task
 
     timeout = float(app_settings.QUERY_TIMEOUT)
@@ -63,14 +71,30 @@ def encode_query(model, kind, payload):
         ) from None
     except BrokerError as exc:
         raise QueryEncoderUnavailable(f"The task queue cannot be reached ({exc}). Try again shortly.") from None
-    if isinstance(answer, dict):  # the worker refused the query: say why, in the request's terms
+    if "field" in answer:  # the worker refused the query: say why, in the request's terms
         raise QueryRejected(answer["field"], answer["reason"])
-    return answer
+    _record(timings, encode=answer["encode_ms"], queue=max(_ms_since(started) - answer["encode_ms"], 0.0))
+    return answer["vector"]
+
+
+def encode_on_worker(model_id, kind, payload):
+    """The query task's answer: ``{"vector", "encode_ms"}``, or ``{"field", "reason"}`` for a refused query.
+
+    A refusal comes back as a value, not as an exception, so the web process can answer
+    400 in the request's terms; ``encode_ms`` lets it tell the encoding from the queue.
+    """
+    started = time.perf_counter()
+    try:
+        vector = encode_locally(model_id, kind, payload)
+    except QueryRejected as exc:
+        return {"field": exc.field, "reason": exc.reason}
+    return {"vector": vector, "encode_ms": _ms_since(started)}
 
 
 def encode_locally(model_id, kind, payload):
     """Encode in this process; raise QueryRejected for a query that cannot be encoded."""
     from p2w_search.indexing import embedder_for
+    from p2w_search.pic2word import PromptError  # imports torch: only processes that encode need it
 
     model = EmbeddingModel.objects.get(pk=model_id)
     embedder = embedder_for(model)
@@ -103,6 +127,16 @@ def reference_features(model, image_ids):
         ).values_list("image_id", "vector", "norm")
     }
     return np.stack([rows[image_id] for image_id in image_ids])
+
+
+def _ms_since(started):
+    return (time.perf_counter() - started) * 1000
+
+
+def _record(timings, **milliseconds):
+    if timings is not None:
+        for name, value in milliseconds.items():
+            timings[name] = timings.get(name, 0.0) + value
 
 
 def _to_message(payload):

@@ -81,6 +81,18 @@ def test_top_k_and_pagination(client, shop):
     assert everything[4] == third["results"][0]["product"]["id"]
 
 
+def test_a_longer_page_costs_no_more_queries(client, shop):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for k in (1, 6):  # each product has a merchant of its own, which the results show
+        with CaptureQueriesContext(connection) as queries:
+            assert len(ids(client.get("/api/search/text/", {"q": "shirt", "k": k}))) == k
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
 def test_image_search_with_an_upload_finds_the_same_colour_first(client, shop):
     response = client.post("/api/search/image/", {"image": upload(png(COLOURS["green"], size=(64, 48)))},
                            format="multipart")

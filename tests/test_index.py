@@ -79,7 +79,10 @@ def test_query_plan_uses_the_models_hnsw_index(model):
     rng = np.random.default_rng(1)
     catalog(model, unit(rng.normal(size=(3000, DIM))))
     queryset = index.nearest_embeddings(model, unit(rng.normal(size=DIM)).tolist())[:20]
-    with index.search_session():
+    # pgvector's cost estimate grows with ef_search: on 3000 rows and the shipped 200 an exact
+    # scan is cheaper and the planner rightly takes it (bench/results/index_recall.md shows the
+    # index used at 50k rows); a small ef_search keeps this test about the index's definition.
+    with index.search_session(ef_search=40):
         plan = queryset.explain()
     assert f"Index Scan using {index.hnsw_index_name(model)}" in plan
 

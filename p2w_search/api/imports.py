@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from p2w_search import imports
+from p2w_search import imports, indexing
 from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
@@ -118,7 +118,8 @@ class ImportListView(APIView):
             job.save()
             from p2w_search.tasks import run_import
 
-            transaction.on_commit(lambda: run_import.apply_async(args=(job.pk,), queue=app_settings.BULK_QUEUE))
+            # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
+            indexing.send_on_commit(run_import, args=(job.pk,), queue=app_settings.BULK_QUEUE)
         body = JobSerializer(imports.job_progress(job)).data
         body["url"] = reverse("p2w_search:import-detail", args=[job.pk], request=request)
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -1,8 +1,16 @@
 """Search endpoints: by text, by image, and "more like this product".
 
 Query parameters carry the options (``k``, ``exclude``, the product filters and the
-page); the image search takes its image in the request body.
+page); the image search takes its image in the request body. Every answer carries a
+``Server-Timing`` header (W3C Server Timing) saying where the time went, in milliseconds:
+``encode`` (getting the query vector: the model's forward passes, on the worker when it
+ran there, or a stored vector), ``queue`` (the rest of the round trip to the query
+worker), ``sql`` (the ranking in PostgreSQL), ``serialize`` (loading and serialising the
+page's products), ``total`` (the whole view).
 """
+
+import time
+from contextlib import contextmanager
 
 import numpy as np
 from django.apps import apps
@@ -77,6 +85,23 @@ class _SearchView(GenericAPIView):
     def get_queryset(self):
         return apps.get_model(product_model_label())._default_manager.filter(**app_settings.SEARCH_FILTER)
 
+    def dispatch(self, request, *args, **kwargs):
+        self.timings = {}
+        started = time.perf_counter()
+        response = super().dispatch(request, *args, **kwargs)
+        self.timings["total"] = (time.perf_counter() - started) * 1000
+        response["Server-Timing"] = server_timing(self.timings)
+        return response
+
+    @contextmanager
+    def timed(self, name):
+        """Add the milliseconds spent inside to ``self.timings[name]``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
     def params(self, data):
         params = self.params_class(data=data, context=self.get_serializer_context())
         params.is_valid(raise_exception=True)
@@ -84,18 +109,22 @@ class _SearchView(GenericAPIView):
 
     def search(self, model, vector, params, *, exclude=()):
         products = self.filter_queryset(self.get_queryset())  # 400 on a bad filter value
-        hits = index.nearest_products(
-            model, vector, k=params["k"], products=products,
-            exclude_product_ids=[*params["exclude"], *exclude],
-        )
-        page = self.paginate_queryset(hits)
-        results = self.get_serializer(self._expand(page), many=True).data
-        response = self.get_paginated_response(results)
+        with self.timed("sql"):
+            hits = index.nearest_products(
+                model, vector, k=params["k"], products=products,
+                exclude_product_ids=[*params["exclude"], *exclude],
+            )
+        with self.timed("serialize"):
+            page = self.paginate_queryset(hits)
+            results = self.get_serializer(self._expand(page), many=True).data
+            response = self.get_paginated_response(results)
         response["X-P2W-Model"] = model.key
         return response
 
     def _expand(self, hits):
-        products = self.get_queryset().in_bulk([hit.product_id for hit in hits])
+        # select_related(): the product serializer reads the product's foreign keys (the demo's
+        # merchant); without the join that is one query per result (bench/query_latency.py).
+        products = self.get_queryset().select_related().in_bulk([hit.product_id for hit in hits])
         images = ProductImage.objects.in_bulk([hit.image_id for hit in hits])
         expanded = []
         for hit in hits:
@@ -114,7 +143,7 @@ class _SearchView(GenericAPIView):
 
     def encode(self, model, kind, payload):
         try:
-            return queries.encode_query(model, kind, payload)
+            return queries.encode_query(model, kind, payload, timings=self.timings)
         except queries.QueryEncoderUnavailable as exc:
             raise ServiceUnavailable(str(exc)) from None
         except queries.QueryRejected as exc:
@@ -147,7 +176,8 @@ class ImageSearchView(_SearchView):
         if image is None:
             return self.search(model, self.encode(model, queries.IMAGE, params["image"]), params)
         # A catalog image is already embedded: its stored vector is the query.
-        vector = stored_vectors(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
+        with self.timed("encode"):
+            vector = stored_vectors(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
         return self.search(model, vector, params, exclude=[image.product_id])
 
 
@@ -189,7 +219,8 @@ class SimilarProductsView(_SearchView):
         product_id = params["product"]
         if not self.get_queryset().filter(pk=product_id).exists():
             raise ValidationError({"product": [f"There is no product with id {product_id}."]})
-        vector = stored_vectors(model, ProductImage.objects.filter(product_id=product_id), field="product")
+        with self.timed("encode"):
+            vector = stored_vectors(model, ProductImage.objects.filter(product_id=product_id), field="product")
         return self.search(model, vector, params, exclude=[product_id])
 
 
@@ -203,6 +234,11 @@ def stored_vectors(model, images, *, field):
         raise ValidationError({field: ["Its images are not embedded yet; try again once indexing is done."]})
     mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)  # [dim]
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist()
+
+
+def server_timing(timings):
+    """Format ``{name: milliseconds}`` as a ``Server-Timing`` header value."""
+    return ", ".join(f"{name};dur={value:.2f}" for name, value in timings.items())
 
 
 def _plain(data):
