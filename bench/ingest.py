@@ -56,10 +56,12 @@ def main(argv=None):
     parser.add_argument("--profile-size", type=int, default=512, help="images of the in-process profile")
     parser.add_argument("--omp-wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY of every torch process ('' leaves OpenMP's default, which spins)")
+    parser.add_argument("--name", default=NAME,
+                        help="results name, e.g. ingest-vit-b-32 for a run with another model (P2W_CLIP_* variables)")
     args = parser.parse_args(argv)
     if args.omp_wait_policy:
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # before torch starts OpenMP, here and in children
-    workdir = _service.bench_database(NAME)
+    workdir = _service.bench_database(args.name)
 
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
@@ -121,8 +123,8 @@ def main(argv=None):
         "wait_policy_forward": {"processes": 1, "threads": cores, "images_per_s": wait_policies,
                                 "load_average": os.getloadavg()},
     }
-    plot(runs, curve, batch)
-    print(write_results(NAME, data, report(data)).read_text())
+    plot(runs, curve, batch, args.name)
+    print(write_results(args.name, data, report(data)).read_text())
 
 
 def catalog(size, *, prefix):
@@ -392,7 +394,7 @@ def summarise(runs):
     return summary
 
 
-def plot(runs, curve, batch):
+def plot(runs, curve, batch, name=NAME):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -415,7 +417,7 @@ def plot(runs, curve, batch):
               title="Forward throughput against the batch size")
     right.legend()
     figure.tight_layout()
-    figure.savefig(RESULTS_DIR / f"{NAME}.png", dpi=120)
+    figure.savefig(RESULTS_DIR / f"{name}.png", dpi=120)
 
 
 def report(data):

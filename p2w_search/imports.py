@@ -16,6 +16,7 @@ import logging
 import posixpath
 import stat
 import zipfile
+from collections import defaultdict
 
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -145,26 +146,39 @@ def pack_images(files):
     return buffer.getvalue()
 
 
-def attach_images(product, images):
-    """Make ``images`` ``[(name, bytes)]`` the product's images, in order; return those added or changed.
+def attach_images(products):
+    """Make each product's images the given list, in order; return the images added or changed.
 
-    An image whose content (SHA-256) is already at its position is left alone.
+    ``products`` is ``[(product, [(name, bytes), ...]), ...]``. An image whose content
+    (SHA-256) is already at its position is left alone. One query finds the products'
+    current images and one INSERT adds the new ones: a catalog upload is mostly new images,
+    and a query per product and image made the import the slow part of an ingest
+    (bench/results/ingest.md).
     """
-    existing = {image.position: image for image in ProductImage.objects.filter(product=product)}
-    changed = []
-    for position, (name, data) in enumerate(images):
-        digest = hashlib.sha256(data).hexdigest()
-        image = existing.pop(position, None)
-        if image is not None and image.sha256 == digest:
-            continue
-        image = image or ProductImage(product=product, position=position)
-        image.sha256 = digest
-        image.file.save(posixpath.basename(name), ContentFile(data), save=False)
+    current = defaultdict(dict)  # product id -> position -> image
+    for image in ProductImage.objects.filter(product__in=[product for product, _ in products]):
+        current[image.product_id][image.position] = image
+    added, changed, removed = [], [], []
+    for product, images in products:
+        existing = current.pop(product.pk, {})
+        for position, (name, data) in enumerate(images):
+            digest = hashlib.sha256(data).hexdigest()
+            image = existing.pop(position, None)
+            if image is not None and image.sha256 == digest:
+                continue
+            if image is None:
+                image = ProductImage(product=product, position=position)
+                added.append(image)
+            else:
+                changed.append(image)
+            image.sha256 = digest
+            image.file.save(posixpath.basename(name), ContentFile(data), save=False)
+        removed.extend(existing.values())  # positions the new list no longer has
+    ProductImage.objects.bulk_create(added)
+    for image in changed:
         image.save()
-        changed.append(image)
-    for image in existing.values():  # positions the new list no longer has
-        image.delete()
-    return changed
+    ProductImage.objects.filter(pk__in=[image.pk for image in removed]).delete()
+    return added + changed
 
 
 def run_import(job, *, progress=None):
@@ -188,11 +202,12 @@ def run_import(job, *, progress=None):
     for column in sorted(set(columns or ()) - known):
         errors.append({"row": 1, "field": column, "reason": "unknown column"})
     for number, row in rows:
-        problems = _row_problems(row, known, serializer_class, archive, archive_entries, first_seen, number, fetched)
+        problems, serializer = _row_problems(row, known, serializer_class, archive, archive_entries, first_seen,
+                                             number, fetched)
         if problems:
             errors.extend({"row": number, **problem} for problem in problems)
         else:
-            valid.append((number, row))
+            valid.append((row, serializer))
         if progress is not None:
             progress(len(valid) + len({e["row"] for e in errors if e["row"] != 1}), len(rows))
     job.rows_total = len(rows)
@@ -207,14 +222,12 @@ def run_import(job, *, progress=None):
         return job
 
     with transaction.atomic():
-        changed, skus = [], []
-        for number, row in valid:
-            serializer = serializer_class(data={k: v for k, v in row.items() if k in known})
-            serializer.is_valid(raise_exception=True)
-            product = serializer.save(merchant=merchant)
+        products, skus = [], []
+        for row, serializer in valid:  # each row was validated once, above
             images = [(name, fetched.get(name) or _image_data(name, archive, archive_entries)) for name in row["images"]]
-            changed.extend(attach_images(product, images))
+            products.append((serializer.save(merchant=merchant), images))
             skus.append(serializer.validated_data["sku"])
+        changed = attach_images(products)
         if job.full_sync:
             job.products_unlisted = serializer_class.unlist_missing(merchant, skus)
         indexing.queue_images(changed)  # sent once the transaction commits
@@ -228,14 +241,15 @@ def run_import(job, *, progress=None):
 
 
 def _row_problems(row, known, serializer_class, archive, entries, first_seen, number, fetched):
+    """Return ``(problems, serializer)`` of one manifest row; the serializer is valid when there are none."""
     if "__error__" in row:
-        return [{"field": None, "reason": row["__error__"]}]
+        return [{"field": None, "reason": row["__error__"]}], None
     problems = [{"field": key, "reason": "unknown column"} for key in sorted(set(row) - known)]
     serializer = serializer_class(data={k: v for k, v in row.items() if k in known})
     if not serializer.is_valid():
         for field, messages in serializer.errors.items():
             problems.append({"field": field, "reason": " ".join(str(m) for m in _flat(messages))})
-        return problems
+        return problems, serializer
     sku = serializer.validated_data["sku"]
     if sku in first_seen:
         problems.append({"field": "sku", "reason": f"duplicate sku {sku!r}, first on row {first_seen[sku]}"})
@@ -253,7 +267,7 @@ def _row_problems(row, known, serializer_class, archive, entries, first_seen, nu
         else:
             if is_url(name):
                 fetched[name] = data  # fetched once; archive entries are read again when imported
-    return problems
+    return problems, serializer
 
 
 def _image_data(name, archive, entries):

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from p2w_search import imports
-from p2w_search.models import ImportJob, ProductImage
+from p2w_search import imports, indexing
+from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
 from shop_demo.catalog.models import Merchant, Product
 from tests.factories import MerchantFactory, ProductFactory, png
 
@@ -81,6 +81,17 @@ def test_a_changed_image_is_embedded_again(api, merchant, media):
     job, _ = upload(api, files={**IMAGES, "red.png": png((200, 0, 90))})
     changed = ProductImage.objects.get(product__sku="TEE-1")
     assert job.image_ids == [changed.pk]
+
+
+def test_a_product_with_fewer_images_loses_the_ones_past_the_end(api, merchant, media):
+    indexing.register_model()
+    upload(api)
+    side = ProductImage.objects.get(product__sku="MUG-1", position=1)
+    assert ImageEmbedding.objects.filter(image_id=side.pk).exists()
+    job, progress = upload(api, manifest=GOOD.replace("blue.png;blue-side.png", "blue.png"))
+    assert progress["images_total"] == 0  # the first image is unchanged: nothing to embed
+    assert list(ProductImage.objects.filter(product__sku="MUG-1").values_list("position", flat=True)) == [0]
+    assert not ImageEmbedding.objects.filter(image_id=side.pk).exists()
 
 
 BAD = HEADER.replace("images\n", "images,colour\n") + (
