@@ -423,7 +423,7 @@ def plot(runs, curve, batch, name=NAME):
 def report(data):
     setup, runs = data["setup"], data["runs"]
     lines = [
-        f"# Ingest efficiency: upload to indexed, against the forward-only limit\n",
+        "# Ingest efficiency: upload to indexed, against the forward-only limit\n",
         f"{setup['images']} generated 64 px PNG images (one per product), uploaded as one catalog import "
         f"(CSV + zip) through `/api/imports/`; gunicorn and Celery bulk workers started from the Procfile; "
         f"model {setup['model']}, BATCH_SIZE {setup['batch_size']}, TASK_BATCH_SIZE {setup['task_batch_size']}, "

@@ -10,6 +10,7 @@ are never compared.
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Cast
@@ -28,11 +29,17 @@ __all__ = [
     "nearest_embeddings",
     "search_session",
     "nearest_products",
+    "NotEmbedded",
+    "stored_query_vector",
 ]
 
 
 class IndexNotReady(Exception):
     """No model serves searches yet (nothing embedded)."""
+
+
+class NotEmbedded(LookupError):
+    """None of the images asked for has a ready vector under the model."""
 
 
 @dataclass(frozen=True)
@@ -149,3 +156,17 @@ def _best_per_product(rows):
     ordered = sorted(best.items(), key=lambda item: (item[1][1], item[0]))
     return [Hit(product_id=pid, image_id=iid, score=1.0 - float(dist)) for pid, (iid, dist) in ordered]
 
+
+def stored_query_vector(model, images):
+    """Return the normalised mean of the ready vectors of ``images`` (a queryset) under ``model``.
+
+    The query of "more like this": no encoding, the catalog's own vectors. Raises NotEmbedded.
+    """
+    vectors = list(
+        ImageEmbedding.objects.filter(model=model, image__in=images, state=ImageEmbedding.State.READY)
+        .values_list("vector", flat=True)
+    )
+    if not vectors:
+        raise NotEmbedded("no ready vector for these images")
+    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)  # [dim]
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist()

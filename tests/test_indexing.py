@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from p2w_search import index, indexing
 from p2w_search.conf import P2WImproperlyConfigured
-from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.models import ImageEmbedding
 from tests.factories import ProductImageFactory, png
 
 pytestmark = pytest.mark.django_db

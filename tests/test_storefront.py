@@ -152,6 +152,15 @@ def test_product_page_shows_the_product_and_more_like_this(client, shop):
     assert grid_ids(response, "similar") == ranked_by(own, among=others)
 
 
+def test_a_product_not_yet_embedded_says_so_instead_of_similar_products(client, shop):
+    newcomer = ProductFactory(category="mug")
+    ProductImageFactory(product=newcomer, data=png((90, 90, 90)))  # uploaded, not embedded yet
+    response = client.get(f"/product/{newcomer.pk}/")
+    assert response.status_code == 200
+    assert "This product is not in the search index yet" in response.content.decode()
+    assert grid_ids(response, "similar") == []
+
+
 def test_unknown_product_is_404(client, shop):
     response = client.get("/product/999999/")
     assert response.status_code == 404

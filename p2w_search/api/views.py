@@ -12,7 +12,6 @@ page's products), ``total`` (the whole view).
 import time
 from contextlib import contextmanager
 
-import numpy as np
 from django.apps import apps
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
@@ -177,7 +176,7 @@ class ImageSearchView(_SearchView):
             return self.search(model, self.encode(model, queries.IMAGE, params["image"]), params)
         # A catalog image is already embedded: its stored vector is the query.
         with self.timed("encode"):
-            vector = stored_vectors(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
+            vector = stored_vector(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
         return self.search(model, vector, params, exclude=[image.product_id])
 
 
@@ -220,20 +219,16 @@ class SimilarProductsView(_SearchView):
         if not self.get_queryset().filter(pk=product_id).exists():
             raise ValidationError({"product": [f"There is no product with id {product_id}."]})
         with self.timed("encode"):
-            vector = stored_vectors(model, ProductImage.objects.filter(product_id=product_id), field="product")
+            vector = stored_vector(model, ProductImage.objects.filter(product_id=product_id), field="product")
         return self.search(model, vector, params, exclude=[product_id])
 
 
-def stored_vectors(model, images, *, field):
-    """Return the normalised mean of the ready vectors of ``images`` under ``model``."""
-    vectors = list(
-        ImageEmbedding.objects.filter(model=model, image__in=images, state=ImageEmbedding.State.READY)
-        .values_list("vector", flat=True)
-    )
-    if not vectors:
-        raise ValidationError({field: ["Its images are not embedded yet; try again once indexing is done."]})
-    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)  # [dim]
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist()
+def stored_vector(model, images, *, field):
+    """The stored query vector of ``images``, or a 400 on ``field`` while they are not embedded."""
+    try:
+        return index.stored_query_vector(model, images)
+    except index.NotEmbedded:
+        raise ValidationError({field: ["Its images are not embedded yet; try again once indexing is done."]}) from None
 
 
 def server_timing(timings):

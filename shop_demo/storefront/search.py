@@ -6,10 +6,8 @@ filter or an unlisted product never leaves the grid short of ``k`` results.
 
 from dataclasses import dataclass
 
-from rest_framework.exceptions import ValidationError
 
 from p2w_search import index, queries
-from p2w_search.api.views import stored_vectors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Product
@@ -75,8 +73,8 @@ def similar_products(product, *, products, k):
     """Return "more like this": the ``k`` products closest to ``product``'s images, the product left out."""
     model = _serving_model()
     try:
-        vector = stored_vectors(model, ProductImage.objects.filter(product=product), field="product")
-    except ValidationError:
+        vector = index.stored_query_vector(model, ProductImage.objects.filter(product=product))
+    except index.NotEmbedded:
         raise SearchUnavailable("This product is not in the search index yet; try again once indexing is done.")
     return _ranked(model, vector, products=products, k=k, exclude=[product.pk])
 
