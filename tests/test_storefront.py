@@ -256,3 +256,26 @@ def test_no_worker_answering_is_503_with_a_message(client, shop, settings):
     assert response.status_code == 503
     assert "No search worker answered within 1 s" in response.content.decode()
     assert response["Retry-After"]
+
+
+@pytest.fixture
+def rate_limited(settings):
+    """Three anonymous searches a minute, counted from zero (the counts live in the cache)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": "3/min"}
+    yield
+    cache.clear()
+
+
+def test_anonymous_searches_on_the_pages_share_the_apis_rate_limit(client, shop, rate_limited):
+    assert client.get("/api/search/text/", {"q": "red"}).status_code == 200  # one of the three
+    assert client.get("/", {"q": "red"}).status_code == 200
+    assert client.get(f"/product/{shop[0].pk}/", {"change": "in blue"}).status_code == 200
+    over = client.get("/", {"q": "blue"})
+    assert over.status_code == 429
+    assert "Too many searches from your address; try again in" in over.content.decode()
+    changed = client.get(f"/product/{shop[0].pk}/", {"change": "in red"})
+    assert changed.status_code == 429 and "Too many searches" in changed.content.decode()
+    assert client.get("/").status_code == 200  # browsing is not a search

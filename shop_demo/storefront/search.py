@@ -4,10 +4,11 @@ Every search ranks the shop's visible products only (``products=`` of ``index.ne
 filter or an unlisted product never leaves the grid short of ``k`` results.
 """
 
+import math
 from dataclasses import dataclass
 
-
 from p2w_search import index, queries
+from p2w_search.api.views import AnonSearchThrottle
 from p2w_search.conf import app_settings
 from p2w_search.models import ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Product
@@ -15,6 +16,8 @@ from shop_demo.catalog.models import Product
 __all__ = [
     "Card",
     "SearchUnavailable",
+    "TooManySearches",
+    "check_rate",
     "shop_products",
     "categories",
     "browse_cards",
@@ -36,6 +39,20 @@ class Card:
 
 class SearchUnavailable(Exception):
     """The search cannot run right now (no serving model, no worker, not indexed yet); the message says why."""
+
+
+class TooManySearches(Exception):
+    """An anonymous shopper searched more often than ``ANON_SEARCH_RATE`` allows; the message says how long to wait."""
+
+
+def check_rate(request):
+    """Count a search that encodes a query against the API's anonymous rate, one budget per address.
+
+    The pages call the encoder as the API does, so they share its limit; raises TooManySearches.
+    """
+    throttle = AnonSearchThrottle()
+    if not throttle.allow_request(request, None):
+        raise TooManySearches(f"Too many searches from your address; try again in {math.ceil(throttle.wait() or 1)} s.")
 
 
 def shop_products():

@@ -47,7 +47,11 @@ def home(request):
         context.update(page=page, cards=search.browse_cards(page))
         return _render(request, "storefront/home.html", context)
     try:
+        search.check_rate(request)
         context["cards"] = find(products=products, k=RESULTS)
+    except search.TooManySearches as exc:
+        context["unavailable"] = str(exc)
+        return _render(request, "storefront/home.html", context, status=429)
     except search.SearchUnavailable as exc:
         context["unavailable"] = str(exc)
         return _render(request, "storefront/home.html", context, status=503)
@@ -75,10 +79,13 @@ def product(request, pk):
             method = change_form.cleaned_data["method"]
             context["method_label"] = METHOD_LABELS.get(method, method)
             try:
+                search.check_rate(request)
                 context["changed"] = search.changed_products(
                     item, change_form.cleaned_data["change"], method=method,
                     products=search.shop_products(), k=CHANGED,
                 )
+            except search.TooManySearches as exc:
+                context["change_unavailable"], status = str(exc), 429
             except search.SearchUnavailable as exc:
                 context["change_unavailable"], status = str(exc), 503
             except QueryRejected as exc:
