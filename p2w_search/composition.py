@@ -40,5 +40,6 @@ def composed_queries(embedder, *, image_features, texts, method=DEFAULT_METHOD, 
         return normalise(normalise(image_features) + embedder.embed_texts(texts))
     pic2word = embedder.compose(image_features, texts, template=template or prompt_template())
     if method == "fusion":
-        return normalise(pic2word + normalise(normalise(image_features) + embedder.embed_texts(texts)))
+        return normalise(pic2word + composed_queries(embedder, image_features=image_features, texts=texts,
+                                                     method="image_plus_text"))
     return pic2word

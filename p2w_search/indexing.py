@@ -187,13 +187,10 @@ def embed_pending(model_id, embedding_ids):
         try:
             loaded.append((row, _read_image(row.image)))
         except ImageRejected as exc:
-            row.error = exc.reason
+            row.state, row.error, row.vector, row.norm = ImageEmbedding.State.FAILED, exc.reason, None, None
             failed.append(row)
     if failed:
-        ImageEmbedding.objects.bulk_update(
-            [_mark(row, ImageEmbedding.State.FAILED, error=row.error) for row in failed],
-            ["state", "error", "vector", "norm"],
-        )
+        ImageEmbedding.objects.bulk_update(failed, ["state", "error", "vector", "norm"])
     if not loaded:
         return 0
     features = embedder.embed_images([image for _, image in loaded], normalize=False)  # [n, dim]
@@ -219,14 +216,6 @@ def _store_ready(embedding_ids, features):
              norms.tolist(), ImageEmbedding.State.PENDING],
         )
         return cursor.rowcount
-
-
-def _mark(row, state, *, error="", vector=None, norm=None):
-    row.state = state
-    row.error = error
-    row.vector = vector
-    row.norm = norm
-    return row
 
 
 def _read_image(image):
