@@ -1,6 +1,6 @@
 """The markdown summary and the plot of ``bench.index_recall``'s results."""
 
-from bench.report import markdown_table
+from bench.report import markdown_table, pyplot
 
 __all__ = ["markdown", "plot"]
 
@@ -95,10 +95,7 @@ def _recall_cell(point, k):
 
 def plot(data, path):
     """Recall@k against p50 latency, one panel per query kind, one curve per engine and filter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = data["config"]
     kinds = list(dict.fromkeys(x["queries"] for x in data["curves"]))

@@ -33,7 +33,7 @@ import time
 import zipfile
 
 from bench import _service
-from bench.report import RESULTS_DIR, markdown_table, write_results
+from bench.report import RESULTS_DIR, markdown_table, pyplot, write_results
 
 NAME = "ingest"
 # Stages of the profile: (label, file suffix, function names); cumulative times, disjoint by construction.
@@ -395,10 +395,7 @@ def summarise(runs):
 
 
 def plot(runs, curve, batch, name=NAME):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:

@@ -22,7 +22,7 @@ import sys
 import time
 
 from bench import _service
-from bench.report import RESULTS_DIR, markdown_table, write_results
+from bench.report import RESULTS_DIR, markdown_table, pyplot, write_results
 
 NAME = "memory"
 BARE_PYTHON = "pass"
@@ -132,10 +132,7 @@ def serve_searches(base_url, count):
 
 
 def plot(peaks, baselines):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = [*baselines, *peaks]
     values = [*baselines.values(), *peaks.values()]

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from bench import _service
-from bench.report import RESULTS_DIR, markdown_table, percentiles, write_results
+from bench.report import RESULTS_DIR, markdown_table, percentiles, pyplot, write_results
 
 NAME = "query_latency"
 CHANGES = ["in red", "in blue", "with stripes", "with polka dots", "as a mug", "as a sneaker", "in black",
@@ -241,10 +241,7 @@ def breakdown(samples):
 
 
 def plot(runs):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(9, 4))
     labels = [f"{run['size'] // 1000}k, {run['clients']} client{'s' if run['clients'] > 1 else ''}" for run in runs]

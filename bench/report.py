@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["RESULTS_DIR", "machine", "markdown_table", "write_results", "percentiles"]
+__all__ = ["RESULTS_DIR", "machine", "markdown_table", "write_results", "percentiles", "pyplot"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -48,6 +48,16 @@ def percentiles(samples, points=(50, 95, 99)):
 
     values = np.asarray(samples, dtype=float) * 1000
     return {f"p{p}": float(np.percentile(values, p)) for p in points}
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def markdown_table(header, rows):
