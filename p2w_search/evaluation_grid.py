@@ -20,7 +20,7 @@ def _thumbnail(image_id):
 
 
 def draw_examples(queries, rankings, gallery, path, *, top=5, title=""):
-    """Draw one row per query: the reference, its text, and the ``top`` results (green: correct)."""
+    """Draw one row per query: the reference, its text, and the ``top`` results (green: any correct product)."""
     width = CELL + TEXT_WIDTH + top * CELL
     sheet = Image.new("RGB", (width, 24 + CELL * len(queries)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -33,7 +33,7 @@ def draw_examples(queries, rankings, gallery, path, *, top=5, title=""):
         for col, name in enumerate(ranking[:top]):
             x = CELL + TEXT_WIDTH + col * CELL
             sheet.paste(_thumbnail(gallery.image_of(name)), (x + 4, y + 4))
-            colour = GOOD if name in query.targets else BAD
+            colour = GOOD if name in query.correct else BAD
             draw.rectangle([x + 1, y + 1, x + CELL - 2, y + CELL - 2], outline=colour, width=3)
     sheet.save(path)
     return path

@@ -1,86 +1,215 @@
-"""The evaluation command on a hand-made gallery whose right answers are known."""
+"""The evaluation on hand-made galleries and files whose metrics are computed by hand below.
+
+Products lie on a quarter circle at the angles of a Golomb ruler (every pairwise difference
+differs), so each reference ranks every other product without ties, by angular distance.
+``image_only`` queries are the reference's own vector, so every ranking below is read off
+the angles.
+"""
 
 import json
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from PIL import Image
 
-from p2w_search import evaluation, indexing
+from p2w_search import evaluation, indexing, ranking_metrics
 from p2w_search.models import ImageEmbedding
 from tests.factories import ProductFactory, ProductImageFactory
 
-E = np.eye(32, dtype=np.float32)
-# A and B are close, C is between B and nothing, D stands alone.
-VECTORS = {"A": E[0], "B": (E[0] + 0.5 * E[1]) / np.linalg.norm(E[0] + 0.5 * E[1]), "C": E[1], "D": E[2]}
+ANGLES = {"A": 0, "B": 2, "C": 8, "D": 18, "E": 30, "F": 44, "G": 64, "H": 68}  # degrees
+
+
+def vector(angle):
+    v = np.zeros(32, dtype=np.float32)
+    v[0], v[1] = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    return v
 
 
 @pytest.fixture
 def gallery(db, media):
     model = indexing.register_model()
-    for sku, vector in VECTORS.items():
+    for sku, angle in ANGLES.items():
         image = ProductImageFactory(product=ProductFactory(sku=sku))
-        ImageEmbedding.objects.create(image=image, model=model, state="ready", vector=vector.tolist(), norm=2.0)
+        ImageEmbedding.objects.create(image=image, model=model, state="ready", vector=vector(angle).tolist(), norm=2.0)
     return model
 
 
-def write(path, rows):
-    path.write_text(json.dumps(rows))
+def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
     return path
 
 
-def test_cirr_layout_leaves_the_reference_out(gallery, tmp_path):
-    cirr = write(tmp_path / "cap.rc2.test1.json", [
-        {"pairid": 0, "reference": "A", "target_hard": "B", "target_soft": {"B": 1.0}, "caption": "x",
-         "change": "colour", "held_out": False},
-        {"pairid": 1, "reference": "C", "target_hard": "D", "target_soft": {"D": 1.0, "A": 0.5}, "caption": "y",
-         "change": "kind", "held_out": True},
-    ])
-    call_command("p2w_evaluate", cirr=str(cirr), id_field="sku", methods="image_only", out=str(tmp_path / "out"),
-                 examples=2)
+def results(out):
+    return json.loads((out / "results.json").read_text())
 
-    result = json.loads((tmp_path / "out" / "results.json").read_text())["recall"]["image_only"]
-    # Query 1: A's nearest other product is B (right at rank 1). Query 2: C ranks B, then A and D
-    # tie at 0 (A first by id): D is third. A scored 0.5 in target_soft does not count.
-    assert result["all"] == {"R@1": 0.5, "R@5": 1.0, "R@10": 1.0, "R@50": 1.0, "n": 2}
-    assert result["split=held-out"]["R@1"] == 0.0 and result["split=seen"]["R@1"] == 1.0
-    assert result["change=colour"]["n"] == 1
-    assert "| image_only | 0.500 | 1.000 | 1.000 | 1.000 | 2 |" in (tmp_path / "out" / "results.md").read_text()
-    assert Image.open(tmp_path / "out" / "examples.png").size[1] == 24 + 2 * 96
+
+CIRR_PAIRS = [
+    # Pair 0, from A (0): B 2, C 8, D 18, E 30, F 44, G 64 -> [B, C, D, E, F, G]; A itself left out,
+    # H (68) is not in the split. Target C is 2nd; B, first, is scored 0.5: not correct.
+    {"pairid": 0, "reference": "A", "target_hard": "C", "target_soft": {"C": 1.0, "B": 0.5}, "caption": "x",
+     "img_set": {"id": 0, "members": ["A", "B", "C", "D", "E", "F"]}, "change": "colour", "held_out": False},
+    # Pair 1, from D (18): C 10, E 12, B 16, A 18, F 26, G 46 -> [C, E, B, A, F, G]. Target B is 3rd;
+    # C, first, is scored 1.0: a correct product, so the any-correct recall has it at rank 1.
+    {"pairid": 1, "reference": "D", "target_hard": "B", "target_soft": {"B": 1.0, "C": 1.0}, "caption": "y",
+     "img_set": {"id": 1, "members": ["A", "B", "C", "D", "E"]}, "change": "kind", "held_out": True},
+    # Pair 2, from G (64): F 20, E 34, D 46, C 56, B 62, A 64 -> [F, E, D, C, B, A]; H (4 away) would
+    # come first if the split's gallery were ignored. Target F is 1st; A, also correct, is 6th.
+    {"pairid": 2, "reference": "G", "target_hard": "F", "target_soft": {"F": 1.0, "A": 1.0}, "caption": "z",
+     "img_set": {"id": 2, "members": ["B", "C", "D", "E", "F", "G"]}, "change": "colour", "held_out": False},
+]
+
+
+def write_cirr(root, pairs=CIRR_PAIRS, split=("A", "B", "C", "D", "E", "F", "G")):
+    write(root / "image_splits" / "split.rc2.val.json", {name: f"./dev/{name}.png" for name in split})
+    return write(root / "captions" / "cap.rc2.val.json", pairs)
+
+
+def test_cirr_counts_target_hard_with_the_reference_left_out(gallery, tmp_path):
+    call_command("p2w_evaluate", cirr=str(write_cirr(tmp_path / "cirr")), id_field="sku", methods="image_only",
+                 out=str(tmp_path / "out"), examples=2)
+    data = results(tmp_path / "out")
+    result = data["metrics"]["image_only"]
+    assert data["paper_figure"] == "all" and data["galleries"]["cirr"]["products"] == 7
     rankings = json.loads((tmp_path / "out" / "rankings.json").read_text())
-    assert rankings["queries"][1] == {"reference": "C", "text": "y"}
-    assert rankings["top10"]["image_only"] == [["B", "C", "D"], ["B", "A", "D"]]
+    assert rankings["top"]["image_only"] == [list("BCDEFG"), list("CEBAFG"), list("FEDCBA")]
+    # Subsets without the reference: pair 0 [B, C, D, E, F] (C 2nd); pair 1 [C 10, E 12, B 16, A 18]
+    # (B 3rd); pair 2 [F, E, D, C, B] (F 1st).
+    assert rankings["subset"]["image_only"] == [list("BCDEF"), list("CEBA"), list("FEDCB")]
+    assert result["all"] == pytest.approx({
+        # The paper's R@K, target_hard only: ranks 2, 3, 1.
+        "R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "R@50": 1.0,
+        # Any correct product (target_hard, target_soft at 1.0): first answers B (0.5: no), C (yes), F (yes).
+        "R_any@1": 2 / 3, "R_any@5": 1.0, "R_any@10": 1.0, "R_any@50": 1.0,
+        # AP@5: pair 0 {C} at 2: (1/2)/1 = 0.5; pair 1 {B, C} at 3 and 1: (1/1 + 2/3)/2 = 5/6;
+        # pair 2 {F, A} at 1 and 6: (1/1)/min(5, 2) = 0.5. mAP@5 = (0.5 + 5/6 + 0.5)/3 = 11/18.
+        # From K = 10 on A counts: pair 2 (1 + 2/6)/2 = 2/3, mAP = (0.5 + 5/6 + 2/3)/3 = 2/3.
+        "mAP@5": 11 / 18, "mAP@10": 2 / 3, "mAP@25": 2 / 3, "mAP@50": 2 / 3,
+        # The subsets put the target 2nd, 3rd and 1st.
+        "R_subset@1": 1 / 3, "R_subset@2": 2 / 3, "R_subset@3": 1.0,
+        "n": 3})
+    assert result["split=held-out"]["R@1"] == 0.0 and result["split=held-out"]["R_any@1"] == 1.0
+    assert result["split=seen"]["R@1"] == 0.5 and result["split=seen"]["R_any@1"] == 0.5
+    assert "| image_only | 0.333 | 1.000 | 1.000 | 1.000 | 0.667 |" in (tmp_path / "out" / "results.md").read_text()
+    assert "R_subset@K" in data["metric_names"]
+    assert Image.open(tmp_path / "out" / "examples.png").size[1] == 24 + 2 * 96
 
 
-def test_fashioniq_layout_ranks_the_reference_too(gallery, tmp_path):
-    folder = tmp_path / "fiq"
-    folder.mkdir()
-    write(folder / "cap.mug.test.json", [{"candidate": "A", "target": "B", "captions": ["x", "y"]}])
-    call_command("p2w_evaluate", fashioniq=str(folder), id_field="sku", methods="image_only",
+def test_cirr_without_a_split_file_ranks_the_whole_catalog(gallery, tmp_path):
+    pairs = [{k: v for k, v in pair.items() if k != "img_set"} for pair in CIRR_PAIRS]
+    caption_file = write(tmp_path / "cap.rc2.val.json", pairs)
+    call_command("p2w_evaluate", cirr=str(caption_file), id_field="sku", methods="image_only",
                  out=str(tmp_path / "out"), examples=0)
-    result = json.loads((tmp_path / "out" / "results.json").read_text())["recall"]["image_only"]
-    # Two captions make two queries; A itself comes first, B second.
-    assert result["all"]["n"] == 2 and result["all"]["R@1"] == 0.0 and result["all"]["R@5"] == 1.0
-    assert result["category=mug"]["n"] == 2
+    data = results(tmp_path / "out")
+    # H (68) is now in the gallery and comes first for pair 2, before its target F: R@1 drops to 0.
+    assert data["galleries"]["cirr"] == {"source": "the whole indexed catalog (no split.rc2.val.json)", "products": 8}
+    assert data["metrics"]["image_only"]["all"]["R@1"] == 0.0
+    assert "R_subset@1" not in data["metrics"]["image_only"]["all"]
 
 
-def test_unknown_reference_is_reported(gallery, tmp_path):
-    cirr = write(tmp_path / "c.json", [{"reference": "Z", "target_hard": "A", "caption": "x"}])
-    with pytest.raises(Exception, match="1 references are not in the indexed gallery"):
-        call_command("p2w_evaluate", cirr=str(cirr), id_field="sku", methods="image_only", out=str(tmp_path))
+FASHIONIQ = {
+    # mug gallery A-H. From A (0), the reference kept: A, B, C, D, E, F, G: target G is 7th (the extra
+    # targets list B, 2nd). From C (8): C 0, B 6, A 8, D 10: target B is 2nd.
+    "mug": ([{"candidate": "A", "target": "G", "captions": ["is red", "has dots"], "targets": ["G", "B"]},
+             {"candidate": "C", "target": "B", "captions": ["is blue", "is plain"]}], list(ANGLES)),
+    # cap gallery E-H. From E (30): E 0, F 14, G 34, H 38: target H is 4th. Over the whole catalog it
+    # would be 8th (E, D 12, F 14, C 22, B 28, A 30, G 34, H 38).
+    "cap": ([{"candidate": "E", "target": "H", "captions": ["a", "b"]}], ["E", "F", "G", "H"]),
+}
 
 
-def test_recall_counts_any_correct_target():
+def write_fashioniq(root, categories=FASHIONIQ, split="val"):
+    for category, (rows, gallery_names) in categories.items():
+        write(root / "json" / f"cap.{category}.{split}.json", rows)
+        write(root / "image_splits" / f"split.{category}.{split}.json", gallery_names)
+    return root
+
+
+def test_fashioniq_ranks_each_category_in_its_gallery_and_averages_categories(gallery, tmp_path):
+    call_command("p2w_evaluate", fashioniq=str(write_fashioniq(tmp_path / "fashion-iq")), id_field="sku",
+                 methods="image_only", out=str(tmp_path / "out"), examples=0)
+    data = results(tmp_path / "out")
+    result = data["metrics"]["image_only"]
+    assert data["paper_figure"] == "category-mean"
+    assert {name: g["products"] for name, g in data["galleries"].items()} == {"cap": 4, "mug": 8}
+    rankings = json.loads((tmp_path / "out" / "rankings.json").read_text())
+    # One query per triplet; its two captions joined as the authors' code does: second, then first.
+    assert [q["text"] for q in rankings["queries"]] == ["b and a", "has dots and is red", "is plain and is blue"]
+    assert rankings["top"]["image_only"][0] == list("EFGH")  # the reference stays, first
+    # R@5, target only: cap 1/1 (rank 4), mug 1/2 (ranks 7 and 2). The paper's figure is the mean of
+    # the categories, (1 + 0.5)/2 = 0.75, not the pooled 2/3.
+    assert result["category=cap"]["R@5"] == 1.0 and result["category=mug"]["R@5"] == 0.5
+    assert result["category-mean"]["R@5"] == 0.75 and result["all"]["R@5"] == pytest.approx(2 / 3)
+    assert result["category-mean"]["n"] == 3
+    # Any correct: A's listed B is 2nd, so mug is 2/2 and the mean 1.0. The reference is first: R@1 is 0.
+    assert result["category-mean"]["R_any@5"] == 1.0 and result["category-mean"]["R@1"] == 0.0
+    assert "**category-mean** (the paper's figure)" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_fashioniq_needs_one_split_and_two_captions(gallery, tmp_path):
+    root = write_fashioniq(tmp_path / "fiq")
+    write_fashioniq(root, {"cap": FASHIONIQ["cap"]}, split="test")
+    with pytest.raises(CommandError, match="has the splits test, val; choose one"):
+        call_command("p2w_evaluate", fashioniq=str(root), id_field="sku", methods="image_only", out=str(tmp_path))
+    call_command("p2w_evaluate", fashioniq=str(root), split="test", id_field="sku", methods="image_only",
+                 out=str(tmp_path / "out"), examples=0)
+    assert results(tmp_path / "out")["queries"] == 1
+    write(root / "json" / "cap.cap.test.json", [{"candidate": "E", "target": "H", "captions": ["a", "b", "c"]}])
+    with pytest.raises(CommandError, match=r"cap.cap.test.json, triplet 0: expected two captions \(or one\), got 3"):
+        call_command("p2w_evaluate", fashioniq=str(root), split="test", id_field="sku", methods="image_only",
+                     out=str(tmp_path))
+    write(root / "json" / "cap.cap.test.json", [{"candidate": "E", "captions": ["a", "b"]}])
+    with pytest.raises(CommandError, match=r"cap.cap.test.json, triplet 0: no 'target'"):
+        call_command("p2w_evaluate", fashioniq=str(root), split="test", id_field="sku", methods="image_only",
+                     out=str(tmp_path))
+
+
+def test_files_that_the_official_protocol_cannot_score_are_refused(gallery, tmp_path):
+    test1 = write(tmp_path / "cap.rc2.test1.json", [{"pairid": 0, "reference": "A", "caption": "x"}])
+    with pytest.raises(CommandError, match="no 'target_hard' .*CIRR evaluation server"):
+        call_command("p2w_evaluate", cirr=str(test1), id_field="sku", methods="image_only", out=str(tmp_path))
+    outside = write_cirr(tmp_path / "c", pairs=[{"reference": "A", "target_hard": "H", "caption": "x"}])
+    with pytest.raises(CommandError, match=r"its target H is not in its gallery \(.*split.rc2.val.json\)"):
+        call_command("p2w_evaluate", cirr=str(outside), id_field="sku", methods="image_only", out=str(tmp_path))
+    unknown = write(tmp_path / "c.json", [{"reference": "Z", "target_hard": "A", "caption": "x"}])
+    with pytest.raises(CommandError, match=r"1 references are not in the indexed catalog, e.g. \['Z'\]"):
+        call_command("p2w_evaluate", cirr=str(unknown), id_field="sku", methods="image_only", out=str(tmp_path))
+
+
+def test_recall_counts_only_the_listed_target_and_any_correct_counts_all():
     rankings = [["b", "c", "a"], ["c", "a", "b"]]
-    assert evaluation.recall_at(rankings, [frozenset({"a", "b"}), frozenset({"b"})], ks=(1, 2, 3)) == {
-        "R@1": 0.5, "R@2": 0.5, "R@3": 1.0}
+    # Row 1's target a is 3rd, its other correct product b 1st; row 2's only correct product b is 3rd.
+    assert ranking_metrics.recall_at(rankings, ["a", "b"], ks=(1, 3)) == {"R@1": 0.0, "R@3": 1.0}
+    assert ranking_metrics.recall_any_at(rankings, [frozenset("ab"), frozenset("b")], ks=(1, 3)) == {
+        "R_any@1": 0.5, "R_any@3": 1.0}
+
+
+def test_average_precision_by_hand():
+    # Correct at ranks 1, 3, 5 of three: P@1 = 1, P@3 = 2/3, P@5 = 3/5; AP@5 = (1 + 2/3 + 3/5)/3 = 34/45.
+    assert ranking_metrics.average_precision_at(list("axbyc"), set("abc"), 5) == pytest.approx(34 / 45)
+    # At K = 2 only rank 1 counts, over min(2, 3) = 2: 1/2.
+    assert ranking_metrics.average_precision_at(list("axbyc"), set("abc"), 2) == 0.5
+    # More correct products than K: five of six found in the top 5 is a perfect AP@5 (divided by min(5, 6)).
+    assert ranking_metrics.average_precision_at(list("abcde"), set("abcdef"), 5) == 1.0
+    # One correct product at rank 2: AP = 1/2 at any K >= 2. mAP@5 = (34/45 + 1/2)/2 = 113/180.
+    assert ranking_metrics.map_at([list("axbyc"), list("xa")], [set("abc"), {"a"}], ks=(5,)) == {
+        "mAP@5": pytest.approx(113 / 180)}
+    with pytest.raises(ValueError, match="at least one correct product"):
+        ranking_metrics.average_precision_at(["a"], set(), 1)
+
+
+def test_fashioniq_captions_join_in_the_authors_order():
+    assert evaluation.fashioniq_text(["is red", "has dots"]) == "has dots and is red"
+    assert evaluation.fashioniq_text(["is red"]) == "is red"
 
 
 def test_products_score_their_best_image():
-    vectors = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
-    ranked = evaluation.rank_products(np.array([[0, 1]], np.float32), vectors, np.array([7, 7, 9]))
-    assert ranked == [[7, 9]]
+    # Product 7 has two images, not next to each other: 0.8 and 1.0 against the query; product 9 has 0.96.
+    # The best image ranks 7 first (its first image alone, or the mean 0.9, would put 9 first).
+    vectors = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6]], dtype=np.float32)
+    query = np.array([[0.8, 0.6]], np.float32)
+    assert evaluation.rank_products(query, vectors, np.array([7, 9, 7])) == [[7, 9]]
     # A left-out product is dropped from the ranking, not moved to its end.
-    assert evaluation.rank_products(np.array([[0, 1]], np.float32), vectors, np.array([7, 7, 9]),
-                                    exclude=[7]) == [[9]]
+    assert evaluation.rank_products(query, vectors, np.array([7, 9, 7]), exclude=[7]) == [[9]]

@@ -6,12 +6,21 @@ are exactly the reference's with that one change. A triplet is *held out* when i
 combination is held out of all training (``generator.is_held_out``): those measure how
 the models compose what they have never seen together.
 
-Written in the layouts of the two benchmarks the paper reports:
-- FashionIQ: ``cap.<category>.<split>.json``, a list of ``{"candidate", "target", "captions"}``;
-- CIRR: ``cap.rc2.<split>.json``, a list of ``{"pairid", "reference", "target_hard", "target_soft", "caption"}``.
+Written in the official layouts of the two benchmarks the paper reports, so that the
+authors' loaders read them (their CIRR loader reads ``captions/`` and ``image_splits/``;
+their FashionIQ loader ``json/``, ``image_splits/``, and two captions per triplet):
+- CIRR (``write_cirr``): ``captions/cap.rc2.<split>.json``, a list of ``{"pairid",
+  "reference", "target_hard", "target_soft", "caption", "img_set"}``, and the gallery
+  ``image_splits/split.rc2.<split>.json`` (every product);
+- FashionIQ (``write_fashioniq``): ``json/cap.<kind>.<split>.json``, a list of
+  ``{"candidate", "target", "captions": [two phrasings of the change]}``, and each kind's
+  gallery ``image_splits/split.<kind>.<split>.json`` (the products of that kind). FashionIQ
+  never changes the garment type and ranks within the category, so kind changes are left
+  out of this layout.
 Identifiers are product SKUs. Several products may satisfy a triplet; the first is the
-``target`` / ``target_hard``, and all of them are listed (``"targets"`` in the FashionIQ
-layout, an extra key; ``target_soft`` with score 1.0 in CIRR's own way).
+``target`` / ``target_hard`` the benchmarks' Recall@K counts, and all of them are listed
+(``target_soft`` with score 1.0 in CIRR's own way; ``"targets"`` in the FashionIQ layout,
+an extra key). Extra keys ``change`` and ``held_out`` give per-group results.
 """
 
 import json
@@ -25,7 +34,13 @@ from shop_demo.catalog import generator
 
 __all__ = ["CHANGES", "Triplet", "make_triplets", "write_fashioniq", "write_cirr"]
 
+SET_SIZE = 6  # CIRR's img_set: the reference, the target and four look-alikes
+
 CHANGES = ("colour", "pattern", "kind", "print")
+
+_VALUES = {"colour": tuple(generator.COLOURS), "pattern": generator.PATTERNS, "kind": generator.KINDS,
+           "print": generator.PRINTS}
+
 
 _PATTERN_WORDS = {
     "solid": ("plain, without a pattern", "in a solid colour", "make it plain"),
@@ -57,66 +72,111 @@ class Triplet:
     targets: tuple  # skus, sorted
     held_out: bool
     category: str  # the reference's kind
+    captions: tuple = ()  # FashionIQ's two captions: ``text`` and another phrasing of the change
+    img_set: tuple = ()  # CIRR's image set: the reference, targets[0] and up to four wrong look-alikes
 
 
 def make_triplets(products, *, seed=0, per_product=2):
     """Return triplets for ``products``: up to ``per_product`` changes per reference.
 
-    Only changes that some other product satisfies become triplets. Deterministic in ``seed``.
+    Only changes that some other product satisfies become triplets. Deterministic in ``seed``;
+    the second captions and image sets come from streams of their own, so the references,
+    changes, texts and targets are the same as before those existed.
     """
     rng = np.random.default_rng(seed)
+    caption_rng, set_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     by_attributes = defaultdict(list)
     for product in products:
         by_attributes[product.attributes].append(product.sku)
-    values = {"colour": list(generator.COLOURS), "pattern": list(generator.PATTERNS),
-              "kind": list(generator.KINDS), "print": list(generator.PRINTS)}
     triplets = []
     for product in products:
         options = []
         for change in CHANGES:
             current = getattr(product.attributes, change)
-            for value in values[change]:
+            for value in _VALUES[change]:
                 target = replace(product.attributes, **{change: value})
                 if value != current and by_attributes.get(target):
                     options.append((change, value, target))
         for pick in rng.permutation(len(options))[:per_product]:
             change, value, target = options[pick]
             phrases = _phrases(change, value)
+            first = int(rng.integers(len(phrases)))
+            second = [p for i, p in enumerate(phrases) if i != first][int(caption_rng.integers(len(phrases) - 1))]
+            targets = tuple(sorted(by_attributes[target]))
             triplets.append(Triplet(
-                reference=product.sku, change=change, text=phrases[int(rng.integers(len(phrases)))],
-                targets=tuple(sorted(by_attributes[target])), held_out=generator.is_held_out(target),
-                category=product.attributes.kind,
+                reference=product.sku, change=change, text=phrases[first], targets=targets,
+                held_out=generator.is_held_out(target), category=product.attributes.kind,
+                captions=(phrases[first], second),
+                img_set=_image_set(product.sku, targets, target, by_attributes, set_rng),
             ))
     return triplets
 
 
-def write_fashioniq(triplets, folder, *, split="test"):
-    """Write one ``cap.<category>.<split>.json`` per reference kind; return the files."""
+def _image_set(reference, targets, target, by_attributes, rng):
+    """The reference, the first target, and look-alikes one attribute away from the target (never correct).
+
+    CIRR's pairs were drawn within sets of six similar images, and Recall_subset@K ranks that set:
+    here the wrong products that differ from the target in one attribute (the reference's own
+    combination among them) are the ones that look most like it.
+    """
+    near = [replace(target, **{change: value}) for change in CHANGES for value in _VALUES[change]
+            if value != getattr(target, change)]
+    near = [attributes for attributes in near if set(by_attributes.get(attributes, ())) - {reference}]
+    members = [reference, targets[0]]
+    for i in rng.permutation(len(near))[:SET_SIZE - 2]:
+        choices = sorted(set(by_attributes[near[i]]) - {reference})
+        members.append(choices[int(rng.integers(len(choices)))])
+    return tuple(sorted(members))
+
+
+def write_fashioniq(triplets, products, folder, *, split="val"):
+    """Write ``json/cap.<kind>.<split>.json`` and ``image_splits/split.<kind>.<split>.json`` per kind.
+
+    One caption file per reference kind (the category), without kind changes; each category's
+    gallery is every product of that kind. Return the caption files.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "json").mkdir(parents=True, exist_ok=True)
+    (folder / "image_splits").mkdir(parents=True, exist_ok=True)
     by_category = defaultdict(list)
     for t in triplets:
+        if t.change == "kind":
+            continue
+        if len(t.captions) != 2:
+            raise ValueError(f"triplet of {t.reference}: FashionIQ needs two captions, got {len(t.captions)}")
         by_category[t.category].append({
-            "candidate": t.reference, "target": t.targets[0], "captions": [t.text],
+            "candidate": t.reference, "target": t.targets[0], "captions": list(t.captions),
             "targets": list(t.targets), "change": t.change, "held_out": t.held_out,
         })
+    galleries = defaultdict(list)
+    for product in products:
+        galleries[product.attributes.kind].append(product.sku)
     files = []
     for category, rows in sorted(by_category.items()):
-        path = folder / f"cap.{category}.{split}.json"
+        path = folder / "json" / f"cap.{category}.{split}.json"
         path.write_text(json.dumps(rows, indent=1))
+        (folder / "image_splits" / f"split.{category}.{split}.json").write_text(json.dumps(galleries[category]))
         files.append(path)
     return files
 
 
-def write_cirr(triplets, folder, *, split="test1"):
-    """Write ``cap.rc2.<split>.json`` in the CIRR layout; return the file."""
+def write_cirr(triplets, products, folder, *, split="val"):
+    """Write ``captions/cap.rc2.<split>.json`` and the gallery ``image_splits/split.rc2.<split>.json``.
+
+    The gallery is every product, mapped to its image's path as CIRR's split files do
+    (``./dev/<sku>.png``). Return the caption file.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "captions").mkdir(parents=True, exist_ok=True)
+    (folder / "image_splits").mkdir(parents=True, exist_ok=True)
     rows = [{
         "pairid": i, "reference": t.reference, "target_hard": t.targets[0],
         "target_soft": {sku: 1.0 for sku in t.targets}, "caption": t.text,
+        **({"img_set": {"id": i, "members": list(t.img_set)}} if t.img_set else {}),
         "change": t.change, "held_out": t.held_out,
     } for i, t in enumerate(triplets)]
-    path = folder / f"cap.rc2.{split}.json"
+    path = folder / "captions" / f"cap.rc2.{split}.json"
     path.write_text(json.dumps(rows, indent=1))
+    (folder / "image_splits" / f"split.rc2.{split}.json").write_text(
+        json.dumps({p.sku: f"./dev/{p.sku}.png" for p in products}))
     return path

@@ -1,0 +1,80 @@
+"""The demo's triplets in the official CIRR and FashionIQ layouts, read back by the evaluation's loaders."""
+
+import json
+from dataclasses import fields
+
+import pytest
+
+from p2w_search import evaluation
+from shop_demo.catalog import generator, triplets
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    products = generator.generate_products(1000, seed=0)
+    return products, triplets.make_triplets(products, seed=1)
+
+
+def differing(a, b):
+    return [f.name for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def test_the_demo_benchmark_keeps_its_triplets(catalog):
+    # The second captions and image sets draw from streams of their own: the triplets behind the
+    # README's tables (references, changes, texts, targets) stay what they were.
+    products, rows = catalog
+    assert len(rows) == 1999 and sum(t.held_out for t in rows) == 406
+    assert (rows[0].reference, rows[0].change, rows[0].text, rows[0].targets) == (
+        "DEMO-00001", "colour", "change the colour to orange", ("DEMO-00382",))
+    assert (rows[5].reference, rows[5].text, rows[5].targets) == (
+        "DEMO-00003", "with a circle print", ("DEMO-00002", "DEMO-00828"))
+
+
+def test_fashioniq_files_have_two_phrasings_and_a_gallery_per_kind(catalog, tmp_path):
+    products, rows = catalog
+    files = triplets.write_fashioniq(rows, products, tmp_path / "fashion-iq")
+    kinds = {p.sku: p.attributes.kind for p in products}
+    assert sorted(f.name for f in files) == sorted(f"cap.{kind}.val.json" for kind in generator.KINDS)
+    written = 0
+    for path in files:
+        kind = path.name.split(".")[1]
+        gallery = json.loads((tmp_path / "fashion-iq" / "image_splits" / f"split.{kind}.val.json").read_text())
+        assert sorted(gallery) == sorted(sku for sku, k in kinds.items() if k == kind)
+        for row in json.loads(path.read_text()):
+            written += 1
+            first, second = row["captions"]  # what the authors' loader reads: captions[0] and captions[1]
+            assert first != second and row["change"] != "kind"
+            assert row["target"] == row["targets"][0] and row["target"] in gallery and row["candidate"] in gallery
+    assert written == sum(t.change != "kind" for t in rows) == 1382
+    benchmark = evaluation.load_fashioniq(tmp_path / "fashion-iq")
+    assert len(benchmark.queries) == 1382 and benchmark.headline == "category-mean"
+    assert benchmark.resolved(kinds).galleries["mug"] == frozenset(s for s, k in kinds.items() if k == "mug")
+
+
+def test_cirr_file_has_the_benchmarks_fields_and_image_sets(catalog, tmp_path):
+    products, rows = catalog
+    path = triplets.write_cirr(rows, products, tmp_path / "cirr")
+    assert path == tmp_path / "cirr" / "captions" / "cap.rc2.val.json"
+    split = json.loads((tmp_path / "cirr" / "image_splits" / "split.rc2.val.json").read_text())
+    assert len(split) == 1000 and split["DEMO-00001"] == "./dev/DEMO-00001.png"
+    attributes = {p.sku: p.attributes for p in products}
+    written = json.loads(path.read_text())
+    for row, t in zip(written, rows, strict=True):
+        assert {"pairid", "reference", "target_hard", "target_soft", "caption", "img_set"} <= row.keys()
+        members = row["img_set"]["members"]
+        assert row["reference"] in members and row["target_hard"] in members and len(set(members)) == len(members)
+        target = attributes[row["target_hard"]]
+        for other in set(members) - {row["reference"], row["target_hard"]}:
+            # A look-alike: one attribute away from the target, so never a correct product.
+            assert len(differing(attributes[other], target)) == 1 and other not in t.targets
+    assert sum(len(row["img_set"]["members"]) == 6 for row in written) >= 1990
+    benchmark = evaluation.load_cirr(path).resolved(attributes)
+    assert [q.target for q in benchmark.queries] == [t.targets[0] for t in rows]
+    assert [q.correct for q in benchmark.queries] == [frozenset(t.targets) for t in rows]
+
+
+def test_fashioniq_needs_two_captions(tmp_path):
+    products = generator.generate_products(50, seed=0)
+    row = next(t for t in triplets.make_triplets(products, seed=1) if t.change != "kind")
+    with pytest.raises(ValueError, match="FashionIQ needs two captions, got 0"):
+        triplets.write_fashioniq([triplets.Triplet(**{**row.__dict__, "captions": ()})], products, tmp_path)
