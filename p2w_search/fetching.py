@@ -10,13 +10,16 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import time
 from urllib.parse import urlsplit
 
 from p2w_search.conf import app_settings
 
-__all__ = ["FetchRefused", "is_url", "check_address", "fetch_image"]
+__all__ = ["FetchRefused", "is_url", "check_address", "fetch_image", "TIMEOUT"]
 
+# Seconds: the longest wait on the server (connect, each read) and the longest the body may take.
 TIMEOUT = 10
+_CHUNK = 64 * 1024
 
 
 class FetchRefused(ValueError):
@@ -36,8 +39,15 @@ def check_address(address):
         raise FetchRefused(f"refused to fetch from {address}: not a public address")
 
 
-def fetch_image(url, *, resolve=socket.getaddrinfo):
-    """Return the bytes at ``url`` (http or https), at most ``MAX_IMAGE_BYTES``."""
+def fetch_image(url, *, timeout=TIMEOUT, resolve=socket.getaddrinfo, check=check_address):
+    """Return the bytes at ``url`` (http or https), at most ``MAX_IMAGE_BYTES``; raise FetchRefused.
+
+    ``timeout`` (seconds) bounds each wait on the server and, checked between reads, the
+    whole body: a server that trickles bytes is cut off as one that never answers.
+    ``resolve`` (``socket.getaddrinfo``'s signature) and ``check`` (raises FetchRefused for an
+    address that may not be fetched) are seams for tests, whose servers listen on loopback;
+    a deployment passes neither, and no setting turns the address check off.
+    """
     if not app_settings.IMPORT_FETCH_URLS:
         raise FetchRefused("fetching image URLs is turned off on this shop; put the images in the archive")
     parts = urlsplit(url)
@@ -48,29 +58,45 @@ def fetch_image(url, *, resolve=socket.getaddrinfo):
         addresses = {info[4][0] for info in resolve(parts.hostname, port, type=socket.SOCK_STREAM)}
     except socket.gaierror:
         raise FetchRefused(f"cannot resolve {parts.hostname!r}") from None
-    for address in addresses:
-        check_address(address)
+    for address in addresses:  # every answer: a client may connect to any of them
+        check(address)
     address = sorted(addresses)[0]
+    deadline = time.monotonic() + timeout
     if parts.scheme == "https":
-        connection = _PinnedHTTPS(parts.hostname, address, port, timeout=TIMEOUT)
+        connection = _PinnedHTTPS(parts.hostname, address, port, timeout=timeout)
     else:
-        connection = http.client.HTTPConnection(address, port, timeout=TIMEOUT)
+        connection = http.client.HTTPConnection(address, port, timeout=timeout)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
+    limit = app_settings.MAX_IMAGE_BYTES
     try:
         connection.request("GET", path, headers={"Host": parts.hostname, "User-Agent": "p2w-search-import"})
         response = connection.getresponse()
         if response.status != 200:
             raise FetchRefused(f"{url} answered HTTP {response.status} (redirects are not followed)")
-        data = response.read(app_settings.MAX_IMAGE_BYTES + 1)
+        data = _read_body(response, limit=limit + 1, deadline=deadline, url=url, timeout=timeout)
     except (OSError, http.client.HTTPException) as exc:
         raise FetchRefused(f"cannot fetch {url}: {exc}") from None
     finally:
         connection.close()
-    if len(data) > app_settings.MAX_IMAGE_BYTES:
-        raise FetchRefused(f"{url} is larger than {app_settings.MAX_IMAGE_BYTES} bytes")
+    if len(data) > limit:
+        raise FetchRefused(f"{url} is larger than {limit} bytes")
     return data
+
+
+def _read_body(response, *, limit, deadline, url, timeout):
+    """Read at most ``limit`` bytes of ``response``, refusing once ``deadline`` has passed."""
+    chunks, size = [], 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise FetchRefused(f"{url} took longer than {timeout:g} s to send")
+        chunk = response.read1(min(_CHUNK, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
