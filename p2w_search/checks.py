@@ -1,11 +1,23 @@
-"""System checks: configuration a deployment gets wrong before the first search."""
+"""System checks: configuration a deployment gets wrong before the first search.
+
+``manage.py check`` runs the settings checks; the database ones (``--database``, and every
+``migrate``) look at pgvector. They must not block the command that fixes what they find:
+before p2w_search's migrations have run, a missing ``vector`` extension is no error, since
+the first migration creates it.
+"""
 
 from django.apps import apps
 from django.core import checks
 from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
 from p2w_search.conf import app_settings
+from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
+
+__all__ = ["check_settings", "check_vector_extension", "vector_extension_problems"]
+
+_MIN = ".".join(map(str, MIN_VERSION))
 
 
 @checks.register()
@@ -52,18 +64,52 @@ def check_vector_extension(app_configs=None, databases=None, **kwargs):
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-                row = cursor.fetchone()
+                installed = cursor.fetchone()
+                cursor.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+                available = cursor.fetchone()
+            recorder = MigrationRecorder(connection)
+            migrated = recorder.has_table() and recorder.migration_qs.filter(app="p2w_search").exists()
         except DatabaseError as exc:
             errors.append(checks.Warning(f"Could not check for pgvector: {exc}", id="p2w_search.W011"))
             continue
-        if row is None:
-            errors.append(checks.Error(
-                "The 'vector' extension is not installed in the database.",
-                hint="Run the migrations (they create it) as a role allowed to CREATE EXTENSION.",
-                id="p2w_search.E011",
-            ))
-        elif tuple(int(p) for p in row[0].split(".")[:2]) < (0, 8):
-            errors.append(checks.Error(
-                f"pgvector {row[0]} is too old: iterative index scans need 0.8 or newer.", id="p2w_search.E012"
-            ))
+        errors.extend(vector_extension_problems(
+            database=connection.settings_dict["NAME"], installed=installed and installed[0],
+            available=available and available[0], migrated=migrated,
+        ))
     return errors
+
+
+def vector_extension_problems(*, database, installed, available, migrated):
+    """The check's findings for one PostgreSQL database, from what it reports.
+
+    ``installed``: the extension's version in the database, or None; ``available``: the
+    version the server would create, or None when the server has no pgvector; ``migrated``:
+    whether p2w_search's migrations have run there (the first one creates the extension).
+    """
+    if installed is None and available is None:
+        return [checks.Error(
+            f"The PostgreSQL server of database {database!r} does not have pgvector, so the 'vector' extension "
+            "cannot be created.",
+            hint=f"Install pgvector {_MIN} or newer on the server (e.g. the pgvector/pgvector image or the "
+                 "postgresql-NN-pgvector package), then run the migrations.",
+            id="p2w_search.E011",
+        )]
+    if installed is None and migrated:
+        return [checks.Error(
+            f"The 'vector' extension is not installed in database {database!r}, though p2w_search's migrations "
+            "have run there.",
+            hint=create_hint(database),
+            id="p2w_search.E011",
+        )]
+    version = installed or available  # not installed yet: the first migration will create this one
+    if parse_version(version) >= MIN_VERSION:
+        return []
+    if installed:
+        where, remedy = "in", "then a superuser runs ALTER EXTENSION vector UPDATE; in that database"
+    else:
+        where, remedy = "offered by the server of", "then run the migrations"
+    return [checks.Error(
+        f"pgvector {version} {where} database {database!r} is too old: iterative index scans need {_MIN} or newer.",
+        hint=f"Install pgvector {_MIN} or newer on the server; {remedy}.",
+        id="p2w_search.E012",
+    )]

@@ -3,7 +3,8 @@ import django.db.models.deletion
 import pgvector.django.halfvec
 from django.conf import settings
 from django.db import migrations, models
-from pgvector.django import VectorExtension
+
+from p2w_search.vector_extension import CreateVectorExtension
 
 
 class Migration(migrations.Migration):
@@ -16,7 +17,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        VectorExtension(),
+        # pgvector's VectorExtension, with a message that says what to do when the role may not create it.
+        CreateVectorExtension(),
         migrations.CreateModel(
             name='EmbeddingModel',
             fields=[

@@ -1,0 +1,108 @@
+"""The system checks that ``manage.py check`` runs: each id, on the setting or database state that raises it.
+
+The settings checks run here with overridden settings; the database states that need a
+database of their own (fresh, migrated without the extension, unreachable, not PostgreSQL)
+are in tests/test_migrate.py, through ``manage.py`` as a user runs it.
+"""
+
+import pytest
+from django.core.checks import Error
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from p2w_search.checks import check_settings, check_vector_extension, vector_extension_problems
+
+
+def found(messages):
+    """(id, message) of each check message: what a user reads."""
+    return [(message.id, message.msg) for message in messages]
+
+
+def test_the_test_settings_pass_every_check_on_the_migrated_database(db):
+    assert check_settings() == []
+    assert check_vector_extension(databases=["default"]) == []
+    call_command("check", databases=["default"])  # raises SystemCheckError on any error
+
+
+def test_a_missing_product_model_setting_is_E001(settings):
+    del settings.P2W_SEARCH_PRODUCT_MODEL
+    messages = check_settings()
+    assert found(messages) == [("p2w_search.E001", "P2W_SEARCH_PRODUCT_MODEL is not set.")]
+    assert messages[0].hint == "Point it at the shop's product model, e.g. 'catalog.Product'."
+
+
+@pytest.mark.parametrize("label", ["catalog.Nope", "no_such_app.Product", "Product"])
+def test_a_product_model_that_is_not_installed_is_E002(settings, label):
+    settings.P2W_SEARCH_PRODUCT_MODEL = label
+    assert found(check_settings()) == [
+        ("p2w_search.E002", f"P2W_SEARCH_PRODUCT_MODEL {label!r} is not an installed model.")]
+
+
+def test_a_filter_field_the_product_does_not_have_is_E003(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "FILTER_FIELDS": ["category", "colour", "price", "size"]}
+    assert found(check_settings()) == [
+        ("p2w_search.E003", "P2W_SEARCH['FILTER_FIELDS'] names 'colour', which catalog.Product does not have."),
+        ("p2w_search.E003", "P2W_SEARCH['FILTER_FIELDS'] names 'size', which catalog.Product does not have."),
+    ]
+
+
+def test_embedders_without_a_default_alias_is_E004(settings):
+    embedders = settings.P2W_SEARCH["EMBEDDERS"]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "EMBEDDERS": {"next": embedders["next"]}}
+    assert found(check_settings()) == [("p2w_search.E004", "P2W_SEARCH['EMBEDDERS'] needs a 'default' alias.")]
+
+
+def test_an_unknown_query_encoding_is_E005(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "gpu"}
+    assert found(check_settings()) == [
+        ("p2w_search.E005", "P2W_SEARCH['QUERY_ENCODING'] must be 'worker' or 'local'.")]
+
+
+def test_manage_py_check_reports_a_wrong_setting_with_its_id(settings):
+    """The checks are registered: ``check`` fails on them, as the README promises."""
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "gpu", "FILTER_FIELDS": ["colour"]}
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check")
+    report = str(failed.value)
+    assert "?: (p2w_search.E003) P2W_SEARCH['FILTER_FIELDS'] names 'colour', which catalog.Product" in report
+    assert "?: (p2w_search.E005) P2W_SEARCH['QUERY_ENCODING'] must be 'worker' or 'local'." in report
+
+
+# What the database check concludes from what a database reports (its queries run in tests/test_migrate.py).
+
+def test_a_fresh_database_on_a_server_with_pgvector_is_no_error():
+    """Before the first migrate: the first migration creates the extension, so the check must not block it."""
+    assert vector_extension_problems(database="shop", installed=None, available="0.8.5", migrated=False) == []
+
+
+def test_a_migrated_database_with_the_extension_is_no_error():
+    assert vector_extension_problems(database="shop", installed="0.8.5", available="0.8.5", migrated=True) == []
+    # Versions compare as numbers: 0.10 is newer than 0.8.
+    assert vector_extension_problems(database="shop", installed="0.10.0", available="0.10.0", migrated=True) == []
+
+
+def test_a_server_without_pgvector_is_E011_with_how_to_install_it():
+    problems = vector_extension_problems(database="shop", installed=None, available=None, migrated=False)
+    assert found(problems) == [("p2w_search.E011", "The PostgreSQL server of database 'shop' does not have "
+                                                   "pgvector, so the 'vector' extension cannot be created.")]
+    assert problems[0].hint.startswith("Install pgvector 0.8 or newer on the server")
+
+
+def test_a_missing_extension_after_the_migrations_is_E011_with_what_a_superuser_runs():
+    problems = vector_extension_problems(database="shop", installed=None, available="0.8.5", migrated=True)
+    assert problems == [Error(
+        "The 'vector' extension is not installed in database 'shop', though p2w_search's migrations have run there.",
+        hint="Ask a superuser to run CREATE EXTENSION vector; in database 'shop' "
+             "(psql -d shop -c 'CREATE EXTENSION vector;').",
+        id="p2w_search.E011",
+    )]
+
+
+def test_an_old_pgvector_is_E012():
+    installed = vector_extension_problems(database="shop", installed="0.7.4", available="0.8.5", migrated=True)
+    assert found(installed) == [("p2w_search.E012", "pgvector 0.7.4 in database 'shop' is too old: iterative index "
+                                                    "scans need 0.8 or newer.")]
+    assert "ALTER EXTENSION vector UPDATE" in installed[0].hint
+    offered = vector_extension_problems(database="shop", installed=None, available="0.7.0", migrated=False)
+    assert found(offered) == [("p2w_search.E012", "pgvector 0.7.0 offered by the server of database 'shop' is too "
+                                                  "old: iterative index scans need 0.8 or newer.")]
