@@ -1,15 +1,22 @@
 """Admin for the index: its status page, models, images and their embedding states."""
 
+from django import forms
 from django.contrib import admin, messages
-from django.shortcuts import redirect
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import UploadedFile
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from rest_framework.exceptions import NotFound
 
-from p2w_search import indexing, status
-from p2w_search.imports import job_progress
-from p2w_search.conf import app_settings
+from p2w_search import dispatch, indexing, status
+from p2w_search.api.uploads import FILES, download
+from p2w_search.conf import app_settings, image_limits
+from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
+from p2w_search.uploads.progress import image_counts
 
 
 @admin.register(EmbeddingModel)
@@ -44,14 +51,17 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
     def _act(self, request):
         action = request.POST.get("action")
         if action == "start":
-            from p2w_search.tasks import start_model
-
             alias = request.POST.get("alias")
             if alias not in app_settings.EMBEDDERS:
                 messages.error(request, f"There is no embedder alias {alias!r}.")
                 return
             # A worker loads the weights and registers the model; the web process never loads a model.
-            start_model.apply_async(kwargs={"alias": alias}, queue=app_settings.BULK_QUEUE)
+            # No sweep repeats this send, so the admin hears at once when it did not go out.
+            try:
+                dispatch.send(dispatch.START_MODEL, kwargs={"alias": alias}, when="now")
+            except dispatch.QueueUnavailable as exc:
+                messages.error(request, f"Could not start {alias!r}: {exc}")
+                return
             messages.success(request, f"A worker is registering {alias!r} and embedding the catalog beside "
                                       "the serving model.")
         elif action == "switch":
@@ -98,6 +108,21 @@ class ImageActions:
         self.message_user(request, f"Removed {removed} vectors; these images are no longer searched.")
 
 
+class ProductImageForm(forms.ModelForm):
+    """A product image as staff add it: the file must be an image the app accepts (the limits of every upload)."""
+
+    def clean_file(self):
+        file = self.cleaned_data["file"]
+        if isinstance(file, UploadedFile):  # a new upload, not the image's stored file
+            try:
+                load_image(file.read(int(app_settings.MAX_IMAGE_BYTES) + 1), **image_limits())
+            except ImageRejected as exc:
+                raise forms.ValidationError(f"This file cannot be used: {exc.reason}.") from None
+            finally:
+                file.seek(0)
+        return file
+
+
 def thumbnail(image, size=56):
     if image is None or not image.file:
         return "-"
@@ -107,6 +132,7 @@ def thumbnail(image, size=56):
 
 @admin.register(ProductImage)
 class ProductImageAdmin(ImageActions, admin.ModelAdmin):
+    form = ProductImageForm
     list_display = ["id", "preview", "product", "position", "in_index", "states", "created_at"]
     list_filter = ["in_index", "embeddings__state", "embeddings__model"]
     search_fields = ["sha256"]
@@ -141,26 +167,59 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["id", "merchant_key", "owner", "state", "policy", "rows_total", "rows_accepted", "rows_rejected",
-                    "images", "created_at"]
-    list_filter = ["state", "policy"]
-    search_fields = ["merchant_key", "owner__username"]
-    readonly_fields = ["owner", "merchant_key", "state", "policy", "full_sync", "manifest", "archive", "rows_total",
-                       "rows_accepted", "rows_rejected", "products_unlisted", "row_errors", "message", "created_at"]
-    exclude = ["errors", "image_ids"]
+                    "embedded_images", "created_at"]
+    list_filter = ["state", "policy", "full_sync"]
+    readonly_fields = ["owner", "merchant_key", "state", "policy", "full_sync", "confirm_unlist", "files",
+                       "rows_total", "rows_accepted", "rows_rejected", "products_unlisted", "unlisted", "errors_total",
+                       "row_errors", "message", "created_at", "ended_at", "files_removed_at"]
+    fields = readonly_fields
+
+    def get_search_fields(self, request):
+        # The user model's own login field: a custom user model need not have a username.
+        return ["merchant_key", f"owner__{get_user_model().USERNAME_FIELD}"]
 
     def has_add_permission(self, request):
         return False  # uploads come from merchants (API) or the p2w_import command
 
-    @admin.display(description="images embedded / total")
-    def images(self, obj):
-        progress = job_progress(obj)
-        return f"{progress['images_embedded']} / {progress['images_total']}"
+    def get_urls(self):
+        return [
+            path("<int:pk>/files/<str:name>/", self.admin_site.admin_view(self.file_view),
+                 name="p2w_search_importjob_file"),
+            *super().get_urls(),
+        ]
 
-    @admin.display(description="row errors")
+    def file_view(self, request, pk, name):
+        """Staff download an upload's file (uploads are never served publicly)."""
+        if not self.has_view_permission(request):
+            raise Http404
+        job = get_object_or_404(ImportJob, pk=pk)
+        try:
+            return download(job, name)
+        except NotFound as exc:
+            raise Http404(str(exc.detail)) from None
+
+    @admin.display(description="files")
+    def files(self, obj):
+        links = [(reverse("admin:p2w_search_importjob_file", args=[obj.pk, name]), name)
+                 for name, field in FILES.items() if getattr(obj, field)]
+        if not links:
+            return f"deleted on {obj.files_removed_at:%Y-%m-%d}" if obj.files_removed_at else "-"
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+    @admin.display(description="images embedded / total")
+    def embedded_images(self, obj):
+        counts = image_counts(obj)
+        return f"{counts['images_embedded']} / {counts['images_total']}"
+
+    @admin.display(description="unlisted SKUs (first)")
+    def unlisted(self, obj):
+        return ", ".join(obj.unlisted_skus) or "-"
+
+    @admin.display(description="first row errors")
     def row_errors(self, obj):
         if not obj.errors:
             return "-"
         return format_html_join(
             "", "<div>row {}: <strong>{}</strong> {}</div>",
-            ((e["row"], e["field"] or "-", e["reason"]) for e in obj.errors[:200]),
+            ((e["row"], e["field"] or "-", e["reason"]) for e in obj.errors),
         )

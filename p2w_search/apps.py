@@ -7,4 +7,4 @@ class P2WSearchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from p2w_search import checks  # noqa: F401  (registers the system checks)
+        from p2w_search import checks, product_images  # noqa: F401  (system checks; the images' save signals)

@@ -11,7 +11,9 @@ import numpy as np
 
 from p2w_search.conf import app_settings
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "prompt_template", "normalise"]
+__all__ = [
+    "METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "prompt_template", "normalise", "check_change",
+]
 
 METHODS = ("pic2word", "image_only", "text_only", "image_plus_text", "fusion")
 DEFAULT_METHOD = "pic2word"
@@ -21,6 +23,17 @@ PROMPTED = ("pic2word", "fusion")  # the methods that use a prompt template
 def normalise(rows):
     rows = np.asarray(rows, dtype=np.float32)
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+
+def check_change(text):
+    """Raise ValueError, in the shopper's terms, for a change that cannot be composed as written.
+
+    The prompt's ``*`` is the reference image's pseudo word; a ``*`` of the shopper's would
+    be a second one, so it is refused with a message that says what to write instead.
+    """
+    if "*" in text:
+        raise ValueError("Write the change in words, without '*' (for '5 * hotel style', write '5 star hotel "
+                         "style').")
 
 
 def prompt_template(name=None):

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-__all__ = ["DEFAULTS", "app_settings", "product_model_label", "P2WImproperlyConfigured"]
+__all__ = ["DEFAULTS", "app_settings", "product_model_label", "image_limits", "P2WImproperlyConfigured"]
 
 DEFAULTS = {
     # Fields of the product model that search requests may filter on.
@@ -42,16 +42,29 @@ DEFAULTS = {
         "but": "a photo of * , but {text}",
     },
     "PROMPT": "paper",
-    # Limits on untrusted images (uploads and catalog files).
+    # Limits on untrusted images (uploads, catalog files and query photos); README, "Limits".
     "MAX_IMAGE_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
-    # Catalog imports: the serializer of one manifest row (the shop's), and the archive's limits.
+    # The long side of an image may be at most this many times its short side.
+    "MAX_IMAGE_ASPECT": 20,
+    # Catalog imports: the serializer of one manifest row (the shop's), and the upload's limits.
     "IMPORT_SERIALIZER": None,
     "IMPORT_MAX_FILES": 20_000,
     "IMPORT_MAX_BYTES": 2 * 1024**3,
     "IMPORT_MAX_MANIFEST_BYTES": 50 * 1024**2,
+    "IMPORT_MAX_ROWS": 100_000,
+    "IMPORT_MAX_IMAGES_PER_ROW": 20,
     # Images compress little; an entry that inflates more than this is a zip bomb.
     "IMPORT_MAX_RATIO": 100,
+    # Row errors a job's answer lists; all of them are in its rejected-rows file.
+    "IMPORT_ERRORS_SHOWN": 100,
+    # A full sync that would unlist more than this share of the merchant's listed products
+    # (or that accepted no row) is refused unless the upload confirms the exact count.
+    "FULL_SYNC_MAX_UNLIST_SHARE": 0.2,
+    # Where uploaded manifests and archives are kept: an alias of Django's STORAGES that is
+    # never served publicly; files are deleted this many days after their job ended.
+    "UPLOAD_STORAGE": "p2w_uploads",
+    "UPLOAD_RETENTION_DAYS": 7,
     # Fetching image URLs named in a manifest is off: it reaches out from the server.
     "IMPORT_FETCH_URLS": False,
     # Product filter every search applies (e.g. {"listed": True} hides unlisted products).
@@ -105,6 +118,15 @@ def product_model_label():
         raise P2WImproperlyConfigured(
             "Set P2W_SEARCH_PRODUCT_MODEL to the shop's product model, e.g. 'catalog.Product'."
         ) from None
+
+
+def image_limits():
+    """The limits on untrusted images, as keyword arguments of ``imaging.load_image``."""
+    return {
+        "max_bytes": int(app_settings.MAX_IMAGE_BYTES),
+        "max_pixels": int(app_settings.MAX_IMAGE_PIXELS),
+        "max_aspect": float(app_settings.MAX_IMAGE_ASPECT),
+    }
 
 
 @receiver(setting_changed)

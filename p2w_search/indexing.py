@@ -11,24 +11,24 @@ from datetime import timedelta
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerUnreachable
 from pgvector import HalfVector
 
-from p2w_search import index
-from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search import dispatch, index
+from p2w_search.conf import P2WImproperlyConfigured, app_settings, image_limits
 from p2w_search.embedders import DEFAULT_ALIAS, get_embedder
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 
 __all__ = [
-    "send_on_commit",
     "MAX_ATTEMPTS",
     "register_model",
     "active_models",
     "queue_images",
+    "queue_on_commit",
     "queue_missing",
+    "model_progress",
     "embed_pending",
     "sweep_pending",
     "switch_serving",
@@ -106,9 +106,7 @@ def queue_images(images):
         return
     models = list(active_models())
     if not models:
-        from p2w_search.tasks import start_model
-
-        send_on_commit(start_model, kwargs={"alias": DEFAULT_ALIAS}, queue=app_settings.BULK_QUEUE)
+        dispatch.send(dispatch.START_MODEL, kwargs={"alias": DEFAULT_ALIAS})
         return
     for model in models:
         ImageEmbedding.objects.bulk_create(
@@ -117,6 +115,50 @@ def queue_images(images):
         rows = ImageEmbedding.objects.filter(model=model, image_id__in=image_ids)
         rows.update(state=ImageEmbedding.State.PENDING, error="", attempts=0)
         _queue(model, list(rows.values_list("pk", flat=True)))
+
+
+def queue_on_commit(image_ids):
+    """Queue images ``image_ids`` once the transaction commits, in batches with the others queued in it.
+
+    What the save signals call (product_images.py): an admin or a shop's code that saves
+    images one by one inside a transaction still sends one task per ``TASK_BATCH_SIZE``.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        _queue_by_id(set(image_ids))
+        return
+    for _, callback, _ in connection.run_on_commit:  # one callback per transaction collects them all
+        if hasattr(callback, "p2w_image_ids"):
+            callback.p2w_image_ids.update(image_ids)
+            return
+
+    def flush():
+        _queue_by_id(flush.p2w_image_ids)
+
+    flush.p2w_image_ids = set(image_ids)
+    transaction.on_commit(flush)
+
+
+def _queue_by_id(image_ids):
+    with transaction.atomic():
+        queue_images(list(ProductImage.objects.filter(pk__in=image_ids)))
+
+
+def model_progress(model):
+    """Counts of the images in the index under ``model``: ``total``, ``ready``, ``failed``, ``pending``, ``missing``.
+
+    The one count every progress display uses (admin page, ``p2w_index status``/``wait``,
+    the switch, import jobs): images an admin removed from the index are not in it.
+    """
+    in_index = ProductImage.objects.filter(in_index=True)
+    total = in_index.count()
+    counts = dict(
+        ImageEmbedding.objects.filter(model=model, image__in_index=True)
+        .values_list("state").annotate(n=Count("id")).order_by()
+    )
+    ready, failed, pending = (counts.get(state, 0) for state in ("ready", "failed", "pending"))
+    return {"total": total, "ready": ready, "failed": failed, "pending": pending,
+            "missing": max(total - ready - failed - pending, 0)}
 
 
 def queue_missing(model):
@@ -133,34 +175,17 @@ def queue_missing(model):
 
 
 def _queue(model, embedding_ids):
-    """Send ``embed_batch`` tasks for ``embedding_ids`` once the transaction commits."""
-    from p2w_search.tasks import embed_batch
+    """Send ``embed_batch`` tasks for ``embedding_ids`` once the transaction commits.
 
+    A broker out of reach is logged, not raised (dispatch.send): the rows are committed
+    pending, and the sweep queues them again.
+    """
     if not embedding_ids:
         return
     ImageEmbedding.objects.filter(pk__in=embedding_ids).update(queued_at=timezone.now())
     size = int(app_settings.TASK_BATCH_SIZE)
     for start in range(0, len(embedding_ids), size):
-        chunk = embedding_ids[start:start + size]
-        send_on_commit(embed_batch, args=(model.pk, chunk), queue=app_settings.BULK_QUEUE)
-
-
-def send_on_commit(task, **options):
-    """Send ``task`` once the transaction commits; a broker out of reach is logged, not raised.
-
-    What the task would do is committed as pending rows, which the sweep queues again, so a
-    Redis outage must not turn an import or an upload that did commit into an error (or a
-    job marked failed). tests/test_faults.py commits an import with Redis down; the sweep
-    also sends an import job again, and a model start when images wait without a model.
-    """
-
-    def send():
-        try:
-            task.apply_async(**options)
-        except BrokerUnreachable as exc:  # kombu's, once its own publish retries are spent
-            logger.warning("could not send %s (%s); the sweep will queue its rows again", task.name, exc)
-
-    transaction.on_commit(send)
+        dispatch.send(dispatch.EMBED_BATCH, args=(model.pk, embedding_ids[start:start + size]))
 
 
 def embed_pending(model_id, embedding_ids):
@@ -225,7 +250,7 @@ def _read_image(image):
     except FileNotFoundError as exc:
         raise ImageRejected(f"image file is missing from storage ({image.file.name})") from exc
     with handle:
-        return load_image(handle, max_bytes=app_settings.MAX_IMAGE_BYTES, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+        return load_image(handle, **image_limits())
 
 
 def sweep_pending(*, older_than=None):
@@ -248,9 +273,26 @@ def sweep_pending(*, older_than=None):
             ids = list(stale.filter(model=model).values_list("pk", flat=True))
             _queue(model, ids)
             queued += len(ids)
+        # Images that entered without being queued (a bulk insert of the shop's, a raw UPDATE):
+        # whatever way an image enters, the index follows.
+        for model in active_models():
+            queued += _queue_unqueued(model, created_before=cutoff)
     if queued:
         logger.info("sweep: queued %d pending embeddings again", queued)
     return queued
+
+
+def _queue_unqueued(model, *, created_before):
+    missing = list(ProductImage.objects.filter(in_index=True, created_at__lt=created_before)
+                   .exclude(embeddings__model=model).values_list("pk", flat=True))
+    if not missing:
+        return 0
+    ImageEmbedding.objects.bulk_create([ImageEmbedding(image_id=pk, model=model) for pk in missing],
+                                       ignore_conflicts=True)
+    ids = list(ImageEmbedding.objects.filter(model=model, image_id__in=missing, state=ImageEmbedding.State.PENDING,
+                                             queued_at__isnull=True).values_list("pk", flat=True))
+    _queue(model, ids)
+    return len(ids)
 
 
 def retry_failed(images):
@@ -279,8 +321,8 @@ def switch_serving(model, *, force=False):
 
     Refuses while images are still pending under ``model`` unless ``force``.
     """
-    pending = model.embeddings.filter(state=ImageEmbedding.State.PENDING).count()
-    missing = ProductImage.objects.filter(in_index=True).exclude(embeddings__model=model).count()
+    progress = model_progress(model)
+    pending, missing = progress["pending"], progress["missing"]
     if (pending or missing) and not force:
         raise IncompleteModel(
             f"{model.key} is not complete: {pending} images pending and {missing} not queued; "

@@ -5,10 +5,15 @@ the images and vectors. Every vector row names the model that made it, and every
 filters on that model, so vectors of two models are never compared.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from pgvector.django import HalfVectorField
+
+from p2w_search.uploads.storage import upload_storage
 
 __all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob"]
 
@@ -65,6 +70,18 @@ class ProductImage(models.Model):
     def __str__(self):
         return f"image {self.pk} of product {self.product_id}"
 
+    def save(self, *args, **kwargs):
+        if self.file and not self.file._committed:
+            # A new file (admin, shell, the shop's code): store the copy of its pixels that is
+            # safe to serve, and the upload's hash. Raises ImageRejected for a file that is no image.
+            from p2w_search.conf import app_settings
+            from p2w_search.product_images import public_file
+
+            self.file.seek(0)
+            data = self.file.read(int(app_settings.MAX_IMAGE_BYTES) + 1)
+            self.sha256, self.file = public_file(data, self.file.name)
+        super().save(*args, **kwargs)
+
 
 class ImageEmbedding(models.Model):
     """The vector of one image under one model, with the state of its computation."""
@@ -101,6 +118,11 @@ class ImageEmbedding(models.Model):
         return f"{self.image} under {self.model_id}: {self.state}"
 
 
+def upload_path(instance, filename):
+    """Where an upload of a job is kept, in the private upload storage: a folder of its own per file."""
+    return f"p2w/imports/{timezone.now():%Y/%m}/{uuid.uuid4().hex}/{filename}"
+
+
 class ImportJob(models.Model):
     """A merchant's catalog upload: a manifest (CSV or JSON Lines) and its images, imported by a worker."""
 
@@ -115,24 +137,39 @@ class ImportJob(models.Model):
         SKIP = "skip", "skip bad rows"
         REJECT = "reject", "reject the whole upload"
 
+    ENDED = (State.DONE, State.REJECTED, State.FAILED)
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     merchant_key = models.CharField(max_length=100, help_text="The merchant the products belong to.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     policy = models.CharField(max_length=16, choices=Policy.choices, default=Policy.SKIP)
     full_sync = models.BooleanField(default=False, help_text="Unlist the merchant's products missing from the file.")
-    manifest = models.FileField(upload_to="p2w/imports/%Y/%m/")
-    archive = models.FileField(upload_to="p2w/imports/%Y/%m/", blank=True)
+    confirm_unlist = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="A full sync that unlists many products runs only when this is the exact number it unlists.")
+    # Never in public media: the upload storage is served to the owning merchant and staff only.
+    manifest = models.FileField(upload_to=upload_path, storage=upload_storage, max_length=300)
+    archive = models.FileField(upload_to=upload_path, storage=upload_storage, max_length=300, blank=True)
+    # The rows that were not imported, as the merchant wrote them, with an "error" column.
+    rejected_rows = models.FileField(upload_to=upload_path, storage=upload_storage, max_length=300, blank=True)
     rows_total = models.PositiveIntegerField(default=0)
     rows_accepted = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)
     products_unlisted = models.PositiveIntegerField(default=0)
-    # [{"row": 3, "field": "price", "reason": "..."}], row numbers as the merchant counts them (header = row 1)
+    # The first SKUs a full sync unlisted (all of them are counted in products_unlisted).
+    unlisted_skus = models.JSONField(default=list, blank=True)
+    # The first errors, [{"row": 3, "field": "price", "reason": "..."}]; errors_total counts them all.
     errors = models.JSONField(default=list, blank=True)
+    errors_total = models.PositiveIntegerField(default=0)
     # Images this job added or changed; their embedding states give the job's embedding progress.
-    image_ids = models.JSONField(default=list, blank=True)
+    images = models.ManyToManyField(ProductImage, related_name="import_jobs", blank=True)
+    # The image counts once no image of the job is pending any more: polls then cost nothing.
+    final_counts = models.JSONField(null=True, blank=True)
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    files_removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-pk"]

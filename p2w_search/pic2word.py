@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = [
     "MappingNetwork", "MappingMismatch", "load_mapping", "save_mapping",
-    "PAPER_TEMPLATE", "STAR", "PromptError", "compose_text_features", "compose",
+    "PAPER_TEMPLATE", "STAR", "PromptError", "PromptTooLong", "compose_text_features", "compose",
     "pseudo_word_features", "mapping_loss", "cosine_schedule", "train_mapping",
 ]
 
@@ -33,7 +33,16 @@ _IDENTITY_KEYS = ("architecture", "weights", "checksum", "dimensions")
 
 
 class PromptError(ValueError):
-    """A prompt or template that cannot be composed; the message is fit to show a user."""
+    """A prompt or template that cannot be composed."""
+
+
+class PromptTooLong(PromptError):
+    """A prompt has more tokens than the text tower reads; it is refused, never truncated."""
+
+    def __init__(self, *, tokens, limit, prompt):
+        super().__init__(f"prompt has {tokens} tokens, more than the model's limit of {limit}: {prompt!r}")
+        self.tokens, self.limit = tokens, limit
+
 
 
 class MappingMismatch(ValueError):
@@ -161,8 +170,7 @@ def _tokenize(clip_model, tokenizer, prompts):
         ids = tokenizer.encode(prompt)
         # Count before tokenizer() would truncate: a cut prompt would silently lose the modification.
         if len(ids) + 2 > limit:
-            raise PromptError(f"prompt has {len(ids) + 2} tokens, more than the model's limit of "
-                              f"{limit}: {prompt!r}")
+            raise PromptTooLong(tokens=len(ids) + 2, limit=limit, prompt=prompt)
         if ids.count(star_id) != 1:
             raise PromptError(f"write {STAR} as a word of its own, with spaces around it: {prompt!r}")
     ids = tokenizer(list(prompts), context_length=limit)  # [batch, n_ctx]

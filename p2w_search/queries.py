@@ -10,11 +10,9 @@ import io
 import time
 
 import numpy as np
-from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu.exceptions import OperationalError as BrokerError
-
-from p2w_search.composition import composed_queries
-from p2w_search.conf import app_settings
+from p2w_search import dispatch
+from p2w_search.composition import check_change, composed_queries
+from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding
 
@@ -25,6 +23,9 @@ __all__ = [
 
 TEXT = "text"
 IMAGE = "image"
+# The request fields that a refused text or change is reported on, in the API and the storefront.
+TEXT_FIELD = "q"
+CHANGE_FIELD = "text"
 # payload: {"text", "method", "template", and "image_id" (a catalog image) or "image" (bytes)}
 COMPOSED = "composed"
 
@@ -56,21 +57,17 @@ def encode_query(model, kind, payload, *, timings=None):
         vector = encode_locally(model.pk, kind, payload)
         _record(timings, encode=_ms_since(started))
         return vector
-    from p2w_search.tasks import encode_query as encode_task
-
     timeout = float(app_settings.QUERY_TIMEOUT)
     try:
-        result = encode_task.apply_async(
-            args=(model.pk, kind, payload), queue=app_settings.QUERY_QUEUE, expires=timeout
-        )
-        answer = result.get(timeout=timeout)
-    except CeleryTimeout:
+        answer = dispatch.ask(dispatch.ENCODE_QUERY, args=(model.pk, kind, payload), queue=app_settings.QUERY_QUEUE,
+                              timeout=timeout)
+    except dispatch.NoAnswer:
         raise QueryEncoderUnavailable(
             f"No search worker answered within {timeout:g} s; the query queue "
             f"'{app_settings.QUERY_QUEUE}' has no running worker or is overloaded. Try again shortly."
         ) from None
-    except BrokerError as exc:
-        raise QueryEncoderUnavailable(f"The task queue cannot be reached ({exc}). Try again shortly.") from None
+    except dispatch.QueueUnavailable as exc:
+        raise QueryEncoderUnavailable(str(exc)) from None
     if "field" in answer:  # the worker refused the query: say why, in the request's terms
         raise QueryRejected(answer["field"], answer["reason"])
     _record(timings, encode=answer["encode_ms"], queue=max(_ms_since(started) - answer["encode_ms"], 0.0))
@@ -94,11 +91,15 @@ def encode_on_worker(model_id, kind, payload):
 def encode_locally(model_id, kind, payload):
     """Encode in this process; raise QueryRejected for a query that cannot be encoded."""
     from p2w_search.indexing import embedder_for
-    from p2w_search.pic2word import PromptError  # imports torch: only processes that encode need it
+    from p2w_search.pic2word import PromptTooLong  # imports torch: only processes that encode need it
 
     model = EmbeddingModel.objects.get(pk=model_id)
     embedder = embedder_for(model)
     if kind == TEXT:
+        tokens, limit = embedder.count_tokens(payload), embedder.context_length
+        if tokens > limit:  # the tokenizer would cut it, and the search would silently ignore the rest
+            raise QueryRejected(TEXT_FIELD, f"The text is too long for the search model: it has {tokens} tokens "
+                                            f"and the model reads at most {limit}. Shorten it.")
         return embedder.embed_texts([payload])[0].tolist()
     if kind == IMAGE:
         return embedder.embed_images([_decode(payload)])[0].tolist()
@@ -108,12 +109,18 @@ def encode_locally(model_id, kind, payload):
         else:
             features = embedder.embed_images([_decode(payload["image"])], normalize=False)
         try:
+            check_change(payload["text"])
+        except ValueError as exc:
+            raise QueryRejected(CHANGE_FIELD, str(exc)) from None
+        try:
             composed = composed_queries(
                 embedder, image_features=features, texts=[payload["text"]], method=payload["method"],
                 template=payload.get("template"),
             )
-        except PromptError as exc:
-            raise QueryRejected("text", str(exc)) from None
+        except PromptTooLong as exc:  # the shopper's change, not the internal prompt, is what to shorten
+            raise QueryRejected(CHANGE_FIELD, f"The change is too long for the search model: with the prompt around "
+                                              f"it, it has {exc.tokens} tokens and the model reads at most "
+                                              f"{exc.limit}. Shorten it.") from None
         return composed[0].tolist()
     raise ValueError(f"unknown query kind {kind!r}")
 
@@ -149,8 +156,4 @@ def _to_message(payload):
 
 
 def _decode(encoded):
-    return load_image(
-        io.BytesIO(base64.b64decode(encoded)),
-        max_bytes=app_settings.MAX_IMAGE_BYTES,
-        max_pixels=app_settings.MAX_IMAGE_PIXELS,
-    )
+    return load_image(io.BytesIO(base64.b64decode(encoded)), **image_limits())

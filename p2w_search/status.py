@@ -1,9 +1,8 @@
 """What the index holds and does, for the admin's index page and ``p2w_index status``."""
 
 from django.db import connection
-from django.db.models import Count
 
-from p2w_search import index
+from p2w_search import index, indexing
 from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 
@@ -39,11 +38,12 @@ def index_status(*, errors=10):
     images = ProductImage.objects.filter(in_index=True).count()
     models = []
     for model in EmbeddingModel.objects.order_by("-pk"):
-        counts = dict(model.embeddings.values_list("state").annotate(n=Count("id")))
-        done = counts.get("ready", 0) + counts.get("failed", 0)
+        counts = indexing.model_progress(model)
+        done = counts["ready"] + counts["failed"]
         models.append({
-            "model": model, "counts": {state: counts.get(state, 0) for state in ImageEmbedding.State.values},
-            "progress": done / images if images else 1.0, "complete": done >= images,
+            "model": model, "counts": counts,
+            "progress": done / counts["total"] if counts["total"] else 1.0,
+            "complete": not counts["pending"] and not counts["missing"],
             "index_bytes": _relation_size(index.hnsw_index_name(model)),
         })
     return {

@@ -1,32 +1,37 @@
-"""Celery tasks: thin wrappers around indexing and query encoding; they take ids, not objects.
+"""Celery tasks: thin wrappers around indexing, uploads and query encoding; they take ids, not objects.
 
-Embedding tasks acknowledge late, so the task of a worker killed mid-batch goes back to
-the queue; the database, not the queue, says what is left to do (see indexing.py).
+Embedding and import tasks acknowledge late, so the task of a worker killed mid-batch goes
+back to the queue; the database, not the queue, says what is left to do (see indexing.py).
+The app sends these tasks by name through ``dispatch`` and never imports this module.
 """
 
+import logging
+import zlib
 from datetime import timedelta
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from p2w_search import imports, indexing, queries
+from p2w_search import dispatch, indexing, queries
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage
+from p2w_search.uploads import importer, storage
 
-__all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import"]
+__all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage"]
 
-# Namespace of the advisory locks that keep an import job to one worker.
+logger = logging.getLogger(__name__)
+
+# Namespace of the advisory locks that keep a merchant's imports to one worker at a time.
 IMPORT_LOCK = 0x7032
+# Seconds before an import that found its merchant's lock taken tries again.
+LOCK_RETRY_SECONDS = 5
 
 # Errors that pass on their own: the database restarting, a dropped connection. Celery's
 # Django fixup closes the broken connection before the retry runs.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
-# The bulk tasks keep no result: PostgreSQL holds what they did, and nobody reads one. A
-# stored result made each send from a web process subscribe to Redis's result channel (with
-# Redis down: 20 s of retries, then a RuntimeError) and a worker's finished batch fail to
-# store it; tests/test_faults.py restarts Redis under both.
+# The bulk tasks keep no result: PostgreSQL holds what they did, and nobody reads one.
 
 
 @shared_task(
@@ -58,11 +63,17 @@ def sweep_pending():
     stale_jobs = ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],
                                           updated_at__lt=cutoff).values_list("pk", flat=True)
     for job_id in stale_jobs:
-        run_import.apply_async(args=(job_id,), queue=app_settings.BULK_QUEUE)
+        dispatch.send(dispatch.RUN_IMPORT, args=(job_id,))
     if not indexing.active_models().exists() and ProductImage.objects.exists():
         # The first upload's start_model was lost (Redis down or restarted): send it again.
-        start_model.apply_async(queue=app_settings.BULK_QUEUE)
+        dispatch.send(dispatch.START_MODEL)
     return indexing.sweep_pending()
+
+
+@shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
+def cleanup_storage():
+    """Delete uploads past their retention (run periodically by Celery beat)."""
+    return storage.remove_expired_uploads()
 
 
 @shared_task
@@ -71,26 +82,36 @@ def encode_query(model_id, kind, payload):
     return queries.encode_on_worker(model_id, kind, payload)
 
 
-@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT_ERRORS,
-             retry_backoff=2, max_retries=10)
-def run_import(job_id):
+@shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=10)
+def run_import(self, job_id):
     """Import catalog upload ``job_id``; a job that vanished or already ended is left alone."""
-    # One worker per job: the sweep may queue a job again while a slow import still runs. The
-    # session lock goes away with the connection, so a worker that dies does not keep it.
+    job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None or job.state in ImportJob.ENDED:
+        return None
+    # One import per merchant at a time: two full syncs of one merchant on two workers would
+    # otherwise interleave, and the sweep may send a slow job again while it runs. A session
+    # lock goes away with the connection, so a worker that dies does not keep it.
+    key = zlib.crc32(job.merchant_key.encode()) - 2**31  # int4, as the two-key lock takes
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK, job_id])
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK, key])
         if not cursor.fetchone()[0]:
-            return "running elsewhere"
+            # Not an error: wait for the merchant's other import. If this message is lost, the sweep sends it again.
+            raise self.retry(countdown=LOCK_RETRY_SECONDS, max_retries=None)
     try:
-        job = ImportJob.objects.filter(pk=job_id, state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING]).first()
-        if job is None:
+        job.refresh_from_db()
+        if job.state in ImportJob.ENDED:  # done by the worker that held the lock
             return None
-        return imports.run_import(job).state
+        return importer.run_import(job).state
     except TRANSIENT_ERRORS:
         raise
-    except Exception as exc:  # a bug or a broken file must not leave the job "running" forever
-        ImportJob.objects.filter(pk=job_id).update(state=ImportJob.State.FAILED, message=f"import failed: {exc}")
+    except Exception:  # a bug or a broken file must not leave the job "running" forever
+        logger.exception("import %s failed", job_id)
+        ImportJob.objects.filter(pk=job_id).update(
+            state=ImportJob.State.FAILED, ended_at=timezone.now(),
+            message="The import failed because of an error on the server; nothing was imported. "
+                    "The error is logged; try again, or tell the shop's staff if it happens again.")
         raise
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK, job_id])
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK, key])

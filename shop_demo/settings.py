@@ -30,7 +30,8 @@ def env_list(name, default):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Debug pages show settings and server paths to whoever triggers an error: only when asked for.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 # The fallback key is for the demo only; production sets DJANGO_SECRET_KEY (checked by `manage.py check --deploy`).
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "p2w-demo-insecure-key-change-me")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -109,12 +110,21 @@ MEDIA_ROOT = Path(os.environ.get("P2W_MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Merchants' uploaded manifests and archives: outside MEDIA_ROOT, never served by a URL.
+    "p2w_uploads": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": os.environ.get("P2W_UPLOADS_ROOT", str(VAR_DIR / "uploads"))},
+    },
 }
 # Uploaded query images are read in memory up to this size; P2W_SEARCH["MAX_IMAGE_BYTES"] is the real limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 REST_FRAMEWORK = {
+    # How many reverse proxies stand in front of the web server: the client's address for the
+    # anonymous search limit is the one they add to X-Forwarded-For. 0: the connection's own
+    # address (a header a client sends itself is never trusted).
+    "NUM_PROXIES": int(os.environ.get("P2W_NUM_PROXIES", "0")),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -157,6 +167,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "p2w_search.tasks.sweep_pending",
         "schedule": float(os.environ.get("P2W_SWEEP_EVERY", "60")),
         "options": {"queue": "p2w_bulk"},  # no worker consumes Celery's default queue
+    },
+    "p2w-cleanup-storage": {
+        "task": "p2w_search.tasks.cleanup_storage",
+        "schedule": 3600.0,
+        "options": {"queue": "p2w_bulk"},
     },
 }
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("shop_demo.storefront.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("p2w_search.api.urls")),
+    path("api/", include("p2w_search.api.upload_urls")),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

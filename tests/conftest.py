@@ -43,8 +43,10 @@ def write_random_mapping(path):
 
 @pytest.fixture
 def media(settings, tmp_path):
-    """Product files of one test go to a folder of their own."""
+    """Product files (and merchants' private uploads) of one test go to folders of their own."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "p2w_uploads": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "uploads")}}}
     return settings.MEDIA_ROOT
 
 

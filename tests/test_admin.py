@@ -24,7 +24,8 @@ def test_index_page_shows_counts_sizes_and_errors(admin_client, indexed):
     assert "4 product images in the index" in page
     assert "not a recognised image format" in page
     row = next(r for r in response.context["models"] if r["model"] == indexed[2])
-    assert row["counts"] == {"pending": 0, "ready": 3, "failed": 1} and row["index_bytes"] > 0
+    assert row["counts"] == {"total": 4, "pending": 0, "ready": 3, "failed": 1, "missing": 0}
+    assert row["index_bytes"] > 0
 
 
 def test_index_page_is_for_staff_only(client, indexed, django_user_model):
@@ -52,11 +53,11 @@ def test_switch_is_refused_until_the_new_model_is_complete(admin_client, indexed
 
 def test_start_sends_a_registration_task_to_the_bulk_queue(admin_client, indexed, monkeypatch, settings):
     sent = []
-    from p2w_search.tasks import start_model
+    from celery import current_app
 
-    monkeypatch.setattr(start_model, "apply_async", lambda **kw: sent.append(kw))
+    monkeypatch.setattr(current_app, "send_task", lambda name, **kw: sent.append((name, kw["kwargs"], kw["queue"])))
     admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "start", "alias": "next"})
-    assert sent == [{"kwargs": {"alias": "next"}, "queue": settings.P2W_SEARCH["BULK_QUEUE"]}]
+    assert sent == [("p2w_search.tasks.start_model", {"alias": "next"}, settings.P2W_SEARCH["BULK_QUEUE"])]
     response = admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "start", "alias": "gpu"},
                                  follow=True)
     assert "There is no embedder alias &#x27;gpu&#x27;" in response.content.decode()

@@ -15,7 +15,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from p2w_search.imports import ArchiveRejected, check_archive
+from p2w_search.uploads.archive import ArchiveRejected, check_archive
 from tests.factories import MerchantFactory, png
 
 MANIFEST = "sku,title,category,price,images\nTEE-1,Red tee,t-shirt,19.99,red.png\n"

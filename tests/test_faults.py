@@ -110,7 +110,7 @@ def test_an_upload_survives_a_redis_restart_that_loses_its_messages(private_redi
     finally:
         beat.stop()
 
-    jobs = {job["id"]: job for job in client.get("/api/imports/").json()}
+    jobs = {job["id"]: job for job in client.get("/api/imports/").json()["results"]}
     for part, rows in ((first, FIRST_PART), (second, SECOND_PART)):
         job = jobs[part["id"]]
         expected = sum(map(len, rows.values()))
@@ -151,8 +151,8 @@ def test_an_import_that_commits_while_redis_is_down_ends_done_and_is_embedded_la
     assert tasks.run_import(job_id) == "done"
 
     job = ImportJob.objects.get(pk=job_id)
-    assert (job.state, job.rows_accepted, job.rows_rejected, len(job.image_ids)) == ("done", 2, 0, 3)
-    rows = ImageEmbedding.objects.filter(image_id__in=job.image_ids, model=model)
+    assert (job.state, job.rows_accepted, job.rows_rejected, job.images.count()) == ("done", 2, 0, 3)
+    rows = ImageEmbedding.objects.filter(image__import_jobs=job, model=model)
     assert list(rows.values_list("state", "attempts").distinct()) == [("pending", 0)]
     private_redis.start()
     assert indexing.sweep_pending(older_than=0) == 3
@@ -177,9 +177,8 @@ def test_embedding_survives_a_postgresql_crash_restart(start_worker, settings):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "TASK_BATCH_SIZE": 2}
     worker = start_worker(env=SLOW_WORKER)
     indexing.register_model()
-    with transaction.atomic():
+    with transaction.atomic():  # saved images are queued together when the transaction commits
         images = [ProductImageFactory(product=ProductFactory(), data=png((40 * n, 200 - 30 * n, 90))) for n in range(6)]
-        indexing.queue_images(images)
     wait_for(lambda: ImageEmbedding.objects.filter(attempts=1).count() == 2, message="first batch started")
     interrupted = sorted(ImageEmbedding.objects.filter(attempts=1).values_list("image_id", flat=True))
 
@@ -223,9 +222,11 @@ def test_an_upload_sent_while_redis_is_down_is_accepted_and_imported_later(priva
 
 def test_a_lost_model_start_is_sent_again_by_the_sweep(private_redis, settings):
     """The first images of a shop wait for a model; the start_model message was lost with Redis."""
+    private_redis.crash()
     with transaction.atomic():
-        ProductImageFactory(product=ProductFactory(), data=png())
-    assert not EmbeddingModel.objects.exists()
+        ProductImageFactory(product=ProductFactory(), data=png())  # its commit sends start_model: lost
+    private_redis.start()
+    assert not EmbeddingModel.objects.exists() and queued_tasks(private_redis, settings) == []
     tasks.sweep_pending()
     assert queued_tasks(private_redis, settings) == [("p2w_search.tasks.start_model", [])]
     indexing.register_model()

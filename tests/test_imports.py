@@ -9,7 +9,8 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from p2w_search import imports, indexing
+from p2w_search import indexing
+from p2w_search.uploads import importer
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
 from shop_demo.catalog.models import Merchant, Product
 from tests.factories import MerchantFactory, ProductFactory, png
@@ -56,7 +57,7 @@ def upload(api, manifest=GOOD, files=IMAGES, name="catalog.csv", **options):
     response = api.post("/api/imports/", {"manifest": named(manifest, name), "archive": zipped(files), **options},
                         format="multipart")
     assert response.status_code == 202, response.content
-    job = imports.run_import(ImportJob.objects.get(pk=response.json()["id"]))
+    job = importer.run_import(ImportJob.objects.get(pk=response.json()["id"]))
     return job, api.get(response.json()["url"]).json()
 
 
@@ -72,7 +73,7 @@ def test_the_same_catalog_twice_changes_and_embeds_nothing(api, merchant, media)
     upload(api)
     before = list(ProductImage.objects.order_by("pk").values_list("pk", "sha256", "file"))
     job, progress = upload(api)
-    assert progress["images_total"] == 0 and job.image_ids == []
+    assert progress["images_total"] == 0 and not job.images.exists()
     assert list(ProductImage.objects.order_by("pk").values_list("pk", "sha256", "file")) == before
 
 
@@ -80,7 +81,7 @@ def test_a_changed_image_is_embedded_again(api, merchant, media):
     upload(api)
     job, _ = upload(api, files={**IMAGES, "red.png": png((200, 0, 90))})
     changed = ProductImage.objects.get(product__sku="TEE-1")
-    assert job.image_ids == [changed.pk]
+    assert list(job.images.values_list("pk", flat=True)) == [changed.pk]
 
 
 def test_a_product_with_fewer_images_loses_the_ones_past_the_end(api, merchant, media):
@@ -94,25 +95,30 @@ def test_a_product_with_fewer_images_loses_the_ones_past_the_end(api, merchant, 
     assert not ImageEmbedding.objects.filter(image_id=side.pk).exists()
 
 
-BAD = HEADER.replace("images\n", "images,colour\n") + (
-    "A-1,Fine,,mug,5.00,EUR,true,red.png,\n"
-    "A-2,Bad price,,mug,cheap,EUR,true,red.png,\n"
-    "A-3,No image,,mug,5.00,EUR,true,nowhere.png,\n"
-    "A-4,Broken image,,mug,5.00,EUR,true,broken.png,\n"
-    "A-1,Again,,mug,5.00,EUR,true,red.png,\n"
+BAD = HEADER + (
+    "A-1,Fine,,mug,5.00,EUR,true,red.png\n"
+    "A-2,Bad price,,mug,cheap,EUR,true,red.png\n"
+    "A-3,No image,,mug,5.00,EUR,true,nowhere.png\n"
+    "A-4,Broken image,,mug,5.00,EUR,true,broken.png\n"
+    "A-5,First,,mug,5.00,EUR,true,red.png\n"
+    "A-5,Again,,mug,5.00,EUR,true,red.png\n"
 )
 BAD_FILES = {**IMAGES, "broken.png": b"definitely not a png"}
 
 
 def test_bad_rows_are_skipped_with_row_numbers_and_reasons(api, merchant, media):
     job, progress = upload(api, manifest=BAD, files=BAD_FILES, policy="skip")
-    assert progress["state"] == "done" and progress["rows_accepted"] == 1 and progress["rows_rejected"] == 4
+    assert progress["state"] == "done" and progress["rows_accepted"] == 1 and progress["rows_rejected"] == 5
     errors = {(e["row"], e["field"]): e["reason"] for e in progress["errors"]}
-    assert errors[(1, "colour")] == "unknown column"
-    assert errors[(3, "price")] == "A valid number is required."
-    assert errors[(4, "images")] == "missing image 'nowhere.png'"
-    assert errors[(5, "images")] == "'broken.png': not a recognised image format"
-    assert errors[(6, "sku")] == "duplicate sku 'A-1', first on row 2"
+    assert errors == {
+        (3, "price"): "A valid number is required.",
+        (4, "images"): "missing image 'nowhere.png'",
+        (5, "images"): "'broken.png': not a recognised image format",
+        # Which of two rows of one SKU is meant is unknown: neither is imported.
+        (6, "sku"): "sku 'A-5' is on rows 6, 7; give each product once",
+        (7, "sku"): "sku 'A-5' is on rows 6, 7; give each product once",
+    }
+    assert progress["errors_total"] == 5
     assert list(Product.objects.filter(merchant=merchant).values_list("sku", flat=True)) == ["A-1"]
 
 
@@ -134,8 +140,17 @@ def test_json_lines_manifest(api, merchant, media):
 
 def test_full_sync_unlists_what_the_file_no_longer_names(api, merchant, media):
     upload(api)
-    job, progress = upload(api, manifest=HEADER + "TEE-1,Red tee,,t-shirt,19.99,EUR,true,red.png\n", full_sync="true")
-    assert progress["products_unlisted"] == 1
+    tee_only = HEADER + "TEE-1,Red tee,,t-shirt,19.99,EUR,true,red.png\n"
+    job, progress = upload(api, manifest=tee_only, full_sync="true")  # 1 of 2 listed: more than 20 %
+    assert progress["state"] == "rejected" and progress["products_unlisted"] == 0
+    assert progress["message"] == (
+        "Full sync refused: it would unlist 1 of your 2 listed products, and more than the 20% a sync may unlist "
+        "unconfirmed. Nothing was changed. To do it on purpose, upload the file again with full_sync=true and "
+        "confirm_unlist=1.")
+    assert Product.objects.get(sku="MUG-1").listed
+    job, progress = upload(api, manifest=tee_only, full_sync="true", confirm_unlist="1")
+    assert progress["state"] == "done" and progress["products_unlisted"] == 1
+    assert progress["unlisted_skus"] == ["MUG-1"]
     assert not Product.objects.get(sku="MUG-1").listed
     assert APIClient().get(f"/api/products/{Product.objects.get(sku='MUG-1').pk}/").status_code == 404
 
@@ -145,7 +160,7 @@ def test_images_as_multipart_files(api, merchant, media):
                                                             "c.csv"), "images": [named(IMAGES["red.png"], "red.png")]},
                         format="multipart")
     assert response.status_code == 202, response.content
-    assert imports.run_import(ImportJob.objects.get(pk=response.json()["id"])).rows_accepted == 1
+    assert importer.run_import(ImportJob.objects.get(pk=response.json()["id"])).rows_accepted == 1
 
 
 def test_zip_with_path_traversal_is_refused(api, media):
@@ -164,8 +179,12 @@ def test_zip_bomb_is_refused_without_inflating_it(api, media):
 
 
 @pytest.mark.parametrize(("manifest", "name", "reason"), [
-    ("a,b\n", "c.txt", "The manifest must be a .csv or .jsonl file."),
-    (b"\xff\xfe\x00bad", "c.csv", "The manifest cannot be read: the manifest is not UTF-8 text."),
+    ("a,b\n", "c.txt", "The manifest cannot be used: it must be a .csv or .jsonl file."),
+    (b"\xff\xfe\x00bad", "c.csv", "The manifest cannot be used: it is UTF-16 text; save it as UTF-8."),
+    (b"sku,title\n\xe9t\xe9,x\n", "c.csv", "The manifest cannot be used: line 2: it is not UTF-8 text."),
+    (HEADER.replace("images\n", "images,colour\n"), "c.csv",
+     "The manifest cannot be used: unknown column 'colour'; the columns are category, currency, description, "
+     "error, images, in_stock, price, sku, title."),
     ("", "c.csv", "The submitted file is empty."),
 ])
 def test_unreadable_manifests_are_refused(api, media, manifest, name, reason):
@@ -184,7 +203,7 @@ def test_only_merchants_upload_and_see_their_own_jobs(api, merchant, media, djan
     rival = MerchantFactory(slug="rival", user=django_user_model.objects.create_user("rival", password="pw"))
     client.force_authenticate(rival.user)
     assert client.get(f"/api/imports/{job.pk}/").status_code == 404
-    assert client.get("/api/imports/").json() == []
+    assert client.get("/api/imports/").json()["results"] == []
 
 
 def test_a_merchant_cannot_change_another_merchants_product(api, merchant, django_user_model):
@@ -210,7 +229,7 @@ def test_management_command_imports_files_on_the_server(merchant, media, tmp_pat
     (tmp_path / "i.zip").write_bytes(zipped(BAD_FILES).getvalue())
     call_command("p2w_import", str(tmp_path / "c.csv"), archive=str(tmp_path / "i.zip"), merchant=str(merchant.pk))
     out = capsys.readouterr()
-    assert "done; 1 rows imported, 1 images to embed, 4 rows skipped" in out.out
+    assert "done; 1 rows imported, 1 images to embed, 5 rows skipped" in out.out
     assert "row 3: price: A valid number is required." in out.err
     assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
 

@@ -18,11 +18,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def add_images(colours):
-    """Create products with one image each and queue them, committed as an upload would be."""
+    """Create products with one image each, committed as an upload would be: the commit queues them."""
     with transaction.atomic():
-        images = [ProductImageFactory(product=ProductFactory(), data=png(colour)) for colour in colours]
-        indexing.queue_images(images)
-    return images
+        return [ProductImageFactory(product=ProductFactory(), data=png(colour)) for colour in colours]
 
 
 def states():
@@ -33,9 +31,7 @@ def test_worker_embeds_queued_images_and_marks_broken_ones_failed(start_worker):
     start_worker()
     indexing.register_model()
     images = add_images([(200, 10, 10), (10, 200, 10), (10, 10, 200)])
-    with transaction.atomic():
-        broken = ProductImageFactory(data=png()[:70])  # truncated PNG
-        indexing.queue_images([broken])
+    broken = ProductImageFactory(data=png()[:70])  # truncated PNG, as a file damaged in storage
 
     wait_for(lambda: "pending" not in states(), message="all images embedded")
 

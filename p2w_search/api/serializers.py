@@ -3,8 +3,8 @@
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
-from p2w_search.composition import DEFAULT_METHOD, METHODS
-from p2w_search.conf import app_settings
+from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
+from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import ProductImage
 
@@ -53,7 +53,7 @@ class ImageSearchParams(SearchParams):
     def validate_image(self, upload):
         data = upload.read(app_settings.MAX_IMAGE_BYTES + 1)  # load_image rejects anything longer
         try:
-            load_image(data, max_bytes=app_settings.MAX_IMAGE_BYTES, max_pixels=app_settings.MAX_IMAGE_PIXELS)
+            load_image(data, **image_limits())
         except ImageRejected as exc:
             raise serializers.ValidationError(f"The image cannot be used: {exc.reason}.") from None
         return data
@@ -85,6 +85,13 @@ class ComposedSearchParams(ImageSearchParams):
         "or fusion (pic2word + image_plus_text).",
     )
     prompt = serializers.CharField(required=False, help_text="Name of a prompt template in P2W_SEARCH['PROMPTS'].")
+
+    def validate_text(self, value):
+        try:
+            check_change(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
     def validate_prompt(self, value):
         if value not in app_settings.PROMPTS:

@@ -21,7 +21,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
-from rest_framework.throttling import AnonRateThrottle
 
 from p2w_search import index, queries
 from p2w_search.api.filters import product_filterset
@@ -36,6 +35,7 @@ from p2w_search.api.serializers import (
 )
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import ImageEmbedding, ProductImage
+from p2w_search.throttling import AnonSearchThrottle, counts
 
 __all__ = ["TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable"]
 
@@ -47,15 +47,6 @@ class ServiceUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Search is unavailable right now. Try again shortly."
     default_code = "service_unavailable"
-
-
-class AnonSearchThrottle(AnonRateThrottle):
-    """Anonymous searches per client address, at ``P2W_SEARCH["ANON_SEARCH_RATE"]`` (None: unlimited)."""
-
-    scope = "p2w_search_anon"
-
-    def get_rate(self):
-        return app_settings.ANON_SEARCH_RATE
 
 
 class SearchPagination(PageNumberPagination):
@@ -91,6 +82,15 @@ class _SearchView(GenericAPIView):
         self.timings["total"] = (time.perf_counter() - started) * 1000
         response["Server-Timing"] = server_timing(self.timings)
         return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # The throttle only looked at the budget; a search is counted once it ran, so a
+        # request refused for its own input (400) costs the shopper nothing.
+        if counts(response.status_code):
+            for throttle in self.get_throttles():
+                if hasattr(throttle, "spend"):
+                    throttle.spend(request)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @contextmanager
     def timed(self, name):

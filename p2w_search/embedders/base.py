@@ -41,6 +41,15 @@ class BaseEmbedder:
         """Return a float32 array [len(texts), dimensions] of text vectors."""
         raise NotImplementedError("BaseEmbedder.embed_texts")
 
+    @property
+    def context_length(self):
+        """Return the most tokens a text may have, start and end tokens included."""
+        raise NotImplementedError("BaseEmbedder.context_length")
+
+    def count_tokens(self, text):
+        """Return the number of tokens of ``text``, start and end tokens included, without truncating it."""
+        raise NotImplementedError("BaseEmbedder.count_tokens")
+
     def compose(self, image_features, texts, *, template):
         """Return normalised Pic2Word queries [n, dimensions] for raw image features and texts.
 

@@ -150,6 +150,13 @@ class OpenCLIPEmbedder(BaseEmbedder):
             loaded.tokenizer(chunk).to(loaded.device)
         ), normalize)
 
+    @property
+    def context_length(self):
+        return int(self.load().model.context_length)
+
+    def count_tokens(self, text):
+        return len(self.load().tokenizer.encode(text)) + 2  # the start and end tokens
+
     def mapping(self):
         """Load the Pic2Word mapping of this CLIP once; refuse one trained for another CLIP."""
         from dataclasses import asdict

@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.db.models import Prefetch
 
-from p2w_search.admin import ImageActions, thumbnail
+from p2w_search.admin import ImageActions, ProductImageForm, thumbnail
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Merchant, Product
 
 
 class ProductImageInline(admin.TabularInline):
     model = ProductImage
+    form = ProductImageForm
     fields = ["file", "position", "sha256", "in_index"]
     readonly_fields = ["sha256", "in_index"]
     extra = 0

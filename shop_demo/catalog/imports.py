@@ -34,6 +34,11 @@ class ProductImportSerializer(serializers.Serializer):
         return Merchant.objects.get(pk=key)
 
     @classmethod
-    def unlist_missing(cls, merchant, skus):
-        """Unlist the merchant's listed products that are not in ``skus``; return how many."""
-        return Product.objects.filter(merchant=merchant, listed=True).exclude(sku__in=skus).update(listed=False)
+    def listed_skus(cls, merchant):
+        """The SKUs of the merchant's products that shoppers see."""
+        return Product.objects.filter(merchant=merchant, listed=True).values_list("sku", flat=True)
+
+    @classmethod
+    def unlist(cls, merchant, skus):
+        """Unlist the merchant's products with these SKUs; return how many were listed."""
+        return Product.objects.filter(merchant=merchant, listed=True, sku__in=skus).update(listed=False)

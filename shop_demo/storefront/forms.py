@@ -5,8 +5,8 @@ import io
 
 from django import forms
 
-from p2w_search.composition import DEFAULT_METHOD, METHODS
-from p2w_search.conf import app_settings
+from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
+from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
 
 __all__ = ["SearchForm", "PhotoForm", "ChangeForm", "METHOD_LABELS"]
@@ -77,8 +77,7 @@ class PhotoForm(forms.Form):
         upload = self.cleaned_data["photo"]
         data = upload.read(app_settings.MAX_IMAGE_BYTES + 1)  # load_image rejects anything longer
         try:
-            image = load_image(data, max_bytes=app_settings.MAX_IMAGE_BYTES,
-                               max_pixels=app_settings.MAX_IMAGE_PIXELS)
+            image = load_image(data, **image_limits())
         except ImageRejected as exc:
             raise forms.ValidationError(f"This photo cannot be used: {exc.reason}.") from None
         self.preview = _preview(image)
@@ -96,6 +95,14 @@ class ChangeForm(forms.Form):
         self.fields["method"].choices = [(m, METHOD_LABELS.get(m, m)) for m in METHODS]
         self.fields["method"].initial = DEFAULT_METHOD
         self.fields["change"].widget.attrs.update(placeholder="in red, with stripes, …", autocomplete="off")
+
+    def clean_change(self):
+        change = self.cleaned_data["change"]
+        try:
+            check_change(change)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return change
 
     def clean_method(self):
         return self.cleaned_data["method"] or DEFAULT_METHOD

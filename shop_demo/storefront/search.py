@@ -5,10 +5,11 @@ filter or an unlisted product never leaves the grid short of ``k`` results.
 """
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from p2w_search import index, queries
-from p2w_search.api.views import AnonSearchThrottle
+from p2w_search.throttling import AnonSearchThrottle
 from p2w_search.conf import app_settings
 from p2w_search.models import ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Product
@@ -17,7 +18,7 @@ __all__ = [
     "Card",
     "SearchUnavailable",
     "TooManySearches",
-    "check_rate",
+    "search_budget",
     "shop_products",
     "categories",
     "browse_cards",
@@ -45,14 +46,25 @@ class TooManySearches(Exception):
     """An anonymous shopper searched more often than ``ANON_SEARCH_RATE`` allows; the message says how long to wait."""
 
 
-def check_rate(request):
-    """Count a search that encodes a query against the API's anonymous rate, one budget per address.
+@contextmanager
+def search_budget(request):
+    """Run a search that encodes a query within the API's anonymous budget, one budget per address.
 
-    The pages call the encoder as the API does, so they share its limit; raises TooManySearches.
+    The pages call the encoder as the API does, so they share its limit: raises
+    TooManySearches when it is spent. A search refused for its input (QueryRejected) is
+    not counted; one that ran or found no worker is.
     """
     throttle = AnonSearchThrottle()
     if not throttle.allow_request(request, None):
         raise TooManySearches(f"Too many searches from your address; try again in {math.ceil(throttle.wait() or 1)} s.")
+    try:
+        yield
+    except queries.QueryRejected:
+        raise
+    except BaseException:
+        throttle.spend(request)
+        raise
+    throttle.spend(request)
 
 
 def shop_products():

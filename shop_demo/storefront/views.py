@@ -7,7 +7,8 @@ the reason, a search that cannot run now with 503 and a message; browsing needs 
 
 from functools import partial
 
-from django.core.paginator import Paginator
+from django.core.paginator import InvalidPage, Paginator
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
@@ -43,12 +44,15 @@ def home(request):
         context["mode"] = "text"
         find, query_form, field = partial(search.text_search, form.text), form, "q"
     else:
-        page = Paginator(products.order_by("-created_at", "-pk"), RESULTS).get_page(request.GET.get("page"))
+        try:  # a page that does not exist is a 404, as in the API, not silently the last page
+            page = Paginator(products.order_by("-created_at", "-pk"), RESULTS).page(request.GET.get("page") or 1)
+        except InvalidPage:
+            raise Http404("There is no such page.") from None
         context.update(page=page, cards=search.browse_cards(page))
         return _render(request, "storefront/home.html", context)
     try:
-        search.check_rate(request)
-        context["cards"] = find(products=products, k=RESULTS)
+        with search.search_budget(request):
+            context["cards"] = find(products=products, k=RESULTS)
     except search.TooManySearches as exc:
         context["unavailable"] = str(exc)
         return _render(request, "storefront/home.html", context, status=429)
@@ -79,11 +83,11 @@ def product(request, pk):
             method = change_form.cleaned_data["method"]
             context["method_label"] = METHOD_LABELS.get(method, method)
             try:
-                search.check_rate(request)
-                context["changed"] = search.changed_products(
-                    item, change_form.cleaned_data["change"], method=method,
-                    products=search.shop_products(), k=CHANGED,
-                )
+                with search.search_budget(request):
+                    context["changed"] = search.changed_products(
+                        item, change_form.cleaned_data["change"], method=method,
+                        products=search.shop_products(), k=CHANGED,
+                    )
             except search.TooManySearches as exc:
                 context["change_unavailable"], status = str(exc), 429
             except search.SearchUnavailable as exc:

@@ -3,12 +3,11 @@
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Count
 
 from p2w_search import indexing
 from p2w_search.embedders import DEFAULT_ALIAS
 from p2w_search.management.models import chosen_model
-from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.models import EmbeddingModel, ProductImage
 
 
 class Command(BaseCommand):
@@ -21,7 +20,9 @@ class Command(BaseCommand):
         embed.add_argument("--alias", default=DEFAULT_ALIAS)
         wait = sub.add_parser("wait", help="Show progress until no image is pending under a model.")
         wait.add_argument("--model", type=int, help="Model id (default: the serving model).")
-        wait.add_argument("--timeout", type=float, default=None, help="Give up after this many seconds.")
+        wait.add_argument("--timeout", type=float, default=6 * 3600, help="Give up after this many seconds (6 h).")
+        wait.add_argument("--stall", type=float, default=300,
+                          help="Give up when no image was embedded for this many seconds (300).")
         sub.add_parser("sweep", help="Queue again the images pending for too long.")
         switch = sub.add_parser("switch", help="Make a model serve searches once it is complete.")
         switch.add_argument("model", type=int, help="Model id.")
@@ -31,11 +32,13 @@ class Command(BaseCommand):
         getattr(self, f"do_{action}")(**options)
 
     def do_status(self, **options):
-        images = ProductImage.objects.count()
-        self.stdout.write(f"{images} product images")
+        images = ProductImage.objects.filter(in_index=True).count()
+        removed = ProductImage.objects.filter(in_index=False).count()
+        self.stdout.write(f"{images} product images in the index" + (f" ({removed} removed by an admin)" if removed
+                                                                      else ""))
         for model in EmbeddingModel.objects.order_by("pk"):
-            counts = dict(model.embeddings.values_list("state").annotate(n=Count("id")))
-            summary = ", ".join(f"{counts.get(state, 0)} {state}" for state in ImageEmbedding.State.values)
+            counts = indexing.model_progress(model)
+            summary = ", ".join(f"{counts[state]} {state}" for state in ("ready", "pending", "failed", "missing"))
             self.stdout.write(f"[{model.pk}] {model.key} ({model.dimensions}d, {model.state}): {summary}")
 
     def do_embed(self, *, alias, **options):
@@ -43,25 +46,31 @@ class Command(BaseCommand):
         queued = indexing.queue_missing(model)
         self.stdout.write(f"{model.key} ({model.state}): queued {queued} images")
 
-    def do_wait(self, *, model, timeout, **options):
+    def do_wait(self, *, model, timeout, stall, **options):
         from tqdm import tqdm
 
         target = chosen_model(model)
-        started = time.monotonic()
+        started = last_change = time.monotonic()
+        last_done = None
         with tqdm(desc=f"embedding with {target.architecture}", unit="img") as bar:
             while True:
-                pending = target.embeddings.filter(state=ImageEmbedding.State.PENDING).count()
-                done = target.embeddings.exclude(state=ImageEmbedding.State.PENDING).count()
-                missing = ProductImage.objects.exclude(embeddings__model=target).count()
-                bar.total, bar.n = done + pending + missing, done
+                counts = indexing.model_progress(target)
+                done = counts["ready"] + counts["failed"]
+                bar.total, bar.n = counts["total"], done
                 bar.refresh()
-                if not pending and not missing:
+                if not counts["pending"] and not counts["missing"]:
                     break
-                if timeout is not None and time.monotonic() - started > timeout:
-                    raise CommandError(f"still {pending + missing} images to embed after {timeout:g} s")
+                now = time.monotonic()
+                if done != last_done:
+                    last_done, last_change = done, now
+                left = counts["pending"] + counts["missing"]
+                if now - started > timeout:
+                    raise CommandError(f"still {left} images to embed after {timeout:g} s")
+                if now - last_change > stall:
+                    raise CommandError(f"no image was embedded for {stall:g} s and {left} are left; is a worker "
+                                       "running on the bulk queue? (manage.py p2w_index status)")
                 time.sleep(0.5)
-        failed = target.embeddings.filter(state=ImageEmbedding.State.FAILED).count()
-        self.stdout.write(f"{done - failed} ready, {failed} failed")
+        self.stdout.write(f"{counts['ready']} ready, {counts['failed']} failed")
 
     def do_sweep(self, **options):
         self.stdout.write(f"queued {indexing.sweep_pending()} images again")

@@ -1,4 +1,4 @@
-"""Load the synthetic demo catalog: products, their rendered images, and embedding jobs."""
+"""Load the synthetic demo catalog: products and their rendered images (queued for embedding as they are saved)."""
 
 import hashlib
 import io
@@ -8,7 +8,6 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from tqdm import tqdm
 
-from p2w_search import indexing
 from p2w_search.models import ProductImage
 from shop_demo.catalog import generator
 from shop_demo.catalog.models import Merchant, Product
@@ -43,7 +42,6 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def _load(self, merchant, synthetic, seed, images_per_product):
-        images = []
         for item in synthetic:
             product = Product.objects.create(
                 merchant=merchant, sku=item.sku, title=item.title, description=item.description,
@@ -53,6 +51,4 @@ class Command(BaseCommand):
                 data = png_bytes(generator.render(item, seed=seed, variant=variant))
                 image = ProductImage(product=product, position=variant, sha256=hashlib.sha256(data).hexdigest())
                 image.file.save(f"{item.sku.lower()}-{variant}.png", ContentFile(data), save=False)
-                image.save()
-                images.append(image)
-        indexing.queue_images(images)
+                image.save()  # queued for embedding when the transaction commits, with the others

@@ -1,0 +1,221 @@
+"""Catalog uploads over the API: merchants send a manifest and images; a worker imports them.
+
+A merchant sees and downloads only its own uploads; staff see all of them. Uploaded files
+are kept in private storage (never under the public media URL) and downloaded here.
+"""
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from p2w_search import dispatch
+from p2w_search.api.schema import errors
+from p2w_search.conf import app_settings
+from p2w_search.models import ImportJob
+from p2w_search.uploads.archive import ArchiveRejected, check_archive, pack_images
+from p2w_search.uploads.importer import check_manifest, import_serializer, known_columns
+from p2w_search.uploads.manifest import ManifestError
+from p2w_search.uploads.progress import job_progress
+
+__all__ = ["ImportListView", "ImportDetailView", "ImportFileView"]
+
+# The files of a job, by the name they have in URLs.
+FILES = {"manifest": "manifest", "archive": "archive", "rejected-rows": "rejected_rows"}
+
+
+class UploadSerializer(serializers.Serializer):
+    manifest = serializers.FileField(help_text="CSV (header row; ',' or ';' between cells) or JSON Lines: sku, title, "
+                                               "description, category, price, currency, in_stock, images (file names, "
+                                               "';'-separated in one cell).")
+    archive = serializers.FileField(required=False, help_text="A zip of the images the manifest names.")
+    images = serializers.ListField(child=serializers.FileField(), required=False,
+                                   help_text="Or the images as multipart files.")
+    policy = serializers.ChoiceField(choices=ImportJob.Policy.choices, default=ImportJob.Policy.SKIP)
+    full_sync = serializers.BooleanField(default=False,
+                                         help_text="Unlist your products that the manifest does not name.")
+    confirm_unlist = serializers.IntegerField(
+        required=False, min_value=0,
+        help_text="With full_sync: the number of products the sync unlists, as a refused sync told you. A full sync "
+                  "that unlists more than FULL_SYNC_MAX_UNLIST_SHARE of your listed products, or imports no row, "
+                  "runs only with it.")
+
+    def validate_manifest(self, upload):
+        try:
+            check_manifest(upload, columns_known=known_columns())
+        except ManifestError as exc:
+            raise serializers.ValidationError(f"The manifest cannot be used: {exc}.") from None
+        return upload
+
+    def validate_archive(self, upload):
+        try:
+            check_archive(upload)
+        except ArchiveRejected as exc:
+            raise serializers.ValidationError(f"The archive is refused: {exc}.") from None
+        upload.seek(0)
+        return upload
+
+    def validate_images(self, uploads):
+        if len(uploads) > app_settings.IMPORT_MAX_FILES:
+            raise serializers.ValidationError(f"Send at most {app_settings.IMPORT_MAX_FILES} images.")
+        for upload in uploads:
+            if upload.size > app_settings.MAX_IMAGE_BYTES:
+                raise serializers.ValidationError(f"{upload.name} is larger than {app_settings.MAX_IMAGE_BYTES} bytes.")
+        try:
+            return ContentFile(pack_images((upload.name, upload.read()) for upload in uploads), name="images.zip")
+        except ArchiveRejected as exc:
+            raise serializers.ValidationError(f"The images are refused: {exc}.") from None
+
+    def validate(self, attrs):
+        if attrs.get("archive") and attrs.get("images"):
+            raise serializers.ValidationError({"images": ["Send the images as a zip (archive) or as files (images), "
+                                                          "not both."]})
+        if attrs.get("confirm_unlist") is not None and not attrs["full_sync"]:
+            raise serializers.ValidationError({"confirm_unlist": ["confirm_unlist only applies to a full sync "
+                                                                  "(full_sync=true)."]})
+        return attrs
+
+
+class ErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="As the merchant counts: a CSV's header is row 1; JSON Lines by line.")
+    field = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+
+
+class JobSerializer(serializers.Serializer):
+    """What a merchant polls: rows and images of an upload, and its state. Its size is bounded."""
+
+    id = serializers.IntegerField()
+    url = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(choices=ImportJob.State.choices)
+    policy = serializers.CharField()
+    full_sync = serializers.BooleanField()
+    confirm_unlist = serializers.IntegerField(allow_null=True)
+    rows_total = serializers.IntegerField()
+    rows_accepted = serializers.IntegerField()
+    rows_rejected = serializers.IntegerField()
+    products_unlisted = serializers.IntegerField()
+    unlisted_skus = serializers.ListField(child=serializers.CharField(),
+                                          help_text="The first SKUs the full sync unlisted.")
+    images_total = serializers.IntegerField()
+    images_embedded = serializers.IntegerField()
+    images_failed = serializers.IntegerField()
+    errors = ErrorSerializer(many=True, help_text="The first errors; all are in the rejected rows file.")
+    errors_total = serializers.IntegerField()
+    rejected_rows_url = serializers.SerializerMethodField(
+        help_text="The rows that were not imported, as sent, with an 'error' column; null when none were.")
+    message = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+    def get_url(self, progress) -> str:
+        return reverse("p2w_uploads:import-detail", args=[progress["id"]], request=self.context.get("request"))
+
+    def get_rejected_rows_url(self, progress) -> str | None:
+        if not progress["files"]["rejected_rows"]:
+            return None
+        return reverse("p2w_uploads:import-file", args=[progress["id"], "rejected-rows"],
+                       request=self.context.get("request"))
+
+
+def merchant_key(user):
+    """The key of the merchant ``user`` acts for; 403 for a user who is no merchant."""
+    merchant = import_serializer().merchant_for(user)
+    if merchant is None:
+        raise PermissionDenied("Only merchants upload catalogs; this account belongs to no merchant.")
+    return str(merchant.pk)
+
+
+def visible_jobs(user):
+    """The jobs ``user`` may see: all for staff, else its merchant's."""
+    if user.is_staff:
+        return ImportJob.objects.all()
+    return ImportJob.objects.filter(merchant_key=merchant_key(user))
+
+
+class JobPagination(PageNumberPagination):
+    page_size = 20
+
+
+class ImportListView(APIView):
+    """Upload a catalog (202, a job to poll), or list your uploads (newest first, paginated)."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses={200: JobSerializer(many=True), **errors(401, 403, 404)})
+    def get(self, request):
+        paginator = JobPagination()
+        page = paginator.paginate_queryset(visible_jobs(request.user), request, view=self)
+        data = JobSerializer([job_progress(job) for job in page], many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(request=UploadSerializer, responses={202: JobSerializer, **errors(400, 401, 403)})
+    def post(self, request):
+        key = merchant_key(request.user)
+        upload = UploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        values = upload.validated_data
+        job = ImportJob(owner=request.user, merchant_key=key, policy=values["policy"], full_sync=values["full_sync"],
+                        confirm_unlist=values.get("confirm_unlist"))
+        job.manifest.save(values["manifest"].name, values["manifest"], save=False)
+        archive = values.get("archive") or values.get("images")
+        if archive:
+            job.archive.save("images.zip", archive, save=False)
+        with transaction.atomic():
+            job.save()
+            # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
+            dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
+        body = JobSerializer(job_progress(job), context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportDetailView(APIView):
+    """The progress of one of your uploads."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: JobSerializer, **errors(401, 403, 404)})
+    def get(self, request, pk):
+        job = visible_jobs(request.user).filter(pk=pk).first()
+        if job is None:
+            raise NotFound("You have no upload with this id.")
+        return Response(JobSerializer(job_progress(job), context={"request": request}).data)
+
+
+class ImportFileView(APIView):
+    """Download a file of one of your uploads: ``manifest``, ``archive`` or ``rejected-rows``."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(401, 403, 404)})
+    def get(self, request, pk, name):
+        job = visible_jobs(request.user).filter(pk=pk).first()
+        if job is None:
+            raise NotFound("You have no upload with this id.")
+        return download(job, name)
+
+
+def download(job, name):
+    """A FileResponse with file ``name`` of ``job``, or NotFound saying why there is none."""
+    field = FILES.get(name)
+    if field is None:
+        raise NotFound(f"An upload has no file {name!r}; its files are {', '.join(FILES)}.")
+    file = getattr(job, field)
+    if not file:
+        if job.files_removed_at:
+            raise NotFound(f"The files of this upload were deleted on {job.files_removed_at:%Y-%m-%d}, "
+                           f"{app_settings.UPLOAD_RETENTION_DAYS} days after it ended.")
+        raise NotFound(f"This upload has no {name} file.")
+    filename = file.name.rsplit("/", 1)[-1]
+    return FileResponse(file.open("rb"), as_attachment=True, filename=f"import-{job.pk}-{filename}")

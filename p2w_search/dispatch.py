@@ -1,0 +1,90 @@
+"""Sending Celery tasks: by name, through one guarded path.
+
+The app's domain modules (indexing, uploads, encoding) never import ``tasks``: they send a
+task by its name here, so the layers run one way and Celery stays at the edge.
+
+Background work is sent after the transaction commits. A broker out of reach is logged,
+not raised: what the task would do is already committed as pending rows or queued jobs,
+and the periodic sweep sends it again (tests/test_faults.py commits an import with Redis
+down). A caller that must know whether a send worked (the admin's "start this model"
+button, which no sweep repeats) sends ``now`` and gets ``QueueUnavailable`` with a
+readable message instead.
+"""
+
+import logging
+
+from celery import current_app
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.db import transaction
+from kombu.exceptions import OperationalError as BrokerUnreachable
+
+from p2w_search.conf import app_settings
+
+__all__ = [
+    "EMBED_BATCH", "START_MODEL", "RUN_IMPORT", "ENCODE_QUERY", "SWEEP", "CLEANUP",
+    "QueueUnavailable", "NoAnswer", "send", "ask",
+]
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = "p2w_search.tasks.embed_batch"
+START_MODEL = "p2w_search.tasks.start_model"
+RUN_IMPORT = "p2w_search.tasks.run_import"
+ENCODE_QUERY = "p2w_search.tasks.encode_query"
+SWEEP = "p2w_search.tasks.sweep_pending"
+CLEANUP = "p2w_search.tasks.cleanup_storage"
+
+
+class QueueUnavailable(Exception):
+    """The task queue (the broker) cannot be reached; the message says so in plain words."""
+
+
+class NoAnswer(Exception):
+    """A task was sent but no worker answered within the time given."""
+
+
+def send(name, *, args=(), kwargs=None, queue=None, when="commit"):
+    """Send the background task ``name`` to ``queue`` (default: the bulk queue).
+
+    ``when="commit"``: once the current transaction commits (at once outside one); a
+    broker out of reach is logged and left to the sweep. ``when="now"``: at once, and
+    QueueUnavailable is raised when the broker cannot be reached.
+    """
+    queue = queue or app_settings.BULK_QUEUE
+
+    def publish():
+        # Background tasks keep no result: a stored result made each send subscribe to Redis's
+        # result channel (20 s of retries with Redis down, then an error).
+        current_app.send_task(name, args=list(args), kwargs=kwargs or {}, queue=queue, ignore_result=True)
+
+    if when == "now":
+        try:
+            publish()
+        except BrokerUnreachable as exc:
+            logger.warning("could not send %s: %s", name, exc)
+            raise QueueUnavailable(f"The task queue cannot be reached ({exc}); try again shortly.") from None
+        return
+
+    def publish_guarded():
+        try:
+            publish()
+        except BrokerUnreachable as exc:  # kombu's, once its own publish retries are spent
+            logger.warning("could not send %s (%s); the sweep will send it again", name, exc)
+
+    transaction.on_commit(publish_guarded)
+
+
+def ask(name, *, args=(), queue, timeout):
+    """Send task ``name`` now and return its result, waiting at most ``timeout`` seconds.
+
+    Raises NoAnswer when no worker answers in time (the message expires unanswered, so a
+    worker that starts later does not do work nobody waits for) and QueueUnavailable when
+    the broker cannot be reached.
+    """
+    try:
+        result = current_app.send_task(name, args=list(args), queue=queue, expires=timeout)
+        return result.get(timeout=timeout)
+    except CeleryTimeout:
+        raise NoAnswer(f"no worker on queue '{queue}' answered within {timeout:g} s") from None
+    except BrokerUnreachable as exc:
+        raise QueueUnavailable(f"The task queue cannot be reached ({exc}). Try again shortly.") from None

@@ -1,0 +1,106 @@
+"""The zip of images that comes with a manifest: checked before anything is inflated.
+
+Names are compared in Unicode NFC on both sides: macOS writes ``café.jpg`` decomposed
+into a zip, a spreadsheet writes it composed, and both mean the same file. Two entries
+that mean the same name are refused rather than one of them chosen silently.
+"""
+
+import io
+import posixpath
+import stat
+import unicodedata
+import zipfile
+
+from p2w_search.conf import app_settings
+
+__all__ = ["ArchiveRejected", "Archive", "check_archive", "normalise_name", "pack_images"]
+
+
+class ArchiveRejected(ValueError):
+    """The archive is unsafe or unreadable; the message says why."""
+
+
+def normalise_name(name):
+    """The form in which a manifest's image name and an archive entry's name are compared."""
+    return posixpath.normpath(unicodedata.normalize("NFC", name.strip()))
+
+
+def _is_unsafe(name):
+    if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        return True
+    return any(part == ".." for part in name.split("/"))
+
+
+def check_archive(file):
+    """Return ``{normalised name: ZipInfo}`` of the files in a zip, or raise ArchiveRejected.
+
+    Refused: a path that climbs out of the archive (``../x.jpg``) or is absolute, links,
+    encrypted entries, two entries with the same name, too many files, an entry larger
+    than the image limit, a total that inflates past the limit, and entries compressed so
+    much that they can only be a bomb. Nothing is inflated to check this.
+    """
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ArchiveRejected("the archive is not a readable zip file") from None
+    entries = [info for info in archive.infolist() if not info.is_dir()]
+    if len(entries) > app_settings.IMPORT_MAX_FILES:
+        raise ArchiveRejected(f"the archive holds {len(entries)} files, more than {app_settings.IMPORT_MAX_FILES}")
+    total, names = 0, {}
+    for info in entries:
+        if _is_unsafe(info.filename):
+            raise ArchiveRejected(f"unsafe path in the archive: {info.filename!r}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ArchiveRejected(f"links are not allowed in the archive: {info.filename!r}")
+        if info.flag_bits & 0x1:
+            raise ArchiveRejected(f"encrypted entry in the archive: {info.filename!r}")
+        if info.file_size > app_settings.MAX_IMAGE_BYTES:
+            raise ArchiveRejected(f"{info.filename!r} inflates to {info.file_size} bytes, more than the image limit "
+                                  f"of {app_settings.MAX_IMAGE_BYTES}")
+        if info.compress_size and info.file_size / info.compress_size > app_settings.IMPORT_MAX_RATIO:
+            raise ArchiveRejected(f"{info.filename!r} is compressed {info.file_size // info.compress_size}:1, "
+                                  "which only a zip bomb is")
+        name = normalise_name(info.filename)
+        if name in names:
+            raise ArchiveRejected(f"the archive holds {name!r} twice ({names[name].filename!r} and "
+                                  f"{info.filename!r}); give each file once")
+        names[name] = info
+        total += info.file_size
+    if total > app_settings.IMPORT_MAX_BYTES:
+        raise ArchiveRejected(f"the archive inflates to {total} bytes, more than {app_settings.IMPORT_MAX_BYTES}")
+    return names
+
+
+class Archive:
+    """An upload's checked zip, read entry by entry. ``read(name)`` raises KeyError for a name it lacks."""
+
+    def __init__(self, file):
+        self.entries = check_archive(file)
+        file.seek(0)
+        self._zip = zipfile.ZipFile(file)
+
+    def read(self, name):
+        info = self.entries[normalise_name(name)]
+        with self._zip.open(info) as entry:
+            # The header's size may lie; never read past the limit (load_image refuses the extra byte).
+            return entry.read(app_settings.MAX_IMAGE_BYTES + 1)
+
+    def close(self):
+        self._zip.close()
+
+
+def pack_images(files):
+    """Pack uploaded image files ``{name: bytes}`` into a zip, so every import reads one archive.
+
+    Raises ArchiveRejected when two files have the same name: which one a row means is unknown.
+    """
+    buffer = io.BytesIO()
+    seen = set()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files:
+            base = normalise_name(posixpath.basename(name))
+            if base in seen:
+                raise ArchiveRejected(f"two of the images are named {base!r}; give each file once")
+            seen.add(base)
+            archive.writestr(base, data)
+    return buffer.getvalue()

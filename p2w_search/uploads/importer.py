@@ -1,0 +1,425 @@
+"""Importing a merchant's catalog upload: every row checked, the good ones written in one transaction.
+
+The shop decides what a row is: ``P2W_SEARCH["IMPORT_SERIALIZER"]`` names a DRF
+serializer for one row (with ``sku`` and ``images`` fields) whose ``save(merchant=...)``
+creates or updates the product with that SKU, and four class methods:
+``merchant_for(user)``, ``merchant_by_key(key)``, ``listed_skus(merchant)`` and
+``unlist(merchant, skus)`` (returns how many it unlisted). This module does the rest.
+
+What an import promises (README, "Merchants: catalog uploads"):
+- nothing half-written: one transaction; files it wrote are deleted again if it does not commit;
+- ``policy=reject`` writes nothing when any row is bad; ``skip`` writes the good rows;
+- a SKU the manifest names is never unlisted by a full sync, whatever happened to its row,
+  and a full sync that would unlist more than ``FULL_SYNC_MAX_UNLIST_SHARE`` of the listed
+  products, or that accepted no row, is refused unless ``confirm_unlist`` is the exact count;
+- ambiguity is refused, never resolved silently: a SKU on two rows rejects both;
+- every rejected row is in the job's rejected-rows file, with the reason, ready to fix and send again.
+"""
+
+import csv
+import io
+import json
+import logging
+import tempfile
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from p2w_search import indexing
+from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.fetching import FetchRefused, fetch_image, is_url
+from p2w_search.imaging import ImageRejected
+from p2w_search.models import ImportJob, ProductImage
+from p2w_search.product_images import delete_files_on_commit, public_file
+from p2w_search.uploads.archive import Archive, ArchiveRejected, normalise_name
+from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
+
+__all__ = ["import_serializer", "known_columns", "check_manifest", "run_import", "attach_images", "PreparedImage"]
+
+logger = logging.getLogger(__name__)
+
+# Rows whose products are saved together: bounded memory, one image lookup and INSERT per chunk.
+CHUNK_ROWS = 100
+CHUNK_BYTES = 32 * 1024 * 1024
+
+
+def import_serializer():
+    """Return the shop's serializer of one manifest row (``P2W_SEARCH["IMPORT_SERIALIZER"]``)."""
+    path = app_settings.IMPORT_SERIALIZER
+    if not path:
+        raise P2WImproperlyConfigured("Set P2W_SEARCH['IMPORT_SERIALIZER'] to the serializer of one catalog row.")
+    return import_string(path)
+
+
+def known_columns(serializer_class=None):
+    """The columns a manifest may have: the row serializer's fields (and the rejected-rows file's error column)."""
+    return set((serializer_class or import_serializer())().fields) | {ERROR_COLUMN}
+
+
+def check_manifest(upload, *, columns_known):
+    """Read a whole manifest once (streamed) and raise ManifestError for what makes it unusable as a file.
+
+    Row-level problems are the import's to report; here: the format, the size, the text
+    encoding, the header (a column given twice, without a name, or unknown), quotes that
+    never close and the row limit.
+    """
+    manifest_format(upload.name)
+    if upload.size > app_settings.IMPORT_MAX_MANIFEST_BYTES:
+        raise ManifestError(f"it is larger than {app_settings.IMPORT_MAX_MANIFEST_BYTES} bytes")
+    columns, rows = read_manifest(upload, upload.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
+    count = sum(1 for _ in rows)
+    upload.seek(0)
+    if columns is not None:
+        unknown = [name for name in columns if name not in columns_known]
+        if unknown:
+            raise ManifestError(
+                f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(c) for c in unknown)}; the columns "
+                f"are {', '.join(sorted(columns_known))}")
+        if "sku" not in columns:
+            raise ManifestError("the header has no 'sku' column")
+    if not count:
+        raise ManifestError("it has no rows")
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image of a row, checked and ready to store: the upload's SHA-256 and the copy that is served."""
+
+    sha256: str
+    file: ContentFile  # product_images.public_file: the pixels only, no metadata, nothing appended
+
+
+class _Refused(Exception):
+    """The job is refused as a whole; nothing it wrote may stay."""
+
+
+def run_import(job, *, progress=None):
+    """Validate and import ``job``; set its counts, errors and state. Return the job.
+
+    ``progress(done, total)`` is called as rows are checked.
+    """
+    serializer_class = import_serializer()
+    merchant = serializer_class.merchant_by_key(job.merchant_key)
+    job.state = ImportJob.State.RUNNING
+    job.save(update_fields=["state", "updated_at"])
+    report = _Report(job)
+    written = []  # names of the files written, deleted again unless the transaction commits
+    try:
+        with transaction.atomic():
+            _import(job, serializer_class, merchant, report, written, progress)
+            _end(job, report, written)
+    except (_Refused, ManifestError, ArchiveRejected) as refusal:
+        _delete_files(written)
+        job.rows_accepted, job.products_unlisted, job.unlisted_skus = 0, 0, []
+        job.state = ImportJob.State.REJECTED
+        job.message = {_Refused: "{}", ManifestError: "The manifest cannot be used: {}.",
+                       ArchiveRejected: "The archive is refused: {}."}[type(refusal)].format(refusal)
+        _end(job, report, [])
+    except BaseException:
+        _delete_files(written)
+        raise
+    finally:
+        report.close()
+    return job
+
+
+def _end(job, report, written):
+    report.store(job)
+    if job.rejected_rows:
+        written.append(job.rejected_rows.name)
+    job.ended_at = timezone.now()
+    job.save()
+
+
+def _import(job, serializer_class, merchant, report, written, progress):
+    skus, job.rows_total = _scan(job)
+    duplicates = {sku: numbers for sku, numbers in skus.items() if len(numbers) > 1}
+    to_unlist = []
+    if job.full_sync:
+        listed = set(serializer_class.listed_skus(merchant))
+        to_unlist = sorted(listed - set(skus))
+        _check_full_sync(job, len(to_unlist), listed=len(listed))
+    known = known_columns(serializer_class)
+    accepted = checked = 0
+    chunk = _Chunk(job, serializer_class, merchant, written)
+    with _opened(job) as (columns, rows, archive):
+        report.start(columns, job.manifest.name)
+        for row in rows:
+            problems, serializer, images = _check_row(row, columns, known, serializer_class, archive, duplicates)
+            checked += 1
+            if problems:
+                report.reject(row, problems)
+            elif not report.errors_total or job.policy == ImportJob.Policy.SKIP:
+                chunk.add(serializer, images)
+                accepted += 1
+            if chunk.full():
+                chunk.flush()
+            if progress is not None:
+                progress(checked, job.rows_total)
+        chunk.flush()
+    job.rows_accepted, job.rows_rejected = accepted, report.rows_rejected
+    if report.errors_total and job.policy == ImportJob.Policy.REJECT:
+        raise _Refused(f"{report.errors_total} problems in {report.rows_rejected} rows; nothing was imported "
+                       "(policy: reject the whole upload)")
+    if job.full_sync:
+        if not accepted and job.confirm_unlist != len(to_unlist):
+            raise _Refused(_refusal(len(to_unlist), None, because="no row of the file could be imported"))
+        job.products_unlisted = serializer_class.unlist(merchant, to_unlist)
+        job.unlisted_skus = to_unlist[:int(app_settings.IMPORT_ERRORS_SHOWN)]
+    job.state = ImportJob.State.DONE
+    job.message = (f"{accepted} rows imported, {chunk.images_queued} images to embed"
+                   + (f", {report.rows_rejected} rows skipped" if report.rows_rejected else "")
+                   + (f", {job.products_unlisted} products unlisted" if job.full_sync else ""))
+
+
+def _scan(job):
+    """The first pass over the manifest: ``({sku: [row numbers]}, rows)`` of every row, valid or not."""
+    skus = defaultdict(list)
+    rows_total = 0
+    with job.manifest.open("rb") as handle:
+        columns, rows = read_manifest(handle, job.manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
+        for row in rows:
+            rows_total += 1
+            sku = raw_sku(row, columns)
+            if sku is not None:
+                skus[sku].append(row.number)
+    return skus, rows_total
+
+
+def _check_full_sync(job, count, *, listed):
+    """Refuse a full sync that would unlist a large share of the listed products, unless confirmed."""
+    share = float(app_settings.FULL_SYNC_MAX_UNLIST_SHARE)
+    if count and count > share * listed and job.confirm_unlist != count:
+        raise _Refused(_refusal(count, listed, because=f"more than the {share:.0%} a sync may unlist unconfirmed"))
+
+
+def _refusal(count, listed, *, because):
+    of = f" of your {listed} listed products" if listed is not None else ""
+    return (f"Full sync refused: it would unlist {count}{of}, and {because}. Nothing was changed. To do it on "
+            f"purpose, upload the file again with full_sync=true and confirm_unlist={count}.")
+
+
+@contextmanager
+def _opened(job):
+    """``(columns, rows, archive)`` of the job's files, closed on the way out."""
+    archive = None
+    with job.manifest.open("rb") as handle:
+        columns, rows = read_manifest(handle, job.manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
+        try:
+            if job.archive:
+                archive = Archive(job.archive.open("rb"))
+            yield columns, rows, archive
+        finally:
+            rows.close()
+            if archive is not None:
+                archive.close()
+                job.archive.close()
+
+
+def _check_row(row, columns, known, serializer_class, archive, duplicates):
+    """Return ``(problems, serializer, images)`` of one row; the serializer is valid when there are no problems."""
+    if row.problem:
+        return [{"field": None, "reason": row.problem}], None, []
+    problems = []
+    unknown = sorted(set(row.values) - known)
+    if unknown:
+        shown = ", ".join(repr(name) for name in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
+                                                                  else "")
+        problems.append({"field": None, "reason": f"unknown fields: {shown}"})
+    sku = raw_sku(row, columns)
+    if sku in duplicates:
+        numbers = ", ".join(str(n) for n in duplicates[sku][:10])
+        problems.append({"field": "sku", "reason": f"sku {sku!r} is on rows {numbers}; give each product once"})
+    serializer = serializer_class(data={key: value for key, value in row.values.items() if key in known})
+    if not serializer.is_valid():
+        for field, messages in serializer.errors.items():
+            problems.append({"field": field, "reason": " ".join(str(m) for m in _flat(messages))})
+        return problems, None, []
+    images, image_problems = _prepare_images(serializer.validated_data.get("images") or [], archive)
+    problems.extend(image_problems)
+    return problems, serializer, images
+
+
+def _prepare_images(names, archive):
+    """Return ``(images, problems)``: each image read, checked and copied for serving, once per file."""
+    limit = int(app_settings.IMPORT_MAX_IMAGES_PER_ROW)
+    if len(names) > limit:
+        return [], [{"field": "images", "reason": f"the row names {len(names)} images, more than the limit of "
+                                                  f"{limit}"}]
+    images, problems, seen_names, seen_files = [], [], set(), set()
+    for name in names:
+        key = name if is_url(name) else normalise_name(name)
+        if key in seen_names:
+            continue
+        seen_names.add(key)
+        try:
+            data = fetch_image(name) if is_url(name) else _read(archive, name)
+            digest, file = public_file(data, name)
+        except KeyError:
+            problems.append({"field": "images", "reason": f"missing image {name!r}"})
+            continue
+        except FetchRefused as exc:
+            problems.append({"field": "images", "reason": str(exc)})
+            continue
+        except ImageRejected as exc:
+            problems.append({"field": "images", "reason": f"{name!r}: {exc.reason}"})
+            continue
+        if digest in seen_files:
+            continue  # the same file twice in one product: shown and embedded once
+        seen_files.add(digest)
+        images.append(PreparedImage(sha256=digest, file=file))
+    return images, problems
+
+
+def _read(archive, name):
+    if archive is None:
+        raise KeyError(name)
+    return archive.read(name)
+
+
+def _flat(messages):
+    if isinstance(messages, dict):
+        for value in messages.values():
+            yield from _flat(value)
+    elif isinstance(messages, list):
+        for value in messages:
+            yield from _flat(value)
+    else:
+        yield messages
+
+
+class _Chunk:
+    """Valid rows waiting to be saved together."""
+
+    def __init__(self, job, serializer_class, merchant, written):
+        self.job, self.merchant, self.written = job, merchant, written
+        self.rows, self.bytes, self.images_queued = [], 0, 0
+
+    def add(self, serializer, images):
+        self.rows.append((serializer, images))
+        self.bytes += sum(image.file.size for image in images)
+
+    def full(self):
+        return len(self.rows) >= CHUNK_ROWS or self.bytes >= CHUNK_BYTES
+
+    def flush(self):
+        if not self.rows:
+            return
+        products = [(serializer.save(merchant=self.merchant), images) for serializer, images in self.rows]
+        changed = attach_images(products, written=self.written)
+        indexing.queue_images(changed)  # sent once the transaction commits
+        ImportJob.images.through.objects.bulk_create(
+            [ImportJob.images.through(importjob_id=self.job.pk, productimage_id=image.pk) for image in changed],
+            ignore_conflicts=True,
+        )
+        self.images_queued += len(changed)
+        self.rows, self.bytes = [], 0
+
+
+def attach_images(products, *, written):
+    """Make each product's images the given list, in order; return the images added or changed.
+
+    ``products`` is ``[(product, [PreparedImage, ...]), ...]``. An image whose upload has
+    the SHA-256 already at its position is left alone. One query finds the products'
+    current images and one INSERT adds the new ones (a query per product and image made
+    the import the slow part of an ingest, bench/results/ingest.md). The names of the
+    files written are appended to ``written``; files replaced or removed are deleted once
+    the transaction commits.
+    """
+    current = defaultdict(dict)  # product id -> position -> image
+    for image in ProductImage.objects.filter(product__in=[product for product, _ in products]):
+        current[image.product_id][image.position] = image
+    added, changed, replaced, removed = [], [], [], []
+    for product, images in products:
+        existing = current.pop(product.pk, {})
+        for position, prepared in enumerate(images):
+            image = existing.pop(position, None)
+            if image is not None and image.sha256 == prepared.sha256:
+                continue
+            if image is None:
+                image = ProductImage(product=product, position=position)
+                added.append(image)
+            else:
+                replaced.append(image.file.name)
+                changed.append(image)
+            image.sha256 = prepared.sha256
+            image.file.save(prepared.file.name, prepared.file, save=False)
+            written.append(image.file.name)
+        removed.extend(existing.values())  # positions the new list no longer has
+    ProductImage.objects.bulk_create(added)
+    ProductImage.objects.bulk_update(changed, ["sha256", "file"])  # no save signals: queued by the caller
+    ProductImage.objects.filter(pk__in=[image.pk for image in removed]).delete()  # files go with the signal
+    delete_files_on_commit(replaced)
+    return added + changed
+
+
+def _delete_files(names):
+    storage = ProductImage._meta.get_field("file").storage
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError as exc:
+            logger.warning("could not delete %s after a failed import: %s", name, exc)
+
+
+class _Report:
+    """A job's errors: the first few in the job, all of them in the rejected-rows file."""
+
+    def __init__(self, job):
+        self.job = job
+        self.shown, self.errors_total, self.rows_rejected = [], 0, 0
+        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b")
+        self.text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+        self.columns, self.kind, self.writer = None, None, None
+
+    def start(self, columns, name):
+        self.columns = [c for c in columns if c != ERROR_COLUMN] if columns is not None else None
+        self.kind = "csv" if columns is not None else "jsonl"
+        if self.kind == "csv":
+            self.writer = csv.writer(self.text)
+            self.writer.writerow([*self.columns, ERROR_COLUMN])
+
+    def reject(self, row, problems):
+        self.rows_rejected += 1
+        self.errors_total += len(problems)
+        limit = int(app_settings.IMPORT_ERRORS_SHOWN)
+        for problem in problems:
+            if len(self.shown) < limit:
+                self.shown.append({"row": row.number, **problem})
+        error = "; ".join(f"{p['field']}: {p['reason']}" if p["field"] else p["reason"] for p in problems)
+        if self.kind == "csv":
+            cells = list(row.raw) if isinstance(row.raw, list) else []
+            cells = (cells + [""] * len(self.columns))[:len(self.columns)]
+            self.writer.writerow([*cells, error])
+        else:
+            self.text.write(json.dumps(_jsonl_rejected(row.raw, error), ensure_ascii=False) + "\n")
+
+    def store(self, job):
+        """Put the first errors, their count and the rejected-rows file on ``job`` (not saved)."""
+        job.errors, job.errors_total = self.shown, self.errors_total
+        if self.rows_rejected:
+            self.text.flush()
+            self.file.seek(0)
+            extension = ".csv" if self.kind == "csv" else ".jsonl"
+            job.rejected_rows.save(f"rejected-rows{extension}", File(self.file), save=False)
+
+    def close(self):
+        self.text.detach()
+        self.file.close()
+
+
+def _jsonl_rejected(line, error):
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        value.pop(ERROR_COLUMN, None)
+        return {**value, ERROR_COLUMN: error}
+    return {"line": line.rstrip("\r\n"), ERROR_COLUMN: error}
