@@ -323,6 +323,7 @@ LIBRARY_ENV = {"OMP_WAIT_POLICY"}
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_environment_is_read_by_the_settings(name):
     env = environment(name)
+    assert {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"} <= set(env), f"{name}: {sorted(env)}"
     unread = set(env) - settings_env_names() - LIBRARY_ENV
     assert not unread, f"{name} sets {sorted(unread)}, which shop_demo/settings.py does not read"
     for key, value in env.items():
@@ -374,6 +375,8 @@ def test_workers_read_the_checkpoint_from_a_read_only_mount(name):
 
 
 def test_depends_on_conditions_are_valid():
+    # Every app service waits for something; a loop over no depends_on at all would check nothing.
+    assert all(SERVICES[name].get("depends_on") for name in APP_SERVICES), APP_SERVICES
     for name, service in SERVICES.items():
         depends_on = service.get("depends_on", {})
         assert isinstance(depends_on, dict), f"{name}: use the long depends_on syntax with conditions"

@@ -36,7 +36,13 @@ def test_bulk_and_query_work_have_their_own_workers():
     assert f"--queues {DEFAULTS['QUERY_QUEUE']} " in processes["query"]
 
 
+def test_workers_consume_exactly_the_apps_two_queues():
+    assert consumed_queues() == {DEFAULTS["BULK_QUEUE"], DEFAULTS["QUERY_QUEUE"]}
+
+
 def test_every_periodic_task_goes_to_a_consumed_queue():
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "p2w_search.tasks.sweep_pending" in tasks  # the sweep that re-queues lost work is scheduled
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         queue = entry.get("options", {}).get("queue", "celery")
         assert queue in consumed_queues(), f"beat entry {name!r} goes to {queue!r}, which no worker consumes"

@@ -13,6 +13,7 @@ from p2w_search.embedders import get_embedder
 from p2w_search.imaging import load_image
 from p2w_search.models import ImageEmbedding
 from tests.factories import ProductFactory, ProductImageFactory, png
+from tests.ranking import assert_ranking, product_scores
 
 # (colour, category, price, in stock)
 CATALOG = [
@@ -49,17 +50,17 @@ def shop(db, media):
 
 
 def grid_ids(response, name="results"):
-    """Product ids of one grid of the page, in order."""
+    """Product ids of one grid of the page, in order; [] for the grid's "no products" line.
+
+    A page without the grid at all (an error page, another template) fails the test: an
+    empty list must mean that the shopper saw an empty grid.
+    """
     html = response.content.decode()
     match = re.search(rf'<ul class="grid[^"]*" data-grid="{name}">(.*?)</ul>', html, re.S)
-    return [int(pk) for pk in re.findall(r'data-product-id="(\d+)"', match.group(1))] if match else []
-
-
-def ranked_by(query, *, among):
-    """Ids of the products ``among`` ordered by cosine similarity of their stored vector to ``query``."""
-    rows = ImageEmbedding.objects.filter(image__product__in=among).select_related("image")
-    ordered = sorted(rows, key=lambda row: -float(np.dot(np.asarray(row.vector, dtype=np.float32), query)))
-    return [row.image.product_id for row in ordered]
+    if match:
+        return [int(pk) for pk in re.findall(r'data-product-id="(\d+)"', match.group(1))]
+    assert f'<p class="empty" data-grid="{name}">' in html, f"the page has no {name!r} grid"
+    return []
 
 
 def upload(data, name="photo.png"):
@@ -98,7 +99,7 @@ def test_text_search_ranks_products_by_the_query(client, shop):
     response = client.get("/", {"q": "a red mug"})
     assert response.status_code == 200
     query = get_embedder().embed_texts(["a red mug"])[0]
-    assert grid_ids(response) == ranked_by(query, among=shop)
+    assert_ranking(grid_ids(response), product_scores(query, among=shop))
     assert "Results for “a red mug”" in response.content.decode()
 
 
@@ -110,9 +111,12 @@ def test_filters_apply_to_search_and_to_browsing(client, shop):
     searched = client.get("/", {"q": "a red mug", **filters})
     browsed = client.get("/", filters)
     assert searched.status_code == browsed.status_code == 200
-    assert set(grid_ids(searched)) == expected
-    assert set(grid_ids(browsed)) == expected
-    assert set(grid_ids(client.get("/", {"price_min": "13", "price_max": "20"}))) == {shop[1].pk, shop[2].pk}
+    query = get_embedder().embed_texts(["a red mug"])[0]
+    assert_ranking(grid_ids(searched), product_scores(query, among=[p for p in shop if p.pk in expected]))
+    assert grid_ids(browsed) == sorted(expected, reverse=True)  # browsing: newest first
+    assert grid_ids(client.get("/", {"price_min": "13", "price_max": "20"})) == [shop[2].pk, shop[1].pk]
+    nothing = client.get("/", {"q": "a red mug", "category": "cap", "price_max": "5"})
+    assert grid_ids(nothing) == [] and "No products match. Try other words or fewer filters." in nothing.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -134,9 +138,12 @@ def test_hidden_products_are_neither_shown_nor_searched(client, shop):
     hidden = shop[0]
     hidden.listed = False
     hidden.save()
-    assert hidden.pk not in grid_ids(client.get("/"))
-    assert hidden.pk not in grid_ids(client.get("/", {"q": "red"}))
+    visible = [p for p in shop if p != hidden]
+    assert grid_ids(client.get("/")) == [p.pk for p in reversed(visible)]
+    assert_ranking(grid_ids(client.get("/", {"q": "red"})),
+                   product_scores(get_embedder().embed_texts(["red"])[0], among=visible))
     assert client.get(f"/product/{hidden.pk}/").status_code == 404
+    assert hidden.pk not in grid_ids(client.get(f"/product/{shop[1].pk}/"), "similar")
 
 
 def test_product_page_shows_the_product_and_more_like_this(client, shop):
@@ -146,10 +153,11 @@ def test_product_page_shows_the_product_and_more_like_this(client, shop):
     html = response.content.decode()
     assert product.title in html and "€9.99" in html and 'name="change"' in html
 
+    # The query of "more like this": the product's stored vector, normalised (index.stored_query_vector).
     own = np.asarray(ImageEmbedding.objects.get(image__product=product).vector, dtype=np.float32)
     own /= np.linalg.norm(own)
     others = [p for p in shop if p != product]
-    assert grid_ids(response, "similar") == ranked_by(own, among=others)
+    assert_ranking(grid_ids(response, "similar"), product_scores(own, among=others))
 
 
 def test_a_product_not_yet_embedded_says_so_instead_of_similar_products(client, shop):
@@ -157,8 +165,10 @@ def test_a_product_not_yet_embedded_says_so_instead_of_similar_products(client, 
     ProductImageFactory(product=newcomer, data=png((90, 90, 90)))  # uploaded, not embedded yet
     response = client.get(f"/product/{newcomer.pk}/")
     assert response.status_code == 200
-    assert "This product is not in the search index yet" in response.content.decode()
-    assert grid_ids(response, "similar") == []
+    html = response.content.decode()
+    assert newcomer.title in html
+    assert '<p class="notice">This product is not in the search index yet' in html
+    assert 'data-grid="similar"' not in html  # a notice instead of the grid, not an empty grid
 
 
 def test_unknown_product_is_404(client, shop):
@@ -179,7 +189,8 @@ def test_like_this_but_ranks_as_the_composed_api_and_leaves_the_product_out(clie
     payload = {"product": product.pk, "text": "in green", "method": method or "pic2word"}
     api = APIClient().post("/api/search/composed/", payload, format="json").json()
     assert ids == [r["product"]["id"] for r in api["results"]]
-    assert grid_ids(response, "similar")  # "more like this" is still there
+    similar = APIClient().get("/api/search/similar/", {"product": product.pk}).json()
+    assert grid_ids(response, "similar") == [r["product"]["id"] for r in similar["results"]]  # still there
 
 
 def test_like_this_but_links_to_products_so_a_shopper_can_refine_again(client, shop):
@@ -188,7 +199,8 @@ def test_like_this_but_links_to_products_so_a_shopper_can_refine_again(client, s
     assert f'href="/product/{next_product}/"' in response.content.decode()
     again = client.get(f"/product/{next_product}/", {"change": "with stripes"})
     assert again.status_code == 200
-    assert next_product not in grid_ids(again, "changed")
+    refined = grid_ids(again, "changed")
+    assert sorted(refined) == sorted(p.pk for p in shop if p.pk != next_product)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +222,7 @@ def test_photo_search_ranks_products_like_the_photo_within_the_filters(client, s
     response = client.post("/?category=mug", {"photo": upload(photo)})
     assert response.status_code == 200, response.content
     query = get_embedder().embed_images([load_image(photo, max_bytes=10**7, max_pixels=10**7)])[0]
-    assert grid_ids(response) == ranked_by(query, among=[p for p in shop if p.category == "mug"])
+    assert_ranking(grid_ids(response), product_scores(query, among=[p for p in shop if p.category == "mug"]))
     assert "Products like your photo" in response.content.decode()
     assert 'src="data:image/jpeg;base64,' in response.content.decode()  # the shopper sees their photo
 
@@ -271,8 +283,8 @@ def rate_limited(settings):
 
 def test_anonymous_searches_on_the_pages_share_the_apis_rate_limit(client, shop, rate_limited):
     assert client.get("/api/search/text/", {"q": "red"}).status_code == 200  # one of the three
-    assert client.get("/", {"q": "red"}).status_code == 200
-    assert client.get(f"/product/{shop[0].pk}/", {"change": "in blue"}).status_code == 200
+    assert len(grid_ids(client.get("/", {"q": "red"}))) == len(shop)
+    assert len(grid_ids(client.get(f"/product/{shop[0].pk}/", {"change": "in blue"}), "changed")) == len(shop) - 1
     over = client.get("/", {"q": "blue"})
     assert over.status_code == 429
     assert "Too many searches from your address; try again in" in over.content.decode()

@@ -7,10 +7,15 @@ import re
 import pytest
 from django.core.files.base import ContentFile
 
+from rest_framework.test import APIClient
+
 from p2w_search import indexing
+from p2w_search.embedders import get_embedder
+from p2w_search.imaging import load_image
 from p2w_search.models import ImageEmbedding, ProductImage
 from shop_demo.catalog import generator
 from shop_demo.catalog.models import Merchant, Product
+from tests.ranking import assert_ranking, product_scores
 
 pytestmark = pytest.mark.browser
 
@@ -44,8 +49,21 @@ def catalog(transactional_db, media):
 
 
 def grid_ids(page, name):
+    """Product ids of one grid of the page, in order; fails when the page has no such grid."""
+    assert page.locator(f'[data-grid="{name}"]').count() == 1, f"the page has no {name!r} grid"
     return [int(pk) for pk in page.locator(f'[data-grid="{name}"] [data-product-id]').evaluate_all(
         "cards => cards.map(card => card.dataset.productId)")]
+
+
+def api_ids(path, payload, **params):
+    """Product ids the search API answers, in order: what the page's grid must show."""
+    client = APIClient()
+    if path.endswith("/composed/"):
+        response = client.post(f"{path}?k={params['k']}", payload, format="json")
+    else:
+        response = client.get(path, {**payload, **params})
+    assert response.status_code == 200, response.content
+    return [result["product"]["id"] for result in response.json()["results"]]
 
 
 def assert_images_load(page):
@@ -62,7 +80,7 @@ def assert_images_load(page):
 
 def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page, screenshot):
     page.goto(f"{live_server.url}/")
-    assert len(grid_ids(page, "results")) == len(catalog)
+    assert grid_ids(page, "results") == [p.pk for p in reversed(catalog)]  # newest first
     assert_images_load(page)
     screenshot(page, "01-home")
 
@@ -71,7 +89,7 @@ def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page,
     page.wait_for_url(re.compile(r"\?q=red\+t-shirt"))
     assert page.locator("h1").inner_text() == "Results for “red t-shirt”"
     results = grid_ids(page, "results")
-    assert sorted(results) == sorted(p.pk for p in catalog)
+    assert_ranking(results, product_scores(get_embedder().embed_texts(["red t-shirt"])[0], among=catalog))
     screenshot(page, "02-text-search")
 
     page.locator('[data-grid="results"] .card__link').first.click()
@@ -79,7 +97,8 @@ def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page,
     product = Product.objects.get(pk=results[0])
     assert page.locator("h1").inner_text() == product.title
     before = grid_ids(page, "similar")
-    assert before and product.pk not in before
+    assert before == api_ids("/api/search/similar/", {"product": product.pk}, k=6)
+    assert len(before) == 6 and product.pk not in before
     assert_images_load(page)
     screenshot(page, "03-product")
 
@@ -88,8 +107,8 @@ def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page,
     page.get_by_role("button", name="Show me").click()
     page.wait_for_url(re.compile(r"\?change=in\+red&method=pic2word$"))
     after = grid_ids(page, "changed")
-    assert after and product.pk not in after
-    assert after != before[:len(after)], "the composed results should differ from 'more like this'"
+    assert after == api_ids("/api/search/composed/", {"product": product.pk, "text": "in red"}, k=12)
+    assert len(after) == 12 and product.pk not in after
     assert page.locator("#changed h2").inner_text() == "Like this, but “in red”"
     screenshot(page, "04-like-this-but-in-red")
 
@@ -97,7 +116,10 @@ def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page,
     page.select_option('select[name="method"]', "text_only")
     page.get_by_role("button", name="Show me").click()
     page.wait_for_url(re.compile(r"method=text_only$"))
-    assert grid_ids(page, "changed") != after
+    baseline = grid_ids(page, "changed")
+    assert baseline == api_ids("/api/search/composed/", {"product": product.pk, "text": "in red",
+                                                         "method": "text_only"}, k=12)
+    assert baseline != after
 
     page.locator('[data-grid="changed"] .card__link').first.click()
     page.wait_for_url(re.compile(r"/product/\d+/$"))
@@ -105,21 +127,24 @@ def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page,
     page.wait_for_url(re.compile(r"\?change=with\+stripes$"))
     next_id = int(re.search(r"/product/(\d+)/", page.url).group(1))
     refined = grid_ids(page, "changed")
-    assert refined and next_id not in refined
+    assert refined == api_ids("/api/search/composed/", {"product": next_id, "text": "with stripes"}, k=12)
+    assert len(refined) == 12 and next_id not in refined
     screenshot(page, "05-refined-with-stripes")
 
 
 def test_search_by_photo(live_server, catalog, page, screenshot, tmp_path):
     item = generator.generate_products(16, seed=3)[5]
     photo = tmp_path / "my-photo.png"
-    photo.write_bytes(png_bytes(generator.render(item, seed=7, variant=1, size=256)))  # another photo of it
+    data = png_bytes(generator.render(item, seed=7, variant=1, size=256))  # another photo of it
+    photo.write_bytes(data)
 
     page.goto(f"{live_server.url}/")
     page.set_input_files('input[name="photo"]', str(photo))
     page.get_by_role("button", name="Find similar").click()
     page.wait_for_selector('[data-grid="results"]')
     assert page.locator("h1").inner_text() == "Products like your photo"
-    assert sorted(grid_ids(page, "results")) == sorted(p.pk for p in catalog)
+    query = get_embedder().embed_images([load_image(data, max_bytes=10**7, max_pixels=10**7)])[0]
+    assert_ranking(grid_ids(page, "results"), product_scores(query, among=catalog))
     assert page.locator('img[alt="Your photo"]').count() == 1
     assert_images_load(page)
     screenshot(page, "06-photo-search")
