@@ -62,9 +62,10 @@ class Benchmark:
         """Return the benchmark over ``catalog`` (the indexed product names), or raise ValueError.
 
         Galleries without a split file become the catalog. Every reference, target, gallery
-        product and img_set member must be indexed, and every target in its query's gallery
-        (the authors' code asserts as much). Correct products outside the gallery, or the
-        left-out reference, cannot be ranked: they leave the query's correct set.
+        product and img_set member must be indexed; every target and img_set member must be in
+        its query's gallery (the authors' code asserts as much for the target), and a target
+        cannot be the reference it is ranked without. Correct products outside the gallery, or
+        the left-out reference, cannot be ranked: they leave the query's correct set.
         """
         catalog = frozenset(catalog)
         galleries = {name: catalog if names is None else names for name, names in self.galleries.items()}
@@ -75,9 +76,12 @@ class Benchmark:
         queries = []
         for i, q in enumerate(self.queries):
             gallery = galleries[q.gallery]
-            if q.target not in gallery or (q.exclude_reference and q.target == q.reference):
-                raise ValueError(f"query {i} (reference {q.reference}): its target {q.target} is not in its "
-                                 f"gallery ({self.sources[q.gallery]})")
+            for name, role in ((q.target, "target"), *((member, "img_set member") for member in q.subset)):
+                if name not in gallery:
+                    raise ValueError(f"query {i} (reference {q.reference}): its {role} {name} is not in its "
+                                     f"gallery ({self.sources[q.gallery]})")
+            if q.exclude_reference and q.target == q.reference:
+                raise ValueError(f"query {i}: its target is its reference {q.reference}, which the ranking leaves out")
             correct = (q.correct & gallery) - ({q.reference} if q.exclude_reference else set())
             queries.append(replace(q, correct=frozenset(correct)))
         return replace(self, queries=queries, galleries=galleries)

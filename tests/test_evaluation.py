@@ -173,6 +173,13 @@ def test_files_that_the_official_protocol_cannot_score_are_refused(gallery, tmp_
     outside = write_cirr(tmp_path / "c", pairs=[{"reference": "A", "target_hard": "H", "caption": "x"}])
     with pytest.raises(CommandError, match=r"its target H is not in its gallery \(.*split.rc2.val.json\)"):
         call_command("p2w_evaluate", cirr=str(outside), id_field="sku", methods="image_only", out=str(tmp_path))
+    member = write_cirr(tmp_path / "m", pairs=[{"reference": "A", "target_hard": "B", "caption": "x",
+                                                 "img_set": {"id": 0, "members": ["A", "B", "H"]}}])
+    with pytest.raises(CommandError, match=r"its img_set member H is not in its gallery"):
+        call_command("p2w_evaluate", cirr=str(member), id_field="sku", methods="image_only", out=str(tmp_path))
+    itself = write(tmp_path / "i.json", [{"reference": "A", "target_hard": "A", "caption": "x"}])
+    with pytest.raises(CommandError, match="its target is its reference A, which the ranking leaves out"):
+        call_command("p2w_evaluate", cirr=str(itself), id_field="sku", methods="image_only", out=str(tmp_path))
     unknown = write(tmp_path / "c.json", [{"reference": "Z", "target_hard": "A", "caption": "x"}])
     with pytest.raises(CommandError, match=r"1 references are not in the indexed catalog, e.g. \['Z'\]"):
         call_command("p2w_evaluate", cirr=str(unknown), id_field="sku", methods="image_only", out=str(tmp_path))
