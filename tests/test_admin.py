@@ -2,7 +2,7 @@
 
 import pytest
 
-from p2w_search import indexing
+from p2w_search import index, indexing
 from p2w_search.models import EmbeddingModel, ImageEmbedding
 from tests.factories import ProductImageFactory, png
 
@@ -94,3 +94,95 @@ def test_import_jobs_are_listed_with_progress_and_row_errors(admin_client, db):
     assert listing.status_code == 200 and "0 / 0" in listing.content.decode()
     detail = admin_client.get(f"/admin/p2w_search/importjob/{job.pk}/change/").content.decode()
     assert "row 3: <strong>price</strong> A valid number is required." in detail
+
+
+# The product image pages (Product images) and their actions, as staff use them.
+
+IMAGES = "/admin/p2w_search/productimage/"
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch):
+    """Tasks the admin sends, as (name, args, queue), recorded instead of published."""
+    from celery import current_app
+
+    sent = []
+    monkeypatch.setattr(current_app, "send_task",
+                        lambda name, args=(), queue=None, **kw: sent.append((name, list(args), queue)))
+    return sent
+
+
+def test_image_list_shows_thumbnails_states_and_filters(admin_client, indexed):
+    images, broken, model = indexed
+    page = admin_client.get(IMAGES)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('<img src="/media/p2w/images/') == 4  # one thumbnail per image
+    assert page.context["cl"].result_count == 4
+    assert list(page.context["cl"].queryset.order_by("pk")) == [*images, broken]
+    assert f"<td class=\"field-states\">{model.pk}: failed</td>" in html
+    assert html.count(f"{model.pk}: ready") == 3
+
+    failed = admin_client.get(IMAGES, {"embeddings__state": "failed"})
+    assert list(failed.context["cl"].queryset) == [broken]
+    found = admin_client.get(IMAGES, {"q": images[1].sha256})
+    assert list(found.context["cl"].queryset) == [images[1]]
+
+
+def test_image_page_shows_each_models_embedding_and_its_error(admin_client, indexed):
+    images, broken, model = indexed
+    page = admin_client.get(f"{IMAGES}{broken.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert broken.sha256 in html and "not a recognised image format" in html
+    inline = page.context["inline_admin_formsets"][0]
+    assert [(form.instance.model_id, form.instance.state) for form in inline.formset.initial_forms] == [
+        (model.pk, "failed")]
+
+
+def test_embed_again_queues_the_selected_images(admin_client, indexed, sent_tasks, settings,
+                                                django_capture_on_commit_callbacks):
+    images, broken, model = indexed
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(IMAGES, {"action": "reembed", "_selected_action": [images[0].pk, images[2].pk]},
+                                     follow=True)
+    assert "Queued 2 images." in response.content.decode()
+    rows = ImageEmbedding.objects.filter(image__in=[images[0], images[2]])
+    assert sorted(rows.values_list("state", flat=True)) == ["pending", "pending"]
+    assert ImageEmbedding.objects.get(image=images[1]).state == "ready"  # not selected: left alone
+    assert sent_tasks == [("p2w_search.tasks.embed_batch", [model.pk, sorted(rows.values_list("pk", flat=True))],
+                           settings.P2W_SEARCH["BULK_QUEUE"])]
+
+
+def test_retry_failed_queues_only_the_failed_ones(admin_client, indexed, sent_tasks,
+                                                  django_capture_on_commit_callbacks):
+    images, broken, model = indexed
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(IMAGES, {"action": "retry_failed",
+                                              "_selected_action": [images[0].pk, broken.pk]}, follow=True)
+    assert "Queued 1 failed embeddings again." in response.content.decode()
+    row = ImageEmbedding.objects.get(image=broken)
+    assert (row.state, row.error, row.attempts) == ("pending", "", 0)
+    assert ImageEmbedding.objects.get(image=images[0]).state == "ready"
+    assert [(name, args) for name, args, _ in sent_tasks] == [("p2w_search.tasks.embed_batch", [model.pk, [row.pk]])]
+
+
+def test_remove_from_index_drops_the_vectors_and_keeps_the_image_out(admin_client, indexed, sent_tasks):
+    images, broken, model = indexed
+    response = admin_client.post(IMAGES, {"action": "remove_from_index", "_selected_action": [images[1].pk]},
+                                 follow=True)
+    assert "Removed 1 vectors; these images are no longer searched." in response.content.decode()
+    images[1].refresh_from_db()
+    assert not images[1].in_index and not ImageEmbedding.objects.filter(image=images[1]).exists()
+    assert indexing.queue_missing(model) == 0 and sent_tasks == []  # nothing brings it back
+    hits = index.nearest_products(model, [1.0] + [0.0] * 31, k=10)
+    assert {hit.image_id for hit in hits} == {images[0].pk, images[2].pk}
+
+
+def test_embedding_rows_list_filters_by_state_and_cannot_be_added(admin_client, indexed):
+    images, broken, model = indexed
+    listing = admin_client.get("/admin/p2w_search/imageembedding/", {"state": "failed"})
+    assert listing.status_code == 200
+    assert [row.image_id for row in listing.context["cl"].queryset] == [broken.pk]
+    assert "not a recognised image format" in listing.content.decode()
+    assert admin_client.get("/admin/p2w_search/imageembedding/add/").status_code == 403
