@@ -228,3 +228,18 @@ def test_fetching_is_off_unless_the_setting_turns_it_on():
         with pytest.raises(FetchRefused, match="fetching image URLs is turned off on this shop"):
             fetch(server, "/image.png")
     assert server.seen == []
+
+
+def test_an_import_fetches_with_the_real_address_check(fetching_on, db, media, tmp_path, capsys):
+    """The seams are for tests only: the import path refuses the same loopback server."""
+    from django.core.management import call_command
+
+    from tests.factories import MerchantFactory
+
+    merchant = MerchantFactory()
+    with serve() as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/image.png"
+        (tmp_path / "c.csv").write_text(f"sku,title,category,price,images\nU-1,Tee,t-shirt,5,{url}\n")
+        call_command("p2w_import", str(tmp_path / "c.csv"), merchant=str(merchant.pk))
+    assert "row 2: images: refused to fetch from 127.0.0.1: not a public address" in capsys.readouterr().err
+    assert server.seen == [] and not merchant.products.exists()
