@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import psycopg
-import pytest
 
 from tests.workers import REPO_DIR
 

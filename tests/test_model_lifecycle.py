@@ -5,7 +5,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from p2w_search import index, indexing
-from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.models import EmbeddingModel
 from tests.factories import ProductImageFactory, png
 
 pytestmark = pytest.mark.django_db
