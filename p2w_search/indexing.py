@@ -7,11 +7,12 @@ never embedded twice.
 """
 
 import logging
+import uuid
 from datetime import timedelta
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from pgvector import HalfVector
 
@@ -182,30 +183,37 @@ def _queue(model, embedding_ids):
     """
     if not embedding_ids:
         return
-    ImageEmbedding.objects.filter(pk__in=embedding_ids).update(queued_at=timezone.now())
+    ImageEmbedding.objects.filter(pk__in=embedding_ids).update(queued_at=timezone.now(), claimed_by="")
     size = int(app_settings.TASK_BATCH_SIZE)
     for start in range(0, len(embedding_ids), size):
         dispatch.send(dispatch.EMBED_BATCH, args=(model.pk, embedding_ids[start:start + size]))
 
 
-def embed_pending(model_id, embedding_ids):
+def embed_pending(model_id, embedding_ids, *, claim=None):
     """Embed those of ``embedding_ids`` that are still pending; return how many became ready.
 
-    Rows that vanished or are already ready are skipped. An image that cannot be read is
-    marked failed with the reason; the others are embedded in one batch.
+    The rows are claimed first, under ``claim`` (the task's id; a fresh one when None): a
+    row claimed by another task is left to it, so two workers that take duplicate messages
+    of one batch at once embed each image once. The same task delivered again (its worker
+    died before acknowledging it) claims its rows again; the sweep frees the claims of rows
+    it queues anew. Rows that vanished or are already ready are skipped. An image that
+    cannot be read is marked failed with the reason; the others are embedded in one batch.
     """
     model = EmbeddingModel.objects.filter(pk=model_id).first()
     if model is None:
         return 0
-    rows = list(
-        ImageEmbedding.objects.filter(pk__in=embedding_ids, model=model, state=ImageEmbedding.State.PENDING)
-        .select_related("image")
-        .order_by("pk")
-    )
+    claim = claim or uuid.uuid4().hex
+    # Claimed and counted before the work, committed at once: a worker that dies on this batch leaves a trace.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ImageEmbedding._meta.db_table} SET attempts = attempts + 1, claimed_by = %s "
+            "WHERE id = ANY(%s) AND model_id = %s AND state = %s AND claimed_by IN ('', %s) RETURNING id",
+            [claim, list(embedding_ids), model.pk, ImageEmbedding.State.PENDING, claim],
+        )
+        claimed = [pk for (pk,) in cursor.fetchall()]
+    rows = list(ImageEmbedding.objects.filter(pk__in=claimed).select_related("image").order_by("pk"))
     if not rows:
         return 0
-    # Counted before the work, so a worker that dies on this batch leaves a trace.
-    ImageEmbedding.objects.filter(pk__in=[row.pk for row in rows]).update(attempts=F("attempts") + 1)
     embedder = embedder_for(model)
     loaded, failed = [], []
     for row in rows:

@@ -101,6 +101,8 @@ class ImageEmbedding(models.Model):
     # mapping reads the features before normalisation (paper, section 3.1).
     norm = models.FloatField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The task that is embedding the row (indexing.embed_pending): a duplicate message leaves it alone.
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
     queued_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -168,6 +170,7 @@ class ImportJob(models.Model):
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     files_removed_at = models.DateTimeField(null=True, blank=True)
 

@@ -35,6 +35,7 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
 
 
 @shared_task(
+    bind=True,
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -44,9 +45,9 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
     retry_jitter=True,
     max_retries=10,
 )
-def embed_batch(model_id, embedding_ids):
-    """Embed the pending rows among ``embedding_ids`` under model ``model_id``."""
-    return indexing.embed_pending(model_id, embedding_ids)
+def embed_batch(self, model_id, embedding_ids):
+    """Embed the pending rows among ``embedding_ids`` under model ``model_id``, claimed under this task's id."""
+    return indexing.embed_pending(model_id, embedding_ids, claim=self.request.id)
 
 
 @shared_task(ignore_result=True, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=10)

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import zipfile
 from decimal import Decimal
 
 import factory
@@ -68,3 +69,21 @@ class ProductImageFactory(factory.django.DjangoModelFactory):
     product = factory.SubFactory(ProductFactory)
     sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.data).hexdigest())
     file = factory.LazyAttribute(lambda o: ContentFile(o.data, name="image.png"))
+
+
+def catalog_upload(client, rows, **options):
+    """POST one part of the catalog (a CSV manifest and a zip of its images); return the 202's body."""
+    names = [name for images in rows.values() for name in images]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for number, name in enumerate(names):
+            z.writestr(name, png((20 * number % 256, 255 - 20 * number % 256, 90)))
+    archive.seek(0)
+    archive.name = "images.zip"
+    lines = ["sku,title,category,price,images"] + [f"{sku},{sku.title()},mug,9.50,{';'.join(images)}"
+                                                   for sku, images in rows.items()]
+    manifest = io.BytesIO("\n".join(lines).encode())
+    manifest.name = "catalog.csv"
+    response = client.post("/api/imports/", {"manifest": manifest, "archive": archive, **options}, format="multipart")
+    assert response.status_code == 202, response.content
+    return response.json()

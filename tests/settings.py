@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from shop_demo.settings import *  # noqa: F403
-from shop_demo.settings import P2W_SEARCH, VAR_DIR
+from shop_demo.settings import CELERY_BROKER_TRANSPORT_OPTIONS, P2W_SEARCH, VAR_DIR
 
 QUEUE_SUFFIX = os.environ.setdefault("P2W_TEST_QUEUE_SUFFIX", f"-test-{os.getpid()}-{int(time.time())}")
 TESTS_DIR = Path(__file__).resolve().parent
@@ -42,6 +42,7 @@ P2W_SEARCH = {
             "THREADS": 1,
         },
     },
+    "IMPORT_SERIALIZER": os.environ.get("P2W_TEST_IMPORT_SERIALIZER", P2W_SEARCH["IMPORT_SERIALIZER"]),
     "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "local"),
     "QUERY_TIMEOUT": 20.0,
     "ANON_SEARCH_RATE": None,  # tests/test_imports.py turns it on where it is the subject
@@ -51,3 +52,8 @@ P2W_SEARCH = {
     "BULK_QUEUE": f"p2w_bulk{QUEUE_SUFFIX}",
     "QUERY_QUEUE": f"p2w_query{QUEUE_SUFFIX}",
 }
+
+# A redelivery test gives its workers a short visibility timeout (P2W_VISIBILITY_TIMEOUT); kombu
+# looks for messages past it every interval x throttle seconds (100 s by default): every second here.
+CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "unacked_restore_interval": 1,
+                                   "unacked_restore_throttle": 1}

@@ -153,3 +153,78 @@ def test_catalog_upload_is_imported_and_embedded_by_workers(start_worker, django
     done = wait_for(lambda: (lambda p: p if p["images_embedded"] == 3 else None)(client.get(response.json()["url"]).json()),
                     message="upload imported and embedded")
     assert (done["state"], done["rows_accepted"], done["images_total"], done["images_failed"]) == ("done", 2, 3, 0)
+
+
+def test_two_full_syncs_of_one_merchant_never_interleave(start_worker, settings, django_user_model):
+    """Two bulk workers, two full syncs of one merchant, and the sweep sending both again while they run.
+
+    Each import takes a few seconds (the rows are slowed down), so without the merchant's
+    lock the two would run at once and each would unlist what it saw before the other
+    committed: the shop would end with a mix of both catalogs. With it, they run one after
+    the other, each once, and the shop ends with exactly the catalog of the one that ran last.
+    """
+    from rest_framework.authtoken.models import Token
+
+    from p2w_search import tasks
+    from p2w_search.models import ImportJob
+    from shop_demo.catalog.models import Product
+    from tests.factories import MerchantFactory, catalog_upload
+
+    slow = {"P2W_TEST_IMPORT_SERIALIZER": "tests.slow_rows.SlowProductImportSerializer", "P2W_TEST_ROW_DELAY": "0.4"}
+    for _ in range(2):
+        start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]], env=slow)
+    merchant = MerchantFactory(user=django_user_model.objects.create_user("acme"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
+    catalogs = {"A": {f"A-{n}": [f"a{n}.png"] for n in range(5)}, "B": {f"B-{n}": [f"b{n}.png"] for n in range(5)}}
+    jobs = {name: catalog_upload(client, rows, full_sync="true", confirm_unlist="5")["id"]
+            for name, rows in catalogs.items()}
+    wait_for(lambda: ImportJob.objects.filter(state="running").exists(), message="an import running")
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SWEEP_AFTER": 0}
+    tasks.sweep_pending()  # sends both jobs again, as beat would for jobs that look stuck
+    wait_for(lambda: ImportJob.objects.filter(state="done").count() == 2, timeout=90, message="both imports done")
+
+    first, last = sorted(ImportJob.objects.filter(pk__in=jobs.values()), key=lambda job: job.started_at)
+    assert first.ended_at <= last.started_at, "the two imports of one merchant ran at the same time"
+    assert [(job.rows_accepted, job.rows_rejected) for job in (first, last)] == [(5, 0), (5, 0)]
+    winner = next(name for name, pk in jobs.items() if pk == last.pk)
+    listed = set(Product.objects.filter(merchant=merchant, listed=True).values_list("sku", flat=True))
+    assert listed == set(catalogs[winner]) and last.products_unlisted == 5
+
+
+def test_a_killed_workers_batch_is_redelivered_to_another_worker(start_worker):
+    """Redis hands a message that was never acknowledged to another worker once its visibility timeout passed.
+
+    No sweep runs here: the task acknowledges late, so the killed worker's message is still
+    Redis's to give again, with the same task id, and the new worker claims the rows again.
+    (tests/test_workers.py's sweep test is the guard for a message that is lost instead.)
+    """
+    redelivery = {"P2W_VISIBILITY_TIMEOUT": "3"}
+    # The Procfile's bulk worker runs the prefork pool, which acknowledges a message when its
+    # child accepts it unless the task acknowledges late.
+    slow = start_worker(env={"P2W_TEST_BACKEND": "tests.slow_embedder.SlowOpenCLIPEmbedder",
+                             "P2W_TEST_EMBED_DELAY": "60", **redelivery}, pool="prefork")
+    indexing.register_model()
+    images = add_images([(200, 100, 0), (0, 100, 200), (90, 90, 90)])
+    wait_for(lambda: ImageEmbedding.objects.filter(attempts=1).count() == 3, message="batch started")
+    slow.kill()
+    start_worker(env=redelivery)
+    wait_for(lambda: states() == ["ready"] * 3, timeout=60, message="the batch redelivered and embedded")
+    rows = ImageEmbedding.objects.filter(image__in=images)
+    assert sorted(rows.values_list("attempts", flat=True)) == [2, 2, 2]  # killed once, embedded once
+
+
+def test_duplicate_messages_on_two_workers_embed_each_image_once(start_worker, settings):
+    """The same batch sent twice and taken by two workers at the same moment: one claims the rows, the other none."""
+    from p2w_search import dispatch
+
+    slow = {"P2W_TEST_BACKEND": "tests.slow_embedder.SlowOpenCLIPEmbedder", "P2W_TEST_EMBED_DELAY": "3"}
+    workers = [start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]], env=slow) for _ in range(2)]
+    model = indexing.register_model()
+    images = add_images([(200, 100, 0), (0, 100, 200), (90, 90, 90)])  # its commit sends the batch once
+    ids = sorted(ImageEmbedding.objects.filter(image__in=images).values_list("pk", flat=True))
+    dispatch.send(dispatch.EMBED_BATCH, args=(model.pk, ids))  # and a duplicate, as a resend would
+    wait_for(lambda: states() == ["ready"] * 3, message="the batch embedded")
+    time.sleep(1)  # both messages were taken at once (each worker takes one); the second one is done too
+    assert sorted(ImageEmbedding.objects.values_list("attempts", flat=True)) == [1, 1, 1]
+    assert sum("succeeded" in worker.log() for worker in workers) == 2  # both workers ran a copy of the batch

@@ -50,6 +50,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='importjob',
+            name='started_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='importjob',
             name='errors_total',
             field=models.PositiveIntegerField(default=0),
         ),
