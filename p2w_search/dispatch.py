@@ -62,7 +62,7 @@ def send(name, *, args=(), kwargs=None, queue=None, when="commit"):
             publish()
         except BrokerUnreachable as exc:
             logger.warning("could not send %s: %s", name, exc)
-            raise QueueUnavailable(f"The task queue cannot be reached ({exc}); try again shortly.") from None
+            raise QueueUnavailable(_unreachable(exc)) from None
         return
 
     def publish_guarded():
@@ -86,5 +86,15 @@ def ask(name, *, args=(), queue, timeout):
         return result.get(timeout=timeout)
     except CeleryTimeout:
         raise NoAnswer(f"no worker on queue '{queue}' answered within {timeout:g} s") from None
-    except BrokerUnreachable as exc:
-        raise QueueUnavailable(f"The task queue cannot be reached ({exc}). Try again shortly.") from None
+    except (BrokerUnreachable, *current_app.backend.connection_errors) as exc:
+        raise QueueUnavailable(_unreachable(exc)) from None
+    except RuntimeError as exc:
+        # Celery's result consumer gave up reconnecting to the result store (Redis) after its
+        # retry policy (result_backend_transport_options["retry_policy"]; 20 s by default).
+        if "result store" not in str(exc):
+            raise
+        raise QueueUnavailable(_unreachable(exc)) from None
+
+
+def _unreachable(exc):
+    return f"The task queue cannot be reached ({' '.join(str(exc).split())}). Try again shortly."

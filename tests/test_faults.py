@@ -5,9 +5,8 @@ queue, the periodic sweep queues again; what it takes from a task, the task's re
 """
 
 import base64
-import io
 import json
-import zipfile
+import time
 
 import pytest
 from django.db import connection, transaction
@@ -18,7 +17,7 @@ from p2w_search import indexing, tasks
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
 from shop_demo.catalog.models import Product
 from tests.conftest import wait_for
-from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
+from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, catalog_upload, png
 from tests.faults import Beat, RedisServer, celery_broker, crash_postgres_backends, wait_for_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,24 +43,6 @@ def private_redis(tmp_path_factory):
     with celery_broker(server.url):
         yield server
     server.stop()
-
-
-def catalog_upload(client, rows):
-    """POST one part of the catalog (a CSV manifest and a zip of its images); return the 202's body."""
-    names = [name for images in rows.values() for name in images]
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as z:
-        for number, name in enumerate(names):
-            z.writestr(name, png((20 * number % 256, 255 - 20 * number % 256, 90)))
-    archive.seek(0)
-    archive.name = "images.zip"
-    lines = ["sku,title,category,price,images"] + [f"{sku},{sku.title()},mug,9.50,{';'.join(images)}"
-                                                   for sku, images in rows.items()]
-    manifest = io.BytesIO("\n".join(lines).encode())
-    manifest.name = "catalog.csv"
-    response = client.post("/api/imports/", {"manifest": manifest, "archive": archive}, format="multipart")
-    assert response.status_code == 202, response.content
-    return response.json()
 
 
 @pytest.mark.worker
@@ -233,3 +214,35 @@ def test_a_lost_model_start_is_sent_again_by_the_sweep(private_redis, settings):
     private_redis.client().delete(settings.P2W_SEARCH["BULK_QUEUE"])
     tasks.sweep_pending()  # a model exists now: nothing more to start
     assert queued_tasks(private_redis, settings) == []
+
+
+def test_the_admin_start_button_says_so_when_redis_is_down(private_redis, admin_client):
+    """No sweep repeats this send: the admin must hear at once that it did not go out (it was a 500)."""
+    private_redis.crash()
+    response = admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "start", "alias": "next"},
+                                 follow=True)
+    assert response.status_code == 200
+    assert "Could not start &#x27;next&#x27;: The task queue cannot be reached" in response.content.decode()
+
+
+@pytest.mark.worker
+def test_searches_answer_503_while_redis_is_down_and_recover_when_it_is_back(private_redis, start_worker, settings):
+    """Redis dies under a serving shop: searches get a 503 with the reason within seconds, and the
+    same web process answers again, without a restart, once Redis and the query worker are back."""
+    from rest_framework.test import APIClient
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "worker", "QUERY_TIMEOUT": 5.0}
+    start_worker(queues=[settings.P2W_SEARCH["QUERY_QUEUE"]], env={"REDIS_URL": private_redis.url})
+    indexing.register_model()
+    client = APIClient()
+    assert client.get("/api/search/text/", {"q": "red"}).status_code == 200
+
+    private_redis.crash()
+    started = time.monotonic()
+    down = client.get("/api/search/text/", {"q": "red"})
+    assert down.status_code == 503 and down.json()["detail"].startswith("The task queue cannot be reached (")
+    assert time.monotonic() - started < 5
+
+    private_redis.start()
+    wait_for(lambda: client.get("/api/search/text/", {"q": "red"}).status_code == 200, timeout=60, interval=1,
+             message="searches answered again")
