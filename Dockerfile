@@ -24,16 +24,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_STATIC_ROOT=/app/staticfiles \
-    P2W_MEDIA_ROOT=/data/media
+    P2W_MEDIA_ROOT=/data/media \
+    P2W_UPLOADS_ROOT=/data/uploads
 
 COPY --from=build /opt/venv /opt/venv
 
-# Non-root user; /data/media and /models exist owned by it, so named volumes mounted there
-# start out writable (media) and readable (models) by the app.
+# Non-root user; /data/media, /data/uploads and /models exist owned by it, so named volumes
+# mounted there start out writable (media, uploads) and readable (models) by the app.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
-    && mkdir -p /app /data/media /models \
-    && chown app:app /data/media /models
+    && mkdir -p /app /data/media /data/uploads /models \
+    && chown app:app /data/media /data/uploads /models
 
 WORKDIR /app
 COPY . /app

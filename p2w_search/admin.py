@@ -171,7 +171,7 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_filter = ["state", "policy", "full_sync"]
     readonly_fields = ["owner", "merchant_key", "state", "policy", "full_sync", "confirm_unlist", "files",
                        "rows_total", "rows_accepted", "rows_rejected", "products_unlisted", "unlisted", "errors_total",
-                       "row_errors", "message", "created_at", "ended_at", "files_removed_at"]
+                       "row_errors", "message", "created_at", "started_at", "ended_at", "files_removed_at"]
     fields = readonly_fields
 
     def get_search_fields(self, request):

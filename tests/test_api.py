@@ -190,3 +190,122 @@ def test_openapi_schema_describes_the_search_endpoints(client, db):
     assert {"/api/search/text/", "/api/search/image/", "/api/search/similar/"} <= set(schema["paths"])
     parameters = {p["name"] for p in schema["paths"]["/api/search/text/"]["get"]["parameters"]}
     assert {"q", "k", "category", "price_min", "price_max", "in_stock", "merchant", "page"} <= parameters
+
+
+# --- hostile and careless search requests --------------------------------------------------------------
+
+
+def wide_upload():
+    from tests.hostile import wide_png
+
+    return upload(wide_png(), "wide.png")
+
+
+@pytest.mark.parametrize("path", ["/api/search/image/", "/api/search/composed/"])
+def test_a_tiny_very_wide_photo_is_refused_before_any_resize(client, shop, path):
+    """235 bytes, 160000 x 1 pixels: once 7.7 s and 3.9 GB of resizing on the query worker."""
+    response = client.post(path, {"image": wide_upload(), "text": "in red"}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["image"] == ["The image cannot be used: image is 160000x1 pixels; its long side may be "
+                                        "at most 20 times its short side."]
+
+
+@pytest.mark.parametrize(("method", "path", "data"), [
+    ("get", "/api/search/text/", {"q": "red"}),
+    ("get", "/api/search/similar/", None),
+    ("post", "/api/search/image/", None),
+    ("post", "/api/search/composed/", None),
+])
+@pytest.mark.parametrize("value", ["1e-200000", "1e300", "-1e16", "0.000000000000000000001"])
+def test_numbers_the_database_cannot_hold_are_400_on_every_endpoint(client, shop, method, path, data, value):
+    red = shop["red"]
+    if data is None:
+        data = {"product": red.pk, "text": "in blue", "image_id": red.p2w_images.get().pk}
+        data = {key: data[key] for key in {"/api/search/similar/": ["product"], "/api/search/image/": ["image_id"],
+                                           "/api/search/composed/": ["product", "text"]}[path]}
+    if method == "get":
+        response = client.get(path, {**data, "price_max": value})
+    else:
+        response = client.post(f"{path}?price_max={value}", data, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"price_max": ["Enter a number between -10^15 and 10^15 with at most 20 decimal places."]}
+
+
+def test_a_list_filter_takes_its_parameter_repeated(client, shop):
+    both = client.get("/api/search/text/?q=tee&category=mug&category=t-shirt&k=10")
+    comma = client.get("/api/search/text/?q=tee&category=mug,t-shirt&k=10")
+    assert both.status_code == 200 and len(ids(both)) == 6 and ids(both) == ids(comma)
+    mugs = client.get("/api/search/text/?q=tee&category=mug&k=10")
+    assert sorted(ids(mugs)) == sorted(p.pk for p in shop.values() if p.category == "mug")
+
+
+def test_a_range_bound_given_twice_is_refused(client, shop):
+    response = client.get("/api/search/text/?q=tee&price_max=20&price_max=2000")
+    assert response.status_code == 400
+    assert response.json() == {"price_max": ["Give price_max once; it was given 2 times."]}
+
+
+def test_a_text_longer_than_the_model_reads_is_refused_not_cut(client, shop):
+    """The tiny CLIP reads 32 tokens; "plain " x 40 + "red" and + "blue" once gave the same results."""
+    response = client.get("/api/search/text/", {"q": "plain " * 40 + "red"})
+    assert response.status_code == 400
+    assert response.json() == {"q": ["The text is too long for the search model: it has 43 tokens and the model "
+                                      "reads at most 32. Shorten it."]}
+    assert client.get("/api/search/text/", {"q": "plain " * 29 + "red"}).status_code == 200  # 32 tokens
+
+
+def test_a_star_in_a_change_is_refused_in_the_shoppers_terms(client, shop):
+    response = client.post("/api/search/composed/", {"product": shop["red"].pk, "text": "5 * hotel style"},
+                           format="json")
+    assert response.status_code == 400
+    assert response.json() == {"text": ["Write the change in words, without '*' (for '5 * hotel style', write '5 star "
+                                        "hotel style')."]}
+
+
+def test_a_change_too_long_is_refused_without_the_internal_prompt(client, shop):
+    response = client.post("/api/search/composed/", {"product": shop["red"].pk, "text": "very " * 40 + "red"},
+                           format="json")
+    assert response.status_code == 400
+    (message,) = response.json()["text"]
+    assert message.startswith("The change is too long for the search model: with the prompt around it, it has ")
+    assert "a photo of" not in message
+
+
+@pytest.fixture
+def budget(settings):
+    """Three anonymous searches a minute, counted from an empty cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": "3/min"}
+    yield
+    cache.clear()
+
+
+def test_a_made_up_forwarded_for_does_not_buy_a_new_budget(client, shop, budget):
+    codes = [client.get("/api/search/text/", {"q": "red"}).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    spoofed = client.get("/api/search/text/", {"q": "red"}, HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert spoofed.status_code == 429
+
+
+def test_behind_a_declared_proxy_each_client_has_its_own_budget(client, shop, budget, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    first = [client.get("/api/search/text/", {"q": "red"}, HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.1")
+             for _ in range(4)]
+    other = client.get("/api/search/text/", {"q": "red"}, HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.2")
+    assert [r.status_code for r in first] == [200, 200, 200, 429] and other.status_code == 200
+
+
+def test_refused_searches_cost_no_budget(client, shop, budget):
+    assert {client.get("/api/search/text/", {"q": "red", "k": "0"}).status_code for _ in range(5)} == {400}
+    codes = [client.get("/api/search/text/", {"q": "red"}).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_the_product_list_is_paginated(client, db):
+    ProductFactory.create_batch(60)
+    page = client.get("/api/products/").json()
+    assert page["count"] == 60 and len(page["results"]) == 50 and page["next"].endswith("?page=2")
+    assert len(client.get("/api/products/", {"page": 2}).json()["results"]) == 10
+    assert len(client.get("/api/products/", {"page_size": 500}).json()["results"]) == 60  # at most 200 a page

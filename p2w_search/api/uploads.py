@@ -116,6 +116,7 @@ class JobSerializer(serializers.Serializer):
     message = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
 
     def get_url(self, progress) -> str:

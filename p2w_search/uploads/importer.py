@@ -106,8 +106,8 @@ def run_import(job, *, progress=None):
     """
     serializer_class = import_serializer()
     merchant = serializer_class.merchant_by_key(job.merchant_key)
-    job.state = ImportJob.State.RUNNING
-    job.save(update_fields=["state", "updated_at"])
+    job.state, job.started_at = ImportJob.State.RUNNING, timezone.now()
+    job.save(update_fields=["state", "started_at", "updated_at"])
     report = _Report(job)
     written = []  # names of the files written, deleted again unless the transaction commits
     try:

@@ -204,8 +204,6 @@ def _csv_reason(message):
         return 'a quoted cell that starts on this row is never closed (a stray " ?); no row after it can be read'
     if "field larger than field limit" in message:
         return f"a cell is longer than {csv.field_size_limit()} characters"
-    if "NUL" in message:
-        return "the row contains a NUL character"
     if "expected after" in message:
         return 'a quoted cell goes on after its closing quote; write a quote inside a quoted cell as ""'
     return message

@@ -42,6 +42,7 @@ def job_progress(job):
         "products_unlisted": job.products_unlisted, "unlisted_skus": job.unlisted_skus,
         **image_counts(job),
         "errors": job.errors, "errors_total": job.errors_total, "message": job.message,
-        "created_at": job.created_at, "updated_at": job.updated_at, "ended_at": job.ended_at,
+        "created_at": job.created_at, "updated_at": job.updated_at, "started_at": job.started_at,
+        "ended_at": job.ended_at,
         "files": {field: bool(getattr(job, field)) for field in ("manifest", "archive", "rejected_rows")},
     }
