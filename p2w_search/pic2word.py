@@ -23,7 +23,7 @@ from torch import nn
 __all__ = [
     "MappingNetwork", "MappingMismatch", "load_mapping", "save_mapping",
     "PAPER_TEMPLATE", "STAR", "PromptError", "PromptTooLong", "compose_text_features", "compose",
-    "pseudo_word_features", "mapping_loss", "cosine_schedule", "train_mapping",
+    "pseudo_word_features", "mapping_loss", "cosine_schedule", "optimizer_groups", "train_mapping",
 ]
 
 PAPER_TEMPLATE = "a photo of * , {text}"
@@ -261,13 +261,45 @@ def _step_seed(seed, step):
     return (seed * 1_000_003 + step) % (2**63 - 1)
 
 
-def train_mapping(clip_model, tokenizer, features, *, steps, batch_size=64, lr=1e-4, weight_decay=0.1,
-                  warmup=None, seed=0, mapping=None, optimizer_state=None, start_step=0, until=None,
-                  progress=None, middle_dim=512, dropout=0.1):
+DECAY_CHOICES = ("all", "weights")
+
+
+def optimizer_groups(mapping, *, weight_decay, decay="all"):
+    """AdamW parameter groups: ``decay="all"`` decays every parameter, ``"weights"`` only the weight matrices.
+
+    ``"weights"`` is the authors' choice (their main.py leaves biases, norm gains and the logit
+    scale without decay); the rule here is by shape: a parameter with fewer than 2 dimensions
+    (a bias or a gain) is not decayed. The mapping's parameters keep their order in both cases.
+    """
+    if decay not in DECAY_CHOICES:
+        raise ValueError(f"decay must be one of {DECAY_CHOICES}, not {decay!r}")
+    params = [p for p in mapping.parameters() if p.requires_grad]
+    if decay == "all":
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def _check_resumed_groups(optimizer, wanted):
+    # load_state_dict takes every hyperparameter from the saved groups: a resume that asks for
+    # other betas, eps or weight decay would run with the old ones without a word.
+    saved = [(tuple(g["betas"]), g["eps"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups]
+    asked = [(tuple(g["betas"]), g["eps"], g["weight_decay"], len(g["params"])) for g in wanted]
+    if saved != asked:
+        raise ValueError("the optimizer state was saved with other settings (betas, eps, weight decay, groups): "
+                         f"{saved} there, {asked} asked")
+
+
+def train_mapping(clip_model, tokenizer, features, *, steps, batch_size=64, lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+                  weight_decay=0.1, decay="all", warmup=None, seed=0, mapping=None, optimizer_state=None,
+                  start_step=0, until=None, progress=None, middle_dim=512, dropout=0.1):
     """Train a mapping on precomputed unnormalised image features [n, embed_dim] of unlabeled images.
 
     ``steps`` is the length of the schedule; steps ``start_step`` .. ``until`` (default ``steps``)
-    run now. Resuming with the returned mapping, optimizer state and step continues exactly.
+    run now. Resuming with the returned mapping, optimizer state and step continues exactly;
+    an optimizer state saved with other ``betas``, ``eps``, ``weight_decay`` or ``decay`` is a
+    ``ValueError``. AdamW; ``decay`` as in ``optimizer_groups``; ``warmup`` steps of linear
+    warm-up (default ``steps // 20``), then cosine decay to 0 at ``steps``.
     CLIP's parameters are frozen for the call and their ``requires_grad`` restored afterwards.
     Return ``{"mapping" (eval mode), "optimizer_state", "step" (next to run), "losses"}``.
     """
@@ -281,9 +313,12 @@ def train_mapping(clip_model, tokenizer, features, *, steps, batch_size=64, lr=1
             torch.manual_seed(seed)
             mapping = MappingNetwork(embed_dim=features.shape[1], middle_dim=middle_dim, dropout=dropout,
                                      output_dim=clip_model.token_embedding.embedding_dim).to(device)
-    optimizer = torch.optim.AdamW(mapping.parameters(), lr=lr, weight_decay=weight_decay)
+    groups = optimizer_groups(mapping, weight_decay=weight_decay, decay=decay)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps)
     if optimizer_state is not None:
+        wanted = copy.deepcopy(optimizer.param_groups)
         optimizer.load_state_dict(copy.deepcopy(optimizer_state))  # Adam updates its state in place
+        _check_resumed_groups(optimizer, wanted)
     batch_size = min(batch_size, len(features))
     cuda_devices = []
     if device.type == "cuda":

@@ -11,7 +11,8 @@ import torch
 
 from p2w_search.pic2word import (
     PAPER_TEMPLATE, STAR, MappingMismatch, MappingNetwork, PromptError, compose, compose_text_features,
-    cosine_schedule, load_mapping, mapping_loss, pseudo_word_features, save_mapping, train_mapping,
+    cosine_schedule, load_mapping, mapping_loss, optimizer_groups, pseudo_word_features, save_mapping,
+    train_mapping,
 )
 
 TINY_CONFIG = Path(__file__).resolve().parent / "clip" / "p2w-test-tiny.json"
@@ -217,10 +218,14 @@ def test_short_training_lowers_the_loss(clip):
     assert after < result["losses"][0] - 0.1
 
 
-def test_resume_continues_exactly(clip):
+PAPER_OPTIMIZER = {"betas": (0.9, 0.98), "eps": 1e-6, "decay": "weights"}
+
+
+@pytest.mark.parametrize("optimizer", [{}, PAPER_OPTIMIZER], ids=["default", "paper"])
+def test_resume_continues_exactly(clip, optimizer):
     model, tokenizer = clip
     features = torch.randn(40, 32, generator=torch.Generator().manual_seed(3))
-    common = dict(steps=10, batch_size=16, lr=1e-3, warmup=2, seed=5, middle_dim=16)
+    common = dict(steps=10, batch_size=16, lr=1e-3, warmup=2, seed=5, middle_dim=16, **optimizer)
 
     torch.manual_seed(0)
     whole = train_mapping(model, tokenizer, features, **common)
@@ -237,9 +242,78 @@ def test_resume_continues_exactly(clip):
         torch.testing.assert_close(second["mapping"].state_dict()[key], value, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("other", [{"betas": (0.9, 0.98)}, {"eps": 1e-6}, {"weight_decay": 0.2}, {"decay": "weights"}])
+def test_resuming_an_optimizer_state_with_other_settings_is_refused(clip, other):
+    model, tokenizer = clip
+    features = torch.randn(40, 32, generator=torch.Generator().manual_seed(3))
+    common = dict(steps=4, batch_size=16, warmup=2, middle_dim=16)
+    first = train_mapping(model, tokenizer, features, until=2, **common)
+    with pytest.raises(ValueError, match="other settings|parameter groups"):
+        train_mapping(model, tokenizer, features, mapping=first["mapping"], optimizer_state=first["optimizer_state"],
+                      start_step=2, **common, **other)
+
+
+def _named_groups(mapping, groups):
+    """[(weight_decay, [parameter names])] of AdamW parameter groups."""
+    names = {id(p): name for name, p in mapping.named_parameters()}
+    return [(g["weight_decay"], sorted(names[id(p)] for p in g["params"])) for g in groups]
+
+
+def test_weight_decay_applies_to_weights_only_when_asked(clip):
+    model, tokenizer = clip
+    features = torch.randn(40, 32, generator=torch.Generator().manual_seed(3))
+    common = dict(steps=1, batch_size=16, lr=1e-2, warmup=1, middle_dim=16, betas=(0.9, 0.98), eps=1e-6)
+    weights = ["fc_out.weight", "layers.0.0.weight", "layers.1.0.weight"]
+    biases = ["fc_out.bias", "layers.0.0.bias", "layers.1.0.bias"]
+    mapping = tiny_mapping(model)
+    assert _named_groups(mapping, optimizer_groups(mapping, weight_decay=0.5, decay="weights")) == [
+        (0.5, weights), (0.0, biases)]
+    assert _named_groups(mapping, optimizer_groups(mapping, weight_decay=0.5, decay="all")) == [
+        (0.5, sorted(weights + biases))]
+    with pytest.raises(ValueError, match="decay must be one of"):
+        optimizer_groups(mapping, weight_decay=0.1, decay="biases")
+
+    # train_mapping's optimizer has those groups, with the betas and eps asked for ...
+    only = train_mapping(model, tokenizer, features, weight_decay=0.5, decay="weights", **common)
+    assert [(g["weight_decay"], len(g["params"]), tuple(g["betas"]), g["eps"])
+            for g in only["optimizer_state"]["param_groups"]] == [(0.5, 3, (0.9, 0.98), 1e-6), (0.0, 3, (0.9, 0.98), 1e-6)]
+    # ... and in effect: with decay on weights only, a bias moves as if there were no decay at all.
+    none = train_mapping(model, tokenizer, features, weight_decay=0.0, decay="all", **common)
+    every = train_mapping(model, tokenizer, features, weight_decay=0.5, decay="all", **common)
+    only, none, every = (dict(r["mapping"].named_parameters()) for r in (only, none, every))
+    torch.testing.assert_close(only["fc_out.bias"], none["fc_out.bias"], atol=0, rtol=0)
+    assert not torch.allclose(every["fc_out.bias"], none["fc_out.bias"])
+    torch.testing.assert_close(only["fc_out.weight"], every["fc_out.weight"], atol=0, rtol=0)
+    assert not torch.allclose(only["fc_out.weight"], none["fc_out.weight"])
+
+
+def test_warmup_and_schedule_reach_the_optimizer(clip):
+    model, tokenizer = clip
+    features = torch.randn(40, 32, generator=torch.Generator().manual_seed(3))
+
+    def lr_after(steps, until, warmup):
+        state = train_mapping(model, tokenizer, features, steps=steps, until=until, batch_size=8, lr=1e-4,
+                              warmup=warmup, middle_dim=16)["optimizer_state"]
+        return state["param_groups"][0]["lr"]  # the rate the last step ran with
+
+    # The paper's 10,000 warm-up steps in a short run: the rate climbs linearly and never peaks.
+    assert lr_after(2400, 3, 10_000) == pytest.approx(1e-4 * 3 / 10_000, rel=1e-9)
+    # The default warm-up is steps // 20: 2 steps of 40, so the first step runs at half the rate.
+    assert lr_after(40, 1, None) == pytest.approx(0.5e-4, rel=1e-9)
+
+
 def test_cosine_schedule():
     assert cosine_schedule(0, total=100, warmup=10, base_lr=1.0) == pytest.approx(0.1)
     assert cosine_schedule(10, total=100, warmup=10, base_lr=1.0) == pytest.approx(1.0)
     assert cosine_schedule(55, total=100, warmup=10, base_lr=1.0) == pytest.approx(0.5)
     assert cosine_schedule(100, total=100, warmup=10, base_lr=1.0) == pytest.approx(0.0)
     assert cosine_schedule(99, total=100, warmup=10, base_lr=2.0) < 0.01
+
+
+def test_schedule_of_the_paper_warmup_at_the_demo_budget():
+    """2400 steps with 10,000 warm-up steps end at 24 % of the peak rate, still rising."""
+    rates = [cosine_schedule(step, total=2400, warmup=10_000, base_lr=1e-4) for step in (0, 1199, 2399)]
+    assert rates == pytest.approx([1e-8, 1.2e-5, 2.4e-5], rel=1e-12)
+    # The default warm-up of that budget (2400 // 20 = 120) peaks at step 120, half-way down at 1260.
+    assert cosine_schedule(119, total=2400, warmup=120, base_lr=1e-4) == pytest.approx(1e-4)
+    assert cosine_schedule(1260, total=2400, warmup=120, base_lr=1e-4) == pytest.approx(0.5e-4)

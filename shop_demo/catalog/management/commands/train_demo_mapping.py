@@ -3,13 +3,25 @@
 import time
 
 import numpy as np
+import torch
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
 from p2w_search.embedders.openclip import OpenCLIPEmbedder
-from p2w_search.training import fit_mapping
+from p2w_search.training import (
+    ResumeError,
+    add_training_options,
+    describe_settings,
+    fit_mapping,
+    settings_from_options,
+)
 from shop_demo.catalog import generator
+
+# The authors' training crop (RandomResizedCrop, scale 0.9 to 1, torchvision's aspect ratios).
+CROP_SCALE = (0.9, 1.0)
 
 
 class Command(BaseCommand):
@@ -19,14 +31,17 @@ class Command(BaseCommand):
         config = settings.P2W_SEARCH["EMBEDDERS"]["default"]
         parser.add_argument("--products", type=int, default=4000, help="Synthetic products to draw images of.")
         parser.add_argument("--variants", type=int, default=2, help="Photos per product (other nuisance).")
+        parser.add_argument("--crops", type=int, default=0,
+                            help="Also embed this many random crops of each photo (scale 0.9-1, as the authors "
+                                 "augment) and train on them instead of the photos; 0: the photos as they are.")
         parser.add_argument("--steps", type=int, default=2400, help="The shipped mapping: 2400.")
-        parser.add_argument("--batch-size", type=int, default=128)
-        parser.add_argument("--lr", type=float, default=1e-4)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--out", default=config.get("MAPPING"))
         parser.add_argument("--resume", action="store_true")
+        add_training_options(parser)  # --preset, --batch-size (default 128 here), --lr, --betas, ...
 
-    def handle(self, *, products, variants, steps, batch_size, lr, seed, out, resume, **options):
+    def handle(self, *, products, variants, crops, steps, seed, out, resume, **options):
+        training = settings_from_options(options, batch_size=128)
         config = settings.P2W_SEARCH["EMBEDDERS"]["default"]
         embedder = OpenCLIPEmbedder("default", {**config, "MAPPING": None})
         # A catalog seed the demo shop does not use, so the mapping never sees the evaluation's photos.
@@ -37,18 +52,38 @@ class Command(BaseCommand):
         for start in tqdm(range(0, len(catalog), 256), desc="image features", unit="x256"):
             chunk = catalog[start:start + 256]
             images = [generator.render(p, seed=seed + 1000, variant=v) for p in chunk for v in range(variants)]
+            if crops:
+                images = _crops(images, crops, seed=seed * 1_000_003 + start)
             features.append(embedder.embed_images(images, normalize=False))
         features = np.concatenate(features)
-        self.stdout.write(f"{len(features)} unlabeled images ({len(catalog)} products, held-out combinations "
-                          f"left out) in {time.monotonic() - started:.0f} s")
+        self.stdout.write(f"{len(features)} unlabeled images ({len(catalog)} products x {variants} photos"
+                          f"{f' x {crops} crops' if crops else ''}, held-out combinations left out) "
+                          f"in {time.monotonic() - started:.0f} s")
+        self.stdout.write(describe_settings(training, steps=steps))
         with tqdm(total=steps, desc="pic2word mapping", unit="step") as bar:
             def progress(step, loss):
                 bar.n = step + 1
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
                 bar.refresh()
-            result = fit_mapping(embedder, features, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                 resume=resume, progress=progress)
+            try:
+                result = fit_mapping(embedder, features, out=out, steps=steps, seed=seed, resume=resume,
+                                     progress=progress, **training)
+            except ResumeError as error:
+                raise CommandError(str(error)) from error
         losses = result["losses"]
         self.stdout.write(self.style.SUCCESS(
             f"wrote {out}: {steps} steps in {time.monotonic() - started:.0f} s, "
             f"loss {np.mean(losses[:50]):.3f} -> {np.mean(losses[-50:]):.3f}" if losses else f"{out} is complete"))
+
+
+def _crops(images, crops, *, seed):
+    """``crops`` random crops of each image, resized back to its size; deterministic in ``seed``."""
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # RandomResizedCrop.get_params draws from torch's global RNG
+        for image in images:
+            for _ in range(crops):
+                top, left, height, width = RandomResizedCrop.get_params(image, scale=CROP_SCALE,
+                                                                        ratio=(3 / 4, 4 / 3))
+                out.append(TF.resized_crop(image, top, left, height, width, [image.height, image.width]))
+    return out
