@@ -100,12 +100,15 @@ def embedder_for(model):
 def queue_images(images):
     """Mark ``images`` pending under every active model and queue them after commit.
 
-    With no model registered yet, a worker registers the default one first.
+    Their vectors under retired models are dropped: they show the picture as it was, and a
+    retired model registered again embeds the images it lacks. With no model registered
+    yet, a worker registers the default one first.
     """
     image_ids = [image.pk for image in images if image.in_index]
     if not image_ids:
         return
     models = list(active_models())
+    ImageEmbedding.objects.filter(image_id__in=image_ids).exclude(model__in=models).delete()
     if not models:
         dispatch.send(dispatch.START_MODEL, kwargs={"alias": DEFAULT_ALIAS})
         return

@@ -7,9 +7,11 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
-from p2w_search import indexing
+from p2w_search import index, indexing
+from p2w_search.embedders import get_embedder
 from p2w_search.models import ImageEmbedding
 from tests.factories import ProductFactory, ProductImageFactory, png
+from tests.ranking import assert_ranking, product_scores
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220), "black": (10, 10, 10),
            "white": (245, 245, 245), "yellow": (240, 220, 20)}
@@ -51,7 +53,8 @@ def test_text_search_ranks_every_product_with_its_data(client, shop):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["count"] == 6
-    assert sorted(ids(response)) == sorted(p.pk for p in shop.values())
+    query = get_embedder().embed_texts(["a red t-shirt"])[0]
+    assert_ranking(ids(response), product_scores(query, among=shop.values()))
     first = body["results"][0]
     assert set(first["product"]) >= {"id", "sku", "title", "category", "price", "in_stock", "merchant"}
     assert first["image"]["url"].startswith("http://testserver/media/p2w/images/")
@@ -111,7 +114,8 @@ def test_image_search_by_catalog_image_leaves_its_product_out(client, shop):
 def test_more_like_this_excludes_the_product(client, shop):
     response = client.get("/api/search/similar/", {"product": shop["red"].pk, "exclude": str(shop["black"].pk)})
     assert response.status_code == 200, response.content
-    assert sorted(ids(response)) == sorted(p.pk for n, p in shop.items() if n not in ("red", "black"))
+    query = index.stored_query_vector(index.serving_model(), shop["red"].p2w_images.all())
+    assert_ranking(ids(response), product_scores(query, among=[p for n, p in shop.items() if n not in ("red", "black")]))
 
 
 @pytest.mark.parametrize(

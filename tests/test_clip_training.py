@@ -89,5 +89,8 @@ def test_attribute_accuracy_reports_seen_and_held_out(tiny_run):
     held = sum(generator.is_held_out(p.attributes) for p in products)
     assert report["held_out"]["n"] == held and report["seen"]["n"] == len(products) - held
     for group in report.values():
-        assert all(0.0 <= group[k] <= 1.0 for k in ("kind", "colour", "pattern", "all"))
+        # Fractions of the group's products, and "all three right" is right on each attribute too.
+        assert all(abs(group[k] * group["n"] - round(group[k] * group["n"])) < 1e-9
+                   for k in ("kind", "colour", "pattern", "all"))
+        assert group["all"] <= min(group["kind"], group["colour"], group["pattern"])
     assert tiny_run["model"].training  # mode restored

@@ -60,10 +60,6 @@ def test_a_retired_model_registered_again_builds_beside_the_serving_one_and_can_
     assert {hit.image_id for hit in hits} == {image.pk for image in images} | {newcomer.pk}
 
 
-# Strict: this fails the run once indexing.queue_images (or register_model) deals with the rows of
-# retired models, and the mark goes with that change.
-@pytest.mark.xfail(strict=True, reason="queue_images marks a changed image pending under the active models only; "
-                                       "a retired model keeps the old picture's vector as ready and serves it again")
 def test_an_image_changed_while_its_model_was_retired_is_embedded_again(retired):
     images, old, new = retired
     changed = images[0]
