@@ -15,7 +15,7 @@ from pgvector.django import HalfVectorField
 
 from p2w_search.uploads.storage import upload_storage
 
-__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob"]
+__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess"]
 
 
 class EmbeddingModel(models.Model):
@@ -179,3 +179,26 @@ class ImportJob(models.Model):
 
     def __str__(self):
         return f"import {self.pk} ({self.state})"
+
+
+class WorkerProcess(models.Model):
+    """A Celery process that runs this app's tasks, as its heartbeat last reported it (workers.py)."""
+
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    # The models it loaded before it took a task, and where it runs them ("cpu", "cuda:0").
+    loaded_models = models.JSONField(default=list)
+    device = models.CharField(max_length=32, blank=True)
+    started_at = models.DateTimeField()
+    ready_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    last_task_at = models.DateTimeField(null=True, blank=True)
+    tasks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hostname", "pid"], name="p2w_one_row_per_worker_process")]
+        ordering = ["hostname", "pid"]
+
+    def __str__(self):
+        return f"{self.hostname} (pid {self.pid})"

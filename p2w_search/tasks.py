@@ -6,16 +6,18 @@ The app sends these tasks by name through ``dispatch`` and never imports this mo
 """
 
 import logging
+import os
 import zlib
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import celeryd_after_setup, task_postrun, worker_process_init, worker_process_shutdown
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from p2w_search import dispatch, indexing, queries
+from p2w_search import dispatch, indexing, queries, workers
 from p2w_search.conf import app_settings
-from p2w_search.models import ImportJob, ProductImage
+from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from p2w_search.uploads import importer, storage
 
 __all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage"]
@@ -32,6 +34,32 @@ LOCK_RETRY_SECONDS = 5
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 # The bulk tasks keep no result: PostgreSQL holds what they did, and nobody reads one.
+
+# A worker's log says a result's size, never the result (a query vector was 78 % of it).
+logging.getLogger("celery.app.trace").addFilter(workers.ResultSummary())
+
+
+@celeryd_after_setup.connect
+def _remember_worker(sender, instance, **kwargs):
+    workers.remember_worker(sender, instance.app.amqp.queues.consume_from or {})
+
+
+@worker_process_init.connect
+def _warm_start(**kwargs):
+    # Before the process takes a task: load the models, then report ready (the web and the admin read it).
+    loaded = workers.warm_up()
+    logger.info("worker process %s ready with %s", os.getpid(), ", ".join(loaded) or "no model")
+    workers.start_heartbeat()
+
+
+@task_postrun.connect
+def _count_task(**kwargs):
+    workers.task_done()
+
+
+@worker_process_shutdown.connect
+def _stopped(**kwargs):
+    workers.forget_process()
 
 
 @shared_task(
@@ -68,6 +96,7 @@ def sweep_pending():
     if not indexing.active_models().exists() and ProductImage.objects.exists():
         # The first upload's start_model was lost (Redis down or restarted): send it again.
         dispatch.send(dispatch.START_MODEL)
+    WorkerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()  # long gone
     return indexing.sweep_pending()
 
 

@@ -1,4 +1,8 @@
-"""An open_clip embedder that pauses before each image batch, so a test can kill a worker mid-task."""
+"""An open_clip embedder that pauses before each image batch, so a test can kill a worker mid-task.
+
+A worker's warm-up embeds one picture when it starts; only batches of several images pause,
+so the worker is ready as quickly as a real one.
+"""
 
 import os
 import time
@@ -8,5 +12,6 @@ from p2w_search.embedders.openclip import OpenCLIPEmbedder
 
 class SlowOpenCLIPEmbedder(OpenCLIPEmbedder):
     def embed_images(self, images, **kwargs):
-        time.sleep(float(os.environ.get("P2W_TEST_EMBED_DELAY", "0")))
+        if len(images) > 1:
+            time.sleep(float(os.environ.get("P2W_TEST_EMBED_DELAY", "0")))
         return super().embed_images(images, **kwargs)

@@ -228,3 +228,18 @@ def test_duplicate_messages_on_two_workers_embed_each_image_once(start_worker, s
     time.sleep(1)  # both messages were taken at once (each worker takes one); the second one is done too
     assert sorted(ImageEmbedding.objects.values_list("attempts", flat=True)) == [1, 1, 1]
     assert sum("succeeded" in worker.log() for worker in workers) == 2  # both workers ran a copy of the batch
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_worker_loads_its_models_and_reports_ready_before_its_first_task(start_worker, settings, pool):
+    """A restarted worker used to load its model on its first task, seconds after it said it was ready."""
+    from p2w_search import workers
+
+    model = indexing.register_model()
+    query_queue = settings.P2W_SEARCH["QUERY_QUEUE"]
+    worker = start_worker(queues=[query_queue], pool=pool)
+    process = wait_for(lambda: workers.alive(query_queue).first(), message="the worker's heartbeat")
+    assert (process.loaded_models, process.device, process.tasks) == ([model.key], "cpu", 0)
+    assert process.started_at <= process.ready_at <= process.seen_at
+    assert f"worker process {process.pid} ready with {model.key}" in worker.log()
+    assert not workers.alive(settings.P2W_SEARCH["BULK_QUEUE"]).exists()
