@@ -18,7 +18,7 @@ from django.utils import timezone
 from p2w_search import dispatch, indexing, queries, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
-from p2w_search.uploads import importer, storage
+from p2w_search.uploads import importer, progress, storage
 
 __all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage"]
 
@@ -132,7 +132,7 @@ def run_import(self, job_id):
         job.refresh_from_db()
         if job.state in ImportJob.ENDED:  # done by the worker that held the lock
             return None
-        return importer.run_import(job).state
+        return importer.run_import(job, progress=progress.row_reporter(job.pk)).state
     except TRANSIENT_ERRORS:
         raise
     except Exception:  # a bug or a broken file must not leave the job "running" forever

@@ -4,13 +4,63 @@ The answer is bounded whatever the job's size (the first ``IMPORT_ERRORS_SHOWN``
 all of them are in the rejected-rows file), and so is its cost: the image counts are one
 aggregate query while images are still embedding, and stored in the job once none is
 pending, after which a poll reads one row.
+
+An import runs in one transaction, so its rows are invisible until it commits. While it
+runs, the worker reports how many rows it has checked in Django's cache
+(``row_reporter``, the ``progress`` callback of ``importer.run_import``); the poll answer
+reads it back as ``rows_checked``. The cache must be shared by the web and the workers
+(Redis in the demo) for the count to move; with a per-process cache the rows simply show
+as checked once the import ends.
 """
 
+import time
+
+from django.core.cache import cache
 from django.db.models import Count
 
+from p2w_search import workers
+from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob
 
-__all__ = ["job_progress", "image_counts"]
+__all__ = ["job_progress", "image_counts", "row_reporter", "rows_checked", "ROWS_KEY", "ROWS_TTL"]
+
+ROWS_KEY = "p2w:import:{}:rows"  # the cache key of job {}'s (rows checked, rows in all)
+ROWS_TTL = 24 * 3600  # seconds: an import that runs longer reports again with each write
+
+
+def row_reporter(job_id, *, every=0.5):
+    """Return a ``progress(done, total)`` callback that writes job ``job_id``'s row count to the cache.
+
+    It writes the first call, the last (``done == total``) and otherwise at most once every
+    ``every`` seconds: a cache round trip per row would cost a 100,000-row import seconds.
+    """
+    key = ROWS_KEY.format(job_id)
+    last = [None]
+
+    def report(done, total):
+        now = time.monotonic()
+        if last[0] is not None and done < total and now - last[0] < every:
+            return
+        last[0] = now
+        try:
+            cache.set(key, (done, total), ROWS_TTL)
+        except Exception:  # noqa: BLE001 - a cache outage must not fail the import it only reports on
+            pass
+
+    return report
+
+
+def rows_checked(job):
+    """``(checked, in_all)``: the rows of ``job`` checked so far, live from the worker's reports while it runs."""
+    if job.state in ImportJob.ENDED:
+        return job.rows_total, job.rows_total
+    if job.state != ImportJob.State.RUNNING:
+        return 0, 0
+    try:
+        reported = cache.get(ROWS_KEY.format(job.pk))
+    except Exception:  # noqa: BLE001 - without the cache the count is unknown, not an error
+        reported = None
+    return tuple(reported) if reported else (0, 0)
 
 
 def image_counts(job):
@@ -34,15 +84,33 @@ def image_counts(job):
 
 
 def job_progress(job):
-    """The poll answer of ``job`` (a dict; the API's JobSerializer documents its fields)."""
+    """The poll answer of ``job`` (a dict; the API's JobSerializer documents its fields).
+
+    Beside the job's own fields: ``rows_in_all`` and ``rows_checked`` (rows checked so far,
+    live while the import runs), ``finished`` (the import ended and no image of it waits to
+    be embedded) and ``no_worker`` (the job waits on the bulk queue and no worker process
+    has reported on it within ``workers.ALIVE_SECONDS``: it will not move until one runs).
+    """
+    counts = image_counts(job)
+    ended = job.state in ImportJob.ENDED
+    waiting = counts["images_total"] - counts["images_embedded"] - counts["images_failed"]
+    finished = ended and waiting <= 0
+    checked, in_all = rows_checked(job)
+    no_worker = False
+    if job.state == ImportJob.State.QUEUED or (ended and not finished):
+        # One indexed query, only while the job waits on a worker.
+        no_worker = not workers.alive(app_settings.BULK_QUEUE).exists()
     return {
         "id": job.pk, "state": job.state, "policy": job.policy, "full_sync": job.full_sync,
         "confirm_unlist": job.confirm_unlist,
         "rows_total": job.rows_total, "rows_accepted": job.rows_accepted, "rows_rejected": job.rows_rejected,
+        "rows_in_all": in_all, "rows_checked": checked,
         "products_unlisted": job.products_unlisted, "unlisted_skus": job.unlisted_skus,
-        **image_counts(job),
+        **counts,
+        "finished": finished, "no_worker": no_worker,
         "errors": job.errors, "errors_total": job.errors_total, "message": job.message,
         "created_at": job.created_at, "updated_at": job.updated_at, "started_at": job.started_at,
         "ended_at": job.ended_at,
         "files": {field: bool(getattr(job, field)) for field in ("manifest", "archive", "rejected_rows")},
     }
+
