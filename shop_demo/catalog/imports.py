@@ -6,18 +6,33 @@ from shop_demo.catalog.models import Merchant, Product
 
 
 class ProductImportSerializer(serializers.Serializer):
-    """One manifest row; ``save(merchant=...)`` creates or updates the product with that SKU."""
+    """One manifest row; ``save(merchant=...)`` creates or updates the product with that SKU.
 
-    sku = serializers.CharField(max_length=64)
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    category = serializers.CharField(max_length=64)
-    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+    The import's contract (p2w_search/uploads/importer.py): ``merchant_for(user)``,
+    ``merchant_by_key(key)``, ``listed_skus(merchant)`` and ``unlist(merchant, skus)``.
+    Optional, for the merchant pages (p2w_search/merchant/): ``products(merchant)`` (their
+    catalog at a glance), ``merchants_for_staff(user)`` (whom staff may act for) and
+    ``example_row()`` (the template CSV's example). The fields' ``help_text`` explains each
+    column on the upload page.
+    """
+
+    sku = serializers.CharField(max_length=64, help_text="Your own code for the product, unique in your catalog. "
+                                                         "A row with a SKU you already have updates that product.")
+    title = serializers.CharField(max_length=200, help_text="The product's name, as shoppers see it.")
+    description = serializers.CharField(required=False, allow_blank=True, default="",
+                                        help_text="A longer text about the product.")
+    category = serializers.CharField(max_length=64, help_text="One word or two, e.g. dress, sneaker, mug.")
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0,
+                                     help_text="With a dot before the cents, no currency sign: 19.99.")
     currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="EUR",
-                                      error_messages={"invalid": "Give a three-letter currency code, e.g. EUR."})
-    in_stock = serializers.BooleanField(required=False, default=True)
+                                      error_messages={"invalid": "Give a three-letter currency code, e.g. EUR."},
+                                      help_text="A three-letter code in capitals: EUR, USD, GBP.")
+    in_stock = serializers.BooleanField(required=False, default=True,
+                                        help_text="yes/no and 1/0 are read too.")
     images = serializers.ListField(child=serializers.CharField(max_length=300), min_length=1,
-                                   error_messages={"min_length": "Name at least one image."})
+                                   error_messages={"min_length": "Name at least one image."},
+                                   help_text="The file names of the product's photos in your zip (or among the "
+                                             "images you upload), the main one first.")
 
     def save(self, *, merchant):
         values = {k: v for k, v in self.validated_data.items() if k not in ("sku", "images")}
@@ -42,3 +57,20 @@ class ProductImportSerializer(serializers.Serializer):
     def unlist(cls, merchant, skus):
         """Unlist the merchant's products with these SKUs; return how many were listed."""
         return Product.objects.filter(merchant=merchant, listed=True, sku__in=skus).update(listed=False)
+
+    @classmethod
+    def products(cls, merchant):
+        """All of the merchant's products, listed or not (a QuerySet of the product model)."""
+        return Product.objects.filter(merchant=merchant)
+
+    @classmethod
+    def merchants_for_staff(cls, user):
+        """The merchants staff member ``user`` may act for on the merchant pages: all of them."""
+        return Merchant.objects.order_by("name", "pk") if user.is_staff else Merchant.objects.none()
+
+    @classmethod
+    def example_row(cls):
+        """One row that the template CSV shows, as a merchant would write it."""
+        return {"sku": "TEE-0001", "title": "Red striped t-shirt", "description": "Soft cotton, regular fit.",
+                "category": "t-shirt", "price": "19.99", "currency": "EUR", "in_stock": "true",
+                "images": "tee-0001-front.jpg;tee-0001-back.jpg"}
