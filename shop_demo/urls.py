@@ -20,6 +20,7 @@ def media(request, path):
 urlpatterns = [
     path("", include("shop_demo.storefront.urls")),
     path("admin/", admin.site.urls),
+    path("merchant/", include("p2w_search.merchant.urls")),  # the merchant pages (uploads, progress, catalog)
     path("api/", include("p2w_search.api.urls")),
     path("api/", include("p2w_search.api.upload_urls")),
     path("api/", include(router.urls)),

@@ -1,0 +1,123 @@
+"""Who may use the merchant pages, and for which merchant: the upload API's rules, seen from a page.
+
+A merchant user acts for its own merchant; staff act for any merchant the import
+serializer's optional ``merchants_for_staff(user)`` lists (their choice is kept in the
+session), or for their own. Jobs are the API's ``visible_jobs``: a merchant sees its own,
+staff see all.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from rest_framework import exceptions as api_exceptions
+
+from p2w_search.api import uploads as api
+from p2w_search.uploads.importer import import_serializer
+
+__all__ = ["SESSION_KEY", "Acting", "login_url", "acting_for", "staff_choices", "merchant_page", "api_rules",
+           "jobs_for", "job_for"]
+
+# The merchant a staff member chose to act for (its key).
+SESSION_KEY = "p2w_merchant_key"
+
+
+@dataclass(frozen=True)
+class Acting:
+    """The merchant a request acts for: its key (as ImportJob.merchant_key), the merchant, and who may switch."""
+
+    key: str
+    merchant: object
+    choices: list = field(default_factory=list)  # the merchants a staff member may switch to; [] for a merchant
+
+
+def login_url():
+    """The host's ``LOGIN_URL`` when it set one, else the merchant pages' own login page."""
+    if settings.is_overridden("LOGIN_URL"):
+        return settings.LOGIN_URL
+    return reverse("p2w_merchant:login")
+
+
+def staff_choices(user):
+    """The merchants staff member ``user`` may act for (the serializer's ``merchants_for_staff``), own one included."""
+    serializer = import_serializer()
+    listed = getattr(serializer, "merchants_for_staff", None)
+    choices = list(listed(user)) if listed is not None and user.is_staff else []
+    own = serializer.merchant_for(user)
+    if own is not None and all(merchant.pk != own.pk for merchant in choices):
+        choices.insert(0, own)
+    return choices
+
+
+def acting_for(request):
+    """The Acting of ``request``; None for staff yet to choose; PermissionDenied for a user who is no merchant."""
+    user = request.user
+    if not user.is_staff:
+        with api_rules():
+            key = api.merchant_key(user)  # the API's rule and its message
+        return Acting(key, import_serializer().merchant_by_key(key))
+    choices = staff_choices(user)
+    by_key = {str(merchant.pk): merchant for merchant in choices}
+    own = import_serializer().merchant_for(user)
+    chosen = request.session.get(SESSION_KEY)
+    if chosen in by_key:
+        return Acting(chosen, by_key[chosen], choices)
+    if own is not None:
+        return Acting(str(own.pk), own, choices)
+    return None
+
+
+@contextmanager
+def api_rules():
+    """Turn the API's refusals (DRF exceptions) into Django's, so a page answers 403 or 404 with the same words."""
+    try:
+        yield
+    except api_exceptions.PermissionDenied as exc:
+        raise PermissionDenied(str(exc.detail)) from None
+    except api_exceptions.NotFound as exc:
+        raise Http404(str(exc.detail)) from None
+
+
+def merchant_page(view=None, *, needs_merchant=True):
+    """Decorate a page for merchants: log in first, 403 in words for users who are no merchant.
+
+    With ``needs_merchant`` the page acts for one merchant (``request.p2w_acting``); staff
+    who have not chosen one are sent to choose.
+    """
+    def decorate(view):
+        @wraps(view)
+        def page(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path(), login_url())
+            try:
+                acting = acting_for(request)
+            except PermissionDenied as exc:
+                return render(request, "p2w_search/merchant/forbidden.html", {"reason": str(exc)}, status=403)
+            if acting is None and needs_merchant:
+                return redirect(f"{reverse('p2w_merchant:act-for')}?{urlencode({'next': request.get_full_path()})}")
+            request.p2w_acting = acting
+            return view(request, *args, **kwargs)
+        return page
+    return decorate(view) if view is not None else decorate
+
+
+def jobs_for(request):
+    """The jobs of the merchant ``request`` acts for that its user may see (the API's ``visible_jobs``)."""
+    with api_rules():
+        return api.visible_jobs(request.user).filter(merchant_key=request.p2w_acting.key)
+
+
+def job_for(request, pk):
+    """Job ``pk`` if the user may see it (any merchant's, for staff), else Http404 in the API's words."""
+    with api_rules():
+        job = api.visible_jobs(request.user).filter(pk=pk).first()
+    if job is None:
+        raise Http404("You have no upload with this id.")
+    return job

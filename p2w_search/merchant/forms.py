@@ -1,0 +1,136 @@
+"""The upload form: the fields the API takes, validated by the API's own serializer, and a full sync's dry count.
+
+``UploadForm`` only renders (labels, help, the values sent back); whether an upload is
+valid is ``UploadSerializer``'s answer, so a page shows the same errors as the API. A full
+sync is counted before anything happens: the SKUs the manifest names against the
+merchant's listed ones, with the importer's rule for when it needs ``confirm_unlist``.
+"""
+
+from dataclasses import dataclass
+
+from django import forms
+from django.forms.utils import ErrorDict
+
+from p2w_search.api.uploads import UploadSerializer
+from p2w_search.conf import app_settings
+from p2w_search.models import ImportJob
+from p2w_search.uploads.importer import import_serializer
+from p2w_search.uploads.manifest import raw_sku, read_manifest
+
+__all__ = ["UploadForm", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync", "flat_messages"]
+
+SKUS_SHOWN = 20  # SKUs a full sync's count names on the page; the job lists up to IMPORT_ERRORS_SHOWN
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class UploadForm(forms.Form):
+    """The fields of ``POST /api/imports/``, labelled for a merchant."""
+
+    manifest = forms.FileField(
+        label="Catalog file", required=False,
+        help_text="CSV or JSON Lines (.csv, .jsonl), one product a row. The columns are explained below.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.jsonl,.ndjson,text/csv", "required": True}))
+    archive = forms.FileField(
+        label="Images as a zip", required=False, help_text="A .zip with the images your file names.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}))
+    images = forms.FileField(
+        label="Or the image files themselves", required=False,
+        help_text="Choose several at once; not together with a zip.",
+        widget=MultipleFileInput(attrs={"accept": "image/*"}))
+    policy = forms.ChoiceField(
+        label="When a row is bad", required=False, initial=ImportJob.Policy.SKIP, widget=forms.RadioSelect,
+        choices=[(ImportJob.Policy.SKIP, "Skip it: import the good rows, get the bad ones back as a file"),
+                 (ImportJob.Policy.REJECT, "Reject the whole upload: import nothing if any row is bad")])
+    full_sync = forms.BooleanField(
+        label="Full sync: unlist my listed products that this file does not name", required=False,
+        help_text="Leave it off to add and update products only.")
+    confirm_unlist = forms.IntegerField(
+        label="Confirm unlisting", required=False, min_value=0,
+        help_text="Only for a full sync that unlists many products: the number it unlists, as counted here.",
+        widget=forms.NumberInput(attrs={"inputmode": "numeric"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, label_suffix="", **kwargs)
+
+    def show_errors(self, errors):
+        """Show ``errors`` (UploadSerializer's, field -> messages) on the form, and only those."""
+        self.full_clean()  # for cleaned_data; the form's own checks are not the ones that count
+        self._errors = ErrorDict()
+        for name, messages in errors.items():
+            self.add_error(name if name in self.fields else None, list(flat_messages(messages)))
+
+
+# The form's file inputs: a browser sends one left empty as a field with an empty value, not as a file.
+FILE_FIELDS = ("manifest", "archive", "images")
+
+
+def upload_data(request):
+    """The POSTed fields and files as one MultiValueDict, as DRF's ``request.data`` is; empty file inputs left out."""
+    data = request.POST.copy()
+    for name in FILE_FIELDS:
+        data.pop(name, None)
+    for name in request.FILES:
+        data.setlist(name, request.FILES.getlist(name))
+    return data
+
+
+def validate_upload(data, *, partial=False):
+    """``(validated_data, None)`` or ``(None, errors)``: the API's UploadSerializer on ``data``."""
+    serializer = UploadSerializer(data=data, partial=partial)
+    if serializer.is_valid():
+        return serializer.validated_data, None
+    return None, serializer.errors
+
+
+@dataclass(frozen=True)
+class FullSyncCount:
+    """What a full sync of a manifest would do to a merchant's listed products, counted before it runs."""
+
+    unlist: int  # listed products the manifest does not name
+    listed: int
+    skus: list  # the first SKUs it would unlist
+    refusal: str | None  # the importer's refusal, in its words, when it would refuse the sync as it stands
+
+
+def count_full_sync(manifest, merchant, *, confirm=None):
+    """Count what a full sync of ``manifest`` (a valid upload) would unlist of ``merchant``'s listed products.
+
+    A SKU the manifest names is never unlisted, whatever its row holds (as in the import);
+    the refusal follows importer._check_full_sync: more than ``FULL_SYNC_MAX_UNLIST_SHARE``
+    of the listed products, unless ``confirm`` is the exact count. The import checks again
+    when it runs: the listed products may change in between.
+    """
+    serializer_class = import_serializer()
+    named = set()
+    manifest.seek(0)
+    columns, rows = read_manifest(manifest, manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
+    for row in rows:
+        sku = raw_sku(row, columns)
+        if sku is not None:
+            named.add(sku)
+    manifest.seek(0)
+    listed = set(serializer_class.listed_skus(merchant))
+    to_unlist = sorted(listed - named)
+    count, share = len(to_unlist), float(app_settings.FULL_SYNC_MAX_UNLIST_SHARE)
+    refusal = None
+    if count and count > share * len(listed) and confirm != count:
+        # The importer's words (importer._refusal), so the page and the job say the same.
+        refusal = (f"Full sync refused: it would unlist {count} of your {len(listed)} listed products, and more than "
+                   f"the {share:.0%} a sync may unlist unconfirmed. Nothing was changed. To do it on purpose, upload "
+                   f"the file again with full_sync=true and confirm_unlist={count}.")
+    return FullSyncCount(unlist=count, listed=len(listed), skus=to_unlist[:SKUS_SHOWN], refusal=refusal)
+
+
+def flat_messages(messages):
+    """The strings of a DRF error structure (lists, dicts of lists), in order."""
+    if isinstance(messages, dict):
+        for value in messages.values():
+            yield from flat_messages(value)
+    elif isinstance(messages, (list, tuple)):
+        for value in messages:
+            yield from flat_messages(value)
+    else:
+        yield str(messages)
