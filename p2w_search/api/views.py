@@ -22,7 +22,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 
-from p2w_search import index, queries
+from p2w_search import index, queries, search_health
 from p2w_search.api.filters import product_filterset
 from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
@@ -81,6 +81,7 @@ class _SearchView(GenericAPIView):
         response = super().dispatch(request, *args, **kwargs)
         self.timings["total"] = (time.perf_counter() - started) * 1000
         response["Server-Timing"] = server_timing(self.timings)
+        search_health.record(search_health.endpoint_name(request), response.status_code, self.timings)
         return response
 
     def finalize_response(self, request, response, *args, **kwargs):
