@@ -21,17 +21,19 @@ from p2w_search.conf import app_settings
 
 __all__ = [
     "HEARTBEAT_SECONDS", "ALIVE_SECONDS", "remember_worker", "warm_up", "start_heartbeat", "task_done",
-    "forget_process", "alive", "ResultSummary",
+    "forget_process", "alive", "lost", "ResultSummary",
 ]
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
 ALIVE_SECONDS = 30
+TASK_BEAT_SECONDS = 2  # a task's end is reported this soon at the latest, not only at the next heartbeat
 
 # What the worker's main process knows at start-up; its pool's processes inherit it when forked.
 _worker = {"hostname": None, "queues": []}
 _process = {"models": [], "device": "", "last_task_at": None, "tasks": 0, "started_at": None}
+_last_beat = [0.0]  # time.monotonic() of this process's last beat
 
 
 def remember_worker(hostname, queues):
@@ -77,9 +79,16 @@ def warm_up():
 
 
 def task_done():
-    """Count a task this process ran (Celery's ``task_postrun``); the heartbeat writes it."""
+    """Count a task this process ran (Celery's ``task_postrun``); report it now if no beat did for a while.
+
+    Without the early beat, the admin page would say "no task yet" for up to
+    ``HEARTBEAT_SECONDS`` after a worker's first batches; at most one extra write every
+    ``TASK_BEAT_SECONDS``, however many tasks a process runs.
+    """
     _process["last_task_at"] = timezone.now()
     _process["tasks"] += 1
+    if time.monotonic() - _last_beat[0] >= TASK_BEAT_SECONDS:
+        _beat()
 
 
 def start_heartbeat():
@@ -100,6 +109,7 @@ def _beat():
     from p2w_search.models import WorkerProcess
 
     now = timezone.now()
+    _last_beat[0] = time.monotonic()
     try:
         WorkerProcess.objects.update_or_create(
             hostname=_worker["hostname"] or "unknown", pid=os.getpid(),
@@ -137,6 +147,21 @@ def alive(queue=None):
     if queue is not None:
         processes = processes.filter(queues__contains=[queue])
     return processes
+
+
+def lost(*, within=3600):
+    """The processes that stopped reporting in the last ``within`` seconds without a clean stop (a QuerySet).
+
+    A process that stops cleanly deletes its row (``forget_process``); one killed (the OOM
+    killer, SIGKILL) or hung keeps it, and a restarted worker comes back under a new pid.
+    """
+    from datetime import timedelta
+
+    from p2w_search.models import WorkerProcess
+
+    now = timezone.now()
+    return WorkerProcess.objects.filter(seen_at__lt=now - timedelta(seconds=ALIVE_SECONDS),
+                                        seen_at__gte=now - timedelta(seconds=within)).order_by("-seen_at")
 
 
 class ResultSummary(logging.Filter):
