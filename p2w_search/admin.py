@@ -36,14 +36,15 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
         ]
 
     def index_view(self, request):
-        """The index page: what is indexed, queues, errors; start a new model and switch to it."""
+        """The index page: what is wrong, workers, rates, search health, what is indexed; start and switch models."""
         if request.method == "POST":
             if not self.has_change_permission(request):
                 messages.error(request, "You may not change the index.")
             else:
                 self._act(request)
             return redirect(reverse("admin:p2w_search_index"))
-        context = {**self.admin_site.each_context(request), **status.index_status(),
+        current = status.index_status()
+        context = {**self.admin_site.each_context(request), **current, "charts": status.charts(current),
                    "title": "Search index", "can_change": self.has_change_permission(request),
                    "opts": self.model._meta}
         return TemplateResponse(request, "admin/p2w_search/index_status.html", context)

@@ -1,12 +1,20 @@
-"""What the index holds and does, for the admin's index page and ``p2w_index status``."""
+"""What the index holds and does, for the admin's index page, ``p2w_index status`` and ``doctor``.
 
+Counts by model and state, sizes, queue depths, the last errors; the workers alive on each
+queue (their heartbeats, workers.py); each model's embedding rate and time left (rates.py);
+search latency and answer counts (search_health.py); and what is wrong (doctor.py).
+"""
+
+from django.conf import settings
 from django.db import connection
+from django.db.models import Min
 
-from p2w_search import index, indexing
+from p2w_search import doctor, index, indexing, rates, search_health, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.svg_charts import line_chart
 
-__all__ = ["index_status", "queue_depths"]
+__all__ = ["index_status", "queue_depths", "workers_by_queue", "charts", "flower_url"]
 
 
 def queue_depths():
@@ -33,20 +41,62 @@ def _relation_size(name):
         return cursor.fetchone()[0]
 
 
+def flower_url():
+    """The URL of the deployment's Flower (Celery's monitor), or None when it runs none."""
+    if "FLOWER_URL" in app_settings.defaults:
+        return app_settings.FLOWER_URL
+    # conf.DEFAULTS does not list the key yet (conf.py is another change's): read it from the dict.
+    return getattr(settings, "P2W_SEARCH", {}).get("FLOWER_URL") or None
+
+
+def workers_by_queue():
+    """``[{"queue", "hosts"}]`` for the bulk and query queues: the live worker processes grouped by host.
+
+    A host's entry: ``hostname``, ``processes`` (its concurrency: one heartbeat per pool
+    process), ``devices``, ``models`` (loaded before the first task), ``ready_at`` (the
+    earliest), ``last_task_at`` (the latest, or None), ``tasks`` (run by the live processes).
+    """
+    alive = list(workers.alive())
+    result = []
+    for queue in (app_settings.BULK_QUEUE, app_settings.QUERY_QUEUE):
+        hosts = {}
+        for process in alive:
+            if queue in process.queues:
+                hosts.setdefault(process.hostname, []).append(process)
+        result.append({"queue": queue, "hosts": [_host(name, processes) for name, processes in sorted(hosts.items())]})
+    return result
+
+
+def _host(hostname, processes):
+    last = [p.last_task_at for p in processes if p.last_task_at is not None]
+    return {
+        "hostname": hostname, "processes": len(processes),
+        "devices": sorted({p.device for p in processes if p.device}) or ["?"],
+        "models": sorted({model for p in processes for model in p.loaded_models}),
+        "ready_at": min(p.ready_at for p in processes), "last_task_at": max(last) if last else None,
+        "tasks": sum(p.tasks for p in processes), "pids": sorted(p.pid for p in processes),
+    }
+
+
 def index_status(*, errors=10):
-    """Counts by model and state, sizes, queues, last errors, and the progress of models being built."""
+    """Everything the index page shows; ``findings`` are doctor's check messages for it."""
     images = ProductImage.objects.filter(in_index=True).count()
     models = []
     for model in EmbeddingModel.objects.order_by("-pk"):
         counts = indexing.model_progress(model)
         done = counts["ready"] + counts["failed"]
+        retired = model.state == EmbeddingModel.State.RETIRED
+        rate = None if retired else rates.embedding_rate(model)
         models.append({
             "model": model, "counts": counts,
             "progress": done / counts["total"] if counts["total"] else 1.0,
             "complete": not counts["pending"] and not counts["missing"],
             "index_bytes": _relation_size(index.hnsw_index_name(model)),
+            "rate": rate, "seconds_left": None if retired else rates.seconds_left(counts, rate),
+            "oldest_pending": ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.PENDING)
+            .aggregate(oldest=Min("queued_at"))["oldest"],
         })
-    return {
+    result = {
         "images": images,
         "serving": EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first(),
         "models": models,
@@ -55,4 +105,26 @@ def index_status(*, errors=10):
         "errors": list(ImageEmbedding.objects.filter(state=ImageEmbedding.State.FAILED)
                        .select_related("image", "model").order_by("-updated_at")[:errors]),
         "aliases": sorted(app_settings.EMBEDDERS),
+        "workers": workers_by_queue(),
+        "lost_workers": list(workers.lost()),
+        "query_encoding": app_settings.QUERY_ENCODING,
+        "search": search_health.summary(),
+        "flower_url": flower_url(),
+    }
+    result["findings"] = doctor.findings(result)
+    return result
+
+
+def charts(status):
+    """Inline SVG charts of the last hour: images embedded per second by model, and search p95."""
+    minutes = search_health.KEEP_MINUTES
+    per_minute = rates.per_minute(minutes=minutes)
+    shown = [row["model"] for row in reversed(status["models"])
+             if row["model"].state != EmbeddingModel.State.RETIRED or row["model"].pk in per_minute]
+    embedded = [(f"{model.pk}: {model.architecture}", [n / 60 for n in per_minute.get(model.pk, [0] * minutes)])
+                for model in shown]
+    latency = [("", [point["p95"] for point in status["search"]["series"]])]
+    return {
+        "embedded": line_chart(embedded or [("", [0] * minutes)], title="Images embedded per second", unit="img/s"),
+        "latency": line_chart(latency, title="Search latency p95 (answered searches)", unit="ms"),
     }

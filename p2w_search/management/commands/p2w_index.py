@@ -1,21 +1,30 @@
-"""Manage the index from the command line: status, embed, wait, sweep, switch."""
+"""Manage the index from the command line: status, doctor, embed, wait, sweep, switch."""
 
 import time
 
+from django.core import checks
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from p2w_search import indexing
+from p2w_search import indexing, rates, status
 from p2w_search.embedders import DEFAULT_ALIAS
 from p2w_search.management.models import chosen_model
-from p2w_search.models import EmbeddingModel, ProductImage
+from p2w_search.models import ProductImage
+from p2w_search.rates import duration_text
+
+# Seconds between two readings of the embedding rate while `wait` polls (the rate query reads a model's rows).
+RATE_EVERY = 5.0
+# Headings of doctor's output, as manage.py check groups its messages: (lowest level, highest level + 1, title).
+LEVELS = [(checks.ERROR, 100, "ERRORS"), (checks.WARNING, checks.ERROR, "WARNINGS"), (0, checks.WARNING, "INFOS")]
 
 
 class Command(BaseCommand):
-    help = "Manage the image index: status | embed | wait | sweep | switch."
+    help = "Manage the image index: status | doctor | embed | wait | sweep | switch."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("status", help="Counts of images by model and state.")
+        sub.add_parser("status", help="Counts by model and state, rates, workers, search health, what is wrong.")
+        sub.add_parser("doctor", help="What is wrong, with ids like system checks; exits 1 when there is an error.")
         embed = sub.add_parser("embed", help="Register the model of an embedder alias and queue what it lacks.")
         embed.add_argument("--alias", default=DEFAULT_ALIAS)
         wait = sub.add_parser("wait", help="Show progress until no image is pending under a model.")
@@ -32,14 +41,40 @@ class Command(BaseCommand):
         getattr(self, f"do_{action}")(**options)
 
     def do_status(self, **options):
-        images = ProductImage.objects.filter(in_index=True).count()
+        current = status.index_status()
         removed = ProductImage.objects.filter(in_index=False).count()
-        self.stdout.write(f"{images} product images in the index" + (f" ({removed} removed by an admin)" if removed
-                                                                      else ""))
-        for model in EmbeddingModel.objects.order_by("pk"):
-            counts = indexing.model_progress(model)
+        self.stdout.write(f"{current['images']} product images in the index"
+                          + (f" ({removed} removed by an admin)" if removed else ""))
+        for row in reversed(current["models"]):
+            model, counts = row["model"], row["counts"]
             summary = ", ".join(f"{counts[state]} {state}" for state in ("ready", "pending", "failed", "missing"))
-            self.stdout.write(f"[{model.pk}] {model.key} ({model.dimensions}d, {model.state}): {summary}")
+            self.stdout.write(f"[{model.pk}] {model.key} ({model.dimensions}d, {model.state}): {summary}"
+                              + _pace(row))
+        self.stdout.write("workers:")
+        for queue in current["workers"]:
+            hosts = [_host_line(host) for host in queue["hosts"]]
+            self.stdout.write(f"  {queue['queue']}: " + ("; ".join(hosts) if hosts else "no worker alive"))
+        for minutes, endpoints in current["search"]["windows"].items():
+            self.stdout.write(f"searches in the last {minutes} min: " + _searches_line(endpoints.get("all")))
+        for finding in current["findings"]:
+            self.stdout.write(_finding_line(finding, label=True))
+
+    def do_doctor(self, **options):
+        found = status.index_status()["findings"]
+        if not found:
+            self.stdout.write("p2w_index doctor: no problem found.")
+            return
+        for low, high, title in LEVELS:
+            chosen = [f for f in found if low <= f.level < high]
+            if chosen:
+                self.stdout.write(f"{title}:")
+                for finding in chosen:
+                    self.stdout.write(_finding_line(finding))
+        errors = sum(1 for f in found if f.is_serious())
+        summary = f"p2w_index doctor: {errors} error{'s' if errors != 1 else ''}, {len(found) - errors} other."
+        if errors:
+            raise CommandError(summary)
+        self.stdout.write(summary)
 
     def do_embed(self, *, alias, **options):
         model = indexing.register_model(alias)
@@ -51,24 +86,33 @@ class Command(BaseCommand):
 
         target = chosen_model(model)
         started = last_change = time.monotonic()
-        last_done = None
-        with tqdm(desc=f"embedding with {target.architecture}", unit="img") as bar:
+        last_done, rate_read = None, -RATE_EVERY
+        # The rate and time left are the admin page's (rates.py), not tqdm's estimate from this run's updates.
+        with tqdm(desc=f"embedding with {target.architecture}", unit="img",
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") as bar:
             while True:
                 counts = indexing.model_progress(target)
                 done = counts["ready"] + counts["failed"]
+                now = time.monotonic()
+                if now - rate_read >= RATE_EVERY:
+                    rate_read = now
+                    bar.set_postfix_str(_pace(counts=counts, rate=rates.embedding_rate(target)).lstrip("; "),
+                                        refresh=False)
                 bar.total, bar.n = counts["total"], done
                 bar.refresh()
                 if not counts["pending"] and not counts["missing"]:
                     break
-                now = time.monotonic()
                 if done != last_done:
                     last_done, last_change = done, now
                 left = counts["pending"] + counts["missing"]
                 if now - started > timeout:
                     raise CommandError(f"still {left} images to embed after {timeout:g} s")
                 if now - last_change > stall:
-                    raise CommandError(f"no image was embedded for {stall:g} s and {left} are left; is a worker "
-                                       "running on the bulk queue? (manage.py p2w_index status)")
+                    errors = [_finding_line(f, label=True) for f in status.index_status()["findings"]
+                              if f.is_serious()]
+                    raise CommandError("\n".join([
+                        (f"no image was embedded for {stall:g} s and {left} are left; is a worker running on the "
+                         "bulk queue? (manage.py p2w_index doctor)"), *errors]))
                 time.sleep(0.5)
         self.stdout.write(f"{counts['ready']} ready, {counts['failed']} failed")
 
@@ -82,3 +126,40 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{target.key} now serves searches")
 
+
+
+def _pace(row=None, *, counts=None, rate=None):
+    """``"; 2.1 img/s, about 3 min left"`` for a model's status row (or its counts and rate); "" when retired."""
+    if row is not None:
+        if row["model"].state == "retired":
+            return ""
+        counts, rate = row["counts"], row["rate"]
+    left = rates.seconds_left(counts, rate)
+    pace = "rate unknown yet" if rate is None else f"{rate:.3g} img/s"
+    if left == 0:
+        return f"; {pace}, complete"
+    return f"; {pace}, " + ("time left unknown" if left is None else f"about {duration_text(left)} left")
+
+
+def _host_line(host):
+    now = timezone.now()
+    last = (f"last task {duration_text((now - host['last_task_at']).total_seconds())} ago" if host["last_task_at"]
+            else "no task yet")
+    processes = f"{host['processes']} process{'es' if host['processes'] != 1 else ''}"
+    return (f"{host['hostname']} ({processes}, {'/'.join(host['devices'])}, models: "
+            f"{', '.join(host['models']) or 'none'}, {last}, {host['tasks']} tasks)")
+
+
+def _searches_line(stats):
+    if not stats or not stats["requests"]:
+        return "none"
+    latency = "" if stats["p50"] is None else f", p50 {stats['p50']:.3g} ms, p95 {stats['p95']:.3g} ms"
+    return (f"{stats['requests']} ({stats['ok']} answered{latency}; 4xx {stats['rejected']}, 429 {stats['throttled']},"
+            f" 503 {stats['unavailable']}, 5xx {stats['failed']})")
+
+
+def _finding_line(finding, *, label=False):
+    """A check message as ``manage.py check`` writes it, optionally led by its level."""
+    level = {checks.ERROR: "ERROR", checks.WARNING: "WARNING"}.get(finding.level, "INFO") + " " if label else ""
+    hint = f"\n\tHINT: {finding.hint}" if finding.hint else ""
+    return f"{level}({finding.id}) {finding.msg}{hint}"
