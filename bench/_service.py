@@ -178,7 +178,7 @@ class Procfile:
     def worker(self, kind, *, replica=1, env=None, extra="", timeout=120):
         """Start the Procfile's ``kind`` worker (``bulk`` or ``query``); wait until it answers a ping.
 
-        ``replica`` names one of several copies (as ``honcho -c bulk=2`` would run them);
+        ``replica`` names one of several copies (as a supervisor running several copies would);
         ``extra`` is added to its command line (the last of a repeated option wins).
         """
         from shop_demo.celery import app

@@ -110,10 +110,17 @@ def main(argv):
         handles.append(server)
         print(f"embedded Redis: {redis_socket_path()}", file=sys.stderr)
 
-    # Ctrl-C reaches the whole foreground process group; the child handles it and we wait for it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    child = subprocess.Popen(argv, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    # The command runs in a session of its own, so a Ctrl-C in the terminal reaches this process
+    # only: SIGINT and SIGTERM are passed on to the command, which stops what it started, in
+    # order; PostgreSQL and Redis stop once it has. (`kill -INT` to bin/demo works the same way.)
+    child = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def forward(signum, frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
     try:
         return child.wait()
     finally:

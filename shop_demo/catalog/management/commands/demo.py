@@ -1,14 +1,14 @@
-"""Run the whole demo shop: migrate, load the catalog, start web + workers, embed, serve.
+"""Run the whole demo shop: migrate, load the catalog, start web + workers under circus, embed, serve.
 
 Started by ``bin/demo`` inside ``shop_demo.services``, which provides PostgreSQL and
-Redis. The web server and Celery processes run under honcho from the Procfile; their
-logs go to ``$P2W_VAR_DIR/logs/services.log``. A second run finds everything in place
-and only starts the processes.
+Redis. The web server and Celery processes are the ``Procfile``'s, supervised by circus
+(shop_demo/supervision.py): a process that dies is started again while the others keep
+serving. SIGTERM or SIGINT (Ctrl-C) stops them in order, gracefully. Logs are in
+``$P2W_VAR_DIR/logs/``. A second run finds everything in place and only starts the processes.
 """
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +18,15 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from shop_demo.services import REPO_DIR
+from shop_demo.supervision import Supervisor, procfile
+
+
+class Stop(Exception):
+    """A stop was asked for (SIGTERM or SIGINT)."""
+
+
+def _stop(signum, frame):
+    raise Stop(signal.Signals(signum).name)
 
 
 class Command(BaseCommand):
@@ -31,39 +39,34 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="Prepare and embed, then stop.")
 
     def handle(self, *, size, bind, no_serve, **options):
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self._admin_user()
         call_command("load_demo_catalog", size=size)
         call_command("p2w_index", "embed")
 
-        logs = Path(settings.VAR_DIR) / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "P2W_BIND": bind, "P2W_VAR_DIR": str(settings.VAR_DIR),
+        env = {**os.environ, "P2W_VAR_DIR": str(settings.VAR_DIR),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        with open(logs / "services.log", "ab") as log:
-            honcho = subprocess.Popen(
-                [sys.executable, "-m", "honcho", "-f", str(REPO_DIR / "Procfile"), "start"],
-                cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        self.stdout.write(f"web server and workers started (logs: {logs / 'services.log'})")
+        supervisor = Supervisor(bind=bind, var_dir=settings.VAR_DIR, env=env).start()
         try:
+            supervisor.wait_started(procfile())
+            self.stdout.write(f"web server and workers started under circus (logs: {supervisor.log_dir})")
             call_command("p2w_index", "wait")
             if no_serve:
                 return
             self._print_urls(bind)
-            honcho.wait()
-            if honcho.returncode not in (0, -signal.SIGINT):
-                raise CommandError(f"a demo process stopped (exit {honcho.returncode}); see {logs / 'services.log'}")
-        except KeyboardInterrupt:
-            self.stdout.write("\nstopping ...")
+            while supervisor.running():
+                time.sleep(1)
+            raise CommandError(f"circusd stopped (exit {supervisor.process.returncode}); see {supervisor.log_dir}")
+        except Stop as stop:
+            self.stdout.write(f"\n{stop}: stopping the web server, then the workers ...")
         finally:
-            if honcho.poll() is None:
-                honcho.send_signal(signal.SIGINT)
-                try:
-                    honcho.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    honcho.kill()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the stop short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            supervisor.stop()
+            self.stdout.write("stopped")
 
     def _admin_user(self):
         User = get_user_model()
@@ -73,7 +76,6 @@ class Command(BaseCommand):
 
     def _print_urls(self, bind):
         base = f"http://{bind}"
-        time.sleep(0.5)
         self.stdout.write(self.style.SUCCESS(
             "\nThe demo shop is running:\n"
             f"  shop and links   {base}/\n"
