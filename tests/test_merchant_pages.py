@@ -146,6 +146,31 @@ def test_an_upload_from_the_page_is_the_apis_upload(acme, rival, client, media):
     assert "Rows imported 2 Rows failed 2" in done
 
 
+def test_json_lines_and_image_files_under_reject(acme, client, media):
+    client.force_login(acme.user)
+    lines = ('{"sku": "J-1", "title": "Mug", "category": "mug", "price": "4.00", "images": "red.png"}\n'
+             '{"sku": "J-2", "title": "Mug", "category": "mug", "price": "free", "images": "blue.png"}\n')
+
+    def send(body):
+        before = set(ImportJob.objects.values_list("pk", flat=True))
+        images = [SimpleUploadedFile("red.png", RED), SimpleUploadedFile("blue.png", BLUE)]
+        response = client.post(UPLOAD, {"manifest": SimpleUploadedFile("catalog.jsonl", body.encode()),
+                                        "images": images, "policy": "reject"})
+        assert response.status_code == 302, text(response)
+        return run(ImportJob.objects.exclude(pk__in=before).get())
+
+    job = send(lines)
+    assert (job.policy, job.state, job.rows_accepted) == ("reject", "rejected", 0)
+    assert not Product.objects.exists()
+    page = text(client.get(f"/merchant/imports/{job.pk}/"))
+    assert ("Refused; nothing was changed. 1 problems in 1 rows; nothing was imported (policy: reject the whole "
+            "upload)") in page
+    rejected = download(client.get(f"/merchant/imports/{job.pk}/files/rejected-rows/"))
+    assert rejected == ('{"sku": "J-2", "title": "Mug", "category": "mug", "price": "free", "images": "blue.png", '
+                        '"error": "price: A valid number is required."}\n')
+    assert send(lines.replace('"free"', '"5.00"')).rows_accepted == 2
+
+
 ALL_COLUMNS = "category, currency, description, error, images, in_stock, price, sku, title"
 
 
@@ -205,6 +230,8 @@ def test_a_full_sync_is_counted_and_refused_before_anything_happens(acme, client
     assert ("Unlisted by this full sync 8 products no longer shown to shoppers: "
             "A-10, A-3, A-4, A-5, A-6, A-7, A-8, A-9") in page
     assert "Products unlisted 8" in page
+    history = client.get("/merchant/imports/").content.decode()
+    assert re.search(rf'data-job-id="{job.pk}">.*?<td data-label="Unlisted">8</td>', history, re.DOTALL)
 
 
 def test_a_full_sync_below_the_share_needs_no_confirmation(acme, client, media):
