@@ -452,3 +452,24 @@ def test_the_catalog_at_a_glance_and_embedding_the_failed_ones_again(acme, rival
     assert (row_.state, row_.attempts, row_.error) == ("pending", 0, "")
     assert dict(re.findall(r'data-count="(\w+)">(\d+)<', response.content.decode()))["failed"] == "0"
     assert client.get("/merchant/embed-again/").status_code == 405
+
+
+def test_a_poll_costs_the_same_whatever_the_uploads_size(acme, client, media):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(acme.user)
+    model = indexing.register_model()
+    counts = []
+    for size in (2, 40):
+        job = run(post_upload(client, HEADER + "".join(row(f"S{size}-{n}", "red.png" if n % 2 else "blue.png")
+                                                        for n in range(size))))
+        indexing.queue_missing(model)
+        indexing.embed_pending(model.pk, list(ImageEmbedding.objects.filter(state="pending")
+                                              .values_list("pk", flat=True)))
+        client.get(f"/merchant/imports/{job.pk}/progress/")  # the first poll after the end stores the counts
+        with CaptureQueriesContext(connection) as queries:
+            answer = client.get(f"/merchant/imports/{job.pk}/progress/").json()
+        assert answer["finished"] and answer["progress"]["images_embedded"] == size
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
