@@ -8,19 +8,26 @@ fixed, logarithmic bins, with the phase's sum for its mean. A bucket expires aft
 ``KEEP_MINUTES``, so what is kept is bounded whatever the traffic: at most one bucket a
 minute, each with at most ``len(BOUNDS) + 1`` bins per endpoint and phase.
 
-On Django's ``RedisCache`` a search costs one round trip (a pipeline of ``HINCRBY``) and
-counts from every web process add up exactly. Other cache backends keep one dict per
-minute, read and written back under a lock of this process: exact for a per-process cache
-such as ``LocMemCache``; with a cache shared by several processes, two that write the same
-minute at the same instant can lose one of the two counts.
+A search only adds its counts to a dict of its process, under a lock (microseconds); a
+daemon thread of the process writes them to the cache every ``FLUSH_SECONDS``, and
+``summary`` writes the process's own first. So the page lags the searches of other web
+processes by ``FLUSH_SECONDS`` at most, and the cache sees one write a second per process
+whatever the traffic. On Django's ``RedisCache`` a write is one pipelined round trip of
+``HINCRBY`` and counts from every web process add up exactly. Other cache backends keep
+one dict per minute, read and written back under a lock of this process: exact for a
+per-process cache such as ``LocMemCache``; with a cache shared by several processes, two
+that write the same minute at the same instant can lose one of the two writes.
 
 Percentiles come from the bins: within a factor ``2 ** (1 / BINS_PER_OCTAVE)`` (19 %) of
-the exact value, usually far closer (interpolated within the bin). Recording never raises:
-a cache out of reach is logged and not tried again for ``RETRY_AFTER`` seconds.
+the exact value, usually far closer (interpolated within the bin). Recording never raises
+and never waits on the cache: a cache out of reach is logged, its counts are dropped, and
+it is not tried again for ``RETRY_AFTER`` seconds.
 """
 
+import atexit
 import logging
 import math
+import os
 import threading
 import time
 
@@ -32,7 +39,8 @@ from django.dispatch import receiver
 from p2w_search.conf import app_settings
 
 __all__ = [
-    "KEEP_MINUTES", "BOUNDS", "WINDOWS", "record", "endpoint_name", "summary", "percentile", "cache_alias",
+    "KEEP_MINUTES", "BOUNDS", "WINDOWS", "FLUSH_SECONDS", "record", "flush", "endpoint_name", "summary", "percentile",
+    "cache_alias",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,10 +52,23 @@ SMALLEST_MS = 0.25
 # Upper bounds of the latency bins, in ms: 0.25 ms to about 78 s; a longer time goes to the last bin.
 BOUNDS = [SMALLEST_MS * 2 ** (i / BINS_PER_OCTAVE) for i in range(BINS_PER_OCTAVE * 18 + 1)]
 RETRY_AFTER = 10.0
+FLUSH_SECONDS = 1.0
 SEARCH_URL_PREFIX = "search-"  # the url names of p2w_search.api.urls
 
-_lock = threading.Lock()
-_down_until = [0.0]
+# This process's counts not written yet, {(alias, minute): {field: n}}, and its flusher thread.
+_state = {"pending": {}, "flusher": None, "lock": threading.Lock(), "flushing": threading.Lock(),
+          "store_lock": threading.Lock()}
+_down_until = {}  # alias: time.monotonic() before which its cache is not tried again
+
+
+def _after_fork():
+    # A forked child (a web server's worker) starts empty: its parent's counts are its parent's to write,
+    # and a lock another thread of the parent held would never be released here.
+    _state.update(pending={}, flusher=None, lock=threading.Lock(), flushing=threading.Lock(),
+                  store_lock=threading.Lock())
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def cache_alias():
@@ -76,11 +97,10 @@ def bin_of(ms):
 def record(endpoint, status_code, timings, *, now=None):
     """Count one answer of ``endpoint`` with ``status_code``; ``timings`` is ``{phase: ms}`` (Server-Timing).
 
-    Never raises, and does nothing while recording is off or the cache was out of reach less
-    than ``RETRY_AFTER`` seconds ago.
+    Adds to this process's counts only; they reach the cache within ``FLUSH_SECONDS``.
     """
     alias = cache_alias()
-    if alias is None or time.monotonic() < _down_until[0]:
+    if alias is None:
         return
     endpoint = str(endpoint).replace(":", "_")
     fields = {f"{endpoint}:s:{int(status_code)}": 1}
@@ -90,11 +110,41 @@ def record(endpoint, status_code, timings, *, now=None):
             fields[f"{endpoint}:h:{phase}:{bin_of(ms)}"] = 1
             fields[f"{endpoint}:us:{phase}"] = max(int(ms * 1000), 0)  # the sum, for the phase's mean
     minute = int((time.time() if now is None else now) // 60)
-    try:
-        _store(alias).add(minute, fields)
-    except Exception as exc:  # noqa: BLE001 - a search is never failed for its statistics
-        _down_until[0] = time.monotonic() + RETRY_AFTER
-        logger.warning("search health not recorded (tried again in %g s): %s", RETRY_AFTER, exc)
+    with _state["lock"]:
+        bucket = _state["pending"].setdefault((alias, minute), {})
+        for field, n in fields.items():
+            bucket[field] = bucket.get(field, 0) + n
+        if _state["flusher"] is None:
+            _state["flusher"] = threading.Thread(target=_flush_forever, name="p2w-search-health", daemon=True)
+            _state["flusher"].start()
+
+
+def flush():
+    """Write the counts this process holds to their caches now; never raises.
+
+    The flusher thread calls it every ``FLUSH_SECONDS``; ``summary`` first, so a process
+    reads its own searches.
+    """
+    with _state["flushing"]:  # a reader waits for a write in progress, or it would miss its counts
+        with _state["lock"]:
+            pending, _state["pending"] = _state["pending"], {}
+        for (alias, minute), fields in sorted(pending.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+            if time.monotonic() < _down_until.get(alias, 0.0):
+                continue  # dropped: what is kept stays bounded while the cache is away
+            try:
+                _store(alias).add(minute, fields)
+            except Exception as exc:  # noqa: BLE001 - statistics never fail anything
+                _down_until[alias] = time.monotonic() + RETRY_AFTER
+                logger.warning("search health not recorded (tried again in %g s): %s", RETRY_AFTER, exc)
+
+
+def _flush_forever():
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        flush()
+
+
+atexit.register(flush)  # a web process that stops writes its last second
 
 
 @receiver(got_request_exception)
@@ -114,6 +164,7 @@ def summary(*, windows=WINDOWS, now=None):
     ``phases``, ``{phase: {"p50", "p95", "mean"}}``. ``series`` has one entry a minute for
     the last ``KEEP_MINUTES``, oldest first: ``{"minute", "requests", "p95"}``.
     """
+    flush()
     current = int((time.time() if now is None else now) // 60)
     minutes = list(range(current - KEEP_MINUTES + 1, current + 1))
     alias = cache_alias()
@@ -266,7 +317,7 @@ class _CacheStore:
 
     def add(self, minute, fields):
         key = self._key(minute)
-        with _lock:
+        with _state["store_lock"]:
             bucket = self.cache.get(key) or {}
             for field, n in fields.items():
                 bucket[field] = bucket.get(field, 0) + n
