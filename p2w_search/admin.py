@@ -16,6 +16,7 @@ from p2w_search.api.uploads import FILES, download
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
+from p2w_search.product_images import image_url
 from p2w_search.uploads.progress import image_counts
 
 
@@ -128,7 +129,7 @@ def thumbnail(image, size=56):
     if image is None or not image.file:
         return "-"
     return format_html('<img src="{}" width="{}" height="{}" style="object-fit:cover;border-radius:4px">',
-                       image.file.url, size, size)
+                       image_url(image), size, size)
 
 
 @admin.register(ProductImage)

@@ -7,4 +7,6 @@ class P2WSearchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from p2w_search import checks, product_images  # noqa: F401  (system checks; the images' save signals)
+        from p2w_search import checks, product_images, shop_images  # noqa: F401  (system checks; save signals)
+
+        shop_images.connect()  # the shop's own image model, when P2W_SEARCH["IMAGE_MODEL"] names one

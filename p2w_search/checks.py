@@ -12,7 +12,7 @@ from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
-from p2w_search.conf import app_settings
+from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
 
 __all__ = ["check_settings", "check_vector_extension", "vector_extension_problems"]
@@ -39,17 +39,72 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(f"P2W_SEARCH_PRODUCT_MODEL {label!r} is not an installed model.",
                                    id="p2w_search.E002"))
         return errors
-    for name in app_settings.FILTER_FIELDS:
-        try:
-            model._meta.get_field(name)
-        except Exception:
-            errors.append(checks.Error(f"P2W_SEARCH['FILTER_FIELDS'] names {name!r}, which {label} does not have.",
-                                       id="p2w_search.E003"))
+    errors.extend(_filter_problems(model, label))
     if "default" not in app_settings.EMBEDDERS:
         errors.append(checks.Error("P2W_SEARCH['EMBEDDERS'] needs a 'default' alias.", id="p2w_search.E004"))
     if app_settings.QUERY_ENCODING not in ("worker", "local"):
         errors.append(checks.Error("P2W_SEARCH['QUERY_ENCODING'] must be 'worker' or 'local'.", id="p2w_search.E005"))
+    errors.extend(_upload_problems())
+    if app_settings.IMAGE_MODEL:
+        from p2w_search import shop_images
+
+        try:
+            shop_images.config()
+        except P2WImproperlyConfigured as exc:
+            errors.append(checks.Error(str(exc), id="p2w_search.E015"))
     return errors
+
+
+def _filter_problems(model, label):
+    from p2w_search.api.filters import filter_specs, resolve_path
+
+    if app_settings.FILTERSET_CLASS:
+        return []
+    try:
+        specs = filter_specs()
+    except P2WImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="p2w_search.E003")]
+    problems = []
+    for _, paths, _ in specs:
+        for path in paths:
+            try:
+                resolve_path(model, path)
+            except P2WImproperlyConfigured as exc:
+                problems.append(checks.Error(str(exc), id="p2w_search.E003"))
+    return problems
+
+
+def _upload_problems():
+    """E013: uploads are mounted but cannot run; E014: their storage is missing or served publicly."""
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("p2w_uploads:import-list")
+    except NoReverseMatch:
+        return []  # this shop takes no catalog uploads
+    problems = []
+    if not app_settings.IMPORT_SERIALIZER:
+        problems.append(checks.Error(
+            "The upload URLs (p2w_search.api.upload_urls) are mounted, but P2W_SEARCH['IMPORT_SERIALIZER'] is not set.",
+            hint="Set it to the serializer of one catalog row, or do not include p2w_search.api.upload_urls.",
+            id="p2w_search.E013"))
+    from p2w_search.uploads.storage import upload_backend
+
+    try:
+        backend = upload_backend()
+    except P2WImproperlyConfigured as exc:
+        return [*problems, checks.Error(str(exc), id="p2w_search.E014")]
+    location = getattr(backend, "location", None)
+    media = getattr(settings, "MEDIA_ROOT", None)
+    if location and media and Path(location).resolve().is_relative_to(Path(media).resolve()):
+        problems.append(checks.Error(
+            f"Merchants' uploads (STORAGES[{app_settings.UPLOAD_STORAGE!r}]) are kept in {location}, inside "
+            "MEDIA_ROOT, which is served publicly.", hint="Give the upload storage a folder outside MEDIA_ROOT.",
+            id="p2w_search.E014"))
+    return problems
 
 
 @checks.register(checks.Tags.database)

@@ -13,10 +13,23 @@ from django.dispatch import receiver
 __all__ = ["DEFAULTS", "app_settings", "product_model_label", "image_limits", "P2WImproperlyConfigured"]
 
 DEFAULTS = {
-    # Fields of the product model that search requests may filter on.
+    # Filters of search requests: product fields by name ("category"), or {parameter: path} with
+    # "__" paths across relations ({"price": "stockrecords__price"}), several paths for one
+    # parameter ({"price": ["stockrecords__price", "children__stockrecords__price"]}: any matches)
+    # and category trees ({"category": {"path": "categories", "descendants": True}}). README,
+    # "Add p2w-search to an existing shop".
     "FILTER_FIELDS": [],
+    # Or a django-filter FilterSet of the shop's own for the product model (dotted path).
+    "FILTERSET_CLASS": None,
     # Dotted path of a serializer for the product data in search results (default: all fields).
     "PRODUCT_SERIALIZER": None,
+    # Dotted path of a callable that prepares the products of a page of results for display
+    # (queryset -> queryset with select_related/prefetch_related); default: select_related().
+    "PRODUCT_QUERYSET": None,
+    # The shop's own image model, if it has one: {"MODEL": "catalogue.ProductImage", "PRODUCT":
+    # "product", "FILE": "original", "ORDER": "display_order"}. The index follows it (its files
+    # are read where they are, never copied); without it, images are p2w_search's ProductImage.
+    "IMAGE_MODEL": None,
     # Embedder backends by alias, like CACHES; "default" embeds new images.
     "EMBEDDERS": {
         "default": {

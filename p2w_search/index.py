@@ -103,21 +103,37 @@ def nearest_embeddings(model, query_vector, *, products=None):
     ).order_by("distance")
 
 
+# The settings a search changes, restored when it ends (SET LOCAL alone lasts to the end of the
+# transaction, which under ATOMIC_REQUESTS is the rest of the request).
+_SESSION_SETTINGS = ("hnsw.ef_search", "hnsw.iterative_scan", "enable_indexscan")
+
+
 @contextmanager
 def search_session(*, ef_search=None, exact=False):
-    """Run the queries inside with the HNSW settings of a search.
+    """Run the queries inside with the HNSW settings of a search; the settings end with the block.
 
     ``hnsw.iterative_scan`` lets a filtered query keep scanning the graph until enough
     rows pass the filter (without it a filter keeping 10 % of rows returns about 4 of 10).
     ``exact`` disables index scans: an exact ranking, the fallback for tiny filtered sets.
+    Inside an outer transaction (Django's ``ATOMIC_REQUESTS``) the previous values are set
+    back when the block ends, so the rest of the request runs as it would have.
     """
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(["current_setting(%s, true)"] * len(_SESSION_SETTINGS)),
+                       list(_SESSION_SETTINGS))
+        previous = cursor.fetchone()
         ef = int(ef_search or app_settings.EF_SEARCH)
         cursor.execute(f"SET LOCAL hnsw.ef_search = {ef}")
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         if exact:
             cursor.execute("SET LOCAL enable_indexscan = off")
         yield
+        # Reached only without an error: after one, rolling back to the savepoint restores them.
+        for name, value in zip(_SESSION_SETTINGS, previous):
+            if value is None:
+                cursor.execute(f"SET LOCAL {name} TO DEFAULT")
+            else:
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
 def nearest_products(model, query_vector, *, k, products=None, exclude_product_ids=(), ef_search=None):

@@ -256,8 +256,10 @@ def _store_ready(embedding_ids, features):
 
 def _read_image(image):
     """Read and decode a stored product image, or raise ImageRejected with the reason."""
+    from p2w_search.product_images import storage_of
+
     try:
-        handle = image.file.open("rb")
+        handle = storage_of(image).open(image.file.name, "rb")
     except FileNotFoundError as exc:
         raise ImageRejected(f"image file is missing from storage ({image.file.name})") from exc
     with handle:

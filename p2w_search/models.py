@@ -60,18 +60,23 @@ class ProductImage(models.Model):
     file = models.FileField(upload_to="p2w/images/%Y/%m/", max_length=300)
     sha256 = models.CharField(max_length=64, db_index=True)
     position = models.PositiveSmallIntegerField(default=0)
+    # The key of the shop's own image this one mirrors (P2W_SEARCH["IMAGE_MODEL"]; shop_images.py):
+    # its file is the shop's, read where it is. Empty for images this app stores itself.
+    source_pk = models.CharField(max_length=64, blank=True, default="", db_index=True)
     # False: taken out of the index by an admin; not embedded, not searched.
     in_index = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["product_id", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["source_pk"], condition=~Q(source_pk=""),
+                                               name="p2w_one_mirror_per_shop_image")]
 
     def __str__(self):
         return f"image {self.pk} of product {self.product_id}"
 
     def save(self, *args, **kwargs):
-        if self.file and not self.file._committed:
+        if self.file and not self.file._committed and not self.source_pk:
             # A new file (admin, shell, the shop's code): store the copy of its pixels that is
             # safe to serve, and the upload's hash. Raises ImageRejected for a file that is no image.
             from p2w_search.conf import app_settings

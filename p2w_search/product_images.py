@@ -19,7 +19,7 @@ from p2w_search.conf import image_limits
 from p2w_search.imaging import decode_image, public_copy
 from p2w_search.models import ProductImage
 
-__all__ = ["public_file", "delete_files_on_commit"]
+__all__ = ["public_file", "delete_files_on_commit", "storage_of", "image_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,20 @@ def public_file(data, name):
     return hashlib.sha256(data).hexdigest(), ContentFile(copy, name=f"{stem}{extension}")
 
 
+def storage_of(image):
+    """Where ``image``'s file is: the shop's image storage for a mirrored image, this app's otherwise."""
+    if image.source_pk:
+        from p2w_search import shop_images
+
+        return shop_images.storage()
+    return image.file.storage
+
+
+def image_url(image):
+    """The public URL of ``image``'s file."""
+    return storage_of(image).url(image.file.name)
+
+
 def delete_files_on_commit(names):
     """Delete the product image files ``names`` once the transaction commits, unless an image still uses one."""
     names = [name for name in names if name]
@@ -43,7 +57,7 @@ def delete_files_on_commit(names):
 
 def _delete_unused(names):
     storage = ProductImage._meta.get_field("file").storage
-    in_use = set(ProductImage.objects.filter(file__in=names).values_list("file", flat=True))
+    in_use = set(ProductImage.objects.filter(file__in=names, source_pk="").values_list("file", flat=True))
     for name in set(names) - in_use:
         try:
             storage.delete(name)
@@ -65,10 +79,11 @@ def _follow_save(sender, instance, created, raw=False, **kwargs):
         from p2w_search.indexing import queue_on_commit
 
         queue_on_commit([instance.pk])
-        if previous and previous != instance.file.name:
+        if previous and previous != instance.file.name and not instance.source_pk:  # a shop's file is the shop's
             delete_files_on_commit([previous])
 
 
 @receiver(post_delete, sender=ProductImage)
 def _follow_delete(sender, instance, **kwargs):
-    delete_files_on_commit([instance.file.name])
+    if not instance.source_pk:
+        delete_files_on_commit([instance.file.name])

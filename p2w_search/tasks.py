@@ -15,7 +15,7 @@ from celery.signals import celeryd_after_setup, task_postrun, worker_process_ini
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from p2w_search import dispatch, indexing, queries, workers
+from p2w_search import dispatch, indexing, queries, shop_images, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from p2w_search.uploads import importer, progress, storage
@@ -97,6 +97,8 @@ def sweep_pending():
         # The first upload's start_model was lost (Redis down or restarted): send it again.
         dispatch.send(dispatch.START_MODEL)
     WorkerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()  # long gone
+    if shop_images.configured():  # the shop's images changed where no signal saw it (bulk writes)
+        shop_images.sync()
     return indexing.sweep_pending()
 
 

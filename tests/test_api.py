@@ -208,7 +208,8 @@ def wide_upload():
 @pytest.mark.parametrize("path", ["/api/search/image/", "/api/search/composed/"])
 def test_a_tiny_very_wide_photo_is_refused_before_any_resize(client, shop, path):
     """235 bytes, 160000 x 1 pixels: once 7.7 s and 3.9 GB of resizing on the query worker."""
-    response = client.post(path, {"image": wide_upload(), "text": "in red"}, format="multipart")
+    change = {"text": "in red"} if path.endswith("/composed/") else {}
+    response = client.post(path, {"image": wide_upload(), **change}, format="multipart")
     assert response.status_code == 400
     assert response.json()["image"] == ["The image cannot be used: image is 160000x1 pixels; its long side may be "
                                         "at most 20 times its short side."]
@@ -313,3 +314,24 @@ def test_the_product_list_is_paginated(client, db):
     assert page["count"] == 60 and len(page["results"]) == 50 and page["next"].endswith("?page=2")
     assert len(client.get("/api/products/", {"page": 2}).json()["results"]) == 10
     assert len(client.get("/api/products/", {"page_size": 500}).json()["results"]) == 60  # at most 200 a page
+
+
+def test_an_unknown_parameter_is_a_400_that_lists_the_known_ones(client, shop):
+    response = client.get("/api/search/text/", {"q": "tee", "colour": "red"})
+    assert response.status_code == 400
+    (message,) = response.json()["colour"]
+    assert message.startswith("Unknown parameter. The parameters are: category, exclude, in_stock, k, merchant, ")
+    assert "price_max" in message and "page_size" in message
+
+
+def test_filters_follow_paths_across_relations_and_any_of_several(client, shop, settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "FILTER_FIELDS": [
+        {"seller": "merchant__slug"}, {"word": ["title", "description"]}, {"cost": "price"}]}
+    red, blue = shop["red"], shop["blue"]
+    sellers = client.get("/api/search/text/", {"q": "tee", "seller": red.merchant.slug, "k": 10})
+    assert ids(sellers) == [red.pk]
+    words = client.get("/api/search/text/", {"q": "tee", "word": f"{blue.title},nothing", "k": 10})
+    assert ids(words) == [blue.pk]
+    cheap = client.get("/api/search/text/", {"q": "tee", "cost_max": "20", "k": 10})
+    assert sorted(ids(cheap)) == sorted(p.pk for p in shop.values() if p.price <= 20)
+    assert client.get("/api/search/text/", {"q": "tee", "price_max": "20"}).status_code == 400  # not configured now

@@ -170,3 +170,25 @@ def test_excluded_products_and_pending_rows_never_come_back(model):
 def test_query_of_another_dimension_is_refused(model):
     with pytest.raises(ValueError, match="query has 3 dimensions"):
         index.nearest_embeddings(model, [0.1, 0.2, 0.3])
+
+
+def test_a_search_inside_a_request_transaction_leaves_the_session_as_it_was(db):
+    """ATOMIC_REQUESTS (django-oscar recommends it): the search's SET LOCALs once lasted the whole request."""
+    from django.db import connection, transaction
+
+    from p2w_search.index import search_session
+
+    def settings_now():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('hnsw.ef_search', true),"
+                           " current_setting('hnsw.iterative_scan', true)")
+            return cursor.fetchone()
+
+    with transaction.atomic():  # the request's transaction
+        before = settings_now()
+        with search_session(ef_search=123, exact=True):
+            assert settings_now() == ("off", "123", "relaxed_order")
+        assert settings_now() == before and before[0] == "on"
+        with pytest.raises(ZeroDivisionError), search_session(ef_search=77, exact=True):
+            1 / 0
+        assert settings_now() == before

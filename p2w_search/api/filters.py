@@ -1,24 +1,34 @@
-"""Filters on the shop's product fields named in ``P2W_SEARCH["FILTER_FIELDS"]``.
+"""Filters of search requests, on the shop's product data, configured in ``P2W_SEARCH["FILTER_FIELDS"]``.
 
-Each field gets the filter a shopper expects of its type: numbers a range
-(``price_min``, ``price_max``), booleans ``true``/``false``, relations and text an
-exact value (several values separated by commas, or the parameter repeated). A value
-the database could not hold (``price_max=1e-200000``) and a range bound given twice are
-refused with a 400 that names the parameter, like any other bad value.
+An entry is a product field's name (``"category"``), or ``{parameter: spec}`` where the
+spec is a ``__`` path across relations (``"stockrecords__price"``), a list of paths of
+which any may match (variants: ``["stockrecords__price", "children__stockrecords__price"]``),
+or a dict ``{"path": ..., "descendants": True}`` for a category tree (a category finds the
+products of its subcategories too; the related model needs ``get_descendants()``, as
+django-treebeard's and django-mptt's nodes have). ``P2W_SEARCH["FILTERSET_CLASS"]`` replaces
+all of this with a FilterSet of the shop's own.
+
+Each parameter gets the filter a shopper expects of the type at the end of its path:
+numbers a range (``price_min``, ``price_max``), booleans ``true``/``false``, relations the
+related objects' keys (typed as their primary key: integers, UUIDs or text), other fields
+exact values; several values are separated by commas or given by repeating the parameter.
+A value the database could not hold (``price_max=1e-200000``) and a range bound given
+twice are refused with a 400 that names the parameter.
 """
 
 from decimal import Decimal
 
 import django_filters
 from django import forms
-from django.apps import apps
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
+from django.db.models import Q
 from django.forms.utils import ErrorDict, ErrorList
+from django.utils.module_loading import import_string
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, product_model_label
 
-__all__ = ["product_filterset", "ProductFilterSet"]
+__all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path"]
 
 _NUMBER_FIELDS = (models.IntegerField, models.DecimalField, models.FloatField)
 # Numbers a filter takes: any price or quantity a shop has, never one that overflows PostgreSQL's numeric.
@@ -50,6 +60,10 @@ class _NumberInFilter(django_filters.BaseInFilter, _NumberFilter):
     pass
 
 
+class _UUIDInFilter(django_filters.BaseInFilter, django_filters.UUIDFilter):
+    pass
+
+
 class ProductFilterSet(django_filters.FilterSet):
     """A FilterSet that takes a list filter's parameter repeated, and refuses any other parameter given twice."""
 
@@ -78,42 +92,119 @@ class ProductFilterSet(django_filters.FilterSet):
         return errors
 
 
-def _filters_for(field):
-    name = field.name
+def filter_specs():
+    """``[(parameter, [paths], descendants)]`` of ``FILTER_FIELDS``, or P2WImproperlyConfigured naming the entry."""
+    specs = []
+    for entry in app_settings.FILTER_FIELDS:
+        items = [(entry, entry)] if isinstance(entry, str) else list(entry.items()) if isinstance(entry, dict) else None
+        if items is None:
+            raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS'] entry {entry!r} is neither a field name nor "
+                                          "a {parameter: path} mapping.")
+        for name, spec in items:
+            descendants = False
+            if isinstance(spec, dict):
+                descendants, spec = bool(spec.get("descendants")), spec.get("path", name)
+            paths = [spec] if isinstance(spec, str) else list(spec)
+            specs.append((name, paths, descendants))
+    return specs
+
+
+def resolve_path(model, path):
+    """The model field at the end of ``path`` (``stockrecords__price``), or P2WImproperlyConfigured."""
+    field = None
+    for part in path.split("__"):
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            if part == path:
+                raise P2WImproperlyConfigured(
+                    f"P2W_SEARCH['FILTER_FIELDS'] names {path!r}, which {model._meta.label} does not have.") from None
+            raise P2WImproperlyConfigured(
+                f"P2W_SEARCH['FILTER_FIELDS'] names {path!r}, but {model._meta.label} has no field {part!r}."
+            ) from None
+        if field.is_relation and part != path.split("__")[-1]:
+            model = field.related_model
+    return field
+
+
+def _in_filter_for_key(key_field):
+    if isinstance(key_field, models.UUIDField):
+        return _UUIDInFilter
+    if isinstance(key_field, (models.IntegerField, models.AutoField)):
+        return _NumberInFilter
+    return _CharInFilter
+
+
+def _kind(field):
+    if isinstance(field, models.BooleanField):
+        return "boolean"
+    if field.is_relation:
+        return "relation"
+    return "number" if isinstance(field, _NUMBER_FIELDS) else "text"
+
+
+def _filters_for(name, paths, descendants, model):
+    fields = [resolve_path(model, path) for path in paths]
+    field = fields[0]
+    if len({_kind(f) for f in fields}) > 1:
+        raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the paths of {name!r} end in fields of "
+                                      f"different kinds ({', '.join(type(f).__name__ for f in fields)}).")
+
+    def any_path(lookup, transform=lambda value: value):
+        def method(queryset, _name, value):
+            if value in (None, "", []):
+                return queryset
+            value = transform(value)
+            condition = Q()
+            for path in paths:
+                condition |= Q(**{f"{path}__{lookup}": value})
+            return queryset.filter(condition)
+        return method
+
     if isinstance(field, models.BooleanField):
         # A typed choice, not BooleanFilter: that one ignores a value it cannot read instead of refusing it.
         return {name: django_filters.TypedChoiceFilter(
-            field_name=name, choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
-        )}
-    if isinstance(field, models.ForeignKey):
-        return {name: _NumberInFilter(field_name=f"{name}_id", lookup_expr="in")}
+            choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true",
+            method=any_path("exact"))}
+    if field.is_relation:
+        related = field.related_model
+        expand = (lambda keys: _with_descendants(related, keys)) if descendants else (lambda keys: keys)
+        return {name: _in_filter_for_key(related._meta.pk)(method=any_path("in", expand))}
+    if descendants:
+        raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: {name!r} asks for descendants, but its path "
+                                      "does not end in a relation to a tree of categories.")
     if isinstance(field, _NUMBER_FIELDS):
-        return {
-            f"{name}_min": _NumberFilter(field_name=name, lookup_expr="gte"),
-            f"{name}_max": _NumberFilter(field_name=name, lookup_expr="lte"),
-        }
-    return {name: _CharInFilter(field_name=name, lookup_expr="in")}
+        return {f"{name}_min": _NumberFilter(method=any_path("gte")),
+                f"{name}_max": _NumberFilter(method=any_path("lte"))}
+    return {name: _CharInFilter(method=any_path("in"))}
+
+
+def _with_descendants(model, keys):
+    """``keys`` and the keys of every descendant of those nodes (treebeard's or mptt's ``get_descendants``)."""
+    nodes = list(model._default_manager.filter(pk__in=keys))
+    found = set(keys)
+    for node in nodes:
+        found.update(node.get_descendants().values_list("pk", flat=True))
+    return list(found)
 
 
 _cache = {}
 
 
 def product_filterset():
-    """Return the FilterSet class for the product model and the configured fields."""
+    """Return the FilterSet class of search requests: the shop's own, or one built from ``FILTER_FIELDS``."""
+    if app_settings.FILTERSET_CLASS:
+        return import_string(app_settings.FILTERSET_CLASS)
+    from django.apps import apps
+
     label = product_model_label()
-    names = tuple(app_settings.FILTER_FIELDS)
-    key = (label, names)
+    specs = filter_specs()
+    key = (label, repr(specs))
     if key not in _cache:
         model = apps.get_model(label)
         declared = {}
-        for name in names:
-            try:
-                field = model._meta.get_field(name)
-            except Exception:
-                raise P2WImproperlyConfigured(
-                    f"P2W_SEARCH['FILTER_FIELDS'] names {name!r}, which {label} does not have."
-                ) from None
-            declared.update(_filters_for(field))
+        for name, paths, descendants in specs:
+            declared.update(_filters_for(name, paths, descendants, model))
         meta = type("Meta", (), {"model": model, "fields": []})
         _cache[key] = type("ProductFilterSet", (ProductFilterSet,), {**declared, "Meta": meta})
     return _cache[key]

@@ -6,9 +6,9 @@ from rest_framework import serializers
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
-from p2w_search.models import ProductImage
 
 __all__ = [
+    "ProductIdField",
     "SearchParams",
     "TextSearchParams",
     "ImageSearchParams",
@@ -17,6 +17,18 @@ __all__ = [
     "SearchResultSerializer",
     "product_serializer_class",
 ]
+
+
+class ProductIdField(serializers.CharField):
+    """A product's key, typed as the shop's product model's primary key (integer, UUID, text ...)."""
+
+    def to_internal_value(self, data):
+        from p2w_search.search import Rejected, parse_product_id
+
+        try:
+            return parse_product_id(super().to_internal_value(data))
+        except Rejected as exc:
+            raise serializers.ValidationError(exc.reason) from None
 
 
 class SearchParams(serializers.Serializer):
@@ -31,9 +43,11 @@ class SearchParams(serializers.Serializer):
         return value
 
     def validate_exclude(self, value):
+        from p2w_search.search import Rejected, parse_product_id
+
         try:
-            return [int(part) for part in value.split(",") if part.strip()]
-        except ValueError:
+            return [parse_product_id(part.strip()) for part in value.split(",") if part.strip()]
+        except Rejected:
             raise serializers.ValidationError("Give product ids separated by commas, e.g. 12,40.") from None
 
     def validate(self, attrs):
@@ -58,12 +72,6 @@ class ImageSearchParams(SearchParams):
             raise serializers.ValidationError(f"The image cannot be used: {exc.reason}.") from None
         return data
 
-    def validate_image_id(self, value):
-        image = ProductImage.objects.filter(pk=value).first()
-        if image is None:
-            raise serializers.ValidationError(f"There is no product image with id {value}.")
-        return image
-
     def validate(self, attrs):
         attrs = super().validate(attrs)
         given = [name for name in ("image", "image_id") if attrs.get(name) is not None]
@@ -77,7 +85,7 @@ class ImageSearchParams(SearchParams):
 class ComposedSearchParams(ImageSearchParams):
     """A reference (a product, a catalog image, or an upload) and how to change it."""
 
-    product = serializers.IntegerField(required=False, help_text="Id of the reference product.")
+    product = ProductIdField(required=False, help_text="Id of the reference product.")
     text = serializers.CharField(max_length=300, help_text='The change, e.g. "in red" or "with polka dots".')
     method = serializers.ChoiceField(
         choices=METHODS, default=DEFAULT_METHOD,
@@ -98,26 +106,17 @@ class ComposedSearchParams(ImageSearchParams):
             raise serializers.ValidationError(f"Unknown prompt; choose one of: {', '.join(app_settings.PROMPTS)}.")
         return value
 
-    def validate_product(self, value):
-        image = ProductImage.objects.filter(product_id=value).order_by("position", "pk").first()
-        if image is None:
-            raise serializers.ValidationError(f"There is no product with id {value}, or it has no image.")
-        return image
-
     def validate(self, attrs):
         given = [name for name in ("image", "image_id", "product") if attrs.get(name) is not None]
         if len(given) != 1:
             raise serializers.ValidationError(
                 {"product": ["Send exactly one reference: 'product', 'image_id' or 'image' (an uploaded file)."]}
             )
-        attrs["reference_field"] = given[0]
-        if "product" in given:
-            attrs["image_id"] = attrs.pop("product")
         return SearchParams.validate(self, attrs)
 
 
 class SimilarParams(SearchParams):
-    product = serializers.IntegerField(help_text="Id of the product to find similar ones to.")
+    product = ProductIdField(help_text="Id of the product to find similar ones to.")
 
 
 def product_serializer_class():

@@ -1,4 +1,4 @@
-"""Search endpoints: by text, by image, and "more like this product".
+"""Search endpoints: by text, by image, "more like this product" and "like this, but ..." (search.py does the work).
 
 Query parameters carry the options (``k``, ``exclude``, the product filters and the
 page); the image search takes its image in the request body. Every answer carries a
@@ -10,9 +10,8 @@ page's products), ``total`` (the whole view).
 """
 
 import time
-from contextlib import contextmanager
+from functools import partial
 
-from django.apps import apps
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -22,7 +21,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 
-from p2w_search import index, queries, search_health
+from p2w_search import search, search_health
 from p2w_search.api.filters import product_filterset
 from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
@@ -33,8 +32,8 @@ from p2w_search.api.serializers import (
     SimilarParams,
     TextSearchParams,
 )
-from p2w_search.conf import app_settings, product_model_label
-from p2w_search.models import ImageEmbedding, ProductImage
+from p2w_search.conf import app_settings
+from p2w_search.product_images import image_url
 from p2w_search.throttling import AnonSearchThrottle, counts
 
 __all__ = ["TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable"]
@@ -59,7 +58,7 @@ class SearchPagination(PageNumberPagination):
 
 
 class _SearchView(GenericAPIView):
-    """Shared flow: validate parameters, get a query vector, rank products, paginate."""
+    """The API's door onto the search service (search.py): parameters in, a page of results out."""
 
     permission_classes = [AllowAny]
     throttle_classes = [AnonSearchThrottle]
@@ -73,7 +72,7 @@ class _SearchView(GenericAPIView):
         return product_filterset()
 
     def get_queryset(self):
-        return apps.get_model(product_model_label())._default_manager.filter(**app_settings.SEARCH_FILTER)
+        return search.visible_products()
 
     def dispatch(self, request, *args, **kwargs):
         self.timings = {}
@@ -93,61 +92,34 @@ class _SearchView(GenericAPIView):
                     throttle.spend(request)
         return super().finalize_response(request, response, *args, **kwargs)
 
-    @contextmanager
-    def timed(self, name):
-        """Add the milliseconds spent inside to ``self.timings[name]``."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
-
     def params(self, data):
+        """The request's parameters, validated; an unknown one is a 400 that lists the known ones."""
         params = self.params_class(data=data, context=self.get_serializer_context())
+        known = {*params.fields, *self.filterset_class.base_filters, "page", "page_size"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValidationError({name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
+                                   for name in unknown})
         params.is_valid(raise_exception=True)
         return params.validated_data
 
-    def search(self, model, vector, params, *, exclude=()):
+    def respond(self, run, params):
+        """Run ``run(products=..., k=..., exclude=..., timings=...)``, a search of search.py, and page its results."""
         products = self.filter_queryset(self.get_queryset())  # 400 on a bad filter value
-        with self.timed("sql"):
-            hits = index.nearest_products(
-                model, vector, k=params["k"], products=products,
-                exclude_product_ids=[*params["exclude"], *exclude],
-            )
-        with self.timed("serialize"):
-            page = self.paginate_queryset(hits)
-            results = self.get_serializer(self._expand(page), many=True).data
-            response = self.get_paginated_response(results)
-        response["X-P2W-Model"] = model.key
+        try:
+            results = run(products=products, k=params["k"], exclude=params["exclude"], timings=self.timings)
+        except search.Unavailable as exc:
+            raise ServiceUnavailable(exc.reason) from None
+        except search.Rejected as exc:
+            raise ValidationError({exc.field or "non_field_errors": [exc.reason]}) from None
+        started = time.perf_counter()
+        page = self.paginate_queryset(results.hits)
+        rows = [{"score": round(score, 6), "image": {"id": image.pk, "url": self.request.build_absolute_uri(
+                    image_url(image))}, "product": product} for product, image, score in results.products(page)]
+        response = self.get_paginated_response(self.get_serializer(rows, many=True).data)
+        self.timings["serialize"] = (time.perf_counter() - started) * 1000
+        response["X-P2W-Model"] = results.model.key
         return response
-
-    def _expand(self, hits):
-        # select_related(): the product serializer reads the product's foreign keys (the demo's
-        # merchant); without the join that is one query per result (bench/query_latency.py).
-        products = self.get_queryset().select_related().in_bulk([hit.product_id for hit in hits])
-        images = ProductImage.objects.in_bulk([hit.image_id for hit in hits])
-        expanded = []
-        for hit in hits:
-            product, image = products.get(hit.product_id), images.get(hit.image_id)
-            if product is None or image is None:  # deleted since the ranking
-                continue
-            url = self.request.build_absolute_uri(image.file.url)
-            expanded.append({"score": round(hit.score, 6), "image": {"id": image.pk, "url": url}, "product": product})
-        return expanded
-
-    def serving_model(self):
-        try:
-            return index.serving_model()
-        except index.IndexNotReady as exc:
-            raise ServiceUnavailable(str(exc)) from None
-
-    def encode(self, model, kind, payload):
-        try:
-            return queries.encode_query(model, kind, payload, timings=self.timings)
-        except queries.QueryEncoderUnavailable as exc:
-            raise ServiceUnavailable(str(exc)) from None
-        except queries.QueryRejected as exc:
-            raise ValidationError({exc.field: [exc.reason]}) from None
 
 
 class TextSearchView(_SearchView):
@@ -158,8 +130,7 @@ class TextSearchView(_SearchView):
     @extend_schema(parameters=[TextSearchParams], responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def get(self, request):
         params = self.params(request.query_params)
-        model = self.serving_model()
-        return self.search(model, self.encode(model, queries.TEXT, params["q"]), params)
+        return self.respond(partial(search.text, params["q"]), params)
 
 
 class ImageSearchView(_SearchView):
@@ -168,17 +139,11 @@ class ImageSearchView(_SearchView):
     params_class = ImageSearchParams
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(parameters=[SearchParams], request=ImageSearchParams, responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
+    @extend_schema(parameters=[SearchParams], request=ImageSearchParams,
+                   responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
         params = self.params({**request.query_params.dict(), **_plain(request.data)})
-        model = self.serving_model()
-        image = params.get("image_id")
-        if image is None:
-            return self.search(model, self.encode(model, queries.IMAGE, params["image"]), params)
-        # A catalog image is already embedded: its stored vector is the query.
-        with self.timed("encode"):
-            vector = stored_vector(model, ProductImage.objects.filter(pk=image.pk), field="image_id")
-        return self.search(model, vector, params, exclude=[image.product_id])
+        return self.respond(partial(search.image, params.get("image"), image_id=params.get("image_id")), params)
 
 
 class ComposedSearchView(_SearchView):
@@ -191,20 +156,10 @@ class ComposedSearchView(_SearchView):
                    responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
         params = self.params({**request.query_params.dict(), **_plain(request.data)})
-        model = self.serving_model()
-        payload = {"text": params["text"], "method": params["method"],
-                   "template": app_settings.PROMPTS[params["prompt"]] if params.get("prompt") else None}
-        image = params.get("image_id")
-        exclude = []
-        if image is not None:
-            if not image.embeddings.filter(model=model, state=ImageEmbedding.State.READY).exists():
-                raise ValidationError({params["reference_field"]: [
-                    "Its image is not embedded yet; try again once indexing is done."]})
-            payload["image_id"] = image.pk
-            exclude = [image.product_id]  # the reference itself is not an answer to "like this, but ..."
-        else:
-            payload["image"] = params["image"]
-        return self.search(model, self.encode(model, queries.COMPOSED, payload), params, exclude=exclude)
+        return self.respond(partial(
+            search.composed, text=params["text"], product=params.get("product"), image_id=params.get("image_id"),
+            image=params.get("image"), method=params["method"], prompt=params.get("prompt"),
+        ), params)
 
 
 class SimilarProductsView(_SearchView):
@@ -215,21 +170,7 @@ class SimilarProductsView(_SearchView):
     @extend_schema(parameters=[SimilarParams], responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def get(self, request):
         params = self.params(request.query_params)
-        model = self.serving_model()
-        product_id = params["product"]
-        if not self.get_queryset().filter(pk=product_id).exists():
-            raise ValidationError({"product": [f"There is no product with id {product_id}."]})
-        with self.timed("encode"):
-            vector = stored_vector(model, ProductImage.objects.filter(product_id=product_id), field="product")
-        return self.search(model, vector, params, exclude=[product_id])
-
-
-def stored_vector(model, images, *, field):
-    """The stored query vector of ``images``, or a 400 on ``field`` while they are not embedded."""
-    try:
-        return index.stored_query_vector(model, images)
-    except index.NotEmbedded:
-        raise ValidationError({field: ["Its images are not embedded yet; try again once indexing is done."]}) from None
+        return self.respond(partial(search.similar, params["product"]), params)
 
 
 def server_timing(timings):

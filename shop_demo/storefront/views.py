@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
 from p2w_search.models import EmbeddingModel
-from p2w_search.queries import QueryRejected
+from p2w_search.search import Rejected
 from shop_demo.storefront import search
 from shop_demo.storefront.forms import METHOD_LABELS, ChangeForm, PhotoForm, SearchForm
 
@@ -22,6 +22,7 @@ __all__ = ["home", "product"]
 RESULTS = 24  # the top of a search; browsing pages through the catalog this many at a time
 CHANGED = 12
 SIMILAR = 6
+NOT_INDEXED = "This product is not in the search index yet; try again once indexing is done."
 SUGGESTED_CHANGES = ["in red", "in blue", "in black", "with stripes", "with polka dots", "with a star print"]
 
 
@@ -57,9 +58,9 @@ def home(request):
         context["unavailable"] = str(exc)
         return _render(request, "storefront/home.html", context, status=429)
     except search.SearchUnavailable as exc:
-        context["unavailable"] = str(exc)
+        context["unavailable"] = search.shopper_message(exc)
         return _render(request, "storefront/home.html", context, status=503)
-    except QueryRejected as exc:
+    except Rejected as exc:
         query_form.add_error(field, exc.reason)
         return _render(request, "storefront/home.html", context, status=400)
     return _render(request, "storefront/home.html", context)
@@ -91,14 +92,19 @@ def product(request, pk):
             except search.TooManySearches as exc:
                 context["change_unavailable"], status = str(exc), 429
             except search.SearchUnavailable as exc:
-                context["change_unavailable"], status = str(exc), 503
-            except QueryRejected as exc:
-                change_form.add_error("change", exc.reason)
+                context["change_unavailable"], status = search.shopper_message(exc), 503
+            except Rejected as exc:
+                if exc.field == "product":  # the product itself is not indexed yet, the change is fine
+                    context["change_unavailable"], status = NOT_INDEXED, 503
+                else:
+                    change_form.add_error("change", exc.reason)
                 status = 400
     try:
         context["similar"] = search.similar_products(item, products=search.shop_products(), k=SIMILAR)
     except search.SearchUnavailable as exc:
-        context["similar_unavailable"] = str(exc)
+        context["similar_unavailable"] = search.shopper_message(exc)
+    except Rejected:
+        context["similar_unavailable"] = NOT_INDEXED
     return _render(request, "storefront/product.html", context, status=status)
 
 

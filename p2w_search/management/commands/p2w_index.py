@@ -19,7 +19,7 @@ LEVELS = [(checks.ERROR, 100, "ERRORS"), (checks.WARNING, checks.ERROR, "WARNING
 
 
 class Command(BaseCommand):
-    help = "Manage the image index: status | doctor | embed | wait | sweep | switch."
+    help = "Manage the image index: status | doctor | embed | wait | sweep | sync | switch."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -33,6 +33,7 @@ class Command(BaseCommand):
         wait.add_argument("--stall", type=float, default=300,
                           help="Give up when no image was embedded for this many seconds (300).")
         sub.add_parser("sweep", help="Queue again the images pending for too long.")
+        sub.add_parser("sync", help="Reconcile the index with the shop's own image model (P2W_SEARCH['IMAGE_MODEL']).")
         switch = sub.add_parser("switch", help="Make a model serve searches once it is complete.")
         switch.add_argument("model", type=int, help="Model id.")
         switch.add_argument("--force", action="store_true", help="Switch even if images are still pending.")
@@ -115,6 +116,15 @@ class Command(BaseCommand):
                          "bulk queue? (manage.py p2w_index doctor)"), *errors]))
                 time.sleep(0.5)
         self.stdout.write(f"{counts['ready']} ready, {counts['failed']} failed")
+
+    def do_sync(self, **options):
+        from p2w_search import shop_images
+
+        if not shop_images.configured():
+            raise CommandError("P2W_SEARCH['IMAGE_MODEL'] is not set: this shop's images are p2w_search's own.")
+        counts = shop_images.sync()
+        self.stdout.write(", ".join(f"{counts[key]} {key}" for key in ("created", "changed", "deleted", "unchanged"))
+                          + " (new and changed images are queued for embedding)")
 
     def do_sweep(self, **options):
         self.stdout.write(f"queued {indexing.sweep_pending()} images again")

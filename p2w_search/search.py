@@ -1,0 +1,277 @@
+"""One search service: the REST API, the demo storefront and a host shop's own views all call it.
+
+Four searches: ``text``, ``image`` (an uploaded photo or a catalog image), ``similar``
+("more like this product") and ``composed`` ("like this, but ..."). Each ranks the
+products shoppers may see (``visible_products``: the shop's product model with
+``P2W_SEARCH["SEARCH_FILTER"]``), within the ``products`` a caller passes (its filters),
+and returns ``Results``. One rule picks a product's reference image (``reference_image``),
+and one budget counts anonymous searches (``search_budget``), whichever door a search
+comes through. What a shopper can get wrong raises ``Rejected`` (a 400, with the field);
+what cannot run now raises ``Unavailable`` (a 503).
+
+    from p2w_search import search
+
+    results = search.composed(text="in red", product=product, products=my_filtered_queryset, k=12)
+    for product, image, score in results.products():
+        ...
+"""
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.core.exceptions import ValidationError
+from django.utils.module_loading import import_string
+
+from p2w_search import index, queries
+from p2w_search.composition import DEFAULT_METHOD, check_change
+from p2w_search.conf import app_settings, product_model_label
+from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+
+__all__ = [
+    "SearchError", "Rejected", "Unavailable", "TooManySearches", "Results", "product_model", "visible_products",
+    "product_queryset", "parse_product_id", "reference_image", "text", "image", "similar", "composed",
+    "search_budget",
+]
+
+
+class SearchError(Exception):
+    """A search that cannot be answered; ``status`` is the HTTP status it is answered with."""
+
+    status = 400
+
+    def __init__(self, reason, *, field=None, code=None):
+        super().__init__(reason)
+        self.reason, self.field, self.code = reason, field, code
+
+
+class Rejected(SearchError):
+    """The search's input cannot be used (400); ``field`` names the part (``q``, ``text``, ``product`` ...)."""
+
+
+class Unavailable(SearchError):
+    """The search cannot run now (503): ``code`` "not_ready" (no model serves yet) or "busy" (no worker answered)."""
+
+    status = 503
+
+
+class TooManySearches(SearchError):
+    """An anonymous client spent its budget (429); the message says how long to wait."""
+
+    status = 429
+
+
+def product_model():
+    return apps.get_model(product_model_label())
+
+
+def visible_products():
+    """The products shoppers may see: the product model's default manager, ``SEARCH_FILTER`` applied."""
+    return product_model()._default_manager.filter(**app_settings.SEARCH_FILTER)
+
+
+def product_queryset(queryset):
+    """``queryset`` prepared for showing results: ``P2W_SEARCH["PRODUCT_QUERYSET"]``'s select/prefetch.
+
+    That setting names a callable that takes a QuerySet of products and returns it with what
+    the shop's serializer or template reads (``select_related``, ``prefetch_related``), so a
+    page of results costs the same number of queries whatever its length.
+    """
+    path = app_settings.PRODUCT_QUERYSET
+    if path:
+        return import_string(path)(queryset) if isinstance(path, str) else path(queryset)
+    return queryset.select_related()
+
+
+def parse_product_id(value, *, field_name="product"):
+    """A product's primary key from a request's text, typed as the product model's key (int, UUID, text ...)."""
+    try:
+        return product_model()._meta.pk.to_python(value)
+    except (ValidationError, TypeError, ValueError):
+        raise Rejected(f"{value!r} is not a product id.", field=field_name) from None
+
+
+@dataclass
+class Results:
+    """The ranked hits of a search under ``model``, and where its time went (ms)."""
+
+    model: EmbeddingModel
+    hits: list
+    timings: dict = field(default_factory=dict)
+
+    def products(self, hits=None, *, queryset=None):
+        """``[(product, image, score)]`` of ``hits`` (default: all), in two queries (plus the queryset hook's).
+
+        A product or image deleted or hidden since the ranking is left out.
+        """
+        hits = self.hits if hits is None else hits
+        products = product_queryset(queryset if queryset is not None else visible_products())
+        found = products.in_bulk([hit.product_id for hit in hits])
+        images = ProductImage.objects.in_bulk([hit.image_id for hit in hits])
+        return [(found[hit.product_id], images[hit.image_id], hit.score) for hit in hits
+                if hit.product_id in found and hit.image_id in images]
+
+
+def serving_model():
+    try:
+        return index.serving_model()
+    except index.IndexNotReady as exc:
+        raise Unavailable(str(exc), code="not_ready") from None
+
+
+def reference_image(product, model, *, field_name="product"):
+    """The image a product is searched by: its first image (by position) with a vector under ``model``.
+
+    The one rule for "more like this" and "like this, but ...", in the API, the storefront
+    and a host shop's pages. Raises Rejected while none of its images is embedded.
+    """
+    image = (ProductImage.objects.filter(product=product, in_index=True, embeddings__model=model,
+                                         embeddings__state=ImageEmbedding.State.READY)
+             .order_by("position", "pk").first())
+    if image is None:
+        raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name)
+    return image
+
+
+def _visible(product, field_name):
+    """``product`` (an instance or a key) if shoppers may see it, else Rejected."""
+    pk = getattr(product, "pk", product)
+    found = visible_products().filter(pk=pk).first()
+    if found is None:
+        raise Rejected(f"There is no product with id {pk}.", field=field_name)
+    return found
+
+
+def text(q, *, products=None, k=None, exclude=(), timings=None):
+    """Products whose images match the text ``q``."""
+    model = serving_model()
+    timings = {} if timings is None else timings
+    vector = _encode(model, queries.TEXT, q, timings, field_name="q")
+    return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
+
+
+def image(data=None, *, image_id=None, products=None, k=None, exclude=(), timings=None):
+    """Products that look like an uploaded photo (``data``, bytes checked by the caller) or a catalog image."""
+    model = serving_model()
+    timings = {} if timings is None else timings
+    if image_id is None:
+        vector = _encode(model, queries.IMAGE, data, timings, field_name="image")
+        return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
+    catalog_image = ProductImage.objects.filter(pk=image_id).first()
+    if catalog_image is None:
+        raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
+    _visible(catalog_image.product_id, "image_id")
+    with _timed(timings, "encode"):
+        vector = _stored(model, ProductImage.objects.filter(pk=image_id), "image_id")
+    return _rank(model, vector, products=products, k=k, exclude=[*exclude, catalog_image.product_id],
+                 timings=timings)
+
+
+def similar(product, *, products=None, k=None, exclude=(), timings=None):
+    """"More like this": products close to ``product``'s images, the product left out."""
+    model = serving_model()
+    timings = {} if timings is None else timings
+    product = _visible(product, "product")
+    with _timed(timings, "encode"):
+        vector = _stored(model, ProductImage.objects.filter(product=product, in_index=True), "product")
+    return _rank(model, vector, products=products, k=k, exclude=[*exclude, product.pk], timings=timings)
+
+
+def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_METHOD, prompt=None,
+             products=None, k=None, exclude=(), timings=None):
+    """"Like this, but ``text``": a reference (a product, a catalog image or a photo's bytes) and a change in words.
+
+    ``method`` is one of composition.METHODS; ``prompt`` names a template of
+    ``P2W_SEARCH["PROMPTS"]`` (default ``PROMPT``). The reference product is left out.
+    """
+    given = [name for name, value in (("product", product), ("image_id", image_id), ("image", image))
+             if value is not None]
+    if len(given) != 1:
+        raise Rejected("Send exactly one reference: 'product', 'image_id' or 'image' (an uploaded file).",
+                       field="product")
+    try:
+        check_change(text)
+    except ValueError as exc:
+        raise Rejected(str(exc), field="text") from None
+    if prompt is not None and prompt not in app_settings.PROMPTS:
+        raise Rejected(f"Unknown prompt; choose one of: {', '.join(app_settings.PROMPTS)}.", field="prompt")
+    model = serving_model()
+    timings = {} if timings is None else timings
+    payload = {"text": text, "method": method, "template": app_settings.PROMPTS[prompt] if prompt else None}
+    if image is not None:
+        payload["image"] = image
+    else:
+        if product is not None:
+            reference = reference_image(_visible(product, "product"), model)
+        else:
+            reference = ProductImage.objects.filter(pk=image_id).first()
+            if reference is None:
+                raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
+            _visible(reference.product_id, "image_id")
+            if not reference.embeddings.filter(model=model, state=ImageEmbedding.State.READY).exists():
+                raise Rejected("Its image is not embedded yet; try again once indexing is done.", field="image_id")
+        payload["image_id"] = reference.pk
+        exclude = [*exclude, reference.product_id]  # the reference is not an answer to "like this, but ..."
+    vector = _encode(model, queries.COMPOSED, payload, timings, field_name="text")
+    return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
+
+
+def _encode(model, kind, payload, timings, *, field_name):
+    try:
+        return queries.encode_query(model, kind, payload, timings=timings)
+    except queries.QueryEncoderUnavailable as exc:
+        raise Unavailable(str(exc), code="busy") from None
+    except queries.QueryRejected as exc:
+        raise Rejected(exc.reason, field=exc.field or field_name) from None
+
+
+def _stored(model, images, field_name):
+    try:
+        return index.stored_query_vector(model, images)
+    except index.NotEmbedded:
+        raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name) from None
+
+
+def _rank(model, vector, *, products, k, exclude, timings):
+    shown = visible_products()
+    if products is not None:
+        shown = shown.filter(pk__in=products.values("pk"))
+    with _timed(timings, "sql"):
+        hits = index.nearest_products(model, vector, k=k or app_settings.DEFAULT_K, products=shown,
+                                      exclude_product_ids=exclude)
+    return Results(model=model, hits=hits, timings=timings)
+
+
+@contextmanager
+def _timed(timings, name):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
+
+@contextmanager
+def search_budget(request):
+    """Run a search that encodes a query within the anonymous budget of ``request``'s client.
+
+    The API, the storefront and a host shop's pages share one budget per address. Raises
+    TooManySearches when it is spent; a search refused for its input (Rejected) costs
+    nothing, one that ran or found no worker is counted.
+    """
+    import math
+
+    from p2w_search.throttling import AnonSearchThrottle
+
+    throttle = AnonSearchThrottle()
+    if not throttle.allow_request(request, None):
+        raise TooManySearches(f"Too many searches from your address; try again in {math.ceil(throttle.wait() or 1)} s.")
+    try:
+        yield
+    except Rejected:
+        raise
+    except BaseException:
+        throttle.spend(request)
+        raise
+    throttle.spend(request)

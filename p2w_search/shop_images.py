@@ -1,0 +1,160 @@
+"""A shop's own image model, followed by the index (``P2W_SEARCH["IMAGE_MODEL"]``).
+
+A shop that has its own image model (django-oscar's ``catalogue.ProductImage``, say)
+names it and its fields::
+
+    P2W_SEARCH["IMAGE_MODEL"] = {"MODEL": "catalogue.ProductImage", "PRODUCT": "product",
+                                 "FILE": "original", "ORDER": "display_order"}
+
+Each of its images then has a mirror, a p2w_search ``ProductImage`` whose ``source_pk`` is
+the shop image's key and whose file is the shop's stored file, read where it is: never
+copied, rewritten, served or deleted by this app. Save and delete signals keep the mirrors
+current as the shop's admin, dashboard or code change images; ``manage.py p2w_index sync``
+(and the periodic sweep) reconciles them with the shop's images for what no signal saw (a
+bulk insert, a queryset update): new, changed (another file or product) and deleted.
+"""
+
+import hashlib
+import logging
+
+from django.apps import apps
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from p2w_search.conf import P2WImproperlyConfigured, app_settings
+
+__all__ = ["configured", "config", "storage", "mirror", "forget", "sync", "connect"]
+
+logger = logging.getLogger(__name__)
+
+
+def configured():
+    return bool(app_settings.IMAGE_MODEL)
+
+
+def config():
+    """``{"model", "product", "file", "order"}`` of ``IMAGE_MODEL``, checked; P2WImproperlyConfigured names what is wrong."""
+    setting = app_settings.IMAGE_MODEL
+    try:
+        model = apps.get_model(setting["MODEL"])
+    except (KeyError, LookupError, ValueError, TypeError):
+        raise P2WImproperlyConfigured(
+            "P2W_SEARCH['IMAGE_MODEL'] needs 'MODEL', the shop's image model as 'app_label.ModelName'.") from None
+    names = {"product": setting.get("PRODUCT", "product"), "file": setting.get("FILE", "image"),
+             "order": setting.get("ORDER")}
+    for role, name in names.items():
+        if name is not None and name not in {f.name for f in model._meta.get_fields()}:
+            raise P2WImproperlyConfigured(
+                f"P2W_SEARCH['IMAGE_MODEL'][{role.upper()!r}] is {name!r}, which {setting['MODEL']} does not have.")
+    return {"model": model, **names}
+
+
+def storage():
+    """The storage of the shop's image files (its file field's)."""
+    cfg = config()
+    return cfg["model"]._meta.get_field(cfg["file"]).storage
+
+
+def _values(shop_image, cfg):
+    return {"product_id": getattr(shop_image, f"{cfg['product']}_id"), "name": getattr(shop_image, cfg["file"]).name,
+            "position": (getattr(shop_image, cfg["order"]) or 0) if cfg["order"] else 0}
+
+
+def _hash(name):
+    digest = hashlib.sha256()
+    with storage().open(name, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def mirror(shop_image):
+    """Create or update the mirror of ``shop_image``; return it (None when the shop image has no file or product).
+
+    A new mirror, or one whose file or product changed, is queued for embedding (the save
+    signal of ProductImage does it when the transaction commits).
+    """
+    from p2w_search.models import ProductImage
+
+    cfg = config()
+    values = _values(shop_image, cfg)
+    source = str(shop_image.pk)
+    current = ProductImage.objects.filter(source_pk=source).first()
+    if not values["name"] or values["product_id"] is None:
+        if current is not None:
+            current.delete()
+        return None
+    if current is not None and (current.file.name, current.product_id) == (values["name"], values["product_id"]):
+        if current.position != values["position"]:
+            ProductImage.objects.filter(pk=current.pk).update(position=values["position"])
+        return current
+    try:
+        digest = _hash(values["name"])
+    except OSError as exc:  # the shop saved a row whose file is not (yet) in its storage
+        logger.warning("image %s of %s: cannot read %s (%s)", source, cfg["model"]._meta.label, values["name"], exc)
+        digest = ""
+    image = current or ProductImage(source_pk=source)
+    image.product_id, image.position, image.sha256 = values["product_id"], values["position"], digest
+    image.file.name = values["name"]  # the shop's file, where it is
+    image.save()
+    return image
+
+
+def forget(source_pk):
+    """Delete the mirror of the shop image ``source_pk`` (its vectors go with it; the shop's file stays)."""
+    from p2w_search.models import ProductImage
+
+    return ProductImage.objects.filter(source_pk=str(source_pk)).delete()[0]
+
+
+def sync():
+    """Reconcile the mirrors with the shop's images; return the counts of ``created``, ``changed``, ``deleted``."""
+    from p2w_search.models import ProductImage
+
+    cfg = config()
+    mirrors = {image.source_pk: image for image in ProductImage.objects.exclude(source_pk="")}
+    counts = {"created": 0, "changed": 0, "deleted": 0, "unchanged": 0}
+    seen = set()
+    for shop_image in cfg["model"]._default_manager.all().iterator(chunk_size=2000):
+        source = str(shop_image.pk)
+        seen.add(source)
+        current = mirrors.get(source)
+        values = _values(shop_image, cfg)
+        if current is not None and (current.file.name, current.product_id, current.position) == (
+                values["name"], values["product_id"], values["position"]):
+            counts["unchanged"] += 1
+            continue
+        with transaction.atomic():
+            result = mirror(shop_image)
+        if result is not None:
+            counts["created" if current is None else "changed"] += 1
+    gone = [source for source in mirrors if source not in seen]
+    counts["deleted"] = ProductImage.objects.filter(source_pk__in=gone).delete()[1].get(
+        ProductImage._meta.label, 0) if gone else 0
+    return counts
+
+
+def _saved(sender, instance, raw=False, **kwargs):
+    if raw:  # loaddata
+        return
+    source = instance.pk
+
+    def follow():
+        current = sender._default_manager.filter(pk=source).first()
+        mirror(current) if current is not None else forget(source)
+
+    transaction.on_commit(follow)
+
+
+def _deleted(sender, instance, **kwargs):
+    source = instance.pk
+    transaction.on_commit(lambda: forget(source))
+
+
+def connect():
+    """Follow the shop's image model's saves and deletes (AppConfig.ready, when ``IMAGE_MODEL`` is set)."""
+    if not configured():
+        return
+    model = config()["model"]
+    post_save.connect(_saved, sender=model, dispatch_uid="p2w_search.shop_images.saved")
+    post_delete.connect(_deleted, sender=model, dispatch_uid="p2w_search.shop_images.deleted")
