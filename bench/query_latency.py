@@ -164,9 +164,9 @@ def sql_floor(model, workload):
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from p2w_search import index, queries as encoding
+    from p2w_search import encoding, index
     from p2w_search.models import ProductImage
-    from p2w_search.queries import COMPOSED
+    from p2w_search.encoding import COMPOSED
     from shop_demo.catalog.models import Product
 
     products = Product.objects.filter(listed=True)

@@ -24,7 +24,7 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.utils.module_loading import import_string
 
-from p2w_search import index, queries
+from p2w_search import encoding, index
 from p2w_search.composition import DEFAULT_METHOD, check_change
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
@@ -147,7 +147,7 @@ def text(q, *, products=None, k=None, exclude=(), timings=None):
     """Products whose images match the text ``q``."""
     model = serving_model()
     timings = {} if timings is None else timings
-    vector = _encode(model, queries.TEXT, q, timings, field_name="q")
+    vector = _encode(model, encoding.TEXT, q, timings, field_name="q")
     return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
 
 
@@ -156,7 +156,7 @@ def image(data=None, *, image_id=None, products=None, k=None, exclude=(), timing
     model = serving_model()
     timings = {} if timings is None else timings
     if image_id is None:
-        vector = _encode(model, queries.IMAGE, data, timings, field_name="image")
+        vector = _encode(model, encoding.IMAGE, data, timings, field_name="image")
         return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
     catalog_image = ProductImage.objects.filter(pk=image_id).first()
     if catalog_image is None:
@@ -213,16 +213,16 @@ def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_ME
                 raise Rejected("Its image is not embedded yet; try again once indexing is done.", field="image_id")
         payload["image_id"] = reference.pk
         exclude = [*exclude, reference.product_id]  # the reference is not an answer to "like this, but ..."
-    vector = _encode(model, queries.COMPOSED, payload, timings, field_name="text")
+    vector = _encode(model, encoding.COMPOSED, payload, timings, field_name="text")
     return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
 
 
 def _encode(model, kind, payload, timings, *, field_name):
     try:
-        return queries.encode_query(model, kind, payload, timings=timings)
-    except queries.QueryEncoderUnavailable as exc:
+        return encoding.encode_query(model, kind, payload, timings=timings)
+    except encoding.QueryEncoderUnavailable as exc:
         raise Unavailable(str(exc), code="busy") from None
-    except queries.QueryRejected as exc:
+    except encoding.QueryRejected as exc:
         raise Rejected(exc.reason, field=exc.field or field_name) from None
 
 

@@ -15,7 +15,7 @@ from celery.signals import celeryd_after_setup, task_postrun, worker_process_ini
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from p2w_search import dispatch, indexing, queries, shop_images, workers
+from p2w_search import dispatch, encoding, indexing, shop_images, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from p2w_search.uploads import importer, progress, storage
@@ -110,8 +110,8 @@ def cleanup_storage():
 
 @shared_task
 def encode_query(model_id, kind, payload):
-    """Encode a search query on a worker; the answer is ``queries.encode_on_worker``'s."""
-    return queries.encode_on_worker(model_id, kind, payload)
+    """Encode a search query on a worker; the answer is ``encoding.encode_on_worker``'s."""
+    return encoding.encode_on_worker(model_id, kind, payload)
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True,

@@ -5,7 +5,6 @@ are kept in private storage (never under the public media URL) and downloaded he
 """
 
 from django.core.files.base import ContentFile
-from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -18,12 +17,11 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from p2w_search import dispatch
 from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive, pack_images
-from p2w_search.uploads.importer import check_manifest, import_serializer, known_columns
+from p2w_search.uploads.importer import check_manifest, create_job, import_serializer, known_columns
 from p2w_search.uploads.manifest import ManifestError
 from p2w_search.uploads.progress import job_progress
 
@@ -101,6 +99,9 @@ class JobSerializer(serializers.Serializer):
     full_sync = serializers.BooleanField()
     confirm_unlist = serializers.IntegerField(allow_null=True)
     rows_total = serializers.IntegerField()
+    rows_checked = serializers.IntegerField(allow_null=True,
+                                            help_text="While it runs: rows checked so far (null before it starts).")
+    rows_in_all = serializers.IntegerField(allow_null=True, help_text="While it runs: rows the manifest has.")
     rows_accepted = serializers.IntegerField()
     rows_rejected = serializers.IntegerField()
     products_unlisted = serializers.IntegerField()
@@ -109,6 +110,8 @@ class JobSerializer(serializers.Serializer):
     images_total = serializers.IntegerField()
     images_embedded = serializers.IntegerField()
     images_failed = serializers.IntegerField()
+    finished = serializers.BooleanField(help_text="Ended, and no image of it is waiting to be embedded.")
+    no_worker = serializers.BooleanField(help_text="Work is waiting and no bulk worker is running.")
     errors = ErrorSerializer(many=True, help_text="The first errors; all are in the rejected rows file.")
     errors_total = serializers.IntegerField()
     rejected_rows_url = serializers.SerializerMethodField(
@@ -166,17 +169,8 @@ class ImportListView(APIView):
         key = merchant_key(request.user)
         upload = UploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
-        values = upload.validated_data
-        job = ImportJob(owner=request.user, merchant_key=key, policy=values["policy"], full_sync=values["full_sync"],
-                        confirm_unlist=values.get("confirm_unlist"))
-        job.manifest.save(values["manifest"].name, values["manifest"], save=False)
-        archive = values.get("archive") or values.get("images")
-        if archive:
-            job.archive.save("images.zip", archive, save=False)
-        with transaction.atomic():
-            job.save()
-            # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
-            dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
+        # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
+        job = create_job(owner=request.user, merchant_key=key, values=upload.validated_data)
         body = JobSerializer(job_progress(job), context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 

@@ -14,7 +14,7 @@ from django.forms.utils import ErrorDict
 from p2w_search.api.uploads import UploadSerializer
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
-from p2w_search.uploads.importer import import_serializer
+from p2w_search.uploads.importer import full_sync_refusal, import_serializer
 from p2w_search.uploads.manifest import raw_sku, read_manifest
 
 __all__ = ["UploadForm", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync", "flat_messages"]
@@ -99,8 +99,7 @@ def count_full_sync(manifest, merchant, *, confirm=None):
     """Count what a full sync of ``manifest`` (a valid upload) would unlist of ``merchant``'s listed products.
 
     A SKU the manifest names is never unlisted, whatever its row holds (as in the import);
-    the refusal follows importer._check_full_sync: more than ``FULL_SYNC_MAX_UNLIST_SHARE``
-    of the listed products, unless ``confirm`` is the exact count. The import checks again
+    the refusal is the importer's (``full_sync_refusal``). The import checks again
     when it runs: the listed products may change in between.
     """
     serializer_class = import_serializer()
@@ -114,13 +113,8 @@ def count_full_sync(manifest, merchant, *, confirm=None):
     manifest.seek(0)
     listed = set(serializer_class.listed_skus(merchant))
     to_unlist = sorted(listed - named)
-    count, share = len(to_unlist), float(app_settings.FULL_SYNC_MAX_UNLIST_SHARE)
-    refusal = None
-    if count and count > share * len(listed) and confirm != count:
-        # The importer's words (importer._refusal), so the page and the job say the same.
-        refusal = (f"Full sync refused: it would unlist {count} of your {len(listed)} listed products, and more than "
-                   f"the {share:.0%} a sync may unlist unconfirmed. Nothing was changed. To do it on purpose, upload "
-                   f"the file again with full_sync=true and confirm_unlist={count}.")
+    count = len(to_unlist)
+    refusal = full_sync_refusal(count, len(listed), confirm=confirm)  # the importer's rule and words
     return FullSyncCount(unlist=count, listed=len(listed), skus=to_unlist[:SKUS_SHOWN], refusal=refusal)
 
 

@@ -4,11 +4,10 @@ A job's page and its progress answer render the same small templates
 (``p2w_search/merchant/parts/<name>.html``), so the live page and a reload read the same.
 """
 
-from django.db import transaction
 from django.template.loader import render_to_string
 
-from p2w_search import dispatch
 from p2w_search.models import ImportJob
+from p2w_search.uploads.importer import create_job
 from p2w_search.uploads.progress import job_progress
 
 __all__ = ["PARTS", "submit", "progress_context", "render_parts"]
@@ -18,21 +17,8 @@ PARTS = ("state", "rows", "images", "summary", "result")
 
 
 def submit(*, owner, merchant_key, values):
-    """Create the job of a valid upload (UploadSerializer.validated_data) and send it once it commits.
-
-    What ``POST /api/imports/`` does (api/uploads.py, ImportListView.post): with Redis down
-    the job is still saved, and the sweep sends it later.
-    """
-    job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
-                    confirm_unlist=values.get("confirm_unlist"))
-    job.manifest.save(values["manifest"].name, values["manifest"], save=False)
-    archive = values.get("archive") or values.get("images")
-    if archive:
-        job.archive.save("images.zip", archive, save=False)
-    with transaction.atomic():
-        job.save()
-        dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
-    return job
+    """Create the job of a valid upload and send it once it commits, as ``POST /api/imports/`` does."""
+    return create_job(owner=owner, merchant_key=merchant_key, values=values)
 
 
 def progress_context(job):

@@ -4,7 +4,10 @@ The shop decides what a row is: ``P2W_SEARCH["IMPORT_SERIALIZER"]`` names a DRF
 serializer for one row (with ``sku`` and ``images`` fields) whose ``save(merchant=...)``
 creates or updates the product with that SKU, and four class methods:
 ``merchant_for(user)``, ``merchant_by_key(key)``, ``listed_skus(merchant)`` and
-``unlist(merchant, skus)`` (returns how many it unlisted). This module does the rest.
+``unlist(merchant, skus)`` (returns how many it unlisted). Optional, for the merchant
+pages: ``products(merchant)`` (the merchant's products, a QuerySet of the product model),
+``merchants_for_staff(user)`` (the merchants staff may act for) and ``example_row()`` (one
+row for the template CSV, column -> cell). This module does the rest.
 
 What an import promises (README, "Merchants: catalog uploads"):
 - nothing half-written: one transaction; files it wrote are deleted again if it does not commit;
@@ -31,7 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from p2w_search import indexing
+from p2w_search import dispatch, indexing
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.fetching import FetchRefused, fetch_image, is_url
 from p2w_search.imaging import ImageRejected
@@ -40,7 +43,10 @@ from p2w_search.product_images import delete_files_on_commit, public_file
 from p2w_search.uploads.archive import Archive, ArchiveRejected, normalise_name
 from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
 
-__all__ = ["import_serializer", "known_columns", "check_manifest", "run_import", "attach_images", "PreparedImage"]
+__all__ = [
+    "import_serializer", "known_columns", "check_manifest", "create_job", "full_sync_refusal", "run_import",
+    "attach_images", "PreparedImage",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +103,24 @@ class PreparedImage:
 
 class _Refused(Exception):
     """The job is refused as a whole; nothing it wrote may stay."""
+
+
+def create_job(*, owner, merchant_key, values):
+    """Create the job of a checked upload (the API's ``UploadSerializer.validated_data``) and send it on commit.
+
+    With Redis down the job is still saved, and the sweep sends it later. The API and the
+    merchant pages create jobs here.
+    """
+    job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
+                    confirm_unlist=values.get("confirm_unlist"))
+    job.manifest.save(values["manifest"].name, values["manifest"], save=False)
+    archive = values.get("archive") or values.get("images")
+    if archive:
+        job.archive.save("images.zip", archive, save=False)
+    with transaction.atomic():
+        job.save()
+        dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
+    return job
 
 
 def run_import(job, *, progress=None):
@@ -192,11 +216,23 @@ def _scan(job):
     return skus, rows_total
 
 
-def _check_full_sync(job, count, *, listed):
-    """Refuse a full sync that would unlist a large share of the listed products, unless confirmed."""
+def full_sync_refusal(count, listed, *, confirm):
+    """Why a full sync that unlists ``count`` of ``listed`` products is refused, or None when it may run.
+
+    More than ``FULL_SYNC_MAX_UNLIST_SHARE`` of the listed products, unless ``confirm`` is
+    the exact count. The import and the merchant pages (which count before anything is
+    sent) both ask here, so they refuse alike and in the same words.
+    """
     share = float(app_settings.FULL_SYNC_MAX_UNLIST_SHARE)
-    if count and count > share * listed and job.confirm_unlist != count:
-        raise _Refused(_refusal(count, listed, because=f"more than the {share:.0%} a sync may unlist unconfirmed"))
+    if count and count > share * listed and confirm != count:
+        return _refusal(count, listed, because=f"more than the {share:.0%} a sync may unlist unconfirmed")
+    return None
+
+
+def _check_full_sync(job, count, *, listed):
+    refusal = full_sync_refusal(count, listed, confirm=job.confirm_unlist)
+    if refusal:
+        raise _Refused(refusal)
 
 
 def _refusal(count, listed, *, because):

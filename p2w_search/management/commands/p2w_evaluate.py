@@ -11,7 +11,7 @@ from p2w_search import evaluation, ranking_metrics
 from p2w_search.composition import METHODS, PROMPTED, composed_queries
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.indexing import embedder_for
-from p2w_search.management.models import chosen_model
+from p2w_search.management.model_choice import chosen_model
 from p2w_search.models import ImageEmbedding
 
 RANKED = max(ranking_metrics.KS)  # rankings.json keeps this many products per query

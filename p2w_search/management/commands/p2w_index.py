@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from p2w_search import indexing, rates, status
 from p2w_search.embedders import DEFAULT_ALIAS
-from p2w_search.management.models import chosen_model
+from p2w_search.management.model_choice import chosen_model
 from p2w_search.models import ProductImage
 from p2w_search.rates import duration_text
 

@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from p2w_search.embedders import DEFAULT_ALIAS
 from p2w_search.indexing import embedder_for
-from p2w_search.management.models import chosen_model
+from p2w_search.management.model_choice import chosen_model
 from p2w_search.models import ImageEmbedding
 from p2w_search.training import (
     ResumeError,

@@ -45,6 +45,7 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         self._admin_user()
         call_command("load_demo_catalog", size=size)
+        self._merchant_user()
         call_command("p2w_index", "embed")
 
         env = {**os.environ, "P2W_VAR_DIR": str(settings.VAR_DIR),
@@ -74,6 +75,18 @@ class Command(BaseCommand):
             User.objects.create_superuser("admin", "admin@example.com", "admin")
             self.stdout.write("demo admin user: admin / admin")
 
+    def _merchant_user(self):
+        from shop_demo.catalog.management.commands.load_demo_catalog import MERCHANT_SLUG
+        from shop_demo.catalog.models import Merchant
+
+        User = get_user_model()
+        merchant = Merchant.objects.get(slug=MERCHANT_SLUG)
+        if merchant.user is None:
+            merchant.user = User.objects.filter(username="merchant").first() or User.objects.create_user(
+                "merchant", "merchant@example.com", "merchant")
+            merchant.save(update_fields=["user"])
+            self.stdout.write(f"demo merchant user: merchant / merchant ({merchant.name})")
+
     def _print_urls(self, bind):
         base = f"http://{bind}"
         self.stdout.write(self.style.SUCCESS(
@@ -81,6 +94,7 @@ class Command(BaseCommand):
             f"  shop and links   {base}/\n"
             f"  text search      {base}/api/search/text/?q=red+dress\n"
             f"  API docs         {base}/api/docs/\n"
+            f"  merchant pages   {base}/merchant/   (merchant / merchant)\n"
             f"  admin            {base}/admin/   (admin / admin)\n"
             "Press Ctrl-C to stop."
         ))
