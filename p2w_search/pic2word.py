@@ -22,7 +22,8 @@ from torch import nn
 
 __all__ = [
     "MappingNetwork", "MappingMismatch", "load_mapping", "save_mapping",
-    "PAPER_TEMPLATE", "STAR", "PromptError", "PromptTooLong", "compose_text_features", "compose",
+    "PAPER_TEMPLATE", "STAR", "PromptError", "PromptTooLong", "encode_text_ids", "has_text_tower",
+    "compose_text_features", "compose",
     "pseudo_word_features", "mapping_loss", "cosine_schedule", "optimizer_groups", "train_mapping",
 ]
 
@@ -177,35 +178,69 @@ def _tokenize(clip_model, tokenizer, prompts):
     return ids, ids == star_id
 
 
-def compose_text_features(clip_model, tokenizer, token_embeddings, prompts):
+def compose_text_features(clip_model, tokenizer, token_embeddings, prompts, *, trim=True):
     """Encode ``prompts`` with ``token_embeddings`` [batch, width] in place of each ``*``.
 
-    Follows open_clip's ``CLIP.encode_text`` step for step; returns unnormalised [batch, embed_dim].
+    Returns unnormalised [batch, embed_dim]; ``trim`` as in ``encode_text_ids``.
     """
-    if not all(hasattr(clip_model, name) for name in ("token_embedding", "positional_embedding", "ln_final")):
-        raise TypeError(f"{type(clip_model).__name__} has no built-in CLIP text tower "
-                        "(token_embedding, transformer, ln_final); Pic2Word needs open_clip's CLIP.")
-    from open_clip.transformer import text_global_pool
-
     if len(prompts) != len(token_embeddings):
         raise ValueError(f"{len(prompts)} prompts for {len(token_embeddings)} token embeddings")
-    device = clip_model.positional_embedding.device
+    _require_text_tower(clip_model)
     ids, star = _tokenize(clip_model, tokenizer, prompts)
-    ids, star = ids.to(device), star.to(device)
+    return encode_text_ids(clip_model, ids, token_embeddings=token_embeddings, star=star, trim=trim)
+
+
+def encode_text_ids(clip_model, ids, *, token_embeddings=None, star=None, trim=True):
+    """open_clip's ``CLIP.encode_text``, step for step, on token ids [batch, n_ctx]; unnormalised [batch, embed_dim].
+
+    ``token_embeddings`` [batch, width] replace the tokens where ``star`` [batch, n_ctx] is
+    true (the pseudo word). ``trim``: run the tower on the positions up to the longest
+    prompt's end-of-text token only, not the whole context. The tower is causal, so every
+    position up to that token is the same either way (the padding after it is never
+    attended to); a 9-token prompt then costs 9 positions of ViT-L-14's 77 (README,
+    "Benchmarks"). A tower that is not causal, or pools the last position, runs whole.
+    """
+    _require_text_tower(clip_model)
+    from open_clip.transformer import text_global_pool
+
+    device = clip_model.positional_embedding.device
+    ids = ids.to(device)
+    star = star.to(device) if star is not None else None
+    pool_type, eos_id = clip_model.text_pool_type, getattr(clip_model, "text_eos_id", None)
+    attn_mask = clip_model.attn_mask
+    length = ids.shape[1]
+    if trim and attn_mask is not None and pool_type in ("argmax", "eos", "first"):
+        ends = ids.argmax(dim=-1) if pool_type == "argmax" else (
+            (ids == eos_id).int().argmax(dim=-1) if pool_type == "eos" else torch.zeros(len(ids), dtype=torch.long))
+        length = int(ends.max()) + 1
+        ids = ids[:, :length]
+        star = star[:, :length] if star is not None else None
+        attn_mask = attn_mask[:length, :length]
     cast_dtype = clip_model.transformer.get_cast_dtype()
 
-    x = clip_model.token_embedding(ids)  # [batch, n_ctx, width]
-    # torch.where keeps the gradient path into the mapping (Sec. 3.1 trains through the text tower).
-    x = torch.where(star[..., None], token_embeddings.to(x.dtype)[:, None, :], x).to(cast_dtype)
-    x = x + clip_model.positional_embedding.to(cast_dtype)
-    x = clip_model.transformer(x, attn_mask=clip_model.attn_mask)
-    x = clip_model.ln_final(x)  # [batch, n_ctx, width]
-    x = text_global_pool(x, ids, clip_model.text_pool_type,
-                         eos_token_id=getattr(clip_model, "text_eos_id", None))  # [batch, width]
+    x = clip_model.token_embedding(ids)  # [batch, length, width]
+    if token_embeddings is not None:
+        # torch.where keeps the gradient path into the mapping (Sec. 3.1 trains through the text tower).
+        x = torch.where(star[..., None], token_embeddings.to(x.dtype)[:, None, :], x)
+    x = x.to(cast_dtype) + clip_model.positional_embedding[:length].to(cast_dtype)
+    x = clip_model.transformer(x, attn_mask=attn_mask)
+    x = clip_model.ln_final(x)  # [batch, length, width]
+    x = text_global_pool(x, ids, pool_type, eos_token_id=eos_id)  # [batch, width]
     projection = clip_model.text_projection
     if projection is not None:
         x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
     return x  # [batch, embed_dim]
+
+
+def has_text_tower(clip_model):
+    """Whether ``clip_model`` has open_clip's built-in CLIP text tower (not a Hugging Face text encoder)."""
+    return all(hasattr(clip_model, name) for name in ("token_embedding", "positional_embedding", "ln_final"))
+
+
+def _require_text_tower(clip_model):
+    if not has_text_tower(clip_model):
+        raise TypeError(f"{type(clip_model).__name__} has no built-in CLIP text tower "
+                        "(token_embedding, transformer, ln_final); Pic2Word needs open_clip's CLIP.")
 
 
 def compose(clip_model, tokenizer, mapping, image_features, texts, *, template=PAPER_TEMPLATE):
@@ -224,23 +259,24 @@ def compose(clip_model, tokenizer, mapping, image_features, texts, *, template=P
     return F.normalize(compose_text_features(clip_model, tokenizer, tokens, prompts), dim=-1)
 
 
-def pseudo_word_features(clip_model, tokenizer, mapping, image_features, *, prompt="a photo of *"):
+def pseudo_word_features(clip_model, tokenizer, mapping, image_features, *, prompt="a photo of *", trim=True):
     """Unnormalised text features [batch, embed_dim] of ``prompt`` with each image's pseudo word."""
     tokens = mapping(image_features)  # [batch, width]
-    return compose_text_features(clip_model, tokenizer, tokens, [prompt] * len(tokens))
+    return compose_text_features(clip_model, tokenizer, tokens, [prompt] * len(tokens), trim=trim)
 
 
 # --- training ------------------------------------------------------------------------------------
 
 
-def mapping_loss(clip_model, tokenizer, mapping, image_features, *, prompt="a photo of *"):
+def mapping_loss(clip_model, tokenizer, mapping, image_features, *, prompt="a photo of *", trim=True):
     """Symmetric InfoNCE between images and "a photo of *" with their pseudo words (Sec. 3.1).
 
     CLIP is frozen by the caller (``requires_grad_(False)``); only the mapping gets gradients.
+    ``trim``: the text tower runs the prompt's 6 positions, not the whole context (the same loss).
     """
     images = F.normalize(image_features, dim=-1)  # [batch, embed_dim]
     texts = F.normalize(pseudo_word_features(clip_model, tokenizer, mapping, image_features,
-                                             prompt=prompt), dim=-1)  # [batch, embed_dim]
+                                             prompt=prompt, trim=trim), dim=-1)  # [batch, embed_dim]
     logits = clip_model.logit_scale.exp() * images @ texts.T  # [batch, batch]
     labels = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2

@@ -72,7 +72,8 @@ def test_token_is_injected_at_the_star_position(clip):
             compose_text_features(model, tokenizer, marker, [prompt])
     finally:
         handle.remove()
-    without_position = seen["x"][0] - model.positional_embedding  # [n_ctx, width]
+    length = seen["x"].shape[1]  # the prompt's positions (the tower runs up to its end-of-text token)
+    without_position = seen["x"][0] - model.positional_embedding[:length]  # [length, width]
     rows = torch.isclose(without_position, marker, atol=1e-5).all(dim=-1).nonzero().flatten().tolist()
     assert rows == [star_position] == [4]  # <start> a photo of *
 

@@ -145,7 +145,12 @@ class OpenCLIPEmbedder(BaseEmbedder):
         ), normalize)
 
     def embed_texts(self, texts, *, normalize=True):
+        from p2w_search.pic2word import encode_text_ids, has_text_tower
+
         loaded = self.load()
+        if has_text_tower(loaded.model):  # trimmed to the longest text of the chunk (encode_text_ids)
+            return self._batched(list(texts), lambda chunk: encode_text_ids(loaded.model, loaded.tokenizer(chunk)),
+                                 normalize)
         return self._batched(list(texts), lambda chunk: loaded.model.encode_text(
             loaded.tokenizer(chunk).to(loaded.device)
         ), normalize)
