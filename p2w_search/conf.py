@@ -78,6 +78,10 @@ DEFAULTS = {
     # never served publicly; files are deleted this many days after their job ended.
     "UPLOAD_STORAGE": "p2w_uploads",
     "UPLOAD_RETENTION_DAYS": 7,
+    # A shopper's search photo is kept this many seconds after its upload (in UPLOAD_STORAGE, readable
+    # only by the session that sent it), so the search can be refined, paged and filtered without
+    # uploading it again; then it is deleted and a link to it says so (p2w_search.photos).
+    "PHOTO_KEEP_SECONDS": 30 * 60,
     # Fetching image URLs named in a manifest is off: it reaches out from the server.
     "IMPORT_FETCH_URLS": False,
     # Product filter every search applies (e.g. {"listed": True} hides unlisted products).

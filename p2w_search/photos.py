@@ -1,0 +1,149 @@
+"""A shopper's search photo, kept for a short while so the search can be refined, paged and filtered.
+
+The photo is kept in the uploads' storage (``P2W_SEARCH["UPLOAD_STORAGE"]``, never served by
+a URL) under a random token, with a small JPEG preview beside it. Only the session that
+uploaded it knows the token (the session holds its tokens and upload times, nothing else),
+so a link to it opened elsewhere is refused. ``PHOTO_KEEP_SECONDS`` after the upload it is
+refused with a message and deleted: at the first use after that, and by
+``remove_expired()``, which every upload runs and which a periodic task may run too.
+
+    token = photos.keep(request, data)      # after load_image accepted the bytes
+    kept = photos.load(request, token)      # KeptPhoto(token, data, preview) or PhotoGone
+"""
+
+import base64
+import io
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile
+
+from p2w_search.conf import app_settings, image_limits
+from p2w_search.imaging import ImageRejected, load_image
+from p2w_search.uploads.storage import upload_backend
+
+__all__ = ["KEPT_PER_SESSION", "PhotoGone", "KeptPhoto", "keep", "load", "remove_expired", "keep_seconds",
+           "kept_for"]
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "p2w_photos"
+FOLDER = "p2w-photos"
+KEPT_PER_SESSION = 5  # a session's older photos are deleted when it uploads more: storage per shopper is bounded
+PREVIEW_SIZE = 160
+
+
+class PhotoGone(Exception):
+    """The photo cannot be used any more (``status`` 410) or was never this session's (404); ``reason`` says so."""
+
+    def __init__(self, reason, *, status):
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+@dataclass(frozen=True)
+class KeptPhoto:
+    token: str
+    data: bytes
+    preview: str  # a data: URL of a small JPEG, for the page to show the shopper their photo
+
+
+def keep_seconds():
+    return float(app_settings.PHOTO_KEEP_SECONDS)
+
+
+def kept_for():
+    """The keeping time in a shopper's words: "30 minutes", "45 seconds"."""
+    seconds = int(keep_seconds())
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+def _name(token, uploaded):
+    # The upload time is in the name, so the sweep needs no database and no file metadata.
+    return f"{FOLDER}/{int(uploaded)}-{token}"
+
+
+def keep(request, data):
+    """Keep ``data`` (a photo's bytes that ``load_image`` accepted) for this session; return its token."""
+    storage = upload_backend()
+    token, uploaded = secrets.token_urlsafe(18), time.time()
+    name = _name(token, uploaded)
+    storage.save(name, ContentFile(data))
+    storage.save(f"{name}.jpg", ContentFile(_thumbnail(data)))
+    kept = dict(request.session.get(SESSION_KEY, {}))
+    kept[token] = uploaded
+    for old in sorted(kept, key=kept.get)[:-KEPT_PER_SESSION]:
+        _delete(storage, _name(old, kept.pop(old)))
+    request.session[SESSION_KEY] = kept
+    remove_expired()
+    return token
+
+
+def load(request, token):
+    """This session's photo ``token``: a KeptPhoto, or PhotoGone (expired: 410; unknown here: 404)."""
+    uploaded = request.session.get(SESSION_KEY, {}).get(token)
+    if uploaded is None:
+        raise PhotoGone("This photo is not available here: photos are kept only for the browser that uploaded "
+                        "them. Upload it again to search with it.", status=404)
+    storage = upload_backend()
+    name = _name(token, uploaded)
+    if time.time() > uploaded + keep_seconds():
+        _delete(storage, name)
+        raise PhotoGone(f"Your photo is no longer kept: photos are kept for {kept_for()} after the upload. "
+                        "Upload it again to search with it.", status=410)
+    try:
+        with storage.open(name, "rb") as handle:
+            data = handle.read()
+        with storage.open(f"{name}.jpg", "rb") as handle:
+            thumbnail = handle.read()
+    except OSError:  # swept by another process at the deadline, or the storage was cleared
+        raise PhotoGone("Your photo is no longer kept. Upload it again to search with it.", status=410) from None
+    return KeptPhoto(token=token, data=data, preview=_data_url(thumbnail))
+
+
+def remove_expired(*, now=None):
+    """Delete every kept photo older than ``PHOTO_KEEP_SECONDS``, whichever session sent it; return how many."""
+    storage = upload_backend()
+    cutoff = (now or time.time()) - keep_seconds()
+    try:
+        _, files = storage.listdir(FOLDER)
+    except (FileNotFoundError, NotImplementedError):
+        return 0
+    removed = 0
+    for file in files:
+        stamp = file.split("-", 1)[0]
+        if stamp.isdigit() and int(stamp) < cutoff and not file.endswith(".jpg"):
+            _delete(storage, f"{FOLDER}/{file}")
+            removed += 1
+    return removed
+
+
+def _delete(storage, name):
+    for path in (name, f"{name}.jpg"):
+        try:
+            storage.delete(path)
+        except OSError as exc:  # gone already: the goal is reached
+            logger.debug("kept photo %s: %s", path, exc)
+
+
+def _thumbnail(data):
+    try:
+        return _jpeg(load_image(data, **image_limits()), PREVIEW_SIZE)
+    except ImageRejected:  # keep() is given accepted bytes; a changed limit must not lose the photo
+        return b""
+
+
+def _jpeg(image, size):
+    thumb = image.copy()
+    thumb.thumbnail((size, size))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def _data_url(jpeg):
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
