@@ -1,0 +1,275 @@
+"""The "like this, but ..." journey from a request: a product or the shopper's kept photo, changed in words.
+
+The state is all in the query string, so every result page is a link (back, reload, share
+within the session): ``change`` once per change in the order asked, ``method``, ``page``,
+and ``photo`` (a kept photo's token, p2w_search.photos) for a photo. A second change is
+composed with the first as one sentence on the same reference (``chained_change``: measured
+against composing on the first result, README "Refining again"). Pages ask the search
+service for the top ``page * per_page`` (at most ``MAX_K``).
+
+``for_product`` and ``for_photo`` run the search once per request and remember the answer
+on it, so a view may call them first (for the response's status) and the template tags
+render the same ``Outcome``.
+"""
+
+from dataclasses import dataclass, field
+
+from p2w_search import photos, search
+from p2w_search.composition import DEFAULT_METHOD
+from p2w_search.conf import app_settings
+from p2w_search.shopper.forms import METHOD_LABELS, ChangesForm, PhotoForm
+
+__all__ = ["SUGGESTED_CHANGES", "PHOTO", "CHANGE", "METHOD", "PAGE", "Card", "Outcome", "chained_change",
+           "for_product", "for_photo", "for_text", "accept_photo", "posted_photo_form",
+           "shopper_message"]
+
+SUGGESTED_CHANGES = ("in red", "in blue", "in black", "with stripes", "with polka dots", "with a star print")
+PHOTO, CHANGE, METHOD, PAGE = "photo", "change", "method", "page"
+NOT_INDEXED = "This product is not in the search index yet; try again once indexing is done."
+
+
+def chained_change(changes):
+    """The one change a reference is searched with for ``changes`` asked in a row: "in red and with stripes"."""
+    return " and ".join(changes)
+
+
+@dataclass(frozen=True)
+class Card:
+    """One product of a grid, with the image to show (the best match when it was searched) and its score."""
+
+    product: object
+    image: object
+    score: float | None = None
+
+
+@dataclass
+class Outcome:
+    """What a shopper's request for "like this, but ..." came to, for a template (and a view's status)."""
+
+    kind: str  # "product" or "photo"
+    request: object
+    asked: bool = False  # the request carries a change (product) or a photo
+    status: int = 200
+    form: object = None  # ChangesForm of the request's changes, with errors
+    changes: list = field(default_factory=list)
+    method: str = DEFAULT_METHOD
+    cards: list = field(default_factory=list)
+    searched: bool = False  # a search ran and ``cards`` is its page
+    page: int = 1
+    has_next: bool = False
+    notice: str = ""  # why there are no results: search unavailable, the photo gone, no such page
+    reference: object = None  # the product, for kind "product"
+    photo: object = None  # photos.KeptPhoto, for kind "photo"
+    suggestions: tuple = SUGGESTED_CHANGES
+
+    @property
+    def method_label(self):
+        return METHOD_LABELS.get(self.method, self.method)
+
+    @property
+    def headline(self):
+        """The first words of the notice or error, by status (none for a missing page or photo: the notice says it)."""
+        if self.status in (429, 503):
+            return "Search is unavailable right now."
+        if self.status == 400:
+            return "Please check the change you asked for." if self.changes else "Please check your search."
+        return ""
+
+    @property
+    def sentence(self):
+        return chained_change(self.changes)
+
+    # Links: the request's query string with the journey's parameters changed, the rest (filters) kept.
+    def _link(self, **params):
+        query = self.request.GET.copy()
+        query.pop(PAGE, None)
+        for name, value in params.items():
+            if value is None:
+                query.pop(name, None)
+            else:
+                query.setlist(name, value if isinstance(value, list) else [value])
+        return "?" + query.urlencode() if query else "?"
+
+    def page_link(self, number):
+        return self._link(**{PAGE: str(number) if number > 1 else None})
+
+    @property
+    def previous_link(self):
+        return self.page_link(self.page - 1) if self.page > 1 else None
+
+    @property
+    def next_link(self):
+        return self.page_link(self.page + 1) if self.has_next else None
+
+    @property
+    def steps(self):
+        """[(change, link to the results up to it, link without it)] for each change asked, in order."""
+        return [(text, self._link(**{CHANGE: self.changes[:i + 1]}),
+                 self._link(**{CHANGE: (self.changes[:i] + self.changes[i + 1:]) or None}))
+                for i, text in enumerate(self.changes)]
+
+    @property
+    def starts(self):
+        """[(suggestion, link that asks it as the only change)]: a fresh start from the reference."""
+        return [(text, self._link(**{CHANGE: [text]})) for text in self.suggestions]
+
+    @property
+    def refinements(self):
+        """[(suggestion, link that adds it as the next change)], the ones not asked yet."""
+        return [(text, self._link(**{CHANGE: [*self.changes, text], METHOD: self.method}))
+                for text in self.suggestions if text not in self.changes]
+
+    @property
+    def kept(self):
+        """(name, value) of the query string's parameters a refine form sends again as hidden inputs."""
+        return [(name, value) for name, values in self.request.GET.lists() if name not in (PAGE, METHOD)
+                for value in values]
+
+
+def _memo(request):
+    if not hasattr(request, "_p2w_journeys"):
+        request._p2w_journeys = {}
+    return request._p2w_journeys
+
+
+def for_product(request, product, *, products=None, per_page=12, suggestions=SUGGESTED_CHANGES):
+    """"Like ``product``, but ``?change=...``": the Outcome of this request (run once, then remembered on it).
+
+    ``products`` (a queryset) limits the results, e.g. to the page's filters; the product
+    itself is left out. Without a change in the request, the Outcome only holds an empty form.
+    """
+    key = ("product", product.pk)
+    memo = _memo(request)
+    if key not in memo:
+        outcome = Outcome(kind="product", request=request, reference=product, suggestions=tuple(suggestions))
+        if request.GET.getlist(CHANGE):
+            _run(outcome, products, per_page, lambda text, method, k, products: search.composed(
+                text=text, product=product, method=method, products=products, k=k))
+        memo[key] = outcome
+    return memo[key]
+
+
+def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES):
+    """The shopper's kept photo (``?photo=<token>``), with the changes asked if any: this request's Outcome.
+
+    Without a change it is a search by the photo alone. A photo this session did not upload
+    is refused (404), one past ``PHOTO_KEEP_SECONDS`` too (410), each with a message.
+    """
+    key = ("photo",)
+    memo = _memo(request)
+    if key not in memo:
+        outcome = Outcome(kind="photo", request=request, suggestions=tuple(suggestions))
+        token = request.GET.get(PHOTO)
+        if token:
+            outcome.asked = True
+            try:
+                outcome.photo = photos.load(request, token)
+            except photos.PhotoGone as exc:
+                outcome.status, outcome.notice = exc.status, exc.reason
+            else:
+                data = outcome.photo.data
+
+                def find(text, method, k, products):
+                    if text is None:
+                        return search.image(data, products=products, k=k)
+                    return search.composed(text=text, image=data, method=method, products=products, k=k)
+
+                _run(outcome, products, per_page, find, changes_required=False)
+        memo[key] = outcome
+    return memo[key]
+
+
+def for_text(request, q, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES):
+    """Products matching the words ``q``, refined by the changes asked (``q`` and the changes searched as one text)."""
+    key = ("text", q)
+    memo = _memo(request)
+    if key not in memo:
+        outcome = Outcome(kind="text", request=request, suggestions=tuple(suggestions))
+        _run(outcome, products, per_page, lambda text, method, k, products: search.text(
+            f"{q} {text}" if text else q, products=products, k=k), changes_required=False)
+        memo[key] = outcome
+    return memo[key]
+
+
+def _run(outcome, products, per_page, find, *, changes_required=True):
+    """Validate the request's changes and page, then search and fill ``outcome`` (status, cards, notice)."""
+    request = outcome.request
+    outcome.asked = True
+    asked = [str(c).strip() for c in request.GET.getlist(CHANGE) if str(c).strip()]
+    if asked or changes_required:
+        form = outcome.form = ChangesForm(request.GET)
+        if not form.is_valid():
+            outcome.changes, outcome.status = asked, 400
+            return
+        outcome.changes, outcome.method = form.cleaned_data[CHANGE], form.cleaned_data[METHOD]
+    page, most = _page(request), int(app_settings.MAX_K)
+    if page is None or (page - 1) * per_page >= most:
+        outcome.status, outcome.notice = 404, "There is no such page of results."
+        return
+    outcome.page = page
+    text = chained_change(outcome.changes) if outcome.changes else None
+    try:
+        with search.search_budget(request):
+            results = find(text, outcome.method, min(page * per_page + 1, most), products)
+    except search.TooManySearches as exc:
+        outcome.status, outcome.notice = 429, str(exc)
+        return
+    except search.Unavailable as exc:
+        outcome.status, outcome.notice = 503, shopper_message(exc)
+        return
+    except search.Rejected as exc:
+        if exc.field == "product":  # the product is not embedded yet: the change is fine, the search waits
+            outcome.status, outcome.notice = 503, NOT_INDEXED
+        elif outcome.form is not None and exc.field == "text":
+            outcome.form.add_error(CHANGE, exc.reason)
+            outcome.status = 400
+        else:
+            outcome.status, outcome.notice = 400, exc.reason
+        return
+    start = (page - 1) * per_page
+    hits = results.hits[start:start + per_page]
+    if page > 1 and not hits:
+        outcome.status, outcome.notice = 404, "There is no such page of results."
+        return
+    outcome.has_next = len(results.hits) > page * per_page
+    outcome.cards = [Card(product=p, image=image, score=score) for p, image, score in results.products(hits)]
+    outcome.searched = True
+
+
+def _page(request):
+    value = request.GET.get(PAGE) or "1"
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+def accept_photo(request):
+    """Read a photo upload (POST: ``photo``, optional ``change`` and ``method``); keep it when it can be used.
+
+    Returns (form, link): the PhotoForm (with errors when the photo or change cannot be
+    used) and, when valid, the query string of its result page: the request's own query
+    string (filters) with ``photo`` set to the kept photo's token, and the change and method.
+    """
+    form = PhotoForm(request.POST, request.FILES)
+    _memo(request)[("photo_form",)] = form
+    if not form.is_valid():
+        return form, None
+    token = photos.keep(request, form.cleaned_data["photo"])
+    query = request.GET.copy()
+    for name in (PAGE, CHANGE, METHOD, PHOTO):
+        query.pop(name, None)
+    query[PHOTO] = token
+    if form.cleaned_data["change"]:
+        query[CHANGE] = form.cleaned_data["change"]
+    query[METHOD] = form.cleaned_data["method"]
+    return form, "?" + query.urlencode()
+
+
+def posted_photo_form(request):
+    """The PhotoForm that ``accept_photo`` read from this request (its errors shown by the box), or None."""
+    return _memo(request).get(("photo_form",))
+
+
+def shopper_message(unavailable):
+    """What a page says when a search cannot run now (search.Unavailable), in a shopper's words."""
+    if unavailable.code == "not_ready":
+        return "Search is not ready yet: the catalog is still being indexed. Browse the products meanwhile."
+    return f"Search is busy right now. {unavailable.reason}"

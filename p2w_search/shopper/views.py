@@ -1,0 +1,37 @@
+"""A page for the shopper's own photo, for a host shop to mount: upload, results, refine again.
+
+    path("search/photo/", PhotoSearchView.as_view(template_name="shop/photo_search.html"), name="photo-search")
+
+The template renders ``{% like_your_photo %}`` (``{% load p2w_search %}``). A POST keeps the
+photo (p2w_search.photos) and answers 303 to this page's results (``?photo=<token>&change=...``),
+so reload, back and paging never send the photo again; a photo or change that cannot be used
+is answered 400 on the page, the reasons at the fields. A GET answers with the status of the
+search it shows (400, 404/410 for a photo gone, 429, 503), the page itself rendered in every case.
+"""
+
+from django.http import HttpResponseRedirect
+from django.views.generic import TemplateView
+
+from p2w_search.shopper import journey
+
+__all__ = ["PhotoSearchView"]
+
+
+class PhotoSearchView(TemplateView):
+    template_name = "p2w_search/like_this/photo_page.html"
+    per_page = 24
+
+    def get_products(self):
+        """The products results may show (a queryset, e.g. filtered by the page's parameters); None: all visible."""
+        return None  # noqa: RET501 (the hook's contract: None means every visible product)
+
+    def get(self, request, *args, **kwargs):
+        outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page)
+        context = self.get_context_data(outcome=outcome, **kwargs)
+        return self.render_to_response(context, status=outcome.status)
+
+    def post(self, request, *args, **kwargs):
+        form, link = journey.accept_photo(request)
+        if link is not None:
+            return HttpResponseRedirect(request.path + link, status=303)
+        return self.render_to_response(self.get_context_data(photo_form=form, **kwargs), status=400)
