@@ -3,15 +3,18 @@
 import io
 import re
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from p2w_search import indexing
 from p2w_search.embedders import get_embedder
 from p2w_search.imaging import load_image
 from p2w_search.models import ImageEmbedding
+from p2w_search.shopper.forms import METHOD_LABELS
 from tests.factories import ProductFactory, ProductImageFactory, png
 from tests.ranking import assert_ranking, product_scores
 
@@ -56,7 +59,7 @@ def grid_ids(response, name="results"):
     empty list must mean that the shopper saw an empty grid.
     """
     html = response.content.decode()
-    match = re.search(rf'<ul class="grid[^"]*" data-grid="{name}">(.*?)</ul>', html, re.S)
+    match = re.search(rf'<ul class="grid[^"]*" data-grid="{name}">(.*?)</ul>', html, re.DOTALL)
     if match:
         return [int(pk) for pk in re.findall(r'data-product-id="(\d+)"', match.group(1))]
     assert f'<p class="empty" data-grid="{name}">' in html, f"the page has no {name!r} grid"
@@ -209,7 +212,7 @@ def test_like_this_but_links_to_products_so_a_shopper_can_refine_again(client, s
     [
         ({"change": "very " * 40 + "red"}, "tokens"),
         ({"change": "in red", "method": "magic"}, "Select a valid choice."),
-        ({"change": "x" * 301}, "Ensure this value has at most 300 characters"),
+        ({"change": "x" * 301}, "Ensure each change has at most 300 characters (this one has 301)."),
     ],
 )
 def test_bad_changes_are_answered_400_with_the_reason(client, shop, params, reason):
@@ -218,14 +221,157 @@ def test_bad_changes_are_answered_400_with_the_reason(client, shop, params, reas
     assert reason in response.content.decode()
 
 
+def photo_search(client, data, *, query="", **fields):
+    """POST a photo (and fields) to the home page: the 303 to its results' link, then that page."""
+    posted = client.post(f"/{query}", {"photo": upload(data), **fields})
+    assert posted.status_code == 303, posted.content
+    return posted["Location"], client.get(posted["Location"])
+
+
+def follow_up(link, **params):
+    """``link`` (a results page's query string) with more parameters, as a form or a link of that page sends them."""
+    return f"{link}&{urlencode(params, doseq=True)}"
+
+
+def api_composed(data, text, method="pic2word", query=""):
+    """Product ids the composed API answers for an uploaded photo and a change, in order."""
+    response = APIClient().post(f"/api/search/composed/{query}", {"image": upload(data), "text": text,
+                                                                  "method": method}, format="multipart")
+    assert response.status_code == 200, response.content
+    return [r["product"]["id"] for r in response.json()["results"]]
+
+
 def test_photo_search_ranks_products_like_the_photo_within_the_filters(client, shop):
     photo = png((30, 50, 210))
-    response = client.post("/?category=mug", {"photo": upload(photo)})
+    link, response = photo_search(client, photo, query="?category=mug")
+    assert re.fullmatch(r"/\?category=mug&photo=[\w-]+&method=pic2word", link)
     assert response.status_code == 200, response.content
     query = get_embedder().embed_images([load_image(photo, max_bytes=10**7, max_pixels=10**7)])[0]
     assert_ranking(grid_ids(response), product_scores(query, among=[p for p in shop if p.category == "mug"]))
     assert "Products like your photo" in response.content.decode()
     assert 'src="data:image/jpeg;base64,' in response.content.decode()  # the shopper sees their photo
+
+
+@pytest.mark.parametrize("method", ["pic2word", "fusion", "image_plus_text"])
+def test_photo_plus_words_ranks_as_the_composed_api_in_one_step(client, shop, method):
+    photo = png((30, 50, 210))
+    _, response = photo_search(client, photo, change="in green", method=method)
+    assert response.status_code == 200, response.content
+    assert grid_ids(response) == api_composed(photo, "in green", method)
+    html = response.content.decode()
+    assert "Like your photo, but “in green”" in html and METHOD_LABELS[method] in html
+    assert 'src="data:image/jpeg;base64,' in html
+
+
+def test_a_photo_refined_twice_searches_both_changes_in_one_sentence_on_the_photo(client, shop):
+    photo = png((30, 50, 210))
+    link, first = photo_search(client, photo, change="in green")
+    twice = client.get(follow_up(link, change="with stripes"))  # what the refine box sends
+    assert twice.status_code == 200, twice.content
+    assert grid_ids(twice) == api_composed(photo, "in green and with stripes")
+    assert grid_ids(twice) != grid_ids(first)
+    again = client.get(follow_up(link, change=["with stripes", "in black"]))
+    assert grid_ids(again) == api_composed(photo, "in green and with stripes and in black")
+    html = again.content.decode()
+    assert "Like your photo, but “in green”, then “with stripes”, then “in black”" in html
+
+
+def test_the_refine_box_keeps_the_photo_the_changes_the_method_and_the_filters(client, shop):
+    link, response = photo_search(client, png((30, 50, 210)), query="?category=mug&in_stock=on", change="in red",
+                                  method="fusion")
+    form = re.search(r'<form class="p2w-refine".*?</form>', response.content.decode(), re.DOTALL).group(0)
+    hidden = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form)
+    token = re.search(r"photo=([\w-]+)", link).group(1)
+    assert hidden == [("category", "mug"), ("in_stock", "on"), ("photo", token), ("change", "in red"),
+                      ("method", "fusion")]
+    assert '<input type="text" name="change"' in form  # the next change comes after the kept ones
+
+
+def test_photo_results_page_through_and_filter_without_uploading_again(client, db, media):
+    colours = [(int(r), int(g), int(b)) for r, g, b in np.random.default_rng(4).integers(0, 256, (30, 3))]
+    products = []
+    for i, colour in enumerate(colours):
+        product = ProductFactory(category="mug" if i % 3 else "cap")
+        ProductImageFactory(product=product, data=png(colour))
+        products.append(product)
+    embed_catalog()
+    photo = png((30, 50, 210))
+    link, first = photo_search(client, photo)
+    second = client.get(link + "&page=2")
+    assert first.status_code == second.status_code == 200
+    query = get_embedder().embed_images([load_image(photo, max_bytes=10**7, max_pixels=10**7)])[0]
+    assert len(grid_ids(first)) == 24 and len(grid_ids(second)) == 6
+    assert_ranking(grid_ids(first) + grid_ids(second), product_scores(query, among=products))
+    assert 'href="?photo=' in first.content.decode() and "More →" in first.content.decode()
+    assert client.get(link + "&page=3").status_code == 404  # past the results, as browsing
+
+    caps = client.get(link + "&category=cap")
+    assert_ranking(grid_ids(caps), product_scores(query, among=[p for p in products if p.category == "cap"]))
+
+
+def test_words_are_refined_by_a_change_as_one_text(client, shop):
+    response = client.get("/", {"q": "a mug", "change": "in red"})
+    assert response.status_code == 200
+    query = get_embedder().embed_texts(["a mug in red"])[0]
+    assert_ranking(grid_ids(response), product_scores(query, among=shop))
+    assert "Results for “a mug”, but “in red”" in response.content.decode()
+
+
+def test_a_kept_photo_is_refused_after_its_time_with_a_message_and_deleted(client, shop, settings, media):
+    link, _ = photo_search(client, png((30, 50, 210)), change="in red")
+    kept = list((media.parent / "uploads" / "p2w-photos").iterdir())
+    assert len(kept) == 2  # the photo and its preview
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "PHOTO_KEEP_SECONDS": 0}
+    gone = client.get(follow_up(link, change="with stripes"))
+    assert gone.status_code == 410
+    html = gone.content.decode()
+    assert "Your photo is no longer kept: photos are kept for 0 seconds after the upload. Upload it again" in html
+    assert 'data-grid="results"' not in html and 'name="photo"' in html  # no results; the upload box is there
+    assert list((media.parent / "uploads" / "p2w-photos").iterdir()) == []
+
+
+def test_a_kept_photo_is_served_only_to_the_session_that_sent_it(client, shop):
+    link, response = photo_search(client, png((30, 50, 210)))
+    assert response.status_code == 200
+    other = Client().get(link)
+    assert other.status_code == 404
+    assert "This photo is not available here: photos are kept only for the browser that uploaded them." in (
+        other.content.decode())
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"change": "in 5 * style"}, "Write the change in words, without &#x27;*&#x27;"),
+        ({"change": "x" * 301}, "Ensure this value has at most 300 characters (it has 301)."),
+        ({"change": "in red", "method": "magic"}, "Select a valid choice. magic is not one of the available choices."),
+    ],
+)
+def test_a_bad_change_with_a_photo_is_answered_400_with_the_reason(client, shop, fields, reason, media):
+    response = client.post("/", {"photo": upload(png()), **fields})
+    assert response.status_code == 400
+    assert reason in response.content.decode()
+    assert not (media.parent / "uploads" / "p2w-photos").exists()  # nothing kept
+
+
+def test_more_changes_than_allowed_are_answered_400(client, shop):
+    link, _ = photo_search(client, png((30, 50, 210)))
+    response = client.get(follow_up(link, change=[f"in colour {i}" for i in range(6)]))
+    assert response.status_code == 400
+    assert "At most 5 changes in a row; remove one to add another." in response.content.decode()
+
+
+def test_a_product_refined_twice_searches_both_changes_in_one_sentence(client, shop):
+    product = shop[0]
+    response = client.get(f"/product/{product.pk}/", {"change": ["in green", "with stripes"], "method": "pic2word"})
+    assert response.status_code == 200, response.content
+    api = APIClient().post("/api/search/composed/?k=12", {"product": product.pk, "text": "in green and with stripes"},
+                           format="json").json()
+    assert grid_ids(response, "changed") == [r["product"]["id"] for r in api["results"]]
+    html = response.content.decode()
+    assert "Like this, but “in green”, then “with stripes”" in html
+    # each step can be taken back: the link without "in green" keeps "with stripes"
+    assert 'href="?change=with+stripes&amp;method=pic2word"' in html
 
 
 @pytest.mark.parametrize(
@@ -251,9 +397,11 @@ def test_a_photo_over_the_pixel_limit_is_refused_with_the_limit(client, shop, se
 
 def test_no_serving_model_answers_503_with_a_message(client, db, media):
     product = make_catalog()[0]
+    posted = client.post("/", {"photo": upload(png())})
+    assert posted.status_code == 303  # the photo is kept; its search says why it cannot run
     for response in (
         client.get("/", {"q": "red"}),
-        client.post("/", {"photo": upload(png())}),
+        client.get(posted["Location"]),
         client.get(f"/product/{product.pk}/", {"change": "in red"}),
     ):
         assert response.status_code == 503
@@ -265,10 +413,13 @@ def test_no_serving_model_answers_503_with_a_message(client, db, media):
 def test_no_worker_answering_is_503_with_a_message(client, shop, settings):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "worker", "QUERY_TIMEOUT": 1.0,
                            "QUERY_QUEUE": "p2w_query_nobody_listens"}
-    response = client.get("/", {"q": "red"})
+    response = client.get("/", {"q": "red", "category": "mug"})
     assert response.status_code == 503
     assert "No search worker answered within 1 s" in response.content.decode()
     assert response["Retry-After"]
+    # the shopper can still browse: the newest products within the filters, below the message
+    assert grid_ids(response, "browse") == [p.pk for p in reversed(shop) if p.category == "mug"]
+    assert grid_ids(client.get("/", {"category": "mug"})) == grid_ids(response, "browse")
 
 
 @pytest.fixture

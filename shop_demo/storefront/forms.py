@@ -1,27 +1,15 @@
-"""The shopper's forms: text search with filters, search by photo, and "like this, but ..."."""
-
-import base64
-import io
+"""The storefront's own form: words and the demo catalog's filters. The photo and "like this, but ..." forms are
+the app's (p2w_search.shopper.forms), shared with host shops."""
 
 from django import forms
 
-from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
-from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import ImageRejected, load_image
+__all__ = ["SearchForm", "FILTERS"]
 
-__all__ = ["SearchForm", "PhotoForm", "ChangeForm", "METHOD_LABELS"]
-
-METHOD_LABELS = {
-    "pic2word": "Pic2Word (composed)",
-    "image_only": "Image only (baseline)",
-    "text_only": "Text only (baseline)",
-    "image_plus_text": "Image + text (baseline)",
-    "fusion": "Pic2Word + image + text (fusion)",
-}
+FILTERS = ("category", "price_min", "price_max", "in_stock")
 
 
 class SearchForm(forms.Form):
-    """Words and filters, all in the query string (``form="search"`` ties the sidebar fields to the header's form)."""
+    """Words and filters, all in the query string: the header's form sends the words, the sidebar's the filters."""
 
     q = forms.CharField(required=False, max_length=200, label="Search")
     category = forms.ChoiceField(required=False, label="Category")
@@ -32,8 +20,6 @@ class SearchForm(forms.Form):
     def __init__(self, *args, categories=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["category"].choices = [("", "All categories"), *((c, c.capitalize()) for c in categories)]
-        for name in ("category", "price_min", "price_max", "in_stock"):
-            self.fields[name].widget.attrs["form"] = "search"
         for name, placeholder in (("price_min", "0"), ("price_max", "any")):
             self.fields[name].widget.attrs.update(placeholder=placeholder, step="0.01")
 
@@ -54,6 +40,11 @@ class SearchForm(forms.Form):
         return bool(data.get("category") or data.get("in_stock")
                     or data.get("price_min") is not None or data.get("price_max") is not None)
 
+    @property
+    def filter_params(self):
+        """(name, value) of the filters in the request, for forms that must keep them (hidden inputs)."""
+        return [(name, value) for name in FILTERS for value in self.data.getlist(name) if value]
+
     def filter(self, products):
         """Return ``products`` restricted by the valid filters."""
         data = self.cleaned_data
@@ -66,52 +57,3 @@ class SearchForm(forms.Form):
         if data.get("in_stock"):
             products = products.filter(in_stock=True)
         return products
-
-
-class PhotoForm(forms.Form):
-    """An uploaded photo, decoded with the app's limits; ``photo`` becomes its bytes when valid."""
-
-    photo = forms.FileField(label="Photo", widget=forms.ClearableFileInput(attrs={"accept": "image/*"}))
-
-    def clean_photo(self):
-        upload = self.cleaned_data["photo"]
-        data = upload.read(app_settings.MAX_IMAGE_BYTES + 1)  # load_image rejects anything longer
-        try:
-            image = load_image(data, **image_limits())
-        except ImageRejected as exc:
-            raise forms.ValidationError(f"This photo cannot be used: {exc.reason}.") from None
-        self.preview = _preview(image)
-        return data
-
-
-class ChangeForm(forms.Form):
-    """What to change about the product (``?change=in+red``) and the method that composes the query."""
-
-    change = forms.CharField(max_length=300, label="Like this, but…")
-    method = forms.ChoiceField(required=False, label="Method")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["method"].choices = [(m, METHOD_LABELS.get(m, m)) for m in METHODS]
-        self.fields["method"].initial = DEFAULT_METHOD
-        self.fields["change"].widget.attrs.update(placeholder="in red, with stripes, …", autocomplete="off")
-
-    def clean_change(self):
-        change = self.cleaned_data["change"]
-        try:
-            check_change(change)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return change
-
-    def clean_method(self):
-        return self.cleaned_data["method"] or DEFAULT_METHOD
-
-
-def _preview(image, size=160):
-    """Return a small JPEG of ``image`` as a data: URL, to show the shopper the photo they searched with."""
-    thumb = image.copy()
-    thumb.thumbnail((size, size))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
