@@ -39,6 +39,14 @@ CHANGES = ["in red", "in blue", "with stripes", "with polka dots", "as a mug", "
 PHASES = ["encode", "queue", "sql", "serialize", "view_other", "http_other"]
 
 
+# The query worker as the Procfile runs it (threads handing queries to one batcher), and the
+# baseline: one query at a time, each encoded alone (the Procfile's line before batching).
+WORKERS = {
+    "batched": {"env": {}},
+    "unbatched": {"env": {"P2W_QUERY_BATCH_SIZE": "1"}, "extra": "--pool solo --concurrency 1"},
+}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="products in the catalog")
@@ -47,6 +55,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=40, help="queries before each measurement, not counted")
     parser.add_argument("--seed-products", type=int, default=2000, help="products with real embeddings")
     parser.add_argument("--noise", type=float, default=0.3, help="Gaussian noise (per unit vector) of the copies")
+    parser.add_argument("--workers", nargs="+", default=list(WORKERS), choices=list(WORKERS),
+                        help="query worker variants, measured one after the other on the same queries")
     parser.add_argument("--omp-wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY of the query worker ('' leaves OpenMP's default, which spins)")
     args = parser.parse_args(argv)
@@ -63,21 +73,23 @@ def main(argv=None):
     started = time.monotonic()
     with _service.Procfile(workdir / "logs") as shop:
         shop.web()
-        shop.worker("query")
         for size in sorted(args.sizes):
             builds[size] = grow_catalog(model, seeds, metadata, size, noise=args.noise, rng=rng)
             workload = queries(size, args.queries + args.warmup, rng)
             floor = sql_floor(model, workload)
-            for clients in args.clients:
-                print(f"{size} products, {clients} client(s)", flush=True)
-                load = os.getloadavg()[0]
-                run = measure(shop.base_url, workload, clients, warmup=args.warmup)
-                run.update(size=size, clients=clients, floor=percentiles(floor), load_average=load)
-                run["ratio_p50"] = run["latency"]["p50"] / run["floor"]["p50"]
-                run["ratio_p95"] = run["latency"]["p95"] / run["floor"]["p95"]
-                print(f"  p50 {run['latency']['p50']:.1f} ms, p95 {run['latency']['p95']:.1f} ms, "
-                      f"{run['qps']:.0f} q/s; SQL floor p50 {run['floor']['p50']:.2f} ms", flush=True)
-                results.append(run)
+            for variant in args.workers:
+                worker = shop.worker("query", replica=variant, **WORKERS[variant])
+                for clients in args.clients:
+                    print(f"{size} products, {clients} client(s), {variant} query worker", flush=True)
+                    load = os.getloadavg()[0]
+                    run = measure(shop.base_url, workload, clients, warmup=args.warmup)
+                    run.update(size=size, clients=clients, worker=variant, floor=percentiles(floor), load_average=load)
+                    run["ratio_p50"] = run["latency"]["p50"] / run["floor"]["p50"]
+                    run["ratio_p95"] = run["latency"]["p95"] / run["floor"]["p95"]
+                    print(f"  p50 {run['latency']['p50']:.1f} ms, p95 {run['latency']['p95']:.1f} ms, "
+                          f"{run['qps']:.0f} q/s; SQL floor p50 {run['floor']['p50']:.2f} ms", flush=True)
+                    results.append(run)
+                worker.stop()
     data = {
         "setup": {"sizes": args.sizes, "clients": args.clients, "queries": args.queries, "warmup": args.warmup,
                   "seed_products": args.seed_products, "noise": args.noise, "model": model.key,
@@ -244,7 +256,8 @@ def plot(runs):
     plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(9, 4))
-    labels = [f"{run['size'] // 1000}k, {run['clients']} client{'s' if run['clients'] > 1 else ''}" for run in runs]
+    labels = [f"{run['size'] // 1000}k, {run['clients']} client{'s' if run['clients'] > 1 else ''}, {run['worker']}"
+              for run in runs]
     bottom = np.zeros(len(runs))
     for name in PHASES:
         values = np.array([run["breakdown_ms"][name] for run in runs])
@@ -261,33 +274,42 @@ def plot(runs):
     figure.savefig(RESULTS_DIR / f"{NAME}.png", dpi=120)
 
 
+def _throughput_ratio(run, runs):
+    """Queries/s of ``run`` over the unbatched worker's with the same catalog and clients ("-" without one)."""
+    base = next((r for r in runs if (r["size"], r["clients"], r["worker"]) == (run["size"], run["clients"],
+                                                                               "unbatched")), None)
+    return run["qps"] / base["qps"] if base else "-"
+
+
 def report(data):
     setup, runs = data["setup"], data["runs"]
     lines = [
         "# Composed (Pic2Word) search latency over REST\n",
         f"`POST /api/search/composed/` with a product and a change in words (k = 20), gunicorn and the query "
-        f"worker (`-P solo`) from the Procfile, CPU only, {setup['cores']} cores, OMP_WAIT_POLICY "
+        f"worker from the Procfile (`batched`: `--pool threads --concurrency 8`, the queries that arrive together "
+        f"encoded together; `unbatched`, the baseline in the same run: `--pool solo`, one query at a time), "
+        f"CPU only, {setup['cores']} cores, OMP_WAIT_POLICY "
         f"{setup['omp_wait_policy']}; {setup['queries']} measured queries per row after {setup['warmup']} of "
         f"warm-up. Catalog: {setup['seed_products']} products with the demo model's embeddings of their generated "
         f"images, the rest copies of those vectors with Gaussian noise ({setup['noise']} per unit vector); HNSW "
         "index built by the app's `ensure_hnsw_index`. The SQL floor is the ranking's statements alone, replayed "
         "on one connection.\n",
         markdown_table(
-            ["products", "clients", "p50 ms", "p95 ms", "p99 ms", "queries/s", "SQL floor p50 ms",
-             "p50 / floor", "p95 / floor", "load"],
-            [[run["size"], run["clients"], run["latency"]["p50"], run["latency"]["p95"], run["latency"]["p99"],
-              run["qps"], run["floor"]["p50"], run["ratio_p50"], run["ratio_p95"], run["load_average"]]
-             for run in runs]),
+            ["products", "clients", "query worker", "p50 ms", "p95 ms", "p99 ms", "queries/s", "vs unbatched",
+             "SQL floor p50 ms", "p95 / floor", "load"],
+            [[run["size"], run["clients"], run["worker"], run["latency"]["p50"], run["latency"]["p95"],
+              run["latency"]["p99"], run["qps"], _throughput_ratio(run, runs), run["floor"]["p50"], run["ratio_p95"],
+              run["load_average"]] for run in runs]),
         "\n`load`: the machine's 1-minute load average when the row started (other agents' jobs included).\n",
         "\n## Where the time goes (mean ms per query, from the Server-Timing header)\n",
         "`encode`: the worker's encoding (Pic2Word text tower, the reference's stored features); `queue`: the "
-        "rest of the round trip to the worker (broker, result backend, waiting for the solo worker); `sql`: "
+        "rest of the round trip to the worker (broker, result backend, waiting for the worker or the batch); `sql`: "
         "`nearest_products` in the view; `serialize`: loading and serialising the page; `view_other`: the rest "
         "of the view (parameters, reference and model lookups); `http_other`: what the client saw beyond the "
         "view (HTTP, gunicorn, middleware, JSON rendering, the client itself).\n",
-        markdown_table(["products", "clients", *PHASES, "mean"],
-                       [[run["size"], run["clients"], *(run["breakdown_ms"][p] for p in PHASES), run["mean_ms"]]
-                        for run in runs]),
+        markdown_table(["products", "clients", "query worker", *PHASES, "mean"],
+                       [[run["size"], run["clients"], run["worker"], *(run["breakdown_ms"][p] for p in PHASES),
+                         run["mean_ms"]] for run in runs]),
         "\nCatalog builds: " + ", ".join(f"{size}: insert {b['insert_s']:.0f} s, HNSW build {b['index_build_s']:.0f} s"
                                          for size, b in data["builds"].items()) + ".\n",
     ]

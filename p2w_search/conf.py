@@ -42,6 +42,10 @@ DEFAULTS = {
     "QUERY_ENCODING": "worker",
     # Seconds the API waits for a query encoding before it answers 503.
     "QUERY_TIMEOUT": 10.0,
+    # The most queries a query worker encodes together (those that arrive while it encodes
+    # others; a lone query is not kept waiting). Run the query worker with --pool threads
+    # --concurrency of this size; 1 encodes each query alone.
+    "QUERY_BATCH_SIZE": 8,
     "BULK_QUEUE": "p2w_bulk",
     "QUERY_QUEUE": "p2w_query",
     # Images per embedding task.

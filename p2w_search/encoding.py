@@ -7,13 +7,15 @@ at most ``QUERY_TIMEOUT`` seconds. ``"local"`` encodes in the web process (small
 
 import base64
 import io
+import queue
+import threading
 import time
 
 import numpy as np
 from p2w_search import dispatch
-from p2w_search.composition import check_change, composed_queries
+from p2w_search.composition import PROMPTED, check_change, composed_queries, prompt_template
 from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import load_image
+from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding
 
 __all__ = [
@@ -75,65 +77,215 @@ def encode_query(model, kind, payload, *, timings=None):
 
 
 def encode_on_worker(model_id, kind, payload):
-    """The query task's answer: ``{"vector", "encode_ms"}``, or ``{"field", "reason"}`` for a refused query.
+    """The query task's answer: ``{"vector", "encode_ms", "batch"}``, or ``{"field", "reason"}`` for a refused query.
 
     A refusal comes back as a value, not as an exception, so the web process can answer
-    400 in the request's terms; ``encode_ms`` lets it tell the encoding from the queue.
+    400 in the request's terms; ``encode_ms`` (the forward passes of the batch the query
+    was encoded in, of ``batch`` queries) lets it tell the encoding from the queue. The
+    query worker's threads hand their queries to one batcher (``QUERY_BATCH_SIZE``).
     """
+    size = int(app_settings.QUERY_BATCH_SIZE)
+    if size > 1:
+        return _batcher(size).encode(model_id, kind, payload)
     started = time.perf_counter()
-    try:
-        vector = encode_locally(model_id, kind, payload)
-    except QueryRejected as exc:
-        return {"field": exc.field, "reason": exc.reason}
-    return {"vector": vector, "encode_ms": _ms_since(started)}
+    (outcome,) = encode_many(model_id, [(kind, payload)])
+    return _answer(outcome, _ms_since(started), 1)
+
+
+def _answer(outcome, encode_ms, batch):
+    if isinstance(outcome, QueryRejected):
+        return {"field": outcome.field, "reason": outcome.reason}
+    return {"vector": outcome, "encode_ms": encode_ms, "batch": batch}
 
 
 def encode_locally(model_id, kind, payload):
     """Encode in this process; raise QueryRejected for a query that cannot be encoded."""
+    (outcome,) = encode_many(model_id, [(kind, payload)])
+    if isinstance(outcome, QueryRejected):
+        raise outcome
+    return outcome
+
+
+def encode_many(model_id, queries):
+    """Encode ``queries`` (``[(kind, payload)]``) under one model, each kind in one batch of forward passes.
+
+    Returns, in order, each query's vector (a list of floats) or the QueryRejected that says
+    why it cannot be encoded; one query's refusal does not stop the others.
+    """
     from p2w_search.indexing import embedder_for
-    from p2w_search.pic2word import PromptTooLong  # imports torch: only processes that encode need it
 
     model = EmbeddingModel.objects.get(pk=model_id)
     embedder = embedder_for(model)
-    if kind == TEXT:
-        tokens, limit = embedder.count_tokens(payload), embedder.context_length
-        if tokens > limit:  # the tokenizer would cut it, and the search would silently ignore the rest
-            raise QueryRejected(TEXT_FIELD, f"The text is too long for the search model: it has {tokens} tokens "
-                                            f"and the model reads at most {limit}. Shorten it.")
-        return embedder.embed_texts([payload])[0].tolist()
-    if kind == IMAGE:
-        return embedder.embed_images([_decode(payload)])[0].tolist()
-    if kind == COMPOSED:
-        if "image_id" in payload:
-            features = reference_features(model, [payload["image_id"]])
-        else:
-            features = embedder.embed_images([_decode(payload["image"])], normalize=False)
+    outcomes = [None] * len(queries)
+    by_kind = {TEXT: [], IMAGE: [], COMPOSED: []}
+    for position, (kind, payload) in enumerate(queries):
+        if kind not in by_kind:
+            raise ValueError(f"unknown query kind {kind!r}")
+        by_kind[kind].append(position)
+
+    texts = _fitting(embedder, [(i, queries[i][1]) for i in by_kind[TEXT]], outcomes, field=TEXT_FIELD, what="text")
+    if texts:
+        for i, vector in zip(texts, embedder.embed_texts([queries[i][1] for i in texts])):
+            outcomes[i] = vector.tolist()
+
+    images = _decoded(queries, by_kind[IMAGE], outcomes, key=None)
+    if images:
+        for i, vector in zip(images, embedder.embed_images(list(images.values()))):
+            outcomes[i] = vector.tolist()
+
+    composed = [i for i in by_kind[COMPOSED] if not _refused_change(queries[i][1], i, outcomes)]
+    groups = {}
+    for i in composed:
+        payload = queries[i][1]
+        template = payload.get("template") or prompt_template()
+        if payload["method"] in PROMPTED:
+            prompt = template.replace("{text}", payload["text"])
+            if not _fits(embedder, prompt, i, outcomes, field=CHANGE_FIELD, what="change", around=True):
+                continue
+        groups.setdefault((payload["method"], template), []).append(i)
+    if groups:
+        members = [i for group in groups.values() for i in group]
+        features = dict(zip(members, _reference_features(model, embedder, queries, members, outcomes)))
+        for i in members:
+            if features[i] is None and outcomes[i] is None:  # its vector went between the check and now
+                outcomes[i] = QueryRejected("product", "Its image is not embedded yet; try again once indexing is done.")
+        for (method, template), group in groups.items():
+            group = [i for i in group if features[i] is not None]
+            if not group:
+                continue
+            vectors = composed_queries(embedder, image_features=np.stack([features[i] for i in group]),
+                                       texts=[queries[i][1]["text"] for i in group], method=method, template=template)
+            for i, vector in zip(group, vectors):
+                outcomes[i] = vector.tolist()
+    return outcomes
+
+
+def _fitting(embedder, items, outcomes, *, field, what):
+    return [i for i, text in items if _fits(embedder, text, i, outcomes, field=field, what=what)]
+
+
+def _fits(embedder, text, position, outcomes, *, field, what, around=False):
+    """Whether ``text`` fits the model's context; if not, its refusal goes to ``outcomes[position]``."""
+    tokens, limit = embedder.count_tokens(text), embedder.context_length
+    if tokens <= limit:
+        return True
+    # Refused, never cut: a truncated query would silently ignore the rest of what the shopper asked.
+    with_prompt = " with the prompt around it," if around else ""
+    outcomes[position] = QueryRejected(field, f"The {what} is too long for the search model:{with_prompt} it has "
+                                              f"{tokens} tokens and the model reads at most {limit}. Shorten it.")
+    return False
+
+
+def _refused_change(payload, position, outcomes):
+    try:
+        check_change(payload["text"])
+    except ValueError as exc:
+        outcomes[position] = QueryRejected(CHANGE_FIELD, str(exc))
+        return True
+    return False
+
+
+def _decoded(queries, positions, outcomes, *, key):
+    """``{position: PIL image}`` of the uploaded photos among ``positions``; a broken one is refused in ``outcomes``."""
+    images = {}
+    for i in positions:
+        payload = queries[i][1] if key is None else queries[i][1][key]
         try:
-            check_change(payload["text"])
-        except ValueError as exc:
-            raise QueryRejected(CHANGE_FIELD, str(exc)) from None
-        try:
-            composed = composed_queries(
-                embedder, image_features=features, texts=[payload["text"]], method=payload["method"],
-                template=payload.get("template"),
-            )
-        except PromptTooLong as exc:  # the shopper's change, not the internal prompt, is what to shorten
-            raise QueryRejected(CHANGE_FIELD, f"The change is too long for the search model: with the prompt around "
-                                              f"it, it has {exc.tokens} tokens and the model reads at most "
-                                              f"{exc.limit}. Shorten it.") from None
-        return composed[0].tolist()
-    raise ValueError(f"unknown query kind {kind!r}")
+            images[i] = _decode(payload)
+        except ImageRejected as exc:
+            outcomes[i] = QueryRejected("image", f"The image cannot be used: {exc.reason}.")
+    return images
+
+
+def _reference_features(model, embedder, queries, positions, outcomes):
+    """The raw image features of each composed query's reference: stored for catalog images, embedded for photos."""
+    stored_ids = [queries[i][1]["image_id"] for i in positions if "image_id" in queries[i][1]]
+    stored = reference_features(model, stored_ids) if stored_ids else {}
+    uploads = _decoded(queries, [i for i in positions if "image_id" not in queries[i][1]], outcomes, key="image")
+    embedded = dict(zip(uploads, embedder.embed_images(list(uploads.values()), normalize=False))) if uploads else {}
+    return [stored.get(queries[i][1]["image_id"]) if "image_id" in queries[i][1] else embedded.get(i)
+            for i in positions]
 
 
 def reference_features(model, image_ids):
-    """Return the raw image features [n, dim] of catalog images, from their stored rows."""
-    rows = {
+    """Return ``{image id: raw image features [dim]}`` of catalog images, from their stored rows."""
+    return {
         image_id: np.asarray(vector, dtype=np.float32) * norm
         for image_id, vector, norm in ImageEmbedding.objects.filter(
             model=model, image_id__in=image_ids, state=ImageEmbedding.State.READY
         ).values_list("image_id", "vector", "norm")
     }
-    return np.stack([rows[image_id] for image_id in image_ids])
+
+
+class _Query:
+    __slots__ = ("model_id", "kind", "payload", "done", "answer", "error")
+
+    def __init__(self, model_id, kind, payload):
+        self.model_id, self.kind, self.payload = model_id, kind, payload
+        self.done, self.answer, self.error = threading.Event(), None, None
+
+
+class QueryBatcher:
+    """Encodes the queries that arrive together in one batch of forward passes.
+
+    The query worker runs a pool of threads (``--pool threads``); each task hands its query
+    here and waits. One thread takes every query waiting, up to ``size``, encodes them
+    together and answers each; the queries that arrive meanwhile make the next batch. No
+    query waits for others to arrive: a lone one is encoded at once, as before.
+    """
+
+    def __init__(self, size):
+        self.size = size
+        self._waiting = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="p2w-query-batcher", daemon=True)
+        self._thread.start()
+
+    def encode(self, model_id, kind, payload):
+        query = _Query(model_id, kind, payload)
+        self._waiting.put(query)
+        query.done.wait()
+        if query.error is not None:
+            raise query.error
+        return query.answer
+
+    def _run(self):
+        from django.db import close_old_connections
+
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < self.size:
+                try:
+                    batch.append(self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            by_model = {}
+            for query in batch:
+                by_model.setdefault(query.model_id, []).append(query)
+            for model_id, queries in by_model.items():
+                started = time.perf_counter()
+                try:
+                    outcomes = encode_many(model_id, [(q.kind, q.payload) for q in queries])
+                except Exception as exc:  # noqa: BLE001 - each waiting task raises it, as it would alone
+                    for query in queries:
+                        query.error = exc
+                else:
+                    encode_ms = _ms_since(started)
+                    for query, outcome in zip(queries, outcomes):
+                        query.answer = _answer(outcome, encode_ms, len(queries))
+                for query in queries:
+                    query.done.set()
+            close_old_connections()
+
+
+_batchers = {}
+_batchers_lock = threading.Lock()
+
+
+def _batcher(size):
+    with _batchers_lock:
+        if size not in _batchers:
+            _batchers[size] = QueryBatcher(size)
+        return _batchers[size]
 
 
 def _ms_since(started):

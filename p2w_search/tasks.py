@@ -11,7 +11,9 @@ import zlib
 from datetime import timedelta
 
 from celery import shared_task
-from celery.signals import celeryd_after_setup, task_postrun, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    celeryd_after_setup, task_postrun, worker_init, worker_process_init, worker_process_shutdown,
+)
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
@@ -47,9 +49,19 @@ def _remember_worker(sender, instance, **kwargs):
 @worker_process_init.connect
 def _warm_start(**kwargs):
     # Before the process takes a task: load the models, then report ready (the web and the admin read it).
+    # Sent in each process of the prefork pool and by the solo pool.
     loaded = workers.warm_up()
     logger.info("worker process %s ready with %s", os.getpid(), ", ".join(loaded) or "no model")
     workers.start_heartbeat()
+
+
+@worker_init.connect
+def _warm_start_threads(sender=None, **kwargs):
+    # The threads pool (the query worker's, for batching) runs tasks in the main process and
+    # sends no worker_process_init: warm up here, before the consumer starts.
+    pool = getattr(sender, "pool_cls", None)
+    if "thread" in str(pool).lower():
+        _warm_start()
 
 
 @task_postrun.connect

@@ -66,9 +66,9 @@ def start_worker(test_database_url, tmp_path_factory):
     workers = []
     log_dir = tmp_path_factory.mktemp("worker-logs")
 
-    def start(queues=None, env=None, pool="solo"):
+    def start(queues=None, env=None, pool="solo", concurrency=1):
         queues = queues or [settings.P2W_SEARCH["BULK_QUEUE"], settings.P2W_SEARCH["QUERY_QUEUE"]]
-        worker = Worker(test_database_url, queues, env=env, log_dir=log_dir, pool=pool)
+        worker = Worker(test_database_url, queues, env=env, log_dir=log_dir, pool=pool, concurrency=concurrency)
         workers.append(worker)
         return worker.wait_ready()
 

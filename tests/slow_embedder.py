@@ -1,7 +1,8 @@
 """An open_clip embedder that pauses before each image batch, so a test can kill a worker mid-task.
 
 A worker's warm-up embeds one picture when it starts; only batches of several images pause,
-so the worker is ready as quickly as a real one.
+so the worker is ready as quickly as a real one. Text forward passes pause too when asked
+(P2W_TEST_TEXT_DELAY), so a test can make queries arrive while others are encoded.
 """
 
 import os
@@ -15,3 +16,7 @@ class SlowOpenCLIPEmbedder(OpenCLIPEmbedder):
         if len(images) > 1:
             time.sleep(float(os.environ.get("P2W_TEST_EMBED_DELAY", "0")))
         return super().embed_images(images, **kwargs)
+
+    def embed_texts(self, texts, **kwargs):
+        time.sleep(float(os.environ.get("P2W_TEST_TEXT_DELAY", "0")))  # each forward pass, alone or batched
+        return super().embed_texts(texts, **kwargs)

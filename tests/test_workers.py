@@ -243,3 +243,27 @@ def test_a_worker_loads_its_models_and_reports_ready_before_its_first_task(start
     assert process.started_at <= process.ready_at <= process.seen_at
     assert f"worker process {process.pid} ready with {model.key}" in worker.log()
     assert not workers.alive(settings.P2W_SEARCH["BULK_QUEUE"]).exists()
+
+
+def test_queries_that_arrive_together_are_encoded_together(start_worker, settings):
+    """The query worker's threads hand their queries to one batcher: one forward pass for those waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from p2w_search import encoding, workers
+
+    query_queue = settings.P2W_SEARCH["QUERY_QUEUE"]
+    model = indexing.register_model()
+    start_worker(queues=[query_queue], pool="threads", concurrency=8,
+                 env={"P2W_TEST_BACKEND": "tests.slow_embedder.SlowOpenCLIPEmbedder", "P2W_TEST_TEXT_DELAY": "0.5"})
+    process = wait_for(lambda: workers.alive(query_queue).first(), message="the threads worker's heartbeat")
+    assert process.loaded_models == [model.key] and "@" in process.hostname  # warmed up in the main process
+    texts = [f"a {colour} mug" for colour in ("red", "green", "blue", "black", "white", "pink", "grey", "gold")]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "worker"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda text: encoding.dispatch.ask(encoding.dispatch.ENCODE_QUERY, args=(model.pk, encoding.TEXT, text),
+                                               queue=query_queue, timeout=30), texts))
+    # The first text goes alone; the others arrive while it is encoded (0.5 s) and go together.
+    assert sorted(answer["batch"] for answer in answers)[-1] >= 4
+    alone = [encoding.encode_locally(model.pk, encoding.TEXT, text) for text in texts]
+    assert np.allclose([answer["vector"] for answer in answers], alone, atol=1e-5)

@@ -14,7 +14,7 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 class Worker:
     """A ``celery worker`` process on the test database, killed with its process group."""
 
-    def __init__(self, database_url, queues, *, env=None, log_dir, pool="solo"):
+    def __init__(self, database_url, queues, *, env=None, log_dir, pool="solo", concurrency=1):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = Path(log_dir) / f"{self.hostname.split('@')[0]}.log"
         full_env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -22,7 +22,7 @@ class Worker:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "shop_demo", "worker", "--queues", ",".join(queues),
-                 "--pool", pool, "--concurrency", "1", "--hostname", self.hostname, "--loglevel", "INFO",
+                 "--pool", pool, "--concurrency", str(concurrency), "--hostname", self.hostname, "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=REPO_DIR, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
