@@ -38,6 +38,9 @@ DEFAULTS = {
             "PRETRAINED": "openai",
         }
     },
+    # The database alias searches read: a streaming replica of the primary takes their load
+    # (writes, imports, the admin and the workers use the primary). README, "Scale beyond one machine".
+    "SEARCH_DATABASE": "default",
     # "worker": query encoding runs on the Celery query queue; "local": in the web process.
     "QUERY_ENCODING": "worker",
     # Seconds the API waits for a query encoding before it answers 503.

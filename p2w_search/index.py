@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Cast
 from pgvector import HalfVector
@@ -49,9 +49,9 @@ class Hit:
     score: float  # cosine similarity, 1 is identical
 
 
-def serving_model():
-    """Return the EmbeddingModel that serves searches, or raise IndexNotReady."""
-    model = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
+def serving_model(*, using=DEFAULT_DB_ALIAS):
+    """Return the EmbeddingModel that serves searches (as database ``using`` sees it), or raise IndexNotReady."""
+    model = EmbeddingModel.objects.using(using).filter(state=EmbeddingModel.State.SERVING).first()
     if model is None:
         raise IndexNotReady("The search index is not ready: no embedding model is serving yet.")
     return model
@@ -86,7 +86,7 @@ def _as_halfvec(values, dim):
     return Cast(Value(HalfVector(values).to_text()), HalfVectorField(dimensions=dim))
 
 
-def nearest_embeddings(model, query_vector, *, products=None):
+def nearest_embeddings(model, query_vector, *, products=None, using=DEFAULT_DB_ALIAS):
     """Return ready embeddings of ``model`` ordered by cosine distance to ``query_vector``.
 
     A QuerySet annotated with ``distance``; ``products``, a QuerySet of the product
@@ -95,7 +95,7 @@ def nearest_embeddings(model, query_vector, *, products=None):
     dim = int(model.dimensions)
     if len(query_vector) != dim:
         raise ValueError(f"query has {len(query_vector)} dimensions, model {model.key} has {dim}")
-    queryset = ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.READY)
+    queryset = ImageEmbedding.objects.using(using).filter(model=model, state=ImageEmbedding.State.READY)
     if products is not None:
         queryset = queryset.filter(image__product__in=products.values("pk"))
     return queryset.annotate(
@@ -109,7 +109,7 @@ _SESSION_SETTINGS = ("hnsw.ef_search", "hnsw.iterative_scan", "enable_indexscan"
 
 
 @contextmanager
-def search_session(*, ef_search=None, exact=False):
+def search_session(*, ef_search=None, exact=False, using=DEFAULT_DB_ALIAS):
     """Run the queries inside with the HNSW settings of a search; the settings end with the block.
 
     ``hnsw.iterative_scan`` lets a filtered query keep scanning the graph until enough
@@ -118,7 +118,7 @@ def search_session(*, ef_search=None, exact=False):
     Inside an outer transaction (Django's ``ATOMIC_REQUESTS``) the previous values are set
     back when the block ends, so the rest of the request runs as it would have.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(["current_setting(%s, true)"] * len(_SESSION_SETTINGS)),
                        list(_SESSION_SETTINGS))
         previous = cursor.fetchone()
@@ -136,7 +136,8 @@ def search_session(*, ef_search=None, exact=False):
                 cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
-def nearest_products(model, query_vector, *, k, products=None, exclude_product_ids=(), ef_search=None):
+def nearest_products(model, query_vector, *, k, products=None, exclude_product_ids=(), ef_search=None,
+                     using=DEFAULT_DB_ALIAS):
     """Return up to ``k`` Hits, one per product (its best image), best first.
 
     Products have several images, so more image rows than ``k`` are read and grouped;
@@ -145,14 +146,14 @@ def nearest_products(model, query_vector, *, k, products=None, exclude_product_i
     so a filter never returns fewer products than exist.
     """
     excluded = set(exclude_product_ids)
-    queryset = nearest_embeddings(model, query_vector, products=products)
+    queryset = nearest_embeddings(model, query_vector, products=products, using=using)
     if excluded:
         queryset = queryset.exclude(image__product__in=excluded)
     rows = queryset.values_list("image__product_id", "image_id", "distance")
     for exact in (False, True):
         window = max(2 * k, 10)
         while True:
-            with search_session(ef_search=ef_search, exact=exact):
+            with search_session(ef_search=ef_search, exact=exact, using=using):
                 batch = list(rows[:window])
             hits = _best_per_product(batch)
             if len(hits) >= k or len(batch) < window:
@@ -173,13 +174,13 @@ def _best_per_product(rows):
     return [Hit(product_id=pid, image_id=iid, score=1.0 - float(dist)) for pid, (iid, dist) in ordered]
 
 
-def stored_query_vector(model, images):
+def stored_query_vector(model, images, *, using=DEFAULT_DB_ALIAS):
     """Return the normalised mean of the ready vectors of ``images`` (a queryset) under ``model``.
 
     The query of "more like this": no encoding, the catalog's own vectors. Raises NotEmbedded.
     """
     vectors = list(
-        ImageEmbedding.objects.filter(model=model, image__in=images, state=ImageEmbedding.State.READY)
+        ImageEmbedding.objects.using(using).filter(model=model, image__in=images, state=ImageEmbedding.State.READY)
         .values_list("vector", flat=True)
     )
     if not vectors:

@@ -30,7 +30,8 @@ from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 
 __all__ = [
-    "SearchError", "Rejected", "Unavailable", "TooManySearches", "Results", "product_model", "visible_products",
+    "SearchError", "Rejected", "Unavailable", "TooManySearches", "Results", "product_model", "search_database",
+    "visible_products",
     "product_queryset", "parse_product_id", "reference_image", "text", "image", "similar", "composed",
     "search_budget",
 ]
@@ -66,9 +67,14 @@ def product_model():
     return apps.get_model(product_model_label())
 
 
+def search_database():
+    """The database searches read (``P2W_SEARCH["SEARCH_DATABASE"]``: a streaming replica, or the primary)."""
+    return app_settings.SEARCH_DATABASE
+
+
 def visible_products():
     """The products shoppers may see: the product model's default manager, ``SEARCH_FILTER`` applied."""
-    return product_model()._default_manager.filter(**app_settings.SEARCH_FILTER)
+    return product_model()._default_manager.using(search_database()).filter(**app_settings.SEARCH_FILTER)
 
 
 def product_queryset(queryset):
@@ -108,14 +114,14 @@ class Results:
         hits = self.hits if hits is None else hits
         products = product_queryset(queryset if queryset is not None else visible_products())
         found = products.in_bulk([hit.product_id for hit in hits])
-        images = ProductImage.objects.in_bulk([hit.image_id for hit in hits])
+        images = ProductImage.objects.using(search_database()).in_bulk([hit.image_id for hit in hits])
         return [(found[hit.product_id], images[hit.image_id], hit.score) for hit in hits
                 if hit.product_id in found and hit.image_id in images]
 
 
 def serving_model():
     try:
-        return index.serving_model()
+        return index.serving_model(using=search_database())
     except index.IndexNotReady as exc:
         raise Unavailable(str(exc), code="not_ready") from None
 
@@ -126,7 +132,8 @@ def reference_image(product, model, *, field_name="product"):
     The one rule for "more like this" and "like this, but ...", in the API, the storefront
     and a host shop's pages. Raises Rejected while none of its images is embedded.
     """
-    image = (ProductImage.objects.filter(product=product, in_index=True, embeddings__model=model,
+    image = (ProductImage.objects.using(search_database()).filter(
+                 product=product, in_index=True, embeddings__model=model,
                                          embeddings__state=ImageEmbedding.State.READY)
              .order_by("position", "pk").first())
     if image is None:
@@ -158,12 +165,12 @@ def image(data=None, *, image_id=None, products=None, k=None, exclude=(), timing
     if image_id is None:
         vector = _encode(model, encoding.IMAGE, data, timings, field_name="image")
         return _rank(model, vector, products=products, k=k, exclude=exclude, timings=timings)
-    catalog_image = ProductImage.objects.filter(pk=image_id).first()
+    catalog_image = ProductImage.objects.using(search_database()).filter(pk=image_id).first()
     if catalog_image is None:
         raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
     _visible(catalog_image.product_id, "image_id")
     with _timed(timings, "encode"):
-        vector = _stored(model, ProductImage.objects.filter(pk=image_id), "image_id")
+        vector = _stored(model, ProductImage.objects.using(search_database()).filter(pk=image_id), "image_id")
     return _rank(model, vector, products=products, k=k, exclude=[*exclude, catalog_image.product_id],
                  timings=timings)
 
@@ -174,7 +181,8 @@ def similar(product, *, products=None, k=None, exclude=(), timings=None):
     timings = {} if timings is None else timings
     product = _visible(product, "product")
     with _timed(timings, "encode"):
-        vector = _stored(model, ProductImage.objects.filter(product=product, in_index=True), "product")
+        vector = _stored(model, ProductImage.objects.using(search_database()).filter(product=product, in_index=True),
+                         "product")
     return _rank(model, vector, products=products, k=k, exclude=[*exclude, product.pk], timings=timings)
 
 
@@ -205,7 +213,7 @@ def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_ME
         if product is not None:
             reference = reference_image(_visible(product, "product"), model)
         else:
-            reference = ProductImage.objects.filter(pk=image_id).first()
+            reference = ProductImage.objects.using(search_database()).filter(pk=image_id).first()
             if reference is None:
                 raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
             _visible(reference.product_id, "image_id")
@@ -228,7 +236,7 @@ def _encode(model, kind, payload, timings, *, field_name):
 
 def _stored(model, images, field_name):
     try:
-        return index.stored_query_vector(model, images)
+        return index.stored_query_vector(model, images, using=search_database())
     except index.NotEmbedded:
         raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name) from None
 
@@ -239,7 +247,7 @@ def _rank(model, vector, *, products, k, exclude, timings):
         shown = shown.filter(pk__in=products.values("pk"))
     with _timed(timings, "sql"):
         hits = index.nearest_products(model, vector, k=k or app_settings.DEFAULT_K, products=shown,
-                                      exclude_product_ids=exclude)
+                                      exclude_product_ids=exclude, using=search_database())
     return Results(model=model, hits=hits, timings=timings)
 
 

@@ -91,6 +91,11 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Searches may read a streaming replica of the primary (everything else uses the primary).
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(
+        os.environ["DATABASE_REPLICA_URL"], conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_health_checks=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -205,6 +210,7 @@ P2W_SEARCH = {
             "BATCH_SIZE": int(os.environ.get("P2W_BATCH_SIZE", "32")),
         },
     },
+    "SEARCH_DATABASE": "replica" if os.environ.get("DATABASE_REPLICA_URL") else "default",
     "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "worker"),
     "QUERY_TIMEOUT": float(os.environ.get("P2W_QUERY_TIMEOUT", "10")),
     "QUERY_BATCH_SIZE": int(os.environ.get("P2W_QUERY_BATCH_SIZE", "8")),

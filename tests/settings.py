@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from shop_demo.settings import *  # noqa: F403
-from shop_demo.settings import CELERY_BROKER_TRANSPORT_OPTIONS, P2W_SEARCH, VAR_DIR
+from shop_demo.settings import CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, P2W_SEARCH, VAR_DIR
 
 QUEUE_SUFFIX = os.environ.setdefault("P2W_TEST_QUEUE_SUFFIX", f"-test-{os.getpid()}-{int(time.time())}")
 TESTS_DIR = Path(__file__).resolve().parent
@@ -17,6 +17,8 @@ TEST_MODELS = Path(VAR_DIR) / "test-models"
 TINY_CONFIG = str(TESTS_DIR / "clip" / "p2w-test-tiny.json")
 
 MEDIA_ROOT = Path(VAR_DIR) / "test-media"
+# A second connection to the test database, as a read replica would be (tests/test_replica.py routes searches to it).
+DATABASES = {**DATABASES, "replica": {**DATABASES["default"], "TEST": {"MIRROR": "default"}}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
