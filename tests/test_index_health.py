@@ -79,6 +79,7 @@ def test_answers_are_counted_by_kind_over_the_last_5_and_60_minutes(health_cache
     search_health.record("text", 200, {"total": 12.0}, now=now)
     search_health.record("text", 400, {"total": 1.0}, now=now)
     search_health.record("text", 429, {"total": 0.5}, now=now - 60)  # the minute before: still in the last 5
+    search_health.record("text", 404, {"total": 2.0}, now=now - 5 * 60)  # 5 minutes before this one: the hour only
     search_health.record("composed", 503, {"total": 10_000.0}, now=now - 10 * 60)
     search_health.record("composed", 500, {}, now=now - 30 * 60)
     search_health.record("similar", 200, {"total": 5.0}, now=now - 61 * 60)  # out of the hour
@@ -90,10 +91,10 @@ def test_answers_are_counted_by_kind_over_the_last_5_and_60_minutes(health_cache
         "requests": 3, "ok": 1, "rejected": 1, "throttled": 1, "unavailable": 0, "failed": 0}
     assert recent["text"]["p50"] == pytest.approx(12.0, rel=BIN - 1)  # answered searches only: not the 400's 1 ms
     assert (hour["composed"]["unavailable"], hour["composed"]["failed"], hour["composed"]["p95"]) == (1, 1, None)
-    assert hour["all"]["requests"] == 5
+    assert hour["all"]["requests"] == 6 and hour["text"]["rejected"] == 2
     series = found["series"]
     assert len(series) == search_health.KEEP_MINUTES
-    assert [point["requests"] for point in series[-2:]] == [1, 2] and series[-11]["requests"] == 1
+    assert [point["requests"] for point in series[-6:]] == [1, 0, 0, 0, 1, 2] and series[-11]["requests"] == 1
     assert series[-2]["p95"] is None and series[-1]["p95"] == pytest.approx(12.0, rel=BIN - 1)
 
 
@@ -321,8 +322,8 @@ def test_the_rate_and_time_left_match_a_real_workers_run_by_the_clock(start_work
 
     (first, first_ready), (last, _) = changes[0], changes[-1]
     clock_rate = (32 - first_ready) / (last - first)  # images after the first batch, over the time since it
-    assert rate == pytest.approx(clock_rate, rel=0.15)
-    assert predicted[1] == pytest.approx(last - predicted[0], rel=0.35), (predicted, changes)
+    assert rate == pytest.approx(clock_rate, rel=0.05)  # within 1 % in three runs here
+    assert predicted[1] == pytest.approx(last - predicted[0], rel=0.2), (predicted, changes)  # within 2-7 %
 
 
 def test_embedded_images_per_minute_for_the_chart(db, settings):
