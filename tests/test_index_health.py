@@ -456,6 +456,39 @@ def test_no_serving_model_and_failed_images_are_warnings(db, settings, media, em
     assert run_command("doctor").endswith("p2w_index doctor: 0 errors, 1 other.\n")  # warnings alone: exit 0
 
 
+def test_a_stalled_model_is_a_warning_while_workers_are_alive(db, settings, empty_queues):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_HEALTH_CACHE": None}
+    model = indexing.register_model()
+    now = timezone.now()
+    WorkerProcess.objects.create(hostname="bulk@test", pid=1, queues=[settings.P2W_SEARCH["BULK_QUEUE"]],
+                                 started_at=now, ready_at=now, seen_at=now, device="cpu")
+    pending = add_rows(model, 5, state="pending")
+    ImageEmbedding.objects.filter(pk__in=[row.pk for row in pending]).update(queued_at=now - timedelta(minutes=12))
+    add_rows(model, 4, at=now - timedelta(minutes=7))  # the last batch ended before the rate's 5 minutes
+
+    found = doctor.findings(status.index_status())
+    assert [f.id for f in found] == ["p2w_search.H005"]
+    assert found[0].msg == (f"model {model} has 5 images pending, the oldest queued 12 min ago, and none was embedded "
+                            "in the last 5 minutes although 1 worker process is alive on "
+                            f"{settings.P2W_SEARCH['BULK_QUEUE']}.")
+    add_rows(model, 4, at=now - timedelta(seconds=20))
+    add_rows(model, 4, at=now - timedelta(seconds=10))  # two batches: a rate, so not stalled
+    assert doctor.findings(status.index_status()) == []
+
+
+def test_a_broker_out_of_reach_is_an_error(db, settings, tmp_path):
+    from tests.faults import celery_broker
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_HEALTH_CACHE": None}
+    indexing.register_model()
+    started = time.monotonic()
+    with celery_broker(f"redis+socket://{tmp_path / 'nobody-listens.sock'}"):
+        current = status.index_status()
+    assert time.monotonic() - started < 15
+    assert set(current["queues"].values()) == {None}
+    assert [f.id for f in doctor.findings(current)] == ["p2w_search.H003"]
+
+
 def test_the_page_links_to_flower_only_when_configured(admin_client, settings, db):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_HEALTH_CACHE": None}
     assert 'id="flower-link"' not in admin_client.get(PAGE).content.decode()
