@@ -462,10 +462,12 @@ def test_a_stalled_model_is_a_warning_while_workers_are_alive(db, settings, empt
     now = timezone.now()
     WorkerProcess.objects.create(hostname="bulk@test", pid=1, queues=[settings.P2W_SEARCH["BULK_QUEUE"]],
                                  started_at=now, ready_at=now, seen_at=now, device="cpu")
-    pending = add_rows(model, 5, state="pending")
-    ImageEmbedding.objects.filter(pk__in=[row.pk for row in pending]).update(queued_at=now - timedelta(minutes=12))
+    pending = ImageEmbedding.objects.filter(pk__in=[row.pk for row in add_rows(model, 5, state="pending")])
     add_rows(model, 4, at=now - timedelta(minutes=7))  # the last batch ended before the rate's 5 minutes
+    pending.update(queued_at=now - timedelta(minutes=2))
+    assert doctor.findings(status.index_status()) == []  # queued 2 minutes ago: maybe a first, slow batch
 
+    pending.update(queued_at=now - timedelta(minutes=12))
     found = doctor.findings(status.index_status())
     assert [f.id for f in found] == ["p2w_search.H005"]
     assert found[0].msg == (f"model {model} has 5 images pending, the oldest queued 12 min ago, and none was embedded "
