@@ -56,8 +56,13 @@ class _CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
     pass
 
 
-class _NumberInFilter(django_filters.BaseInFilter, _NumberFilter):
-    pass
+class _KeyNumberField(forms.IntegerField):
+    default_error_messages = {"invalid": "Enter a number. An id is a whole number, e.g. 12."}
+
+
+class _IntegerInFilter(django_filters.BaseInFilter, django_filters.NumberFilter):
+    # Integer keys take whole numbers only: 1.5 was read as a decimal, and the database adapter made it key 1.
+    field_class = _KeyNumberField
 
 
 class _UUIDInFilter(django_filters.BaseInFilter, django_filters.UUIDFilter):
@@ -131,7 +136,7 @@ def _in_filter_for_key(key_field):
     if isinstance(key_field, models.UUIDField):
         return _UUIDInFilter
     if isinstance(key_field, (models.IntegerField, models.AutoField)):
-        return _NumberInFilter
+        return _IntegerInFilter
     return _CharInFilter
 
 
