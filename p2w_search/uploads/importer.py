@@ -369,7 +369,8 @@ def attach_images(products, *, written):
     the transaction commits.
     """
     current = defaultdict(dict)  # product id -> position -> image
-    for image in ProductImage.objects.filter(product__in=[product for product, _ in products]):
+    # This app's own images only: a mirror of the shop's image model (source_pk) and its file are the shop's.
+    for image in ProductImage.objects.filter(product__in=[product for product, _ in products], source_pk=""):
         current[image.product_id][image.position] = image
     added, changed, replaced, removed = [], [], [], []
     for product, images in products:
