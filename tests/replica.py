@@ -107,10 +107,6 @@ class StreamingReplica:
                                        f"{self.log_tail()}")
                 time.sleep(0.05)
 
-    def replayed(self, lsn):
-        with self.connect() as conn, conn.cursor() as cursor:
-            return lsn_reached(cursor, "pg_last_wal_replay_lsn", lsn)
-
     def log_tail(self):
         try:
             return self.log.read_text(errors="replace")[-3000:]
