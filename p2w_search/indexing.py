@@ -19,6 +19,7 @@ from pgvector import HalfVector
 from p2w_search import dispatch, index
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, image_limits
 from p2w_search.embedders import DEFAULT_ALIAS, get_embedder
+from p2w_search.files import storage_of
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 
@@ -259,8 +260,6 @@ def _store_ready(embedding_ids, features):
 
 def _read_image(image):
     """Read and decode a stored product image, or raise ImageRejected with the reason."""
-    from p2w_search.product_images import storage_of
-
     try:
         handle = storage_of(image).open(image.file.name, "rb")
     except FileNotFoundError as exc:

@@ -13,6 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 from pgvector.django import HalfVectorField
 
+from p2w_search.conf import app_settings
+from p2w_search.files import image_url, public_file
 from p2w_search.uploads.storage import upload_storage
 
 __all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess"]
@@ -75,13 +77,15 @@ class ProductImage(models.Model):
     def __str__(self):
         return f"image {self.pk} of product {self.product_id}"
 
+    @property
+    def url(self):
+        """The public URL of the image's file (the shop's storage for a mirrored image)."""
+        return image_url(self)
+
     def save(self, *args, **kwargs):
         if self.file and not self.file._committed and not self.source_pk:
             # A new file (admin, shell, the shop's code): store the copy of its pixels that is
             # safe to serve, and the upload's hash. Raises ImageRejected for a file that is no image.
-            from p2w_search.conf import app_settings
-            from p2w_search.product_images import public_file
-
             self.file.seek(0)
             data = self.file.read(int(app_settings.MAX_IMAGE_BYTES) + 1)
             self.sha256, self.file = public_file(data, self.file.name)

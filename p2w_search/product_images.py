@@ -7,45 +7,17 @@ product deleted, the file replaced) is deleted from storage once the deletion co
 Imports write images in bulk, without save signals, and call the same functions.
 """
 
-import hashlib
 import logging
 
-from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
 
-from p2w_search.conf import image_limits
-from p2w_search.imaging import decode_image, public_copy
 from p2w_search.models import ProductImage
 
-__all__ = ["public_file", "delete_files_on_commit", "storage_of", "image_url"]
+__all__ = ["delete_files_on_commit"]
 
 logger = logging.getLogger(__name__)
-
-
-def public_file(data, name):
-    """Return ``(sha256, ContentFile)``: the upload's hash and the copy of it that is served.
-
-    Raises ImageRejected when ``data`` is not an image the app accepts.
-    """
-    copy, extension = public_copy(decode_image(data, **image_limits()))
-    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-    return hashlib.sha256(data).hexdigest(), ContentFile(copy, name=f"{stem}{extension}")
-
-
-def storage_of(image):
-    """Where ``image``'s file is: the shop's image storage for a mirrored image, this app's otherwise."""
-    if image.source_pk:
-        from p2w_search import shop_images
-
-        return shop_images.storage()
-    return image.file.storage
-
-
-def image_url(image):
-    """The public URL of ``image``'s file."""
-    return storage_of(image).url(image.file.name)
 
 
 def delete_files_on_commit(names):

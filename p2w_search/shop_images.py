@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.files import shop_image_storage
 
 __all__ = ["configured", "config", "storage", "mirror", "forget", "sync", "connect"]
 
@@ -51,8 +52,8 @@ def config():
 
 def storage():
     """The storage of the shop's image files (its file field's)."""
-    cfg = config()
-    return cfg["model"]._meta.get_field(cfg["file"]).storage
+    config()  # checked, with a message naming what is wrong
+    return shop_image_storage()
 
 
 def _values(shop_image, cfg):

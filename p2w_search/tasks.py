@@ -20,7 +20,7 @@ from django.utils import timezone
 from p2w_search import dispatch, encoding, indexing, shop_images, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
-from p2w_search.uploads import importer, progress, storage
+from p2w_search.uploads import importer, progress, retention
 
 __all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage"]
 
@@ -117,7 +117,7 @@ def sweep_pending():
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
 def cleanup_storage():
     """Delete uploads past their retention (run periodically by Celery beat)."""
-    return storage.remove_expired_uploads()
+    return retention.remove_expired_uploads()
 
 
 @shared_task

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from p2w_search import indexing, tasks
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
-from p2w_search.uploads import importer, storage
+from p2w_search.uploads import importer, retention
 from shop_demo.catalog.models import Product
 from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
 from tests.hostile import BLUE, HEADER, RED, SECRET, jpeg_with_gps_and_appended_zip, row, zip_bytes
@@ -89,7 +89,7 @@ def test_uploads_are_deleted_after_their_retention(merchant, media):
     response = api.get(f"/api/imports/{old.pk}/files/manifest/")
     assert response.status_code == 404 and "deleted on" in response.json()["detail"]
     assert api.get(f"/api/imports/{recent.pk}/files/manifest/").status_code == 200
-    assert storage.remove_expired_uploads() == 0
+    assert retention.remove_expired_uploads() == 0
 
 
 def test_the_demo_runs_the_cleanup_on_beat():

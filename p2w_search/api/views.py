@@ -33,7 +33,7 @@ from p2w_search.api.serializers import (
     TextSearchParams,
 )
 from p2w_search.conf import app_settings
-from p2w_search.product_images import image_url
+from p2w_search.files import image_url
 from p2w_search.throttling import AnonSearchThrottle, counts
 
 __all__ = ["TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable"]

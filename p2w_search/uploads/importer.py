@@ -39,7 +39,8 @@ from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.fetching import FetchRefused, fetch_image, is_url
 from p2w_search.imaging import ImageRejected
 from p2w_search.models import ImportJob, ProductImage
-from p2w_search.product_images import delete_files_on_commit, public_file
+from p2w_search.files import public_file
+from p2w_search.product_images import delete_files_on_commit
 from p2w_search.uploads.archive import Archive, ArchiveRejected, normalise_name
 from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
 
@@ -98,7 +99,7 @@ class PreparedImage:
     """An image of a row, checked and ready to store: the upload's SHA-256 and the copy that is served."""
 
     sha256: str
-    file: ContentFile  # product_images.public_file: the pixels only, no metadata, nothing appended
+    file: ContentFile  # files.public_file: the pixels only, no metadata, nothing appended
 
 
 class _Refused(Exception):

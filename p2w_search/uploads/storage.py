@@ -3,21 +3,15 @@
 Never in the public media folder: another merchant (or anyone) could read them at a
 guessable URL. They live in the storage named by ``P2W_SEARCH["UPLOAD_STORAGE"]``, an
 alias of Django's ``STORAGES`` that no URL serves; the owning merchant and staff download
-them through authenticated views, and ``remove_expired_uploads`` deletes them
+them through authenticated views, and ``retention.remove_expired_uploads`` deletes them
 ``UPLOAD_RETENTION_DAYS`` after their job ended.
 """
 
-import logging
-from datetime import timedelta
-
 from django.core.files.storage import InvalidStorageError, Storage, storages
-from django.utils import timezone
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
 
-__all__ = ["UploadStorage", "upload_storage", "upload_backend", "UPLOAD_FIELDS", "remove_expired_uploads"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["UploadStorage", "upload_storage", "upload_backend", "UPLOAD_FIELDS"]
 
 # The ImportJob fields that hold uploaded or generated files.
 UPLOAD_FIELDS = ("manifest", "archive", "rejected_rows")
@@ -82,26 +76,3 @@ _upload_storage = UploadStorage()
 def upload_storage():
     """The storage of ImportJob's file fields (a callable, so migrations name it instead of a path)."""
     return _upload_storage
-
-
-def remove_expired_uploads(*, now=None):
-    """Delete the files of jobs that ended more than ``UPLOAD_RETENTION_DAYS`` ago; return how many jobs."""
-    from p2w_search.models import ImportJob
-
-    cutoff = (now or timezone.now()) - timedelta(days=float(app_settings.UPLOAD_RETENTION_DAYS))
-    jobs = ImportJob.objects.filter(ended_at__lt=cutoff, files_removed_at__isnull=True)
-    removed = 0
-    for job in jobs.iterator():
-        for field in UPLOAD_FIELDS:
-            file = getattr(job, field)
-            if file:
-                try:
-                    file.delete(save=False)
-                except OSError as exc:  # gone already, or the storage refuses: log and go on
-                    logger.warning("could not delete %s of import %s: %s", field, job.pk, exc)
-        ImportJob.objects.filter(pk=job.pk).update(
-            manifest="", archive="", rejected_rows="", files_removed_at=timezone.now())
-        removed += 1
-    if removed:
-        logger.info("removed the uploaded files of %d import jobs past their retention", removed)
-    return removed

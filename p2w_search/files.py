@@ -1,0 +1,40 @@
+"""The files of product images: the copy of an upload that is served, where a file lives, its public URL.
+
+No model is imported here: models.py, the importer and the index use these without a circle.
+"""
+
+import hashlib
+
+from django.apps import apps
+from django.core.files.base import ContentFile
+
+from p2w_search.conf import app_settings, image_limits
+from p2w_search.imaging import decode_image, public_copy
+
+__all__ = ["public_file", "shop_image_storage", "storage_of", "image_url"]
+
+
+def public_file(data, name):
+    """Return ``(sha256, ContentFile)``: the upload's hash and the copy of it that is served.
+
+    Raises ImageRejected when ``data`` is not an image the app accepts.
+    """
+    copy, extension = public_copy(decode_image(data, **image_limits()))
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
+    return hashlib.sha256(data).hexdigest(), ContentFile(copy, name=f"{stem}{extension}")
+
+
+def shop_image_storage():
+    """The storage of the shop's own image files (``IMAGE_MODEL``'s file field)."""
+    setting = app_settings.IMAGE_MODEL
+    return apps.get_model(setting["MODEL"])._meta.get_field(setting.get("FILE", "image")).storage
+
+
+def storage_of(image):
+    """Where ``image``'s file is: the shop's image storage for a mirrored image, this app's otherwise."""
+    return shop_image_storage() if image.source_pk else image.file.storage
+
+
+def image_url(image):
+    """The public URL of ``image``'s file."""
+    return storage_of(image).url(image.file.name)
