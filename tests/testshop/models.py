@@ -12,7 +12,10 @@ import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
+
+from tests.testshop.storage import shop_image_storage
 
 __all__ = ["User", "Brand", "Category", "Product", "StockRecord", "ShopImage"]
 
@@ -96,6 +99,9 @@ class Product(models.Model):
     def __str__(self):
         return self.title
 
+    def get_absolute_url(self):
+        return reverse("testshop:product", args=[self.pk])
+
 
 class StockRecord(models.Model):
     """What a partner sells a product for, and how many it has."""
@@ -113,7 +119,7 @@ class ShopImage(models.Model):
     """The shop's own product image; the search index follows it (P2W_SEARCH["IMAGE_MODEL"])."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
-    image = models.ImageField(upload_to="testshop/images/", max_length=255)
+    image = models.ImageField(upload_to="testshop/images/", max_length=255, storage=shop_image_storage)
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

@@ -47,7 +47,7 @@ def test_the_image_admin_shows_the_mirrors_of_the_shops_images(staff, catalog):
 
     listing = staff.get(reverse("admin:p2w_search_productimage_changelist"))
     assert listing.status_code == 200
-    assert f'src="/media/{red.file.name}"'.encode() in listing.content  # the shop's own file, where it is
+    assert f'src="/shop-images/{red.file.name}"'.encode() in listing.content  # the shop's own file and storage
     assert red.file.name.startswith("testshop/images/SKU-0-0")
 
     page = staff.get(reverse("admin:p2w_search_productimage_change", args=[red.pk]))
@@ -86,3 +86,13 @@ def test_images_added_and_deleted_in_the_shops_admin_are_followed(staff, catalog
     assert response.status_code == 302
     assert not ProductImage.objects.filter(source_pk=str(added.pk)).exists()
     assert ProductImage.objects.filter(product=stool).count() == 1  # its first image stays
+
+
+@pytest.mark.xfail(strict=True, reason="p2w_search/admin.py edits a mirror's file like one of the app's own: the "
+                                       "change form's file widget links MEDIA_URL + the shop's file name (a 404 when "
+                                       "the shop's image storage is another), and lets staff replace the shop's file")
+def test_a_mirrors_change_page_links_the_shops_file(staff, catalog):
+    red = ProductImage.objects.get(product=catalog["red lamp"])
+    page = staff.get(reverse("admin:p2w_search_productimage_change", args=[red.pk])).content.decode()
+    assert f'src="/shop-images/{red.file.name}"' in page or f'href="/shop-images/{red.file.name}"' in page
+    assert f'href="/media/{red.file.name}"' not in page

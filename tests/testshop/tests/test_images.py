@@ -179,7 +179,7 @@ def test_sync_reconciles_what_no_signal_saw(client, catalog, follow):
 def test_a_file_rewritten_under_the_same_name_is_embedded_again(catalog, follow):
     with follow():
         shop_image = add_image(catalog["orange stool"], CYAN, position=1)
-    embed_pending()
+    assert embed_pending() == 1 and mirror_of(shop_image).sha256 == hashlib.sha256(png(CYAN)).hexdigest()
     storage, name = shop_image.image.storage, shop_image.image.name
     storage.delete(name)
     assert storage.save(name, ContentFile(png(MAGENTA))) == name

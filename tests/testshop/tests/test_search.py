@@ -39,7 +39,10 @@ def test_text_search_ranks_the_published_products_by_uuid_with_the_shops_data(cl
     green = rows[str(catalog["green light"].pk)]
     assert green["product"] == {"id": str(catalog["green light"].pk), "sku": "SKU-2", "title": "green light",
                                 "brand": "acme", "categories": ["lighting"], "price": "70.00", "num_in_stock": 2}
-    assert green["image"]["url"].startswith("http://testserver/media/testshop/images/SKU-2-0")  # the shop's file
+    url = green["image"]["url"]  # the shop's own file, in the shop's own storage
+    assert url.startswith("http://testserver/shop-images/testshop/images/SKU-2-0"), url
+    served = client.get(url)
+    assert served.status_code == 200 and b"".join(served.streaming_content) == png(COLOURS["green"])
 
 
 def test_exclude_takes_uuids(client, catalog):
