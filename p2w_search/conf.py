@@ -93,6 +93,11 @@ DEFAULTS = {
     "IMPORT_FETCH_URLS": False,
     # Product filter every search applies (e.g. {"listed": True} hides unlisted products).
     "SEARCH_FILTER": {},
+    # The cache alias that keeps the search health the admin page shows (per-minute counts and
+    # latencies of the last hour; README, "Admins"); None records nothing.
+    "SEARCH_HEALTH_CACHE": "default",
+    # A Flower (Celery monitor) URL the admin's index page links to, where a deployment runs one.
+    "FLOWER_URL": None,
     # Anonymous searches allowed per client address (DRF rate syntax, e.g. "60/min"); None: unlimited.
     "ANON_SEARCH_RATE": "120/min",
     # Search results: default and largest top-k, and the page size.

@@ -31,7 +31,6 @@ import os
 import threading
 import time
 
-from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import got_request_exception
 from django.dispatch import receiver
@@ -73,10 +72,7 @@ os.register_at_fork(after_in_child=_after_fork)
 
 def cache_alias():
     """The alias of the cache that keeps search health, or None when it is not recorded."""
-    if "SEARCH_HEALTH_CACHE" in app_settings.defaults:
-        return app_settings.SEARCH_HEALTH_CACHE
-    # conf.DEFAULTS does not list the key yet (conf.py is another change's): read it from the dict.
-    return getattr(settings, "P2W_SEARCH", {}).get("SEARCH_HEALTH_CACHE", "default")
+    return app_settings.SEARCH_HEALTH_CACHE
 
 
 def endpoint_name(request):

@@ -5,7 +5,6 @@ queue (their heartbeats, workers.py); each model's embedding rate and time left 
 search latency and answer counts (search_health.py); and what is wrong (doctor.py).
 """
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Min
 
@@ -43,10 +42,7 @@ def _relation_size(name):
 
 def flower_url():
     """The URL of the deployment's Flower (Celery's monitor), or None when it runs none."""
-    if "FLOWER_URL" in app_settings.defaults:
-        return app_settings.FLOWER_URL
-    # conf.DEFAULTS does not list the key yet (conf.py is another change's): read it from the dict.
-    return getattr(settings, "P2W_SEARCH", {}).get("FLOWER_URL") or None
+    return app_settings.FLOWER_URL or None
 
 
 def workers_by_queue():
