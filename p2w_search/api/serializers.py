@@ -47,8 +47,8 @@ class SearchParams(serializers.Serializer):
 
         try:
             return [parse_product_id(part.strip()) for part in value.split(",") if part.strip()]
-        except Rejected:
-            raise serializers.ValidationError("Give product ids separated by commas, e.g. 12,40.") from None
+        except Rejected as exc:  # which one, in the shop's key type (12, a UUID, a slug ...)
+            raise serializers.ValidationError(f"{exc.reason} Give product ids separated by commas.") from None
 
     def validate(self, attrs):
         attrs.setdefault("k", app_settings.DEFAULT_K)

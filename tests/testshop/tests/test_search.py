@@ -109,7 +109,7 @@ def test_a_malformed_uuid_is_a_400_naming_the_field(client, catalog, value):
 
     excluded = client.get("/api/search/text/", {"q": "lamp", "exclude": f"{catalog['red lamp'].pk},{value}"})
     assert excluded.status_code == 400
-    assert excluded.json() == {"exclude": ["Give product ids separated by commas, e.g. 12,40."]}
+    assert excluded.json() == {"exclude": [f"{value!r} is not a product id. Give product ids separated by commas."]}
 
 
 def test_a_json_number_is_no_uuid(client, catalog):
