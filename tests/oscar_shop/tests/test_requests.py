@@ -5,6 +5,8 @@ A search sets ``hnsw.ef_search``, ``hnsw.iterative_scan`` and, for its exact fal
 end of the request: every later query of Oscar's page would run without index scans.
 """
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -33,6 +35,18 @@ def test_after_a_filtered_search_the_rest_of_the_request_runs_with_its_own_setti
     answer = Client().get("/probe/", {"door": door, "category": tree["Shirts"].pk}).json()
     assert answer == {"status": 200, "found": 3, "atomic": True, "enable_indexscan": "on", "hnsw.ef_search": "77",
                       "hnsw.iterative_scan": "off"}
+
+
+def test_oscar_s_product_page_shows_the_like_this_box_and_its_results(small_shop):
+    # myshop/templates/oscar/catalogue/detail.html adds {% like_this product %} to Oscar's own page.
+    _, products = small_shop
+    page = Client().get(products[0].get_absolute_url(), {"change": "in green"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    shown = {int(pk) for pk in re.findall(r'class="p2w-card" data-product-id="(\d+)"', html)}
+    assert shown == set(Product.objects.browsable().exclude(pk=products[0].pk).values_list("pk", flat=True))
+    assert f'href="{products[1].get_absolute_url()}"' in html
+    assert 'id="add_to_basket_form"' in html  # Oscar's page is all there
 
 
 def test_the_shop_s_own_page_calls_the_search_service(small_shop):
