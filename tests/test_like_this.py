@@ -80,7 +80,7 @@ def test_a_host_product_page_refines_again_with_both_changes_in_one_sentence(cli
     assert 'href="?change=in+green&amp;change=with+stripes&amp;method=pic2word"' in refine  # a suggestion
 
     twice = client.get(f"/shop/product/{product.pk}/", {"change": ["in green", "with stripes"]})
-    assert grid_ids(twice, "changed") == ids(search.composed(text="in green and with stripes", product=product, k=12))
+    assert grid_ids(twice, "changed") == ids(search.composed(text="in green , with stripes", product=product, k=12))
     assert "Like this, but “in green”, then “with stripes”" in twice.content.decode()
 
 
@@ -95,7 +95,7 @@ def test_the_photo_view_keeps_the_photo_and_answers_with_its_results_link(client
     assert "Like your photo, but “in green”" in html and 'alt="Your photo"' in html
 
     again = client.get(posted["Location"] + "&" + urlencode({"change": "with stripes"}))
-    assert grid_ids(again, "results") == ids(search.composed(text="in green and with stripes", image=PHOTO, k=24))
+    assert grid_ids(again, "results") == ids(search.composed(text="in green , with stripes", image=PHOTO, k=24))
 
 
 def test_the_photo_view_without_a_change_searches_by_the_photo(client, shop):

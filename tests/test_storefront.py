@@ -268,10 +268,10 @@ def test_a_photo_refined_twice_searches_both_changes_in_one_sentence_on_the_phot
     link, first = photo_search(client, photo, change="in green")
     twice = client.get(follow_up(link, change="with stripes"))  # what the refine box sends
     assert twice.status_code == 200, twice.content
-    assert grid_ids(twice) == api_composed(photo, "in green and with stripes")
+    assert grid_ids(twice) == api_composed(photo, "in green , with stripes")
     assert grid_ids(twice) != grid_ids(first)
     again = client.get(follow_up(link, change=["with stripes", "in black"]))
-    assert grid_ids(again) == api_composed(photo, "in green and with stripes and in black")
+    assert grid_ids(again) == api_composed(photo, "in green , with stripes , in black")
     html = again.content.decode()
     assert "Like your photo, but “in green”, then “with stripes”, then “in black”" in html
 
@@ -365,11 +365,12 @@ def test_a_product_refined_twice_searches_both_changes_in_one_sentence(client, s
     product = shop[0]
     response = client.get(f"/product/{product.pk}/", {"change": ["in green", "with stripes"], "method": "pic2word"})
     assert response.status_code == 200, response.content
-    api = APIClient().post("/api/search/composed/?k=12", {"product": product.pk, "text": "in green and with stripes"},
+    api = APIClient().post("/api/search/composed/?k=12", {"product": product.pk, "text": "in green , with stripes"},
                            format="json").json()
     assert grid_ids(response, "changed") == [r["product"]["id"] for r in api["results"]]
     html = response.content.decode()
     assert "Like this, but “in green”, then “with stripes”" in html
+    assert html.count("p2w_search/like_this.js") == 1  # two tags on the page (box and results), one script
     # each step can be taken back: the link without "in green" keeps "with stripes"
     assert 'href="?change=with+stripes&amp;method=pic2word"' in html
 

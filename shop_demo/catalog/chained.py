@@ -7,7 +7,8 @@ synthetic catalog, where the right answers are known:
 - ``on_first_result``: the second change composes on the first search's best product (what
   a shopper gets by opening the first result and asking again);
 - ``one_sentence``: the reference with both changes in one sentence ("in red and with stripes");
-- ``one_sentence_comma``: the same, joined by a comma ("in red , with stripes");
+- ``one_sentence_comma``: the same, joined as the prompt joins the reference and the change
+  ("in red , with stripes"): what the storefront and the app's journey ship;
 - ``sum_of_queries``: the normalised sum of the two one-change queries of the reference;
 - ``second_only``: the reference with the second change alone (forgets the first: a floor).
 
@@ -84,7 +85,7 @@ def make_chained_triplets(products, *, seed=0, per_product=1):
 
 
 def one_sentence(changes, *, joiner=" and "):
-    """The shopper's changes, in order, as one change: what ``one_sentence`` composes (the storefront's rule)."""
+    """The shopper's changes, in order, as one change ("in red and with stripes"; ``joiner=" , "``: the app's rule)."""
     return joiner.join(change.strip() for change in changes)
 
 

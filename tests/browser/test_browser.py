@@ -250,19 +250,19 @@ def test_photo_plus_words_puts_the_product_first_then_refines_twice(live_server,
     refine.locator('input[type="text"][name="change"]').fill("with stripes")
     refine.get_by_role("button", name="Refine").click()
     page.wait_for_url(re.compile(r"change=with\+stripes"))
-    assert grid_ids(page, "results") == api_photo_ids(data, text=f"{change} and with stripes")
+    assert grid_ids(page, "results") == api_photo_ids(data, text=f"{change} , with stripes")
     assert page.locator("h1").inner_text() == f"Like your photo, but “{change}”, then “with stripes”"
 
     refine.get_by_role("link", name="with a star print").click()
     page.wait_for_url(re.compile(r"change=with\+a\+star\+print"))
-    assert grid_ids(page, "results") == api_photo_ids(data, text=f"{change} and with stripes and with a star print")
+    assert grid_ids(page, "results") == api_photo_ids(data, text=f"{change} , with stripes , with a star print")
     steps = page.locator(".p2w-step > a:first-child").all_inner_texts()
     assert steps == [change, "with stripes", "with a star print"]
     screenshot(page, "11-photo-refined-twice")
 
     page.get_by_role("link", name=f"Remove “{change}”").click()  # take the first change back
     page.wait_for_load_state()
-    assert grid_ids(page, "results") == api_photo_ids(data, text="with stripes and with a star print")
+    assert grid_ids(page, "results") == api_photo_ids(data, text="with stripes , with a star print")
     assert len(kept_photos(media)) == 2  # one photo (and its preview): the shopper never sent it again
 
 
