@@ -33,7 +33,7 @@ def _delete_unused(names):
     for name in set(names) - in_use:
         try:
             storage.delete(name)
-        except OSError as exc:  # the periodic cleanup retries files nothing refers to
+        except OSError as exc:  # the file stays in place: logged for an operator, not retried
             logger.warning("could not delete the image file %s: %s", name, exc)
 
 

@@ -106,3 +106,54 @@ def test_an_old_pgvector_is_E012():
     offered = vector_extension_problems(database="shop", installed=None, available="0.7.0", migrated=False)
     assert found(offered) == [("p2w_search.E012", "pgvector 0.7.0 offered by the server of database 'shop' is too "
                                                   "old: iterative index scans need 0.8 or newer.")]
+
+
+def test_upload_urls_without_an_import_serializer_are_E013(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_SERIALIZER": None}
+    messages = check_settings()
+    assert found(messages) == [("p2w_search.E013", "The upload URLs (p2w_search.api.upload_urls) are mounted, but "
+                                                   "P2W_SEARCH['IMPORT_SERIALIZER'] is not set.")]
+    assert messages[0].hint == ("Set it to the serializer of one catalog row, or do not include "
+                                "p2w_search.api.upload_urls.")
+
+
+def test_an_upload_storage_alias_that_storages_lacks_is_E014(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "UPLOAD_STORAGE": "merchant_files"}
+    assert found(check_settings()) == [
+        ("p2w_search.E014", "STORAGES has no 'merchant_files' storage for merchants' uploads "
+                            "(P2W_SEARCH['UPLOAD_STORAGE']): add one that is never served publicly, e.g. a "
+                            "FileSystemStorage outside MEDIA_ROOT.")]
+
+
+def test_an_upload_storage_inside_media_root_is_E014(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STORAGES = {**settings.STORAGES, "p2w_uploads": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "media" / "uploads")}}}
+    messages = check_settings()
+    assert found(messages) == [
+        ("p2w_search.E014", f"Merchants' uploads (STORAGES['p2w_uploads']) are kept in {tmp_path / 'media' / 'uploads'}, "
+                            "inside MEDIA_ROOT, which is served publicly.")]
+    assert messages[0].hint == "Give the upload storage a folder outside MEDIA_ROOT."
+
+
+def test_an_upload_storage_beside_media_root_is_no_error(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STORAGES = {**settings.STORAGES, "p2w_uploads": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "media-uploads")}}}  # a sibling whose name starts alike
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize(("image_model", "message"), [
+    ({"FILE": "file"}, "P2W_SEARCH['IMAGE_MODEL'] needs 'MODEL', the shop's image model as 'app_label.ModelName'."),
+    ({"MODEL": "catalog.Nope"}, "P2W_SEARCH['IMAGE_MODEL'] needs 'MODEL', the shop's image model as "
+                                "'app_label.ModelName'."),
+    ({"MODEL": "p2w_search.ProductImage", "FILE": "picture"},
+     "P2W_SEARCH['IMAGE_MODEL']['FILE'] is 'picture', which p2w_search.ProductImage does not have."),
+    ({"MODEL": "p2w_search.ProductImage", "FILE": "file", "ORDER": "display_order"},
+     "P2W_SEARCH['IMAGE_MODEL']['ORDER'] is 'display_order', which p2w_search.ProductImage does not have."),
+])
+def test_a_shop_image_model_the_setting_cannot_use_is_E015(settings, image_model, message):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMAGE_MODEL": image_model}
+    assert found(check_settings()) == [("p2w_search.E015", message)]
