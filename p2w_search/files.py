@@ -9,9 +9,19 @@ from django.apps import apps
 from django.core.files.base import ContentFile
 
 from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import decode_image, public_copy
+from p2w_search.imaging import decode_image, load_image, public_copy
 
-__all__ = ["public_file", "shop_image_storage", "storage_of", "image_url"]
+__all__ = ["read_query_photo", "public_file", "shop_image_storage", "storage_of", "image_url"]
+
+
+def read_query_photo(upload):
+    """The bytes of a photo uploaded to search with, checked against the app's image limits.
+
+    Raises ImageRejected (``reason`` in plain words) for a file the search cannot use.
+    """
+    data = upload.read(app_settings.MAX_IMAGE_BYTES + 1)  # load_image rejects anything longer
+    load_image(data, **image_limits())
+    return data
 
 
 def public_file(data, name):

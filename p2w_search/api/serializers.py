@@ -4,8 +4,9 @@ from django.utils.module_loading import import_string
 from rest_framework import serializers
 
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
-from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import ImageRejected, load_image
+from p2w_search.conf import app_settings
+from p2w_search.files import read_query_photo
+from p2w_search.imaging import ImageRejected
 
 __all__ = [
     "ProductIdField",
@@ -65,12 +66,10 @@ class ImageSearchParams(SearchParams):
     image_id = serializers.IntegerField(required=False, help_text="Or the id of a product image in the catalog.")
 
     def validate_image(self, upload):
-        data = upload.read(app_settings.MAX_IMAGE_BYTES + 1)  # load_image rejects anything longer
         try:
-            load_image(data, **image_limits())
+            return read_query_photo(upload)
         except ImageRejected as exc:
             raise serializers.ValidationError(f"The image cannot be used: {exc.reason}.") from None
-        return data
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -3,8 +3,8 @@
 from django import forms
 
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
-from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import ImageRejected, load_image
+from p2w_search.files import read_query_photo
+from p2w_search.imaging import ImageRejected
 
 __all__ = ["METHOD_LABELS", "MAX_CHANGES", "CHANGE_MAX_LENGTH", "ChangesForm", "PhotoForm"]
 
@@ -70,13 +70,10 @@ class PhotoForm(forms.Form):
     method = _method_field()
 
     def clean_photo(self):
-        upload = self.cleaned_data["photo"]
-        data = upload.read(app_settings.MAX_IMAGE_BYTES + 1)  # load_image rejects anything longer
         try:
-            load_image(data, **image_limits())
+            return read_query_photo(self.cleaned_data["photo"])
         except ImageRejected as exc:
             raise forms.ValidationError(f"This photo cannot be used: {exc.reason}.") from None
-        return data
 
     def clean_change(self):
         change = self.cleaned_data["change"].strip()
