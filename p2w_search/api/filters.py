@@ -12,6 +12,8 @@ Each parameter gets the filter a shopper expects of the type at the end of its p
 numbers a range (``price_min``, ``price_max``), booleans ``true``/``false``, relations the
 related objects' keys (typed as their primary key: integers, UUIDs or text), other fields
 exact values; several values are separated by commas or given by repeating the parameter.
+Conditions on one multi-valued relation hold for one related row (``together``): a price
+range and a stock bound through ``stockrecords__`` are met by one stock record.
 A value the database could not hold (``price_max=1e-200000``) and a range bound given
 twice are refused with a 400 that names the parameter.
 """
@@ -28,7 +30,7 @@ from django.utils.module_loading import import_string
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, product_model_label
 
-__all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path"]
+__all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "together"]
 
 _NUMBER_FIELDS = (models.IntegerField, models.DecimalField, models.FloatField)
 # Numbers a filter takes: any price or quantity a shop has, never one that overflows PostgreSQL's numeric.
@@ -87,6 +89,19 @@ class ProductFilterSet(django_filters.FilterSet):
 
     def is_valid(self):
         return super().is_valid() and not self.repeated
+
+    def filter_queryset(self, queryset):
+        """Apply the filters: those of ``FILTER_FIELDS`` together in one ``filter()`` call (``together``)."""
+        conditions = []
+        for name, value in self.form.cleaned_data.items():
+            declared = self.filters[name]
+            if isinstance(declared, _OnPaths):
+                condition = declared.condition(value)
+                if condition is not None:
+                    conditions.append(condition)
+            else:
+                queryset = declared.filter(queryset, value)
+        return queryset.filter(together(conditions)) if conditions else queryset
 
     @property
     def errors(self):
@@ -155,33 +170,74 @@ def _filters_for(name, paths, descendants, model):
         raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the paths of {name!r} end in fields of "
                                       f"different kinds ({', '.join(type(f).__name__ for f in fields)}).")
 
-    def any_path(lookup, transform=lambda value: value):
-        def method(queryset, _name, value):
-            if value in (None, "", []):
-                return queryset
-            value = transform(value)
-            condition = Q()
-            for path in paths:
-                condition |= Q(**{f"{path}__{lookup}": value})
-            return queryset.filter(condition)
-        return method
-
     if isinstance(field, models.BooleanField):
         # A typed choice, not BooleanFilter: that one ignores a value it cannot read instead of refusing it.
-        return {name: django_filters.TypedChoiceFilter(
-            choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true",
-            method=any_path("exact"))}
+        return {name: _on_paths(django_filters.TypedChoiceFilter)(
+            paths=paths, lookup="exact", choices=[("true", "true"), ("false", "false")],
+            coerce=lambda value: value == "true")}
     if field.is_relation:
         related = field.related_model
-        expand = (lambda keys: _with_descendants(related, keys)) if descendants else (lambda keys: keys)
-        return {name: _in_filter_for_key(related._meta.pk)(method=any_path("in", expand))}
+        expand = (lambda keys: _with_descendants(related, keys)) if descendants else None
+        return {name: _on_paths(_in_filter_for_key(related._meta.pk))(paths=paths, lookup="in", transform=expand)}
     if descendants:
         raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: {name!r} asks for descendants, but its path "
                                       "does not end in a relation to a tree of categories.")
     if isinstance(field, _NUMBER_FIELDS):
-        return {f"{name}_min": _NumberFilter(method=any_path("gte")),
-                f"{name}_max": _NumberFilter(method=any_path("lte"))}
-    return {name: _CharInFilter(method=any_path("in"))}
+        return {f"{name}_min": _on_paths(_NumberFilter)(paths=paths, lookup="gte"),
+                f"{name}_max": _on_paths(_NumberFilter)(paths=paths, lookup="lte")}
+    return {name: _on_paths(_CharInFilter)(paths=paths, lookup="in")}
+
+
+class _OnPaths:
+    """A filter of ``FILTER_FIELDS``: ``lookup`` on any of ``paths``, applied by ProductFilterSet with the others."""
+
+    def __init__(self, *args, paths, lookup, transform=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.paths, self.lookup, self.transform = tuple(paths), lookup, transform
+
+    def condition(self, value):
+        """``(paths, lookup, value)``, or None when the request leaves this filter out."""
+        if value in (None, "", []):
+            return None
+        return self.paths, self.lookup, self.transform(value) if self.transform else value
+
+    def filter(self, queryset, value):  # alone (a shop's FilterSet calling it): its own filter() call
+        condition = self.condition(value)
+        return queryset if condition is None else queryset.filter(together([condition]))
+
+
+_path_filters = {}
+
+
+def _on_paths(filter_class):
+    if filter_class not in _path_filters:
+        _path_filters[filter_class] = type(f"OnPaths{filter_class.__name__}", (_OnPaths, filter_class), {})
+    return _path_filters[filter_class]
+
+
+def together(conditions):
+    """One Q for ``conditions`` (``(paths, lookup, value)``), in which those on one related row hold for one row.
+
+    A product has many stock records (and its variants theirs): ``price_min=10&price_max=20``
+    means one record priced 10 to 20, not one at 5 and another at 30, and a price with a stock
+    bound means both of one record. Conditions whose paths run through the same relations
+    (the paths without their last field, in order) form a group: the i-th paths of its
+    conditions must hold together, and any i may (the product's own records, or its
+    variants'). Groups must all hold. Passed to one ``filter()`` call, where Django joins each
+    relation once, this is what Django's "conditions in one filter() call apply to the same
+    related object" gives a hand-written query.
+    """
+    groups = {}
+    for paths, lookup, value in conditions:
+        key = tuple(path.rpartition("__")[0] for path in paths)
+        groups.setdefault(key, []).append((paths, lookup, value))
+    combined = Q()
+    for members in groups.values():
+        alternatives = Q()
+        for i in range(len(members[0][0])):
+            alternatives |= Q(*(Q(**{f"{paths[i]}__{lookup}": value}) for paths, lookup, value in members))
+        combined &= alternatives
+    return combined
 
 
 def _with_descendants(model, keys):

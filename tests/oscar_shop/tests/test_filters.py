@@ -98,11 +98,6 @@ def test_a_variant_s_price_finds_its_parent(catalog):
     assert products["polo"].pk not in found("price_max=14")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A range is two filters (price_min, price_max), each applied by its own .filter() across a multi-valued "
-    "relation, so one stock record may meet the lower bound and another the upper one: a product sold at 5 "
-    "and at 30 is found for 10 to 20 (and for exactly 20), a parent whose variants cost 15 and 25 for 16 to "
-    "24. Oscar's StockRecord query (price__gte=10, price__lte=20) finds neither. p2w_search/api/filters.py"))
 @pytest.mark.parametrize("low, high", [(10, 20), (16, 24), (20, 20)])
 def test_both_bounds_of_a_range_hold_for_one_stock_record(catalog, low, high):
     expected = shown(with_records(StockRecord.objects.filter(price__gte=low, price__lte=high)))

@@ -79,19 +79,12 @@ def test_filters_combine(client, catalog):
         Q(categories__in=tree), brand="acme", stockrecords__num_in_stock__gte=1)
 
 
-@pytest.mark.xfail(strict=True, reason="p2w_search/api/filters.py applies price_min and price_max as two filter() "
-                                       "calls, so on a multi-valued relation each bound may be met by another stock "
-                                       "record: green light (70.00 and 80.00) is found for 72-75")
 def test_both_bounds_of_a_range_hold_for_one_stock_record(client, catalog):
     assert found(client, price_min="65", price_max="75") == [str(catalog["green light"].pk)]  # its 70.00
     assert orm(stockrecords__price__gte=72, stockrecords__price__lte=75) == []
     assert found(client, price_min="72", price_max="75") == []
 
 
-@pytest.mark.xfail(strict=True, reason="p2w_search/api/filters.py filters each parameter with a filter() call of its "
-                                       "own, so price_max and stock_min through stockrecords__ may be met by two "
-                                       "stock records: green light (80.00 with 2 in stock, 70.00 with none) is found "
-                                       "for 'at most 75 and in stock'")
 def test_price_and_stock_hold_for_one_stock_record(client, catalog):
     assert found(client, price_max="75", stock_min="0") == orm(stockrecords__price__lte=75)  # green light among them
     assert orm(stockrecords__price__lte=75, stockrecords__num_in_stock__gte=1) == orm(
