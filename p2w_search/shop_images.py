@@ -69,11 +69,14 @@ def _hash(name):
     return digest.hexdigest()
 
 
-def mirror(shop_image):
+def mirror(shop_image, *, content=True):
     """Create or update the mirror of ``shop_image``; return it (None when the shop image has no file or product).
 
     A new mirror, or one whose file or product changed, is queued for embedding (the save
-    signal of ProductImage does it when the transaction commits).
+    signal of ProductImage does it when the transaction commits). With ``content`` (what a
+    save of the shop's image does), a file under an unchanged name is read and compared by
+    its SHA-256 too: a storage that overwrites (S3's default) may have rewritten it, and a
+    rewritten file is embedded again.
     """
     from p2w_search.models import ProductImage
 
@@ -88,6 +91,8 @@ def mirror(shop_image):
     if current is not None and (current.file.name, current.product_id) == (values["name"], values["product_id"]):
         if current.position != values["position"]:
             ProductImage.objects.filter(pk=current.pk).update(position=values["position"])
+        if content:
+            _follow_content(current, values["name"])
         return current
     try:
         digest = _hash(values["name"])
@@ -101,6 +106,24 @@ def mirror(shop_image):
     return image
 
 
+def _follow_content(image, name):
+    """Queue ``image`` again when the shop's file ``name`` no longer has the content it was embedded from."""
+    from p2w_search.indexing import queue_images
+    from p2w_search.models import ProductImage
+
+    try:
+        digest = _hash(name)
+    except OSError as exc:
+        logger.warning("image %s: cannot read %s (%s)", image.source_pk, name, exc)
+        return False
+    if digest == image.sha256:
+        return False
+    ProductImage.objects.filter(pk=image.pk).update(sha256=digest)
+    image.sha256 = digest
+    queue_images([image])
+    return True
+
+
 def forget(source_pk):
     """Delete the mirror of the shop image ``source_pk`` (its vectors go with it; the shop's file stays)."""
     from p2w_search.models import ProductImage
@@ -108,8 +131,14 @@ def forget(source_pk):
     return ProductImage.objects.filter(source_pk=str(source_pk)).delete()[0]
 
 
-def sync():
-    """Reconcile the mirrors with the shop's images; return the counts of ``created``, ``changed``, ``deleted``."""
+def sync(*, content=False):
+    """Reconcile the mirrors with the shop's images; return the counts of ``created``, ``changed``, ``deleted``.
+
+    Images are compared by file name, product and order, which costs no file read (beat runs
+    this every minute). With ``content``, every file under an unchanged name is read and
+    compared by its SHA-256 as well (``p2w_index sync --content``, after files were rewritten
+    in place without a save).
+    """
     from p2w_search.models import ProductImage
 
     cfg = config()
@@ -123,10 +152,12 @@ def sync():
         values = _values(shop_image, cfg)
         if current is not None and (current.file.name, current.product_id, current.position) == (
                 values["name"], values["product_id"], values["position"]):
-            counts["unchanged"] += 1
+            with transaction.atomic():
+                changed = content and _follow_content(current, values["name"])
+            counts["changed" if changed else "unchanged"] += 1
             continue
         with transaction.atomic():
-            result = mirror(shop_image)
+            result = mirror(shop_image, content=content)
         if result is not None:
             counts["created" if current is None else "changed"] += 1
     gone = [source for source in mirrors if source not in seen]

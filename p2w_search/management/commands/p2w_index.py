@@ -33,7 +33,11 @@ class Command(BaseCommand):
         wait.add_argument("--stall", type=float, default=300,
                           help="Give up when no image was embedded for this many seconds (300).")
         sub.add_parser("sweep", help="Queue again the images pending for too long.")
-        sub.add_parser("sync", help="Reconcile the index with the shop's own image model (P2W_SEARCH['IMAGE_MODEL']).")
+        sync = sub.add_parser("sync", help="Reconcile the index with the shop's own image model "
+                                           "(P2W_SEARCH['IMAGE_MODEL']).")
+        sync.add_argument("--content", action="store_true",
+                          help="Also read every file under an unchanged name and embed again those whose content "
+                               "changed (files rewritten in place without a save).")
         switch = sub.add_parser("switch", help="Make a model serve searches once it is complete.")
         switch.add_argument("model", type=int, help="Model id.")
         switch.add_argument("--force", action="store_true", help="Switch even if images are still pending.")
@@ -122,7 +126,7 @@ class Command(BaseCommand):
 
         if not shop_images.configured():
             raise CommandError("P2W_SEARCH['IMAGE_MODEL'] is not set: this shop's images are p2w_search's own.")
-        counts = shop_images.sync()
+        counts = shop_images.sync(content=options["content"])
         self.stdout.write(", ".join(f"{counts[key]} {key}" for key in ("created", "changed", "deleted", "unchanged"))
                           + " (new and changed images are queued for embedding)")
 
