@@ -14,9 +14,9 @@ from rest_framework.exceptions import NotFound
 from p2w_search import dispatch, indexing, status
 from p2w_search.api.uploads import FILES, download
 from p2w_search.conf import app_settings, image_limits
+from p2w_search.files import image_url
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
-from p2w_search.files import image_url
 from p2w_search.uploads.progress import image_counts
 
 
@@ -143,9 +143,24 @@ class ProductImageAdmin(ImageActions, admin.ModelAdmin):
     inlines = [ImageEmbeddingInline]
     actions = ["reembed", "retry_failed", "remove_from_index"]
 
+    # A mirror of the shop's own image (IMAGE_MODEL) is the shop's: its file, product and order
+    # are changed in the shop's admin, and shown here read-only, linked where the shop serves it.
+    mirror_fields = ["product", "position", "shop_file", "source_pk", "sha256", "in_index"]
+
     @admin.display(description="image")
     def preview(self, obj):
         return thumbnail(obj)
+
+    @admin.display(description="the shop's file")
+    def shop_file(self, obj):
+        return format_html("<a href=\"{}\">{}</a><br>{}: changed in the shop's own admin, not here.",
+                           image_url(obj), thumbnail(obj, size=160), obj.file.name)
+
+    def get_fields(self, request, obj=None):
+        return self.mirror_fields if obj is not None and obj.source_pk else super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.mirror_fields if obj is not None and obj.source_pk else super().get_readonly_fields(request, obj)
 
     @admin.display(description="embedding")
     def states(self, obj):
