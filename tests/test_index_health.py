@@ -508,3 +508,21 @@ def test_the_page_draws_the_last_hour(admin_client, known_run):
     assert "<title>Search latency p95 (answered searches): no data</title>" in charts
     assert f"\u25cf {known_run[0].pk}: p2w-test-tiny48" in charts
     assert EmbeddingModel.objects.count() == 2
+
+
+def test_the_shop_pages_searches_are_counted_beside_the_apis(shop, health_cache, settings, client):
+    # The storefront's "like this, but ..." and text searches run the app's shopper journey (its template tags).
+    cache.clear()  # the throttle's budget is kept in the default cache
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": "2/min"}
+    pages = [client.get(f"/product/{shop[0].pk}/", {"change": "in blue"}).status_code for _ in range(3)]
+    assert pages == [200, 200, 429]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": None}
+    assert client.get("/", {"q": "a red mug", "change": "in blue"}).status_code == 200
+    assert client.get(f"/product/{shop[0].pk}/", {"change": "5 * stars"}).status_code == 400
+
+    found = search_health.summary()["windows"][5]
+    product, text = found["page-product"], found["page-text"]
+    assert (product["requests"], product["ok"], product["throttled"], product["rejected"]) == (4, 2, 1, 1)
+    assert (text["requests"], text["ok"]) == (1, 1)
+    assert {"encode", "sql", "total"} <= set(product["phases"]) and product["p50"] is not None
+    assert found["all"]["requests"] == 5

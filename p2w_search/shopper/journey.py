@@ -12,9 +12,10 @@ on it, so a view may call them first (for the response's status) and the templat
 render the same ``Outcome``.
 """
 
+import time
 from dataclasses import dataclass, field
 
-from p2w_search import photos, search
+from p2w_search import photos, search, search_health
 from p2w_search.composition import DEFAULT_METHOD
 from p2w_search.conf import app_settings
 from p2w_search.shopper.forms import METHOD_LABELS, ChangesForm, PhotoForm
@@ -205,6 +206,7 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
         form = outcome.form = ChangesForm(request.GET)
         if not form.is_valid():
             outcome.changes, outcome.status = asked, 400
+            search_health.record(f"page-{outcome.kind}", 400, {})  # as the API counts a refused request
             return
         outcome.changes, outcome.method = form.cleaned_data[CHANGE], form.cleaned_data[METHOD]
     page, most = _page(request), int(app_settings.MAX_K)
@@ -214,8 +216,8 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
     outcome.page = page
     text = chained_change(outcome.changes) if outcome.changes else None
     try:
-        with search.search_budget(request):
-            results = find(text, outcome.method, min(page * per_page + 1, most), products)
+        results = _counted_search(request, outcome.kind,
+                                  lambda: find(text, outcome.method, min(page * per_page + 1, most), products))
     except search.TooManySearches as exc:
         outcome.status, outcome.notice = 429, str(exc)
         return
@@ -239,6 +241,22 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
     outcome.has_next = len(results.hits) > page * per_page
     outcome.cards = [Card(product=p, image=image, score=score) for p, image, score in results.products(hits)]
     outcome.searched = True
+
+
+def _counted_search(request, kind, run):
+    """``run()`` within the client's budget, counted in the admin's search health as "page-<kind>" (as the API's)."""
+    started, status, results = time.perf_counter(), 500, None
+    try:
+        with search.search_budget(request):
+            results = run()
+        status = 200
+        return results
+    except search.SearchError as exc:
+        status = exc.status
+        raise
+    finally:
+        timings = results.timings if results is not None else {}
+        search_health.record(f"page-{kind}", status, {**timings, "total": (time.perf_counter() - started) * 1000})
 
 
 def _page(request):
