@@ -16,6 +16,7 @@ from django.test import Client, RequestFactory
 
 from p2w_search import photos, search
 from tests.factories import png
+from tests.hostile import wide_png
 from tests.test_storefront import embed_catalog, make_catalog
 
 pytestmark = pytest.mark.urls("tests.like_this_urls")
@@ -119,6 +120,8 @@ def test_the_photo_views_filter_hook_limits_and_pages_the_results(client, shop):
     ("data", "fields", "reason"),
     [
         (b"not an image", {}, "This photo cannot be used: not a recognised image format."),
+        (wide_png(), {}, "This photo cannot be used: image is 160000x1 pixels; its long side may be at most 20 "
+                         "times its short side."),
         (PHOTO, {"change": "5 * hotel"}, "Write the change in words, without &#x27;*&#x27;"),
     ],
 )
