@@ -113,8 +113,9 @@ DEFAULTS = {
     # from the query gets wrong results (Recall@10 0.44 with 10 % of 50k products). Set to a row count,
     # a filter the planner estimates at most that many image rows is ranked exactly, and a larger one
     # walks the graph without the filter (1/16 of the table at most, index.filtered_plan), keeps the
-    # rows that pass, and ranks exactly when too few do: Recall@10 1.0, but p95 2-4x slower for far
-    # filters and 1.5-7x for near ones (bench/results/filtered_tail.md). 2000 is what was measured.
+    # rows that pass, and ranks exactly when too few do: Recall@10 1.0 (0.998), but at 50k and 100k
+    # p95 1.8-4.2x that of the default for far 10-50 % filters and 1.6-9.4x for near ones (a far 1 %
+    # filter gets faster; bench/results/filtered_tail.md). 2000 is what was measured.
     "FILTER_EXACT_ROWS": 0,
     "HNSW_M": 16,
     "HNSW_EF_CONSTRUCTION": 64,

@@ -19,7 +19,7 @@ from pgvector import HalfVector
 from pgvector.django import CosineDistance, HalfVectorField
 
 from p2w_search.conf import app_settings
-from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.models import EmbeddingModel, ImageEmbedding
 
 __all__ = [
     "IndexNotReady",
