@@ -16,10 +16,11 @@ search path, k 10, the shipped ef_search) on the app's own tables:
   (1 %, 10 %, 50 % of products), two filters ``category__in=[...]``: *near*, the
   categories whose mean is most similar to the query, and *far*, the least similar,
   each taken until the share is reached (1 to about 50 names, like a category tree's).
-- Each search as shipped (``FILTER_EXACT_ROWS`` 0: the filter-aware graph walk up to
-  pgvector's ``max_scan_tuples``) and as the candidate (``FILTER_EXACT_ROWS`` 2000: the
-  planner's estimate chooses the exact ranking, or bounded walks without the filter then
-  the exact ranking; ``index.filtered_plan``), alternating query by query, plus the unfiltered search (the views' base QuerySet) in the same loop: p50, p95,
+- Each search as shipped (``FILTER_EXACT_ROWS`` 20,000: a filter the planner estimates at
+  most that many rows is ranked exactly, a larger one walks the graph; ``index.exact_first``)
+  and with the graph walk alone (``FILTER_EXACT_ROWS`` 0, the filter-aware walk up to pgvector's
+  ``max_scan_tuples``: the code before), alternating query by query, plus the unfiltered
+  search (the views' base QuerySet) in the same loop: p50, p95,
   p99, each filtered p95 as a ratio to the unfiltered p95 of the same run, and Recall@10
   against brute force in numpy over the stored halfvec values. The exact SQL scan of
   the same filters (index scans off) is timed as a reference.
@@ -47,10 +48,9 @@ TARGET_RECALL = 0.98
 TARGET_RATIO = 2.0
 SELECTIVITIES = (0.01, 0.10, 0.50)
 SIDES = ("near", "far")
-TODAY = {"FILTER_EXACT_ROWS": 0}  # the shipped default: the filter-aware graph walk
-CANDIDATE = {"FILTER_EXACT_ROWS": 2000}  # the planner's estimate chooses; bounded unfiltered walks, then exact
-EXTRA_VARIANTS = {}  # e.g. {"share 0.25": {"walk_share": 0.25}}: candidates beside the shipped one
-SHIPPED_WALK_SHARE = None
+TODAY = {"FILTER_EXACT_ROWS": 0}  # the graph walk alone (the code before the threshold)
+CANDIDATE = {}  # as shipped: FILTER_EXACT_ROWS from the app's defaults
+EXTRA_VARIANTS = {}  # e.g. {"exact 5000": {"FILTER_EXACT_ROWS": 5000}}: thresholds beside the shipped one
 
 
 def main(argv=None):
@@ -63,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--categories", type=int, default=100, help="categories: groups of similar components")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", action="append", default=[],
-                        help="another candidate, NAME=WALK_SHARE (the walk's bound as a share of the table's rows)")
+                        help="another threshold, NAME=ROWS (FILTER_EXACT_ROWS)")
     parser.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -78,13 +78,9 @@ def main(argv=None):
     from p2w_search import indexing
     from p2w_search.conf import app_settings
 
-    global SHIPPED_WALK_SHARE
-    from p2w_search import index
-
-    SHIPPED_WALK_SHARE = index.WALK_SHARE
     for spec in args.variant:
-        name, share = spec.split("=")
-        EXTRA_VARIANTS[name] = {"walk_share": float(share)}
+        name, rows = spec.split("=")
+        EXTRA_VARIANTS[name] = {"FILTER_EXACT_ROWS": int(rows)}
     started = time.perf_counter()
     model = indexing.register_model()
     vectors, queries, dim = scale.make_vectors(SimpleNamespace(
@@ -99,7 +95,7 @@ def main(argv=None):
         "sizes": sizes, "queries": len(queries), "k": K, "dimensions": dim, "centres": args.centres,
         "noise": args.noise, "categories": args.categories, "ef_search": int(app_settings.EF_SEARCH), "hnsw_m": int(app_settings.HNSW_M),
         "hnsw_ef_construction": int(app_settings.HNSW_EF_CONSTRUCTION),
-        "candidate": {**CANDIDATE, "walk_share": SHIPPED_WALK_SHARE, "walk_max_rows": index.WALK_MAX_ROWS},
+        "candidate": {"FILTER_EXACT_ROWS": int(app_settings.FILTER_EXACT_ROWS), **CANDIDATE},
         "today": TODAY,
         "selectivities": list(SELECTIVITIES), "target_ratio": TARGET_RATIO, "target_recall": TARGET_RECALL,
     }, "sizes": []}
@@ -247,7 +243,6 @@ def measure(model, ids, gallery, queries, scopes, exact_queries, override_settin
     def search(vector, categories, variant):
         products = Product.objects.all() if categories is None else Product.objects.filter(category__in=categories)
         overrides = {key: value for key, value in variants[variant].items() if key.isupper()}
-        index.WALK_SHARE = variants[variant].get("walk_share", SHIPPED_WALK_SHARE)
         with override_settings(P2W_SEARCH={**_user_settings(), **overrides}):
             started = time.perf_counter()
             hits = index.nearest_products(model, vector, k=K, products=products)
@@ -314,10 +309,10 @@ def markdown(data):
             "the components); "
             f"HNSW m {c['hnsw_m']}, ef_construction {c['hnsw_ef_construction']}, ef_search {c['ef_search']}. "
             "Filters `category__in=[...]`: *near* takes the components most similar to the query, *far* the least "
-            "similar, until the share is reached. *today*: the shipped default, the filter-aware graph walk "
-            "(`FILTER_EXACT_ROWS` 0); *candidate*: `FILTER_EXACT_ROWS` "
-            f"{c['candidate']['FILTER_EXACT_ROWS']} (planner's estimate: exact at or below it, else unfiltered walks "
-            f"of at most {c['candidate']['walk_share']:.4g} of the table, then exact). "
+            "similar, until the share is reached. *today*: the graph walk alone, the filter applied during the walk "
+            "(`FILTER_EXACT_ROWS` 0, the code before); *candidate*: as shipped, `FILTER_EXACT_ROWS` "
+            f"{c['candidate']['FILTER_EXACT_ROWS']} (a filter the planner estimates at most that many rows is ranked "
+            "exactly, a larger one walks the graph). "
             f"Ratio: p95 / the unfiltered p95 of the same variant in the same run (goal <= {c['target_ratio']}); "
             f"Recall@10 against brute force over the stored halfvec values (goal >= {c['target_recall']})."),
         "",

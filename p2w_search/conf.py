@@ -108,15 +108,12 @@ DEFAULTS = {
     # tried that keeps Recall@10 of composed queries >= 0.98 with and without a filter on 50k
     # demo products (bench/results/index_recall.md: 100 gave 0.967 unfiltered).
     "EF_SEARCH": 200,
-    # Off (0): a filtered search walks the graph with the filter (hnsw.iterative_scan) up to pgvector's
-    # hnsw.max_scan_tuples, where pgvector returns the candidates it has not explored: a filter far
-    # from the query gets wrong results (Recall@10 0.44 with 10 % of 50k products). Set to a row count,
-    # a filter the planner estimates at most that many image rows is ranked exactly, and a larger one
-    # walks the graph without the filter (1/16 of the table at most, index.filtered_plan), keeps the
-    # rows that pass, and ranks exactly when too few do: Recall@10 1.0 (0.998), but at 50k and 100k
-    # p95 1.8-4.2x that of the default for far 10-50 % filters and 1.6-9.4x for near ones (a far 1 %
-    # filter gets faster; bench/results/filtered_tail.md). 2000 is what was measured.
-    "FILTER_EXACT_ROWS": 0,
+    # A filter the planner estimates at most this many image rows is ranked exactly (tens of ms);
+    # a larger one walks the graph with the filter (hnsw.iterative_scan). The walk is not exact for
+    # a filter far from the query: at hnsw.max_scan_tuples pgvector returns the candidates it has
+    # not explored (Recall@10 0.44 for a far 10 % filter of 50k products; bench/results/filtered_tail.md).
+    # 0: always walk.
+    "FILTER_EXACT_ROWS": 20_000,
     "HNSW_M": 16,
     "HNSW_EF_CONSTRUCTION": 64,
     # Memory PostgreSQL may use to build an HNSW index (a build in memory is several times faster).

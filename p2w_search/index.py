@@ -30,7 +30,7 @@ __all__ = [
     "nearest_embeddings",
     "search_session",
     "nearest_products",
-    "filtered_plan",
+    "exact_first",
     "estimated_rows",
     "NotEmbedded",
     "stored_query_vector",
@@ -144,34 +144,23 @@ def nearest_products(model, query_vector, *, k, products=None, exclude_product_i
     """Return up to ``k`` Hits, one per product (its best image), best first.
 
     Products have several images, so more image rows than ``k`` are read and grouped;
-    the window grows until ``k`` products are found or the rows run out. When the
-    graph scan stops early (pgvector's ``hnsw.max_scan_tuples``) an exact scan follows,
-    so a filter never returns fewer products than exist.
+    the window grows until ``k`` products are found or the rows run out.
 
-    With ``FILTER_EXACT_ROWS`` set (off by default), a filtered search goes its own way
-    (``filtered_plan``): a filter the planner estimates small is ranked exactly at once; a
-    larger one walks the graph without the filter for a bounded number of rows and keeps those
-    that pass, and when fewer than ``k`` products pass the exact ranking follows. Its results
-    equal the exact ones where the filter-aware walk's do not: at ``hnsw.max_scan_tuples``
-    pgvector returns the candidates it has not explored instead of stopping, so a filter far
-    from the query got Recall@10 0.44 (10 % of 50k products). It is slower, though
-    (bench/results/filtered_tail.md), hence off.
+    A filter the planner estimates at most ``FILTER_EXACT_ROWS`` rows (20,000) is ranked
+    exactly at once (``exact_first``): the graph walk is not exact for a filter far from the
+    query, since at ``hnsw.max_scan_tuples`` pgvector returns the candidates it has not
+    explored instead of stopping (Recall@10 0.44 for a far 10 % filter of 50k products), while
+    an exact ranking of 20,000 rows costs tens of ms (bench/results/filtered_tail.md). A larger
+    filter walks the graph, the filter applied during the walk (iterative scan); when the walk
+    still returns fewer than ``k`` products, an exact scan follows, so a filter never returns
+    fewer products than exist.
     """
     excluded = set(exclude_product_ids)
     queryset = nearest_embeddings(model, query_vector, products=products, using=using)
     if excluded:
         queryset = queryset.exclude(image__product__in=excluded)
     rows = queryset.values_list("image__product_id", "image_id", "distance")
-    walks = filtered_plan(queryset, products, k=k, ef_search=ef_search, using=using)
-    if walks is not None:
-        for size in walks:
-            with search_session(ef_search=ef_search, using=using):
-                hits = _best_per_product(_bounded_walk(model, query_vector, size, products, excluded, using=using))
-            if len(hits) >= k:
-                return hits[:k]
-        exact_phases = (True,)
-    else:
-        exact_phases = (False, True)
+    exact_phases = (True,) if exact_first(queryset, products, using=using) else (False, True)
     for exact in exact_phases:
         window = max(2 * k, 10)
         while True:
@@ -186,55 +175,17 @@ def nearest_products(model, query_vector, *, k, products=None, exclude_product_i
     return hits[:k]
 
 
-# With FILTER_EXACT_ROWS set, the unfiltered walk of a filtered search reads at most this share of
-# the embedding table's rows before the exact ranking takes over (at 50k rows, a walked row cost
-# about 13 times a row of the exact scan: bench/results/filtered_tail.md) ...
-WALK_SHARE = 1 / 16
-# ... and never more than this (pgvector's default hnsw.max_scan_tuples is 20,000: beyond it a
-# walk returns unexplored candidates).
-WALK_MAX_ROWS = 10_000
+def exact_first(queryset, products, *, using=DEFAULT_DB_ALIAS):
+    """Whether a search over ``queryset`` (filtered to ``products``) ranks exactly instead of walking the graph.
 
-
-def filtered_plan(queryset, products, *, k, ef_search=None, using=DEFAULT_DB_ALIAS):
-    """How a search over ``queryset`` (``nearest_embeddings``'s, filtered to ``products``) runs.
-
-    None: the filter-aware graph walk with pgvector's own bound, then the exact scan (no
-    product filter, or ``FILTER_EXACT_ROWS`` 0). Otherwise a list of walk sizes, each read by
-    ``_bounded_walk`` in turn until ``k`` products pass the filter, then the exact scan; the
-    list is empty when the planner estimates at most ``FILTER_EXACT_ROWS`` rows pass (EXPLAIN,
-    no row read). The first walk expects 2 windows of matches at the filter's overall share;
-    each next one is 4 times larger, up to ``WALK_SHARE`` of the table.
+    Yes when ``products`` filters and the planner estimates at most ``FILTER_EXACT_ROWS``
+    rows pass (EXPLAIN: no row is read); never without a filter or with the setting at 0.
     """
     threshold = int(app_settings.FILTER_EXACT_ROWS or 0)
     if threshold <= 0 or products is None or not products.query.where:
-        return None
-    estimate, table_rows = estimated_rows(queryset.order_by().values("pk"), using=using)
-    if estimate <= threshold:
-        return []
-    bound = min(max(threshold, int(table_rows * WALK_SHARE)), WALK_MAX_ROWS)
-    share = estimate / max(table_rows, estimate, 1)
-    size = max(int(ef_search or app_settings.EF_SEARCH), int(2 * max(2 * k, 10) / share))
-    sizes = []
-    while size < bound:
-        sizes.append(size)
-        size *= 4
-    return sizes + [bound]
-
-
-def _bounded_walk(model, query_vector, size, products, excluded, *, using=DEFAULT_DB_ALIAS):
-    """Rows (product id, image id, distance) among the ``size`` nearest ready embeddings that pass the filter.
-
-    The walk itself has no filter: it reads ``size`` rows of the graph, no more. Its products
-    are then checked against the filter by primary key, a second small query (a join inside
-    the walk's query lets the planner hash the whole filter and the image table instead).
-    """
-    walk = list(nearest_embeddings(model, query_vector, using=using)
-                .values_list("image__product_id", "image_id", "distance")[:size])
-    candidates = {product_id for product_id, _, _ in walk} - excluded
-    if not candidates:
-        return []
-    passing = set(products.using(using).filter(pk__in=candidates).values_list("pk", flat=True))
-    return [row for row in walk if row[0] in passing]
+        return False
+    estimate, _ = estimated_rows(queryset.order_by().values("pk"), using=using)
+    return estimate <= threshold
 
 
 def estimated_rows(queryset, *, using=DEFAULT_DB_ALIAS):

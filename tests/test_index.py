@@ -92,7 +92,9 @@ def test_query_plan_uses_the_models_hnsw_index(model):
 MUGS = ["mug" if i % 10 == 0 else "t-shirt" for i in range(3000)]  # a filter of 10 % selectivity
 
 
-def test_filtered_search_returns_k_products_when_k_exist(model):
+def test_filtered_search_returns_k_products_when_k_exist(model, settings):
+    # The graph walk with the filter (small filters are ranked exactly at once: tests/test_filtered_tail.py).
+    settings.P2W_SEARCH = {**getattr(settings, "P2W_SEARCH", {}), "FILTER_EXACT_ROWS": 0}
     rng = np.random.default_rng(3)
     vectors = unit(rng.normal(size=(3000, DIM)))
     ids = catalog(model, vectors, categories=MUGS)
@@ -123,8 +125,9 @@ def test_without_iterative_scan_the_same_filter_loses_rows(model):
         assert len(list(queryset)) < 20
 
 
-def test_tiny_filtered_set_falls_back_to_an_exact_scan(model):
+def test_tiny_filtered_set_falls_back_to_an_exact_scan(model, settings):
     """Three matches among 3000 rows, and the graph walk gives up early: an exact scan finds all three."""
+    settings.P2W_SEARCH = {**getattr(settings, "P2W_SEARCH", {}), "FILTER_EXACT_ROWS": 0}  # the walk first
     rng = np.random.default_rng(4)
     vectors = unit(rng.normal(size=(3000, DIM)))
     categories = ["cap" if i in (5, 1700, 2999) else "t-shirt" for i in range(3000)]
