@@ -11,6 +11,7 @@ ones), and steps/s of the Pic2Word mapping's training (its loss encodes "a photo
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -26,17 +27,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="ViT-B-32,ViT-L-14")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts, each measured")
     args = parser.parse_args(argv)
+    thread_counts = [int(n) for n in args.threads.split(",")]
 
     import open_clip
     import torch
 
     from p2w_search.pic2word import MappingNetwork, compose_text_features, encode_text_ids, mapping_loss
 
-    torch.set_num_threads(args.threads)
     rows = []
-    for name in args.models.split(","):
+    for name, threads in ((name, threads) for name in args.models.split(",") for threads in thread_counts):
+        torch.set_num_threads(threads)
         torch.manual_seed(0)
         model = open_clip.create_model(name).eval()
         tokenizer = open_clip.get_tokenizer(name)
@@ -59,7 +61,8 @@ def main(argv=None):
             for kind in ("text", "composed"):
                 full, trim = timings[f"{kind}, whole context"], timings[f"{kind}, trimmed"]
                 diff = float(((full_text - trim_text) if kind == "text" else (full_comp - trim_comp)).abs().max())
-                rows.append({"model": name, "query": kind, "batch": batch, "whole_ms": full * 1000,
+                rows.append({"model": name, "threads": threads, "query": kind, "batch": batch,
+                             "whole_ms": full * 1000,
                              "trimmed_ms": trim * 1000, "ratio": trim / full, "max_abs_diff": diff,
                              "positions": f"{int(ids.argmax(dim=-1).max()) + 1 if kind == 'text' else '-'} of "
                                           f"{model.context_length}"})
@@ -80,19 +83,20 @@ def main(argv=None):
         timings = alternate({"train, whole context": step(False), "train, trimmed": step(True)},
                             repeats=max(3, args.repeats // 2), inference=False)
         full, trim = timings["train, whole context"], timings["train, trimmed"]
-        rows.append({"model": name, "query": "mapping training step", "batch": 32, "whole_ms": full * 1000,
+        rows.append({"model": name, "threads": threads, "query": "mapping training step", "batch": 32,
+                     "whole_ms": full * 1000,
                      "trimmed_ms": trim * 1000, "ratio": trim / full, "max_abs_diff": None,
                      "positions": f"6 of {model.context_length}"})
         print(rows[-1], flush=True)
-    table = markdown_table(["model", "what", "batch", "whole context ms", "trimmed ms", "ratio", "max abs diff",
-                            "positions run"],
-                           [[r["model"], r["query"], r["batch"], r["whole_ms"], r["trimmed_ms"], r["ratio"],
+    table = markdown_table(["model", "threads", "what", "batch", "whole context ms", "trimmed ms", "ratio",
+                            "max abs diff", "positions run"],
+                           [[r["model"], r["threads"], r["query"], r["batch"], r["whole_ms"], r["trimmed_ms"], r["ratio"],
                              "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}", r["positions"]]
                             for r in rows])
-    write_results(NAME, {"threads": args.threads, "repeats": args.repeats, "rows": rows},
+    write_results(NAME, {"threads": thread_counts, "repeats": args.repeats, "load": os.getloadavg(), "rows": rows},
                   "Text tower run up to the longest prompt's end against the whole context, side by side in one "
-                  f"run, median of {args.repeats} (training: of {max(3, args.repeats // 2)}), {args.threads} "
-                  "threads, random weights. Composed prompts are the paper's template around the change.\n\n"
+                  f"run, median of {args.repeats} (training: of {max(3, args.repeats // 2)}), random weights; "
+                  f"load average at the end {os.getloadavg()[0]:.1f}. Composed prompts are the paper's template around the change.\n\n"
                   + table)
 
 
