@@ -152,8 +152,10 @@ def sync(*, content=False):
         values = _values(shop_image, cfg)
         if current is not None and (current.file.name, current.product_id, current.position) == (
                 values["name"], values["product_id"], values["position"]):
-            with transaction.atomic():
-                changed = content and _follow_content(current, values["name"])
+            changed = False
+            if content:
+                with transaction.atomic():
+                    changed = _follow_content(current, values["name"])
             counts["changed" if changed else "unchanged"] += 1
             continue
         with transaction.atomic():
