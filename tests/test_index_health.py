@@ -295,6 +295,27 @@ def test_the_page_the_status_and_the_wait_bar_show_the_known_rate_and_time_left(
     assert "(p2w_search.H001) queue" in str(error.value)  # and why: no worker on the bulk queue
 
 
+def test_the_wait_bar_ends_on_the_rate_the_run_ended_at(db, settings, capsys, monkeypatch):
+    """A run that completes between two reads of the rate ends with a fresh rate and "complete"."""
+    from p2w_search.management.commands import p2w_index
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_HEALTH_CACHE": None}
+    model = indexing.register_model()
+    now = timezone.now()
+    for batch in range(4):  # 4 batches of 8, 2 s apart: 24 images after the first batch, in about 6 s
+        add_rows(model, 8, at=now - timedelta(seconds=6 - 2 * batch))
+    last = add_rows(model, 8, state="pending")
+
+    def a_worker_ends_the_last_batch(seconds):  # while the bar waits its first half second
+        ImageEmbedding.objects.filter(pk__in=[row.pk for row in last]).update(
+            state="ready", vector=[1.0] + [0.0] * (model.dimensions - 1), norm=1.0, updated_at=timezone.now())
+
+    monkeypatch.setattr(p2w_index.time, "sleep", a_worker_ends_the_last_batch)
+    call_command("p2w_index", "wait", "--model", str(model.pk))
+    last_line = capsys.readouterr().err.rsplit("\r", 1)[-1]
+    assert float(re.search(r"([\d.]+) img/s, complete", last_line).group(1)) == pytest.approx(32 / 6, rel=0.1)
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_rate_and_time_left_match_a_real_workers_run_by_the_clock(start_worker, settings, empty_queues):

@@ -99,13 +99,14 @@ class Command(BaseCommand):
                 counts = indexing.model_progress(target)
                 done = counts["ready"] + counts["failed"]
                 now = time.monotonic()
-                if now - rate_read >= RATE_EVERY:
+                finished = not counts["pending"] and not counts["missing"]
+                if now - rate_read >= RATE_EVERY or finished:  # the last line shows the rate it ended at
                     rate_read = now
                     bar.set_postfix_str(_pace(counts=counts, rate=rates.embedding_rate(target)).lstrip("; "),
                                         refresh=False)
                 bar.total, bar.n = counts["total"], done
                 bar.refresh()
-                if not counts["pending"] and not counts["missing"]:
+                if finished:
                     break
                 if done != last_done:
                     last_done, last_change = done, now
