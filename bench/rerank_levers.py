@@ -46,12 +46,13 @@ import argparse
 import itertools
 import json
 import math
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from bench._vectors import normalise, setup_django
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = (1, 2, 3)
@@ -74,18 +75,6 @@ FEATURES = ("text", "generic", "image", "word")
 GRID = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
 RERANK_N = (20, 50)  # pic2word's first N candidates
 KS = (1, 10, 50)
-
-
-def setup():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_demo.settings")
-    import django
-
-    django.setup()
-
-
-def normalise(rows):
-    rows = np.asarray(rows, dtype=np.float32)
-    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
 
 
 # --- vectors ---------------------------------------------------------------------------------------
@@ -401,7 +390,7 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(",")]
     if 0 in seeds:
         parser.error("seed 0 is the README's benchmark: choose on other seeds")
-    setup()
+    setup_django()
     from p2w_search.embedders import get_embedder
 
     var = Path(args.var)

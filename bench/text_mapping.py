@@ -20,12 +20,13 @@ then score either with ``bench.rerank_levers --mapping <file>`` (validation cata
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from bench._vectors import setup_django
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "shop_demo" / "clip" / "weights" / "p2w-demo-small-mapping.pt"
@@ -41,10 +42,7 @@ def main(argv=None):
     parser.add_argument("--products", type=int, default=4000)
     parser.add_argument("--cache", default=str(REPO / "var" / "issue12" / "train-features.npz"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_demo.settings")
-    import django
-
-    django.setup()
+    setup_django()
     import torch
     import torch.nn.functional as F
     from django.conf import settings
