@@ -30,13 +30,14 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    import django
     import numpy as np
     import open_clip
     import torch
     from PIL import Image
 
-    django.setup()  # the app's image limits, and the demo's CLIP
+    from bench._vectors import setup_django
+
+    setup_django()  # the app's image limits, and the demo's CLIP
     from p2w_search.conf import image_limits
     from p2w_search.imaging import load_image
 
