@@ -184,26 +184,18 @@ def exact_first(queryset, products, *, using=DEFAULT_DB_ALIAS):
     threshold = int(app_settings.FILTER_EXACT_ROWS or 0)
     if threshold <= 0 or products is None or not products.query.where:
         return False
-    estimate, _ = estimated_rows(queryset.order_by().values("pk"), using=using)
-    return estimate <= threshold
+    return estimated_rows(queryset.order_by().values("pk"), using=using) <= threshold
 
 
 def estimated_rows(queryset, *, using=DEFAULT_DB_ALIAS):
-    """(rows ``queryset`` returns, rows of the embedding table), as the planner estimates them.
-
-    EXPLAIN plans the query without running it; the table's rows are its statistics
-    (``pg_class.reltuples``, 0 before the first ANALYZE).
-    """
+    """The rows ``queryset`` returns, as the planner estimates them (EXPLAIN plans it without running it)."""
     sql, params = queryset.query.get_compiler(using=using).as_sql()
     with connections[using].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
-        cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
-                       [ImageEmbedding._meta.db_table])
-        table_rows = cursor.fetchone()[0]
     if isinstance(plan, str):
         plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"]), int(table_rows)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def _best_per_product(rows):
