@@ -53,6 +53,9 @@ DEFAULTS = {
     "QUERY_QUEUE": "p2w_query",
     # Images per embedding task.
     "TASK_BATCH_SIZE": 32,
+    # Threads per process that decode, check and preprocess images (imports and embedding
+    # workers; threads.py); None: as many as the process's cores, at most 4; 1: no threads.
+    "IMAGE_THREADS": None,
     # Seconds after which an image still pending is queued again by the sweep.
     "SWEEP_AFTER": 300.0,
     # Pic2Word prompt templates by name ("*" is the reference image's pseudo word) and the default.

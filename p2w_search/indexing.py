@@ -22,6 +22,7 @@ from p2w_search.embedders import DEFAULT_ALIAS, get_embedder
 from p2w_search.files import storage_of
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.threads import run_all
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -223,12 +224,12 @@ def embed_pending(model_id, embedding_ids, *, claim=None):
         return 0
     embedder = embedder_for(model)
     loaded, failed = [], []
-    for row in rows:
-        try:
-            loaded.append((row, _read_image(row.image)))
-        except ImageRejected as exc:
-            row.state, row.error, row.vector, row.norm = ImageEmbedding.State.FAILED, exc.reason, None, None
+    for row, image in zip(rows, run_all(_read_or_refusal, [row.image for row in rows])):  # decoded side by side
+        if isinstance(image, ImageRejected):
+            row.state, row.error, row.vector, row.norm = ImageEmbedding.State.FAILED, image.reason, None, None
             failed.append(row)
+        else:
+            loaded.append((row, image))
     if failed:
         ImageEmbedding.objects.bulk_update(failed, ["state", "error", "vector", "norm"])
     if not loaded:
@@ -256,6 +257,14 @@ def _store_ready(embedding_ids, features):
              norms.tolist(), ImageEmbedding.State.PENDING],
         )
         return cursor.rowcount
+
+
+def _read_or_refusal(image):
+    """The decoded image, or the ImageRejected that says why it cannot be."""
+    try:
+        return _read_image(image)
+    except ImageRejected as exc:
+        return exc
 
 
 def _read_image(image):

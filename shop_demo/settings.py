@@ -214,6 +214,7 @@ P2W_SEARCH = {
     "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "worker"),
     "QUERY_TIMEOUT": float(os.environ.get("P2W_QUERY_TIMEOUT", "10")),
     "QUERY_BATCH_SIZE": int(os.environ.get("P2W_QUERY_BATCH_SIZE", "8")),
+    "IMAGE_THREADS": int(os.environ["P2W_IMAGE_THREADS"]) if os.environ.get("P2W_IMAGE_THREADS") else None,
     "SWEEP_AFTER": float(os.environ.get("P2W_SWEEP_AFTER", "300")),
 }
 

@@ -7,6 +7,7 @@ from shop_demo.catalog.imports import ProductImportSerializer
 
 
 class SlowProductImportSerializer(ProductImportSerializer):
-    def save(self, *, merchant):
-        time.sleep(float(os.environ.get("P2W_TEST_ROW_DELAY", "0")))
-        return super().save(merchant=merchant)
+    @classmethod
+    def save_rows(cls, merchant, rows):
+        time.sleep(float(os.environ.get("P2W_TEST_ROW_DELAY", "0")) * len(rows))
+        return super().save_rows(merchant, rows)

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from p2w_search import indexing
 from p2w_search.uploads import importer
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
+from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Merchant, Product
 from tests.factories import MerchantFactory, ProductFactory, png
 
@@ -120,6 +121,58 @@ def test_bad_rows_are_skipped_with_row_numbers_and_reasons(api, merchant, media)
     }
     assert progress["errors_total"] == 5
     assert list(Product.objects.filter(merchant=merchant).values_list("sku", flat=True)) == ["A-1"]
+
+
+def test_a_second_upload_updates_and_relists_the_products_it_names(api, merchant, media):
+    """The demo's ``save_rows`` updates a chunk's existing products in place and creates the new ones."""
+    upload(api)
+    tee, mug = Product.objects.get(sku="TEE-1"), Product.objects.get(sku="MUG-1")
+    Product.objects.filter(pk=mug.pk).update(listed=False)
+    again = HEADER + ("NEW-1,Green cap,,cap,7.00,EUR,true,red.png\n"
+                      "MUG-1,Blue mug XL,Bigger,mug,12.00,USD,true,blue.png;blue-side.png\n")
+    job, progress = upload(api, manifest=again)
+    assert progress["state"] == "done" and progress["rows_accepted"] == 2
+    mug.refresh_from_db()
+    assert (mug.title, mug.description, str(mug.price), mug.currency, mug.in_stock, mug.listed) == (
+        "Blue mug XL", "Bigger", "12.00", "USD", True, True)
+    assert Product.objects.get(pk=tee.pk).title == "Red tee"  # not named: untouched (no full sync)
+    assert Product.objects.get(sku="NEW-1").p2w_images.count() == 1
+
+
+class RowByRowSerializer(ProductImportSerializer):
+    """A shop's serializer without ``save_rows``: a new serializer and ``save`` for each row."""
+
+    save_rows = None
+
+    def save(self, *, merchant):
+        values = {key: value for key, value in self.validated_data.items() if key not in ("sku", "images")}
+        product, _ = Product.objects.update_or_create(merchant=merchant, sku=self.validated_data["sku"],
+                                                      defaults={**values, "listed": True})
+        return product
+
+
+def test_rows_saved_one_by_one_get_the_same_answers_as_rows_saved_together(api, merchant, media, settings):
+    _, together = upload(api, manifest=BAD, files=BAD_FILES, policy="skip")
+    Product.objects.all().delete()
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_SERIALIZER": "tests.test_imports.RowByRowSerializer"}
+    _, one_by_one = upload(api, manifest=BAD, files=BAD_FILES, policy="skip")
+    answer = ("state", "rows_accepted", "rows_rejected", "errors", "errors_total", "message")
+    assert {key: one_by_one[key] for key in answer} == {key: together[key] for key in answer}
+    assert list(Product.objects.filter(merchant=merchant).values_list("sku", flat=True)) == ["A-1"]
+
+
+class MiscountingSerializer(ProductImportSerializer):
+    @classmethod
+    def save_rows(cls, merchant, rows):
+        return super().save_rows(merchant, rows)[:-1]
+
+
+def test_a_save_rows_that_loses_a_row_fails_the_import_and_keeps_nothing(api, merchant, media, settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_SERIALIZER": "tests.test_imports.MiscountingSerializer"}
+    with pytest.raises(Exception, match=r"MiscountingSerializer.save_rows returned 1 products for 2 rows"):
+        upload(api)
+    assert not Product.objects.exists() and not ProductImage.objects.exists()
+    assert not [path for path in media.rglob("*") if path.is_file()]  # the served copies were deleted again
 
 
 def test_reject_policy_writes_nothing(api, merchant, media):

@@ -139,10 +139,23 @@ class OpenCLIPEmbedder(BaseEmbedder):
         return self.load().identity
 
     def embed_images(self, images, *, normalize=True):
-        loaded = self.load()
-        return self._batched(images, lambda chunk: loaded.model.encode_image(
-            _stack([loaded.preprocess(image) for image in chunk], loaded.device)
-        ), normalize)
+        """Preprocess each batch in threads while the model encodes the batch before it."""
+        from p2w_search.threads import image_threads
+
+        loaded, threads = self.load(), image_threads()
+        chunks = [images[start:start + self.batch_size] for start in range(0, len(images), self.batch_size)]
+        preparing = {}
+
+        def prepare(index):
+            if index < len(chunks):
+                preparing[index] = [threads.submit(loaded.preprocess, image) for image in chunks[index]]
+
+        def forward(index):
+            prepare(index + 1)
+            return loaded.model.encode_image(_stack([done.result() for done in preparing.pop(index)], loaded.device))
+
+        prepare(0)
+        return self._features((forward(index) for index in range(len(chunks))), normalize)
 
     def embed_texts(self, texts, *, normalize=True):
         from p2w_search.pic2word import encode_text_ids, has_text_tower
@@ -202,12 +215,17 @@ class OpenCLIPEmbedder(BaseEmbedder):
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def _batched(self, items, forward, normalize):
+        return self._features((forward(items[start:start + self.batch_size])
+                               for start in range(0, len(items), self.batch_size)), normalize)
+
+    def _features(self, batches, normalize):
+        """Concatenate the features [batch, dim] that ``batches`` yields (computed in inference mode)."""
         import torch
 
         outputs = []
         with torch.inference_mode():
-            for start in range(0, len(items), self.batch_size):
-                features = forward(items[start:start + self.batch_size]).float()  # [batch, dim]
+            for features in batches:
+                features = features.float()
                 if normalize:
                     features = torch.nn.functional.normalize(features, dim=-1)
                 outputs.append(features.cpu().numpy())

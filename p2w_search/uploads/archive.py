@@ -8,6 +8,7 @@ that mean the same name are refused rather than one of them chosen silently.
 import io
 import posixpath
 import stat
+import threading
 import unicodedata
 import zipfile
 
@@ -72,16 +73,20 @@ def check_archive(file):
 
 
 class Archive:
-    """An upload's checked zip, read entry by entry. ``read(name)`` raises KeyError for a name it lacks."""
+    """An upload's checked zip, read entry by entry. ``read(name)`` raises KeyError for a name it lacks.
+
+    Threads may read at once (the import prepares images in threads): one reads at a time.
+    """
 
     def __init__(self, file):
         self.entries = check_archive(file)
         file.seek(0)
         self._zip = zipfile.ZipFile(file)
+        self._lock = threading.Lock()
 
     def read(self, name):
         info = self.entries[normalise_name(name)]
-        with self._zip.open(info) as entry:
+        with self._lock, self._zip.open(info) as entry:
             # The header's size may lie; never read past the limit (load_image refuses the extra byte).
             return entry.read(app_settings.MAX_IMAGE_BYTES + 1)
 

@@ -4,7 +4,10 @@ The shop decides what a row is: ``P2W_SEARCH["IMPORT_SERIALIZER"]`` names a DRF
 serializer for one row (with ``sku`` and ``images`` fields) whose ``save(merchant=...)``
 creates or updates the product with that SKU, and four class methods:
 ``merchant_for(user)``, ``merchant_by_key(key)``, ``listed_skus(merchant)`` and
-``unlist(merchant, skus)`` (returns how many it unlisted). Optional, for the merchant
+``unlist(merchant, skus)`` (returns how many it unlisted). Optional, for speed:
+``save_rows(merchant, rows)``, which saves the validated data of many rows at once and
+returns their products in the same order; with it, one serializer instance validates every
+row (as DRF's ``many=True`` does) instead of a new one per row. Optional, for the merchant
 pages: ``products(merchant)`` (the merchant's products, a QuerySet of the product model),
 ``merchants_for_staff(user)`` (the merchants staff may act for) and ``example_row()`` (one
 row for the template CSV, column -> cell). This module does the rest.
@@ -24,23 +27,26 @@ import io
 import json
 import logging
 import tempfile
-from collections import defaultdict
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from rest_framework.exceptions import ValidationError
 
 from p2w_search import dispatch, indexing
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.fetching import FetchRefused, fetch_image, is_url
+from p2w_search.files import public_file
 from p2w_search.imaging import ImageRejected
 from p2w_search.models import ImportJob, ProductImage
-from p2w_search.files import public_file
 from p2w_search.product_images import delete_files_on_commit
+from p2w_search.threads import image_threads, run_all, thread_count
 from p2w_search.uploads.archive import Archive, ArchiveRejected, normalise_name
 from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
 
@@ -54,6 +60,10 @@ logger = logging.getLogger(__name__)
 # Rows whose products are saved together: bounded memory, one image lookup and INSERT per chunk.
 CHUNK_ROWS = 100
 CHUNK_BYTES = 32 * 1024 * 1024
+# How many rows per image thread (threads.py) may be prepared ahead of the one being saved: decoding,
+# checking and encoding the served copy is most of an import's time (bench/ingest.py profiles it), and
+# the embedding workers wait for the import's commit, so the cores are free meanwhile.
+ROWS_AHEAD_PER_THREAD = 4
 
 
 def import_serializer():
@@ -172,21 +182,35 @@ def _import(job, serializer_class, merchant, report, written, progress):
         _check_full_sync(job, len(to_unlist), listed=len(listed))
     known = known_columns(serializer_class)
     accepted = checked = 0
-    chunk = _Chunk(job, serializer_class, merchant, written)
+    writer = _RowWriter(serializer_class)
+
+    def settle(row, problems, valid, preparing):
+        nonlocal accepted, checked
+        images, image_problems = preparing.result() if preparing is not None else ([], [])
+        problems = problems + image_problems
+        checked += 1
+        if problems:
+            report.reject(row, problems)
+        elif not report.errors_total or job.policy == ImportJob.Policy.SKIP:
+            chunk.add(valid, images)
+            accepted += 1
+        if chunk.full():
+            chunk.flush()
+        if progress is not None:
+            progress(checked, job.rows_total)
+
+    threads, rows_ahead = image_threads(), ROWS_AHEAD_PER_THREAD * thread_count()
+    chunk = _Chunk(job, writer, merchant, written)
     with _opened(job) as (columns, rows, archive):
         report.start(columns, job.manifest.name)
+        ahead = deque()  # rows whose images are being prepared, in the manifest's order
         for row in rows:
-            problems, serializer, images = _check_row(row, columns, known, serializer_class, archive, duplicates)
-            checked += 1
-            if problems:
-                report.reject(row, problems)
-            elif not report.errors_total or job.policy == ImportJob.Policy.SKIP:
-                chunk.add(serializer, images)
-                accepted += 1
-            if chunk.full():
-                chunk.flush()
-            if progress is not None:
-                progress(checked, job.rows_total)
+            problems, valid, names = _check_row(row, columns, known, writer, duplicates)
+            ahead.append((row, problems, valid, threads.submit(_prepare_images, names, archive) if valid else None))
+            if len(ahead) > rows_ahead:
+                settle(*ahead.popleft())
+        while ahead:
+            settle(*ahead.popleft())
         chunk.flush()
     job.rows_accepted, job.rows_rejected = accepted, report.rows_rejected
     if report.errors_total and job.policy == ImportJob.Policy.REJECT:
@@ -259,8 +283,11 @@ def _opened(job):
                 job.archive.close()
 
 
-def _check_row(row, columns, known, serializer_class, archive, duplicates):
-    """Return ``(problems, serializer, images)`` of one row; the serializer is valid when there are no problems."""
+def _check_row(row, columns, known, writer, duplicates):
+    """Return ``(problems, valid, image names)`` of one row's cells; ``valid`` is None when they are invalid.
+
+    ``valid`` is what ``writer.save`` takes; the images are checked apart (``_prepare_images``).
+    """
     if row.problem:
         return [{"field": None, "reason": row.problem}], None, []
     problems = []
@@ -273,14 +300,12 @@ def _check_row(row, columns, known, serializer_class, archive, duplicates):
     if sku in duplicates:
         numbers = ", ".join(str(n) for n in duplicates[sku][:10])
         problems.append({"field": "sku", "reason": f"sku {sku!r} is on rows {numbers}; give each product once"})
-    serializer = serializer_class(data={key: value for key, value in row.values.items() if key in known})
-    if not serializer.is_valid():
-        for field, messages in serializer.errors.items():
+    valid, data, errors = writer.validate({key: value for key, value in row.values.items() if key in known})
+    if errors:
+        for field, messages in errors.items():
             problems.append({"field": field, "reason": " ".join(str(m) for m in _flat(messages))})
         return problems, None, []
-    images, image_problems = _prepare_images(serializer.validated_data.get("images") or [], archive)
-    problems.extend(image_problems)
-    return problems, serializer, images
+    return problems, valid, data.get("images") or []
 
 
 def _prepare_images(names, archive):
@@ -331,15 +356,53 @@ def _flat(messages):
         yield messages
 
 
+class _RowWriter:
+    """Validates rows and saves them: many at once through the shop's ``save_rows`` when it has one.
+
+    With ``save_rows``, one serializer instance validates every row, as DRF's ``many=True``
+    does: a new instance per row deep-copies all its fields, which cost the import about as
+    much as the rest of the validation (bench/ingest.py profiles the import). Without it,
+    each row gets its own serializer and ``save(merchant=...)``, one row at a time.
+    """
+
+    def __init__(self, serializer_class):
+        self.serializer_class = serializer_class
+        self.save_rows = getattr(serializer_class, "save_rows", None)
+        self.shared = serializer_class() if self.save_rows is not None else None
+
+    def validate(self, data):
+        """Return ``(valid, validated_data, errors)``; ``errors`` is ``{field: messages}``, empty when valid."""
+        if self.shared is None:
+            serializer = self.serializer_class(data=data)
+            if not serializer.is_valid():
+                return None, None, serializer.errors
+            return serializer, serializer.validated_data, {}
+        try:
+            validated = self.shared.run_validation(data)
+        except ValidationError as exc:  # a serializer's errors are always {field: messages}
+            return None, None, exc.detail
+        return validated, validated, {}
+
+    def save(self, merchant, valid):
+        """Save the rows ``valid`` (from ``validate``); return their products in order."""
+        if self.save_rows is None:
+            return [serializer.save(merchant=merchant) for serializer in valid]
+        products = list(self.save_rows(merchant, valid))
+        if len(products) != len(valid):
+            raise P2WImproperlyConfigured(f"{self.serializer_class.__qualname__}.save_rows returned "
+                                          f"{len(products)} products for {len(valid)} rows")
+        return products
+
+
 class _Chunk:
     """Valid rows waiting to be saved together."""
 
-    def __init__(self, job, serializer_class, merchant, written):
-        self.job, self.merchant, self.written = job, merchant, written
+    def __init__(self, job, writer, merchant, written):
+        self.job, self.writer, self.merchant, self.written = job, writer, merchant, written
         self.rows, self.bytes, self.images_queued = [], 0, 0
 
-    def add(self, serializer, images):
-        self.rows.append((serializer, images))
+    def add(self, valid, images):
+        self.rows.append((valid, images))
         self.bytes += sum(image.file.size for image in images)
 
     def full(self):
@@ -348,8 +411,8 @@ class _Chunk:
     def flush(self):
         if not self.rows:
             return
-        products = [(serializer.save(merchant=self.merchant), images) for serializer, images in self.rows]
-        changed = attach_images(products, written=self.written)
+        products = self.writer.save(self.merchant, [valid for valid, _ in self.rows])
+        changed = attach_images(list(zip(products, [images for _, images in self.rows])), written=self.written)
         indexing.queue_images(changed)  # sent once the transaction commits
         ImportJob.images.through.objects.bulk_create(
             [ImportJob.images.through(importjob_id=self.job.pk, productimage_id=image.pk) for image in changed],
@@ -367,13 +430,13 @@ def attach_images(products, *, written):
     current images and one INSERT adds the new ones (a query per product and image made
     the import the slow part of an ingest, bench/results/ingest.md). The names of the
     files written are appended to ``written``; files replaced or removed are deleted once
-    the transaction commits.
+    the transaction commits. The files are written side by side (threads.run_all).
     """
     current = defaultdict(dict)  # product id -> position -> image
     # This app's own images only: a mirror of the shop's image model (source_pk) and its file are the shop's.
-    for image in ProductImage.objects.filter(product__in=[product for product, _ in products], source_pk=""):
+    for image in ProductImage.objects.filter(product_id__in=[product.pk for product, _ in products], source_pk=""):
         current[image.product_id][image.position] = image
-    added, changed, replaced, removed = [], [], [], []
+    added, changed, replaced, removed, to_write = [], [], [], [], []
     for product, images in products:
         existing = current.pop(product.pk, {})
         for position, prepared in enumerate(images):
@@ -387,14 +450,21 @@ def attach_images(products, *, written):
                 replaced.append(image.file.name)
                 changed.append(image)
             image.sha256 = prepared.sha256
-            image.file.save(prepared.file.name, prepared.file, save=False)
-            written.append(image.file.name)
+            to_write.append((image, prepared))
         removed.extend(existing.values())  # positions the new list no longer has
+    # Each name is noted as soon as its file exists: a failed write leaves the others to be deleted.
+    run_all(partial(_write_file, written=written), to_write)
     ProductImage.objects.bulk_create(added)
     ProductImage.objects.bulk_update(changed, ["sha256", "file"])  # no save signals: queued by the caller
     ProductImage.objects.filter(pk__in=[image.pk for image in removed]).delete()  # files go with the signal
     delete_files_on_commit(replaced)
     return added + changed
+
+
+def _write_file(image_and_prepared, *, written):
+    image, prepared = image_and_prepared
+    image.file.save(prepared.file.name, prepared.file, save=False)
+    written.append(image.file.name)  # list.append is atomic: threads may note their files at once
 
 
 def _delete_files(names):
