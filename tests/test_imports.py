@@ -313,3 +313,16 @@ def test_fetcher_refuses_other_schemes(settings):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_FETCH_URLS": True}
     with pytest.raises(FetchRefused, match="not an http"):
         fetch_image("file:///etc/passwd")
+
+
+def test_files_that_would_take_one_name_are_written_in_separate_rounds():
+    """Two threads must never pick one name at once: a storage without atomic creation would keep one file."""
+    from django.core.files.base import ContentFile
+
+    from p2w_search.uploads.importer import PreparedImage, _without_common_names
+
+    def item(name):
+        return ProductImage(position=0), PreparedImage(sha256="0" * 64, file=ContentFile(b"", name=name))
+
+    first, again, other = item("front.png"), item("front.png"), item("back.png")
+    assert _without_common_names([first, again, other]) == [[first, other], [again]]
