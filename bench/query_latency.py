@@ -59,10 +59,12 @@ def main(argv=None):
                         help="query worker variants, measured one after the other on the same queries")
     parser.add_argument("--omp-wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY of the query worker ('' leaves OpenMP's default, which spins)")
+    parser.add_argument("--name", default=NAME,
+                        help="results name, e.g. query_latency-vit-b-32 for a run with another model (P2W_CLIP_*)")
     args = parser.parse_args(argv)
     if args.omp_wait_policy:
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
-    workdir = _service.bench_database(NAME)
+    workdir = _service.bench_database(args.name)
 
     from p2w_search import indexing
 
@@ -97,8 +99,8 @@ def main(argv=None):
                   "wall_s": time.monotonic() - started},
         "builds": builds, "runs": results,
     }
-    plot(results)
-    print(write_results(NAME, data, report(data)).read_text())
+    plot(results, args.name)
+    print(write_results(args.name, data, report(data)).read_text())
 
 
 def seed_embeddings(model, count):
@@ -177,8 +179,8 @@ def sql_floor(model, workload):
     from django.test.utils import CaptureQueriesContext
 
     from p2w_search import encoding, index
-    from p2w_search.models import ProductImage
     from p2w_search.encoding import COMPOSED
+    from p2w_search.models import ProductImage
     from shop_demo.catalog.models import Product
 
     products = Product.objects.filter(listed=True)
@@ -252,7 +254,7 @@ def breakdown(samples):
     return {name: float(np.mean(values)) for name, values in phases.items()}
 
 
-def plot(runs):
+def plot(runs, name=NAME):
     plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(9, 4))
@@ -271,7 +273,7 @@ def plot(runs):
     axis.invert_yaxis()
     axis.legend(fontsize=7, ncol=4, loc="lower right")
     figure.tight_layout()
-    figure.savefig(RESULTS_DIR / f"{NAME}.png", dpi=120)
+    figure.savefig(RESULTS_DIR / f"{name}.png", dpi=120)
 
 
 def _throughput_ratio(run, runs):
@@ -290,7 +292,8 @@ def report(data):
         f"encoded together; `unbatched`, the baseline in the same run: `--pool solo`, one query at a time), "
         f"CPU only, {setup['cores']} cores, OMP_WAIT_POLICY "
         f"{setup['omp_wait_policy']}; {setup['queries']} measured queries per row after {setup['warmup']} of "
-        f"warm-up. Catalog: {setup['seed_products']} products with the demo model's embeddings of their generated "
+        f"warm-up. Model {setup['model']}. Catalog: {setup['seed_products']} products with the model's "
+        "embeddings of their generated "
         f"images, the rest copies of those vectors with Gaussian noise ({setup['noise']} per unit vector); HNSW "
         "index built by the app's `ensure_hnsw_index`. The SQL floor is the ranking's statements alone, replayed "
         "on one connection.\n",
