@@ -261,9 +261,9 @@ def plot(runs, name=NAME):
     labels = [f"{run['size'] // 1000}k, {run['clients']} client{'s' if run['clients'] > 1 else ''}, {run['worker']}"
               for run in runs]
     bottom = np.zeros(len(runs))
-    for name in PHASES:
-        values = np.array([run["breakdown_ms"][name] for run in runs])
-        axis.barh(labels, values, left=bottom, label=name)
+    for phase in PHASES:
+        values = np.array([run["breakdown_ms"][phase] for run in runs])
+        axis.barh(labels, values, left=bottom, label=phase)
         bottom += values
     axis.scatter([run["latency"]["p95"] for run in runs], labels, marker="|", s=300, color="black", label="p95",
                  zorder=3)
