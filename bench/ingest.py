@@ -368,18 +368,24 @@ def profiled(function, *args, setup=None):
     return {"wall_s": wall, "stages_s": stages}
 
 
-def profile_import(upload, merchant, user):
-    """Profile ``importer.run_import`` of an uploaded catalog, in this process."""
+def uploaded_job(upload, merchant, user):
+    """A saved import job of ``upload`` (manifest, archive) by ``user`` for ``merchant``, not yet run."""
     from django.core.files.base import ContentFile
 
     from p2w_search.models import ImportJob
-    from p2w_search.uploads import importer
 
     job = ImportJob(owner=user, merchant_key=str(merchant.pk))
     job.manifest.save("catalog.csv", ContentFile(upload[0]), save=False)
     job.archive.save("images.zip", ContentFile(upload[1]), save=False)
     job.save()
-    result = profiled(importer.run_import, job)
+    return job
+
+
+def profile_import(upload, merchant, user):
+    """Profile ``importer.run_import`` of an uploaded catalog, in this process."""
+    from p2w_search.uploads import importer
+
+    result = profiled(importer.run_import, uploaded_job(upload, merchant, user))
     result["images"] = int(upload[0].count(b"\n") - 1)
     return result
 
@@ -391,11 +397,10 @@ def import_against_bare_insert(upload, merchant, user, repeats=3):
     ``bulk_create`` and nothing else: no validation, no image decoded or copied, no file.
     Each is timed (best of ``repeats``) in a transaction that is rolled back.
     """
-    from django.core.files.base import ContentFile
     from django.db import transaction
 
     from p2w_search import indexing
-    from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
+    from p2w_search.models import ImageEmbedding, ProductImage
     from p2w_search.uploads import importer
     from shop_demo.catalog.models import Product
 
@@ -413,11 +418,7 @@ def import_against_bare_insert(upload, merchant, user, repeats=3):
         ImageEmbedding.objects.bulk_create([ImageEmbedding(image=image, model=model) for image in images])
 
     def run_import():
-        job = ImportJob(owner=user, merchant_key=str(merchant.pk))
-        job.manifest.save("catalog.csv", ContentFile(upload[0]), save=False)
-        job.archive.save("images.zip", ContentFile(upload[1]), save=False)
-        job.save()
-        importer.run_import(job)
+        importer.run_import(uploaded_job(upload, merchant, user))
 
     def best(function):
         times = []
