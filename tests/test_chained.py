@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from p2w_search.shopper import journey
 from shop_demo.catalog import chained, generator
 from shop_demo.catalog.generator import Attributes
 from shop_demo.catalog.triplets import _phrases
@@ -107,6 +108,9 @@ def test_one_sentence_composes_both_changes_on_the_reference(small):
     rankings, references = chained.chained_rankings(embedder, triplets, gallery, chain="one_sentence", top=5)
     assert embedder.calls == [["in red and with stripes"] * 3]
     assert references == ["P0", "P1", "P2"]
+    chained.chained_rankings(embedder, triplets, gallery, chain="one_sentence_comma", top=5)
+    assert embedder.calls[-1] == [journey.chained_change(["in red", "with stripes"])] * 3 == [
+        "in red , with stripes"] * 3
     assert all(t.reference not in ranking for t, ranking in zip(triplets, rankings))
     with pytest.raises(ValueError, match="unknown chain 'sideways'"):
         chained.chained_rankings(embedder, triplets, gallery, chain="sideways")

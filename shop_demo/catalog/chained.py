@@ -8,7 +8,8 @@ synthetic catalog, where the right answers are known:
   a shopper gets by opening the first result and asking again);
 - ``one_sentence``: the reference with both changes in one sentence ("in red and with stripes");
 - ``one_sentence_comma``: the same, joined as the prompt joins the reference and the change
-  ("in red , with stripes"): what the storefront and the app's journey ship;
+  ("in red , with stripes"): the app's own rule (``journey.chained_change``), which the
+  storefront and the host shops' pages ship;
 - ``sum_of_queries``: the normalised sum of the two one-change queries of the reference;
 - ``second_only``: the reference with the second change alone (forgets the first: a floor).
 
@@ -16,8 +17,8 @@ A chained triplet is a reference product, two changes of two different attribute
 order asked) and every product whose attributes are exactly the reference's with both
 changes. They are drawn like ``triplets.make_triplets`` draws one change (the same attributes,
 values and phrasings; only combinations some product has), from a seeded stream of their own,
-so they are reproducible and independent of the one-change benchmark's draws. Pure numpy:
-the caller passes the embedder and the gallery (``manage.py evaluate_chained`` does).
+so they are reproducible and independent of the one-change benchmark's draws. The caller
+passes the embedder and the gallery (``manage.py evaluate_chained`` does).
 """
 
 from collections import defaultdict
@@ -27,6 +28,7 @@ import numpy as np
 
 from p2w_search import evaluation, ranking_metrics
 from p2w_search.composition import composed_queries, normalise
+from p2w_search.shopper.journey import chained_change
 from shop_demo.catalog import generator
 from shop_demo.catalog.triplets import _VALUES, CHANGES, _phrases
 
@@ -85,7 +87,7 @@ def make_chained_triplets(products, *, seed=0, per_product=1):
 
 
 def one_sentence(changes, *, joiner=" and "):
-    """The shopper's changes, in order, as one change ("in red and with stripes"; ``joiner=" , "``: the app's rule)."""
+    """The shopper's changes, in order, as one change ("in red and with stripes")."""
     return joiner.join(change.strip() for change in changes)
 
 
@@ -117,9 +119,10 @@ def chained_rankings(embedder, triplets, gallery, *, chain, method="pic2word", t
         vectors = normalise(compose(features, firsts) + compose(features, seconds))
     elif chain == "second_only":
         vectors = compose(features, seconds)
-    else:
-        joiner = " and " if chain == "one_sentence" else " , "
-        vectors = compose(features, [one_sentence(t.texts, joiner=joiner) for t in triplets])
+    elif chain == "one_sentence":
+        vectors = compose(features, [one_sentence(t.texts) for t in triplets])
+    else:  # measured as the app composes it, so the measurement follows any change to the app's rule
+        vectors = compose(features, [chained_change(t.texts) for t in triplets])
     return _rank(vectors, gallery, references, top), references
 
 
