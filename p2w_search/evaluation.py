@@ -15,7 +15,7 @@ A split file is looked for beside the captions, in ``image_splits/`` there, and 
 Several correct products are measured too, under their own names (``ranking_metrics``):
 the correct set is CIRR's ``target_hard`` plus the ``target_soft`` entries scored 1.0, and
 FashionIQ's ``target`` plus an optional ``targets`` list (an extra key of the demo's files).
-CIRR's ``img_set`` members give ``R_subset@K``. Extra keys ``change`` and ``held_out`` give
+CIRR's ``img_set`` members give ``R_subset@K``. Extra keys ``change``, ``edit`` and ``held_out`` give
 per-group results.
 """
 
@@ -94,8 +94,9 @@ def _require(missing, what):
 
 def _groups(row, extra):
     groups = dict(extra)
-    if "change" in row:
-        groups["change"] = row["change"]
+    for key in ("change", "edit"):  # extra keys of the demo's triplets (the official files have none)
+        if key in row:
+            groups[key] = row[key]
     if "held_out" in row:
         groups["split"] = "held-out" if row["held_out"] else "seen"
     return groups

@@ -1,6 +1,7 @@
 """The demo's triplets in the official CIRR and FashionIQ layouts, read back by the evaluation's loaders."""
 
 import json
+from collections import Counter
 from dataclasses import fields
 
 import pytest
@@ -30,6 +31,32 @@ def test_the_demo_benchmark_keeps_its_triplets(catalog):
         "DEMO-00003", "with a circle print", ("DEMO-00002", "DEMO-00828"))
 
 
+@pytest.mark.parametrize("change, current, value, edit", [
+    ("print", "star", "none", "removal"),
+    ("pattern", "stripes", "solid", "removal"),
+    ("print", "none", "heart", "addition"),
+    ("pattern", "solid", "dots", "addition"),
+    ("print", "star", "heart", "replacement"),
+    ("pattern", "dots", "checks", "replacement"),
+    ("colour", "black", "orange", "replacement"),
+    ("kind", "mug", "cap", "replacement"),
+])
+def test_each_change_says_what_it_does_to_the_attribute(change, current, value, edit):
+    assert triplets.edit_of(change, current, value) == edit
+
+
+def test_the_demo_benchmark_counts_its_removals_and_additions(catalog, tmp_path):
+    products, rows = catalog
+    by_edit = Counter((t.edit, t.held_out) for t in rows)
+    assert by_edit == {("replacement", False): 1326, ("replacement", True): 338, ("removal", False): 140,
+                       ("removal", True): 33, ("addition", False): 127, ("addition", True): 35}
+    removals = {t.text for t in rows if t.edit == "removal"}
+    assert "remove the print" in removals and "make it plain" in removals and "in red" not in removals
+    benchmark = evaluation.load_cirr(triplets.write_cirr(rows, products, tmp_path / "cirr"))
+    assert Counter(q.groups["edit"] for q in benchmark.queries) == {"replacement": 1664, "removal": 173,
+                                                                    "addition": 162}
+
+
 def test_fashioniq_files_have_two_phrasings_and_a_gallery_per_kind(catalog, tmp_path):
     products, rows = catalog
     files = triplets.write_fashioniq(rows, products, tmp_path / "fashion-iq")
@@ -45,6 +72,7 @@ def test_fashioniq_files_have_two_phrasings_and_a_gallery_per_kind(catalog, tmp_
             first, second = row["captions"]  # what the authors' loader reads: captions[0] and captions[1]
             assert first != second and row["change"] != "kind"
             assert row["target"] == row["targets"][0] and row["target"] in gallery and row["candidate"] in gallery
+            assert row["edit"] in triplets.EDITS
     assert written == sum(t.change != "kind" for t in rows) == 1382
     benchmark = evaluation.load_fashioniq(tmp_path / "fashion-iq")
     assert len(benchmark.queries) == 1382 and benchmark.headline == "category-mean"
@@ -78,3 +106,25 @@ def test_fashioniq_needs_two_captions(tmp_path):
     row = next(t for t in triplets.make_triplets(products, seed=1) if t.change != "kind")
     with pytest.raises(ValueError, match="FashionIQ needs two captions, got 0"):
         triplets.write_fashioniq([triplets.Triplet(**{**row.__dict__, "captions": ()})], products, tmp_path)
+
+
+def test_the_readmes_table_has_a_column_for_each_change_and_each_edit():
+    from shop_demo.catalog.management.commands.evaluate_demo import _summary
+
+    groups = ["all", "split=seen", "split=held-out", *(f"change={c}" for c in triplets.CHANGES),
+              *(f"edit={e}" for e in triplets.EDITS)]
+    counts = {"edit=replacement": 1664, "edit=addition": 162, "edit=removal": 173, "split=seen": 1593,
+              "split=held-out": 406}
+    metrics = {g: {"R_any@1": 0.25, "R_any@10": 0.5, "R_any@50": 0.75, "R@1": 0.2, "R@10": 0.4, "R@50": 0.6,
+                   "mAP@10": 0.3, "R_subset@1": 0.6, "n": counts.get(g, 1)} for g in groups}
+    metrics["edit=removal"] = {**metrics["edit=removal"], "R_any@10": 0.125}
+    fiq = {"category-mean": {"R@10": 0.8, "R@50": 0.9, "R_any@10": 0.85}}
+    text = _summary({"metrics": {"pic2word": metrics}, "queries": 1999},
+                    {"metrics": {"pic2word": fiq}, "queries": 1382})
+
+    header = next(line for line in text.splitlines() if line.startswith("| method | seen R_any@1"))
+    assert header.endswith("| print R_any@10 | replacement R_any@10 | addition R_any@10 | removal R_any@10 |")
+    assert "| pic2word | 0.250 | 0.500 | 0.750 | 0.250 | 0.500 | 0.750 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 | " \
+           "0.500 | 0.125 |" in text
+    assert "1593 seen and 406 held-out queries (CIRR layout); by what the change does: 1664 replacements, " \
+           "162 additions, 173 removals." in text

@@ -17,6 +17,10 @@ their FashionIQ loader ``json/``, ``image_splits/``, and two captions per triple
   gallery ``image_splits/split.<kind>.<split>.json`` (the products of that kind). FashionIQ
   never changes the garment type and ranks within the category, so kind changes are left
   out of this layout.
+Each triplet also says what its change does to the attribute (``edit``): a *removal* takes it to
+the value that means "none" ("without the print", "make it plain"), an *addition* gives a value
+to an attribute that had none ("add a star", "with stripes" on a plain one), a *replacement*
+swaps one value for another; colours and kinds are always replaced.
 Identifiers are product SKUs. Several products may satisfy a triplet; the first is the
 ``target`` / ``target_hard`` the benchmarks' Recall@K counts, and all of them are listed
 (``target_soft`` with score 1.0 in CIRR's own way; ``"targets"`` in the FashionIQ layout,
@@ -32,11 +36,13 @@ import numpy as np
 
 from shop_demo.catalog import generator
 
-__all__ = ["CHANGES", "Triplet", "make_triplets", "write_fashioniq", "write_cirr"]
+__all__ = ["CHANGES", "EDITS", "Triplet", "make_triplets", "edit_of", "write_fashioniq", "write_cirr"]
 
 SET_SIZE = 6  # CIRR's img_set: the reference, the target and four look-alikes
 
 CHANGES = ("colour", "pattern", "kind", "print")
+EDITS = ("replacement", "addition", "removal")
+_NONE = {"pattern": "solid", "print": "none"}  # the value of an attribute that has nothing on it
 
 _VALUES = {"colour": tuple(generator.COLOURS), "pattern": generator.PATTERNS, "kind": generator.KINDS,
            "print": generator.PRINTS}
@@ -74,6 +80,17 @@ class Triplet:
     category: str  # the reference's kind
     captions: tuple = ()  # FashionIQ's two captions: ``text`` and another phrasing of the change
     img_set: tuple = ()  # CIRR's image set: the reference, targets[0] and up to four wrong look-alikes
+    edit: str = "replacement"  # one of EDITS: what the change does to the attribute
+
+
+def edit_of(change, current, value):
+    """'removal' when ``change`` takes the attribute from ``current`` to its value for none,
+    'addition' when it gives one to an attribute that had none, else 'replacement'."""
+    if change in _NONE and value == _NONE[change]:
+        return "removal"
+    if change in _NONE and current == _NONE[change]:
+        return "addition"
+    return "replacement"
 
 
 def make_triplets(products, *, seed=0, per_product=2):
@@ -108,6 +125,7 @@ def make_triplets(products, *, seed=0, per_product=2):
                 held_out=generator.is_held_out(target), category=product.attributes.kind,
                 captions=(phrases[first], second),
                 img_set=_image_set(product.sku, targets, target, by_attributes, set_rng),
+                edit=edit_of(change, getattr(product.attributes, change), value),
             ))
     return triplets
 
@@ -146,7 +164,7 @@ def write_fashioniq(triplets, products, folder, *, split="val"):
             raise ValueError(f"triplet of {t.reference}: FashionIQ needs two captions, got {len(t.captions)}")
         by_category[t.category].append({
             "candidate": t.reference, "target": t.targets[0], "captions": list(t.captions),
-            "targets": list(t.targets), "change": t.change, "held_out": t.held_out,
+            "targets": list(t.targets), "change": t.change, "edit": t.edit, "held_out": t.held_out,
         })
     galleries = defaultdict(list)
     for product in products:
@@ -173,7 +191,7 @@ def write_cirr(triplets, products, folder, *, split="val"):
         "pairid": i, "reference": t.reference, "target_hard": t.targets[0],
         "target_soft": {sku: 1.0 for sku in t.targets}, "caption": t.text,
         **({"img_set": {"id": i, "members": list(t.img_set)}} if t.img_set else {}),
-        "change": t.change, "held_out": t.held_out,
+        "change": t.change, "edit": t.edit, "held_out": t.held_out,
     } for i, t in enumerate(triplets)]
     path = folder / "captions" / f"cap.rc2.{split}.json"
     path.write_text(json.dumps(rows, indent=1))

@@ -89,7 +89,7 @@ def _summary(cirr, fashioniq):
     """The README's tables: any-correct recall by split and change; every other metric beside it."""
     recall = cirr["metrics"]
     splits = [("seen", "split=seen"), ("held-out", "split=held-out")]
-    changes = [f"change={c}" for c in triplets.CHANGES]
+    changes = [f"change={c}" for c in triplets.CHANGES] + [f"edit={e}" for e in triplets.EDITS]
     header = ([f"{name} R_any@{k}" for name, _ in splits for k in (1, 10, 50)]
               + [f"{c.split('=')[1]} R_any@10" for c in changes])
     lines = ["Any-correct recall `R_any@K` (a hit: any product with exactly the asked attributes among the K "
@@ -99,8 +99,9 @@ def _summary(cirr, fashioniq):
         cells = ([groups[g][f"R_any@{k}"] for _, g in splits for k in (1, 10, 50)]
                  + [groups[c]["R_any@10"] for c in changes])
         lines.append(f"| {method} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
-    n = {name: recall[next(iter(recall))][g]["n"] for name, g in splits}
-    lines += ["", f"{n['seen']} seen and {n['held-out']} held-out queries (CIRR layout).", ""]
+    n = {name: recall[next(iter(recall))][g]["n"] for name, g in [*splits, *((c, c) for c in changes)]}
+    lines += ["", f"{n['seen']} seen and {n['held-out']} held-out queries (CIRR layout); by what the change does: "
+              + ", ".join(f"{n[f'edit={e}']} {e}s" for e in triplets.EDITS) + ".", ""]
 
     columns = [("all", "R_any@1"), ("all", "R_any@10"), ("all", "R@1"), ("all", "R@10"), ("all", "R@50"),
                ("split=held-out", "R@1"), ("split=held-out", "R@10"), ("all", "mAP@10"), ("all", "R_subset@1")]
