@@ -30,7 +30,7 @@ README report it; pic2word here equals the `evaluate_demo` runs (`rerank_levers 
 
     .venv/bin/python -m bench.composition_oracle        # ~1 min on cached vectors (var/issue12), ~5 without
 
-Writes ``bench/results/composition_oracle.{json,md}``.
+Writes ``bench/results/composition_oracle.{json,md}`` (``--name`` for another).
 """
 
 import argparse
@@ -50,6 +50,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--var", default=str(REPO / "var" / "issue12"), help="where the catalogs' vectors are cached")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--name", default=NAME, help="results name, e.g. for another CLIP (P2W_CLIP_PRETRAINED, "
+                                                     "P2W_MAPPING) with its own --var")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if 0 in seeds:
@@ -107,7 +109,9 @@ def main(argv=None):
     for name, ranks in copies.items():
         pooled = np.concatenate(list(ranks.values()))
         results["copies"][name] = {"products": len(pooled), **{f"R@{k}": float(hits(pooled, k).mean()) for k in KS}}
-    print(write_results(NAME, results, markdown(results)).read_text())
+    identity = embedder.identity
+    results["model"] = f"{identity.architecture}/{identity.weights}@{identity.checksum[:12]}"
+    print(write_results(args.name, results, markdown(results)).read_text())
 
 
 def one_step_edits(title, change):
@@ -165,8 +169,8 @@ def same_attribute_ranks(scores, attributes):
 
 def markdown(results):
     lines = ["# Where the first answer is lost: the embeddings or the composition",
-             "", f"Validation catalogs {results['seeds']} (1000 products each, triplet seed S + 1), the shipped "
-             "demo CLIP and mapping; any-correct recall, CIRR layout, pooled; paired differences to "
+             "", f"Validation catalogs {results['seeds']} (1000 products each, triplet seed S + 1), model "
+             f"{results['model']} and its mapping; any-correct recall, CIRR layout, pooled; paired differences to "
              "pic2word with their standard errors.", "",
              "| query | seen R_any@1 | seen R_any@10 | held-out R_any@1 | held-out R_any@10 | held-out diff@1 (se) | "
              "R_any@1 colour | pattern | kind | print |", "| --- |" + " ---: |" * 9]
