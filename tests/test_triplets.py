@@ -1,10 +1,13 @@
 """The demo's triplets in the official CIRR and FashionIQ layouts, read back by the evaluation's loaders."""
 
+import io
 import json
 from collections import Counter
 from dataclasses import fields
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from p2w_search import evaluation
 from shop_demo.catalog import generator, triplets
@@ -128,3 +131,13 @@ def test_the_readmes_table_has_a_column_for_each_change_and_each_edit():
            "0.500 | 0.125 |" in text
     assert "1593 seen and 406 held-out queries (CIRR layout); by what the change does: 1664 replacements, " \
            "162 additions, 173 removals." in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_evaluation_refuses_a_database_that_holds_another_seeds_catalog(tmp_path):
+    """Every seed's products are DEMO-00001..., so a catalog loaded for one seed would be scored
+    against the next seed's triplets."""
+    call_command("load_demo_catalog", size=6, seed=1, stdout=io.StringIO())
+    expected = generator.generate_products(6, seed=2)[0].title
+    with pytest.raises(CommandError, match=f"DEMO-00001 is .* not '{expected}' as in the catalog of seed 2"):
+        call_command("evaluate_demo", size=6, seed=2, out=str(tmp_path), stdout=io.StringIO())
