@@ -22,14 +22,14 @@ class Command(BaseCommand):
     requires_system_checks = []  # the app's checks talk to the database, which training never needs
 
     def add_arguments(self, parser):
-        parser.add_argument("--steps", type=int, default=1350)
+        parser.add_argument("--steps", type=int, default=4050, help="The shipped CLIP: 4050.")
         parser.add_argument("--batch-size", type=int, default=128)
         parser.add_argument("--lr", type=float, default=5e-4)
         parser.add_argument("--warmup", type=int, default=50, help="Linear warm-up steps before cosine decay.")
         parser.add_argument("--weight-decay", type=float, default=0.1)
         parser.add_argument("--catalog-size", type=int, default=5000,
                             help="Products drawn (held-out ones are dropped).")
-        parser.add_argument("--pool-size", type=int, default=20000, help="Photos rendered once and sampled from.")
+        parser.add_argument("--pool-size", type=int, default=60000, help="Photos rendered once and sampled from.")
         parser.add_argument("--minutes", type=float,
                             help="Time budget for rendering and training; then save and stop.")
         parser.add_argument("--seed", type=int, default=0)
