@@ -55,6 +55,7 @@ class Command(BaseCommand):
             supervisor.wait_started(procfile())
             self.stdout.write(f"web server and workers started under circus (logs: {supervisor.log_dir})")
             call_command("p2w_index", "wait")
+            self._serve_configured_weights()
             if no_serve:
                 return
             self._print_urls(bind)
@@ -68,6 +69,24 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             supervisor.stop()
             self.stdout.write("stopped")
+
+    def _serve_configured_weights(self):
+        """Switch searches to the CLIP the demo is configured with, once its vectors are complete.
+
+        A var/ kept from an earlier version of the demo (or run with other weights) serves the
+        vectors of the CLIP it was built with, which the embedder no longer loads; ``p2w_index
+        embed`` has registered the new one as building. A real shop switches by hand
+        (``p2w_index switch``); the demo's index is the demo's own, so it switches itself.
+        """
+        from p2w_search import indexing
+        from p2w_search.models import EmbeddingModel
+
+        model = indexing.register_model()
+        if model.state == EmbeddingModel.State.SERVING:
+            return
+        call_command("p2w_index", "wait", "--model", str(model.pk))
+        call_command("p2w_index", "switch", str(model.pk))
+        self.stdout.write(f"the demo's CLIP changed: searches now use {model.key}")
 
     def _admin_user(self):
         User = get_user_model()

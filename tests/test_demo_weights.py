@@ -1,0 +1,88 @@
+"""bin/demo on a var/ kept from a demo that shipped other CLIP weights: it embeds with the new
+ones and switches searches to them, instead of serving vectors its embedder no longer makes."""
+
+import os
+import subprocess
+import sys
+import uuid
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import torch
+
+from tests.workers import REPO_DIR
+
+pytestmark = pytest.mark.worker
+
+WEIGHTS = REPO_DIR / "shop_demo" / "clip" / "weights"
+
+
+def other_weights(folder):
+    """The shipped CLIP with one weight nudged (another checksum), and the shipped mapping declared for it."""
+    from p2w_search.embedders.openclip import file_sha256
+
+    folder.mkdir()
+    clip = torch.load(WEIGHTS / "p2w-demo-small.pt", map_location="cpu", weights_only=False)
+    state = clip.get("state_dict", clip)
+    state["logit_scale"] = state["logit_scale"] + 0.01
+    torch.save(clip, folder / "p2w-demo-small.pt")
+    mapping = torch.load(WEIGHTS / "p2w-demo-small-mapping.pt", map_location="cpu", weights_only=False)
+    mapping["clip"]["checksum"] = file_sha256(folder / "p2w-demo-small.pt")
+    torch.save(mapping, folder / "mapping.pt")
+    return folder / "p2w-demo-small.pt", folder / "mapping.pt"
+
+
+@pytest.fixture
+def database(test_database_url):
+    server = urlsplit(test_database_url)
+    name = f"demo_{uuid.uuid4().hex[:8]}"
+    admin = server._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_demo(var_dir, database_url, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "P2W_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "shop_demo.services", "--", sys.executable, "manage.py", "demo", "--size", "4",
+         "--no-serve", "--bind", "127.0.0.1:0"],
+        cwd=REPO_DIR, env={**base, "DATABASE_URL": database_url, "REDIS_URL": os.environ["REDIS_URL"],
+                           "P2W_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "shop_demo.settings", **env},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def models(database_url):
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(
+            "SELECT m.checksum, m.state, count(e.id) FILTER (WHERE e.state = 'ready') FROM p2w_search_embeddingmodel m "
+            "LEFT JOIN p2w_search_imageembedding e ON e.model_id = m.id GROUP BY m.id ORDER BY m.id").fetchall()
+
+
+def states(database_url):
+    return [(checksum, state) for checksum, state, _ in models(database_url)]
+
+
+def test_a_demo_started_with_new_weights_switches_its_searches_to_them(tmp_path, database):
+    from p2w_search.embedders.openclip import file_sha256
+
+    shipped = file_sha256(WEIGHTS / "p2w-demo-small.pt")
+    run_demo(tmp_path / "var", database)
+    assert models(database) == [(shipped, "serving", 4)]
+
+    clip, mapping = other_weights(tmp_path / "new")
+    output = run_demo(tmp_path / "var", database, P2W_CLIP_PRETRAINED=str(clip), P2W_MAPPING=str(mapping))
+    new = file_sha256(clip)
+    assert f"the demo's CLIP changed: searches now use p2w-demo-small/p2w-demo-small.pt@{new[:12]}" in output
+    assert states(database) == [(shipped, "retired"), (new, "serving")]
+    assert models(database)[1] == (new, "serving", 4)
+
+    output = run_demo(tmp_path / "var", database, P2W_CLIP_PRETRAINED=str(clip), P2W_MAPPING=str(mapping))
+    assert "CLIP changed" not in output
