@@ -134,10 +134,11 @@ def test_the_readmes_table_has_a_column_for_each_change_and_each_edit():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_evaluation_refuses_a_database_that_holds_another_seeds_catalog(tmp_path):
+@pytest.mark.parametrize("command", ["evaluate_demo", "evaluate_chained"])
+def test_the_evaluation_refuses_a_database_that_holds_another_seeds_catalog(tmp_path, command):
     """Every seed's products are DEMO-00001..., so a catalog loaded for one seed would be scored
     against the next seed's triplets."""
     call_command("load_demo_catalog", size=6, seed=1, stdout=io.StringIO())
     expected = generator.generate_products(6, seed=2)[0].title
     with pytest.raises(CommandError, match=f"DEMO-00001 is .* not '{expected}' as in the catalog of seed 2"):
-        call_command("evaluate_demo", size=6, seed=2, out=str(tmp_path), stdout=io.StringIO())
+        call_command(command, size=6, seed=2, out=str(tmp_path), stdout=io.StringIO())

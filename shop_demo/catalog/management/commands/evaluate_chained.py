@@ -20,6 +20,7 @@ from p2w_search.management.commands.p2w_evaluate import Gallery
 from p2w_search.management.model_choice import chosen_model
 from p2w_search.models import ImageEmbedding
 from shop_demo.catalog import chained, generator
+from shop_demo.catalog.management.commands.load_demo_catalog import check_catalog
 
 
 class Command(BaseCommand):
@@ -41,6 +42,8 @@ class Command(BaseCommand):
         out = Path(out or Path(settings.VAR_DIR) / "eval-chained")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("load_demo_catalog", size=size, seed=seed)
+        products = generator.generate_products(size, seed=seed)
+        check_catalog(products, seed)
         model = indexing.register_model()
         indexing.queue_missing(model)
         pending = list(model.embeddings.filter(state=ImageEmbedding.State.PENDING).values_list("pk", flat=True))
@@ -49,7 +52,6 @@ class Command(BaseCommand):
         target = chosen_model(None)
         gallery = Gallery.load(target, "sku")
         embedder = embedder_for(target)
-        products = generator.generate_products(size, seed=seed)
         attributes = {p.sku: p.attributes for p in products}
         triplets = chained.make_chained_triplets(products, seed=triplet_seed, per_product=per_product)
         held = sum(t.held_out for t in triplets)

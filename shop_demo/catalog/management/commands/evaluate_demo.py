@@ -12,13 +12,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from PIL import Image
 
 from p2w_search import indexing
 from p2w_search.models import ImageEmbedding, ProductImage
 from shop_demo.catalog import diagnosis, generator, triplets
-from shop_demo.catalog.models import Product
+from shop_demo.catalog.management.commands.load_demo_catalog import check_catalog
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("load_demo_catalog", size=size, seed=seed)
         products = generator.generate_products(size, seed=seed)
-        _check_catalog(products, seed)
+        check_catalog(products, seed)
         model = indexing.register_model()
         indexing.queue_missing(model)  # tasks are sent after commit; embedding here makes them no-ops
         pending = list(model.embeddings.filter(state=ImageEmbedding.State.PENDING).values_list("pk", flat=True))
@@ -69,18 +69,6 @@ class Command(BaseCommand):
             "Share of top-1 answers (CIRR run) that carry the requested change, and that keep each of "
             f"the reference's other attributes.\n\n{text}\n")
         self.stdout.write(f"\n{diagnosis.markdown(by_method, group='all')}\nwrote {out}/diagnosis.md")
-
-
-def _check_catalog(products, seed):
-    """Refuse a database that holds another seed's catalog: the SKUs are the same for every seed, so
-    ``load_demo_catalog`` skips them, and the triplets would be scored against other products' photos."""
-    stored = dict(Product.objects.filter(sku__in=[p.sku for p in products]).values_list("sku", "title"))
-    for product in products:
-        if stored.get(product.sku) != product.title:
-            raise CommandError(
-                f"{product.sku} is {stored.get(product.sku)!r} in this database, not {product.title!r} as in the "
-                f"catalog of seed {seed}: the database holds another demo catalog. Evaluate each seed with its own "
-                "P2W_VAR_DIR.")
 
 
 def _export_images(folders):

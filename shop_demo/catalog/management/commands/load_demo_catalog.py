@@ -4,7 +4,7 @@ import hashlib
 import io
 
 from django.core.files.base import ContentFile
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
@@ -19,6 +19,18 @@ def png_bytes(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+def check_catalog(products, seed):
+    """Refuse a database that holds another seed's catalog: the SKUs are the same for every seed, so
+    ``load_demo_catalog`` skips them, and the triplets would be scored against other products' photos."""
+    stored = dict(Product.objects.filter(sku__in=[p.sku for p in products]).values_list("sku", "title"))
+    for product in products:
+        if stored.get(product.sku) != product.title:
+            raise CommandError(
+                f"{product.sku} is {stored.get(product.sku)!r} in this database, not {product.title!r} as in the "
+                f"catalog of seed {seed}: the database holds another demo catalog. Evaluate each seed with its own "
+                "P2W_VAR_DIR.")
 
 
 class Command(BaseCommand):
