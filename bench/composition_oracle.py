@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._vectors import normalise, setup_django
-from bench.rerank_levers import KS, SEEDS, SIZE, Catalog, catalog_vectors, hits, per_change, summary
+from bench.rerank_levers import KS, SEEDS, SIZE, Catalog, catalog_vectors, hits, per_change, summary, validation_seeds
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "composition_oracle"
@@ -53,9 +53,7 @@ def main(argv=None):
     parser.add_argument("--name", default=NAME, help="results name, e.g. for another CLIP (P2W_CLIP_PRETRAINED, "
                                                      "P2W_MAPPING) with its own --var")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if 0 in seeds:
-        parser.error("seed 0 is the README's benchmark: diagnose on other seeds")
+    seeds = validation_seeds(parser, args.seeds)
     setup_django()
     from bench.report import write_results
     from p2w_search.embedders import get_embedder

@@ -80,6 +80,14 @@ KS = (1, 10, 50)
 # --- vectors ---------------------------------------------------------------------------------------
 
 
+def validation_seeds(parser, text):
+    """The catalog seeds of ``--seeds``; seed 0, the README's benchmark, is refused."""
+    seeds = [int(s) for s in text.split(",")]
+    if 0 in seeds:
+        parser.error("seed 0 is the README's benchmark: measure on other seeds")
+    return seeds
+
+
 def catalog_vectors(embedder, seed, folder):
     """The catalog's gallery, its CIRR triplets and every query feature of catalog ``seed`` (cached)."""
     from p2w_search import evaluation
@@ -387,9 +395,7 @@ def main(argv=None):
     parser.add_argument("--mapping", default=None, help="score this mapping instead of the shipped one (vectors "
                                                         "under <var>/mapping-<name>/, no weight grids)")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if 0 in seeds:
-        parser.error("seed 0 is the README's benchmark: choose on other seeds")
+    seeds = validation_seeds(parser, args.seeds)
     setup_django()
     from p2w_search.embedders import get_embedder
 
