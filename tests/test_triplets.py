@@ -139,6 +139,9 @@ def test_the_evaluation_refuses_a_database_that_holds_another_seeds_catalog(tmp_
     """Every seed's products are DEMO-00001..., so a catalog loaded for one seed would be scored
     against the next seed's triplets."""
     call_command("load_demo_catalog", size=6, seed=1, stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("load_demo_catalog", size=6, seed=1, exact=True, stdout=out)  # its own seed: loaded, not refused
+    assert out.getvalue() == "demo catalog: 6 products already loaded\n"
     expected = generator.generate_products(6, seed=2)[0].title
     with pytest.raises(CommandError, match=f"DEMO-00001 is .* not '{expected}' as in the catalog of seed 2"):
         call_command(command, size=6, seed=2, out=str(tmp_path), stdout=io.StringIO())
