@@ -1,8 +1,11 @@
 import os
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from django.conf import settings
 
@@ -58,6 +61,21 @@ def test_database_url(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
     return urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}").geturl()
+
+
+@contextmanager
+def empty_database(test_database_url, prefix="demo"):
+    """A new, empty database on the test server, dropped afterwards; yields its URL."""
+    server = urlsplit(test_database_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = server._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

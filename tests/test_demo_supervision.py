@@ -26,15 +26,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from PIL import Image
 
-from tests.conftest import wait_for
+from tests.conftest import empty_database, wait_for
 from tests.workers import REPO_DIR
 
 pytestmark = pytest.mark.worker
@@ -101,22 +99,16 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, django_db_blocker, test_database_url):
-    server = urlsplit(test_database_url)
-    name = f"demo_{uuid.uuid4().hex[:8]}"
-    admin = server._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
     import redis
 
-    client = redis.Redis(unix_socket_path=os.environ["REDIS_URL"].removeprefix("redis+socket://"))
-    client.delete("p2w_bulk", "p2w_query")  # nothing of an earlier run is consumed by this one
-    demo = Demo(tmp_path_factory.mktemp("demo"), server._replace(path=f"/{name}").geturl())
-    try:
-        yield demo
-    finally:
-        demo.stop()
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_database(test_database_url) as database_url:
+        client = redis.Redis(unix_socket_path=os.environ["REDIS_URL"].removeprefix("redis+socket://"))
+        client.delete("p2w_bulk", "p2w_query")  # nothing of an earlier run is consumed by this one
+        demo = Demo(tmp_path_factory.mktemp("demo"), database_url)
+        try:
+            yield demo
+        finally:
+            demo.stop()
 
 
 class Load:

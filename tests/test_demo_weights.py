@@ -4,13 +4,12 @@ ones and switches searches to them, instead of serving vectors its embedder no l
 import os
 import subprocess
 import sys
-import uuid
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import torch
 
+from tests.conftest import empty_database
 from tests.workers import REPO_DIR
 
 pytestmark = pytest.mark.worker
@@ -35,16 +34,8 @@ def other_weights(folder):
 
 @pytest.fixture
 def database(test_database_url):
-    server = urlsplit(test_database_url)
-    name = f"demo_{uuid.uuid4().hex[:8]}"
-    admin = server._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_database(test_database_url) as url:
+        yield url
 
 
 def run_demo(var_dir, database_url, **env):
