@@ -13,6 +13,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.embedders.base import image_weight
 from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
 
 __all__ = ["check_settings", "check_vector_extension", "vector_extension_problems"]
@@ -42,6 +43,11 @@ def check_settings(app_configs=None, **kwargs):
     errors.extend(_filter_problems(model, label))
     if "default" not in app_settings.EMBEDDERS:
         errors.append(checks.Error("P2W_SEARCH['EMBEDDERS'] needs a 'default' alias.", id="p2w_search.E004"))
+    for alias, params in app_settings.EMBEDDERS.items():
+        try:
+            image_weight(alias, params)
+        except ValueError as exc:
+            errors.append(checks.Error(str(exc), id="p2w_search.E016"))
     if app_settings.QUERY_ENCODING not in ("worker", "local"):
         errors.append(checks.Error("P2W_SEARCH['QUERY_ENCODING'] must be 'worker' or 'local'.", id="p2w_search.E005"))
     errors.extend(_upload_problems())

@@ -52,6 +52,16 @@ def test_embedders_without_a_default_alias_is_E004(settings):
     assert found(check_settings()) == [("p2w_search.E004", "P2W_SEARCH['EMBEDDERS'] needs a 'default' alias.")]
 
 
+@pytest.mark.parametrize("weight", [-0.5, "0.5", float("nan"), True])
+def test_an_image_weight_that_is_not_a_number_of_at_least_0_is_E016(settings, weight):
+    embedders = settings.P2W_SEARCH["EMBEDDERS"]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH,
+                           "EMBEDDERS": {**embedders, "next": {**embedders["next"], "IMAGE_WEIGHT": weight}}}
+    assert found(check_settings()) == [(
+        "p2w_search.E016", "P2W_SEARCH['EMBEDDERS']['next']['IMAGE_WEIGHT'] must be a number of at least 0 "
+                           f"(0 makes pic2word_plus_image the paper's pic2word), not {weight!r}.")]
+
+
 def test_an_unknown_query_encoding_is_E005(settings):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_ENCODING": "gpu"}
     assert found(check_settings()) == [

@@ -39,7 +39,7 @@ def ids(response):
 
 def test_pic2word_ranks_by_the_composed_query_and_leaves_the_reference_out(shop):
     reference = shop[0]
-    response = post({"product": reference.pk, "text": "in green"})
+    response = post({"product": reference.pk, "text": "in green", "method": "pic2word"})
     assert response.status_code == 200, response.content
 
     # The expected ranking, computed here from the same pieces: stored features -> compose -> cosine.
@@ -55,7 +55,7 @@ def test_pic2word_ranks_by_the_composed_query_and_leaves_the_reference_out(shop)
     assert response.json()["results"][0]["score"] == pytest.approx(max(scores.values()), abs=1e-5)
 
 
-@pytest.mark.parametrize("method", ["image_only", "text_only", "image_plus_text", "fusion"])
+@pytest.mark.parametrize("method", ["pic2word_plus_image", "image_only", "text_only", "image_plus_text", "fusion"])
 def test_baselines_and_fusion_match_their_definition(shop, method):
     embedder = get_embedder()
     row = ImageEmbedding.objects.get(image__product=shop[1])
@@ -66,7 +66,8 @@ def test_baselines_and_fusion_match_their_definition(shop, method):
         pic2word = compose(loaded.model, loaded.tokenizer, embedder.mapping(),
                            torch.tensor(np.asarray(row.vector, np.float32) * row.norm)[None], ["with stripes"],
                            template="a photo of * , {text}")[0].numpy()
-    expected_query = {"image_only": image, "text_only": text, "image_plus_text": normalise(image + text),
+    expected_query = {"pic2word_plus_image": normalise(pic2word + 0.5 * image),  # the default IMAGE_WEIGHT
+                      "image_only": image, "text_only": text, "image_plus_text": normalise(image + text),
                       "fusion": normalise(pic2word + normalise(image + text))}[method]
     computed = composed_queries(embedder, image_features=(np.asarray(row.vector, np.float32) * row.norm)[None],
                                 texts=["with stripes"], method=method)[0]
@@ -74,6 +75,34 @@ def test_baselines_and_fusion_match_their_definition(shop, method):
 
     response = post({"product": shop[1].pk, "text": "with stripes", "method": method})
     assert_ranking(ids(response), product_scores(expected_query, among=[p for p in shop if p != shop[1]]))
+
+
+def test_the_default_method_is_pic2word_plus_the_reference_photo_at_the_embedders_weight(shop, settings):
+    reference = shop[3]
+    features = composed_features(reference)
+    pic2word, image = query(features, "pic2word"), normalise(features)
+    for weight in (0, 0.5, 2.0):
+        embedders = settings.P2W_SEARCH["EMBEDDERS"]
+        settings.P2W_SEARCH = {**settings.P2W_SEARCH,
+                               "EMBEDDERS": {**embedders, "default": {**embedders["default"], "IMAGE_WEIGHT": weight}}}
+        expected = normalise(pic2word + weight * image)[0]
+        np.testing.assert_allclose(query(features, "pic2word_plus_image")[0], expected, atol=1e-6)
+        response = post({"product": reference.pk, "text": "in red"})  # no method: the default
+        scores = product_scores(expected, among=[p for p in shop if p != reference])
+        assert_ranking(ids(response), scores)
+        assert response.json()["results"][0]["score"] == pytest.approx(max(scores.values()), abs=1e-5)
+    # 0 is the paper's method; the scores above tell the weights apart even where the order does not.
+    np.testing.assert_allclose(normalise(pic2word + 0 * image), pic2word, atol=1e-7)
+    assert max(abs(normalise(pic2word + 2.0 * image) @ image[0] - pic2word @ image[0])) > 0.05
+
+
+def composed_features(product):
+    row = ImageEmbedding.objects.get(image__product=product)
+    return (np.asarray(row.vector, np.float32) * row.norm)[None]
+
+
+def query(features, method):
+    return composed_queries(get_embedder(), image_features=features, texts=["in red"], method=method)
 
 
 def test_uploaded_reference_and_filters(shop):

@@ -78,7 +78,7 @@ def test_a_host_product_page_refines_again_with_both_changes_in_one_sentence(cli
     first = client.get(f"/shop/product/{product.pk}/", {"change": "in green"})
     refine = re.search(r'<form class="p2w-refine".*?</form>', first.content.decode(), re.DOTALL).group(0)
     assert '<input type="hidden" name="change" value="in green">' in refine
-    assert 'href="?change=in+green&amp;change=with+stripes&amp;method=pic2word"' in refine  # a suggestion
+    assert 'href="?change=in+green&amp;change=with+stripes&amp;method=pic2word_plus_image"' in refine  # a suggestion
 
     twice = client.get(f"/shop/product/{product.pk}/", {"change": ["in green", "with stripes"]})
     assert grid_ids(twice, "changed") == ids(search.composed(text="in green , with stripes", product=product, k=12))
@@ -91,12 +91,13 @@ def test_the_photo_view_keeps_the_photo_and_answers_with_its_results_link(client
     assert re.fullmatch(r"/shop/photo/\?photo=[\w-]+&change=in\+green&method=pic2word", posted["Location"])
     page = client.get(posted["Location"])
     assert page.status_code == 200
-    assert grid_ids(page, "results") == ids(search.composed(text="in green", image=PHOTO, k=24))
+    assert grid_ids(page, "results") == ids(search.composed(text="in green", image=PHOTO, method="pic2word", k=24))
     html = page.content.decode()
     assert "Like your photo, but “in green”" in html and 'alt="Your photo"' in html
 
     again = client.get(posted["Location"] + "&" + urlencode({"change": "with stripes"}))
-    assert grid_ids(again, "results") == ids(search.composed(text="in green , with stripes", image=PHOTO, k=24))
+    assert grid_ids(again, "results") == ids(search.composed(text="in green , with stripes", image=PHOTO, method="pic2word",
+                                                             k=24))
 
 
 def test_the_photo_view_without_a_change_searches_by_the_photo(client, shop):

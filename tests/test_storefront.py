@@ -181,7 +181,8 @@ def test_unknown_product_is_404(client, shop):
     assert "We couldn’t find that page" in response.content.decode()
 
 
-@pytest.mark.parametrize("method", [None, "pic2word", "image_only", "text_only", "image_plus_text", "fusion"])
+@pytest.mark.parametrize("method", [None, "pic2word_plus_image", "pic2word", "image_only", "text_only",
+                                    "image_plus_text", "fusion"])
 def test_like_this_but_ranks_as_the_composed_api_and_leaves_the_product_out(client, shop, method):
     product = shop[0]
     params = {"change": "in green"} | ({"method": method} if method else {})
@@ -190,7 +191,7 @@ def test_like_this_but_ranks_as_the_composed_api_and_leaves_the_product_out(clie
     ids = grid_ids(response, "changed")
     assert product.pk not in ids and len(ids) == len(shop) - 1
 
-    payload = {"product": product.pk, "text": "in green", "method": method or "pic2word"}
+    payload = {"product": product.pk, "text": "in green", "method": method or "pic2word_plus_image"}
     api = APIClient().post("/api/search/composed/", payload, format="json").json()
     assert ids == [r["product"]["id"] for r in api["results"]]
     similar = APIClient().get("/api/search/similar/", {"product": product.pk}).json()
@@ -233,7 +234,7 @@ def follow_up(link, **params):
     return f"{link}&{urlencode(params, doseq=True)}"
 
 
-def api_composed(data, text, method="pic2word", query=""):
+def api_composed(data, text, method="pic2word_plus_image", query=""):
     """Product ids the composed API answers for an uploaded photo and a change, in order."""
     response = APIClient().post(f"/api/search/composed/{query}", {"image": upload(data), "text": text,
                                                                   "method": method}, format="multipart")
@@ -244,7 +245,7 @@ def api_composed(data, text, method="pic2word", query=""):
 def test_photo_search_ranks_products_like_the_photo_within_the_filters(client, shop):
     photo = png((30, 50, 210))
     link, response = photo_search(client, photo, query="?category=mug")
-    assert re.fullmatch(r"/\?category=mug&photo=[\w-]+&method=pic2word", link)
+    assert re.fullmatch(r"/\?category=mug&photo=[\w-]+&method=pic2word_plus_image", link)
     assert response.status_code == 200, response.content
     query = get_embedder().embed_images([load_image(photo, max_bytes=10**7, max_pixels=10**7)])[0]
     assert_ranking(grid_ids(response), product_scores(query, among=[p for p in shop if p.category == "mug"]))
@@ -365,8 +366,8 @@ def test_a_product_refined_twice_searches_both_changes_in_one_sentence(client, s
     product = shop[0]
     response = client.get(f"/product/{product.pk}/", {"change": ["in green", "with stripes"], "method": "pic2word"})
     assert response.status_code == 200, response.content
-    api = APIClient().post("/api/search/composed/?k=12", {"product": product.pk, "text": "in green , with stripes"},
-                           format="json").json()
+    api = APIClient().post("/api/search/composed/?k=12", {"product": product.pk, "text": "in green , with stripes",
+                                                          "method": "pic2word"}, format="json").json()
     assert grid_ids(response, "changed") == [r["product"]["id"] for r in api["results"]]
     html = response.content.decode()
     assert "Like this, but “in green”, then “with stripes”" in html

@@ -1,8 +1,22 @@
 """The contract every embedder backend fulfils."""
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["ModelIdentity", "BaseEmbedder"]
+__all__ = ["ModelIdentity", "BaseEmbedder", "DEFAULT_IMAGE_WEIGHT", "image_weight"]
+
+# The reference photo's weight in ``pic2word_plus_image``, chosen for the demo CLIP on its
+# validation catalogs (docs/evaluation/levers.md); a model of other spreads wants its own.
+DEFAULT_IMAGE_WEIGHT = 0.5
+
+
+def image_weight(alias, params):
+    """Return the ``IMAGE_WEIGHT`` of an EMBEDDERS entry, or raise ValueError naming it."""
+    value = params.get("IMAGE_WEIGHT", DEFAULT_IMAGE_WEIGHT)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"P2W_SEARCH['EMBEDDERS'][{alias!r}]['IMAGE_WEIGHT'] must be a number of at least 0 "
+                         f"(0 makes pic2word_plus_image the paper's pic2word), not {value!r}.")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -24,6 +38,11 @@ class BaseEmbedder:
     def __init__(self, alias, params):
         self.alias = alias
         self.params = params
+
+    @property
+    def image_weight(self):
+        """The reference photo's weight in the ``pic2word_plus_image`` query (``IMAGE_WEIGHT``)."""
+        return image_weight(self.alias, self.params)
 
     @property
     def identity(self):

@@ -9,6 +9,7 @@ from p2w_search.imaging import ImageRejected
 __all__ = ["METHOD_LABELS", "MAX_CHANGES", "CHANGE_MAX_LENGTH", "ChangesForm", "PhotoForm"]
 
 METHOD_LABELS = {
+    "pic2word_plus_image": "Pic2Word + reference photo (composed)",
     "pic2word": "Pic2Word (composed)",
     "image_only": "Image only (baseline)",
     "text_only": "Text only (baseline)",

@@ -115,10 +115,10 @@ def test_search_by_text_open_a_product_and_change_it(live_server, catalog, page,
     assert_images_load(page)
     screenshot(page, "03-product")
 
-    assert page.locator('select[name="method"]').input_value() == "pic2word"
+    assert page.locator('select[name="method"]').input_value() == "pic2word_plus_image"
     page.fill('input[name="change"]', "in red")
     page.get_by_role("button", name="Show me").click()
-    page.wait_for_url(re.compile(r"\?change=in\+red&method=pic2word$"))
+    page.wait_for_url(re.compile(r"\?change=in\+red&method=pic2word_plus_image$"))
     after = grid_ids(page, "changed")
     assert after == api_ids("/api/search/composed/", {"product": product.pk, "text": "in red"}, k=12)
     assert len(after) == 12 and product.pk not in after
@@ -154,7 +154,7 @@ def test_search_by_photo(live_server, catalog, page, screenshot, tmp_path):
     page.goto(f"{live_server.url}/")
     page.set_input_files("#p2w-photo", str(photo))
     page.get_by_role("button", name="Search with this photo").click()
-    page.wait_for_url(re.compile(r"\?photo=[\w-]+&method=pic2word$"))
+    page.wait_for_url(re.compile(r"\?photo=[\w-]+&method=pic2word_plus_image$"))
     assert page.locator("h1").inner_text() == "Products like your photo"
     query = get_embedder().embed_images([load_image(data, max_bytes=10**7, max_pixels=10**7)])[0]
     assert_ranking(grid_ids(page, "results"), product_scores(query, among=catalog))
