@@ -16,6 +16,9 @@ Nothing is retrained: the shipped demo CLIP and mapping, the paper's ``pic2word`
 - ``centred``: the modality gap removed before the cosine: the query minus the mean pseudo-word
   sentence of the catalog's images, each product's vector minus the gallery's mean (both from
   the catalog alone, no triplets), then renormalised.
+- ``pic2word_plus_image``: the photo's weight alone (``fusion-w [image]``) on a finer grid, with
+  the paper's template and ``bare``: the method the app ships as its default since the CLIP was
+  trained longer; then the richest ``fusion-w`` family on a finer grid, paired against it.
 
 Weights are chosen on the validation catalogs only (seeds 1, 2, 3; triplet seed S + 1, exactly
 as ``manage.py evaluate_demo --seed S --triplet-seed S+1`` makes them), by leave-one-catalog-out:
@@ -73,6 +76,7 @@ GENERIC = "a photo of a product , {text}"
 WORD_PROMPT = "a photo of *"
 FEATURES = ("text", "generic", "image", "word")
 GRID = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+IMAGE_GRID = (0.25, 0.375, 0.5, 0.625, 0.75, 1.0)  # the reference photo's weight in pic2word_plus_image
 RERANK_N = (20, 50)  # pic2word's first N candidates
 KS = (1, 10, 50)
 
@@ -204,8 +208,8 @@ class Catalog:
         return [list(self.names[row]) for row in order]
 
 
-def combined(catalog, weights):
-    scores = catalog.scores["p2w:paper"].copy()
+def combined(catalog, weights, template="paper"):
+    scores = catalog.scores[f"p2w:{template}"].copy()
     for key, weight in zip(FEATURES, weights):
         if weight:
             scores += weight * catalog.scores[key]
@@ -219,13 +223,13 @@ def hits(ranks, k):
 _MEMO = {}
 
 
-def objective(catalogs, weights, rerank):
+def objective(catalogs, weights, rerank, template="paper"):
     """Mean of R_any@1 + R_any@10 over the queries of ``catalogs`` (each catalog scored once per point)."""
     total, count = 0.0, 0
     for c in catalogs:
-        key = (c.seed, weights, rerank)
+        key = (c.seed, weights, rerank, template)
         if key not in _MEMO:
-            ranks = c.best_rank(combined(c, weights), rerank)
+            ranks = c.best_rank(combined(c, weights, template), rerank)
             _MEMO[key] = (hits(ranks, 1).sum() + hits(ranks, 10).sum(), len(ranks))
         total += _MEMO[key][0]
         count += _MEMO[key][1]
@@ -240,8 +244,18 @@ def grid_points(features):
     return list(itertools.product(*options))
 
 
-def choose(catalogs, points, rerank):
-    return max(points, key=lambda w: objective(catalogs, w, rerank))
+def choose(catalogs, points, rerank, template="paper"):
+    return max(points, key=lambda w: objective(catalogs, w, rerank, template))
+
+
+def leave_one_out(catalogs, points, rerank=None, template="paper"):
+    """Each catalog's ranks under the point chosen on the other two: (ranks, chosen) by seed."""
+    ranks, chosen = {}, {}
+    for c in catalogs:
+        weights = choose([o for o in catalogs if o is not c], points, rerank, template)
+        chosen[c.seed] = dict(zip(FEATURES, weights))
+        ranks[c.seed] = c.best_rank(combined(c, weights, template), rerank)
+    return ranks, chosen
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -464,17 +478,30 @@ def main(argv=None):
     for rerank in () if args.mapping else (None, *RERANK_N):
         for family, features in families.items():
             points = grid_points(features)
-            ranks, chosen = {}, {}
-            for c in catalogs:
-                others = [o for o in catalogs if o is not c]
-                weights = choose(others, points, rerank)
-                chosen[c.seed] = dict(zip(FEATURES, weights))
-                ranks[c.seed] = c.best_rank(combined(c, weights), rerank)
+            ranks, chosen = leave_one_out(catalogs, points, rerank)
             everywhere = choose(catalogs, points, rerank)
             label = ("fusion-w" if rerank is None else f"rerank-{rerank}") + f" [{family}]"
             record(label, "weights chosen leave-one-catalog-out", ranks,
                    {"weights by left-out catalog": chosen,
                     "weights on all three": dict(zip(FEATURES, everywhere))})
+    if not args.mapping:
+        # pic2word_plus_image, the method this page led to: the reference photo's weight alone, on a
+        # finer grid, with two templates; then the richest family against it, paired.
+        photo_only = [(0.0, 0.0, a, 0.0) for a in IMAGE_GRID]
+        for template in ("paper", "bare"):
+            ranks, chosen = leave_one_out(catalogs, photo_only, template=template)
+            record(f"pic2word_plus_image, prompt {template}", "P + a I, a chosen leave-one-catalog-out", ranks,
+                   {"weights by left-out catalog": chosen,
+                    "weights on all three": dict(zip(FEATURES, choose(catalogs, photo_only, None, template)))})
+            if template == "paper":
+                plus_image = ranks
+        richer = [(t, g, a, w) for t in (0.25, 0.5, 0.75) for g in (-0.25, -0.5, -0.75)
+                  for a in (0.5, 0.75, 1.0) for w in (-0.25, -0.5, -0.75)]
+        ranks, chosen = leave_one_out(catalogs, richer)
+        results["levers"]["fusion-w [all four], a finer grid, against pic2word_plus_image"] = {
+            "about": "paired differences to pic2word_plus_image (paper prompt), not to pic2word",
+            **summary(ranks, catalogs, plus_image), "change R_any@10": per_change(ranks, catalogs),
+            "weights by left-out catalog": chosen}
     if args.mapping:
         a = 0.5  # the tied weight chosen on the shipped mapping's grid, not re-chosen here
         record(f"fusion-w [image-word tied], a = {a}", "P + a (image - word), a fixed", {

@@ -186,6 +186,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- p2w_search -------------------------------------------------------------------------------------
+DEMO_CLIP = "p2w-demo-small"
+CLIP_MODEL = os.environ.get("P2W_CLIP_MODEL", DEMO_CLIP)
 P2W_SEARCH_PRODUCT_MODEL = "catalog.Product"
 P2W_SEARCH = {
     "FILTER_FIELDS": ["category", "price", "in_stock", "merchant"],
@@ -196,7 +198,7 @@ P2W_SEARCH = {
     "EMBEDDERS": {
         "default": {
             "BACKEND": "p2w_search.embedders.openclip.OpenCLIPEmbedder",
-            "MODEL": os.environ.get("P2W_CLIP_MODEL", "p2w-demo-small"),
+            "MODEL": CLIP_MODEL,
             "MODEL_CONFIG": os.environ.get(
                 "P2W_CLIP_MODEL_CONFIG", str(BASE_DIR / "shop_demo" / "clip" / "p2w-demo-small.json")
             ),
@@ -208,6 +210,9 @@ P2W_SEARCH = {
             ),
             "DEVICE": os.environ.get("P2W_DEVICE", "auto"),
             "BATCH_SIZE": int(os.environ.get("P2W_BATCH_SIZE", "32")),
+            # The reference photo's weight in pic2word_plus_image belongs to the model: 0.5 was chosen
+            # for the demo CLIP on its validation catalogs; another model starts at 0, the paper's pic2word.
+            "IMAGE_WEIGHT": float(os.environ.get("P2W_IMAGE_WEIGHT") or (0.5 if CLIP_MODEL == DEMO_CLIP else 0)),
         },
     },
     "SEARCH_DATABASE": "replica" if os.environ.get("DATABASE_REPLICA_URL") else "default",

@@ -33,6 +33,7 @@ P2W_SEARCH = {
             "MAPPING": str(TEST_MODELS / "tiny-seed0-mapping.pt"),
             "BATCH_SIZE": 8,
             "THREADS": 1,
+            "IMAGE_WEIGHT": 0.5,  # so that pic2word_plus_image, the default method, is not pic2word
         },
         # A second model (other weights, other dimension) for model-switch tests.
         "next": {

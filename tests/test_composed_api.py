@@ -66,7 +66,7 @@ def test_baselines_and_fusion_match_their_definition(shop, method):
         pic2word = compose(loaded.model, loaded.tokenizer, embedder.mapping(),
                            torch.tensor(np.asarray(row.vector, np.float32) * row.norm)[None], ["with stripes"],
                            template="a photo of * , {text}")[0].numpy()
-    expected_query = {"pic2word_plus_image": normalise(pic2word + 0.5 * image),  # the default IMAGE_WEIGHT
+    expected_query = {"pic2word_plus_image": normalise(pic2word + 0.5 * image),  # the test IMAGE_WEIGHT
                       "image_only": image, "text_only": text, "image_plus_text": normalise(image + text),
                       "fusion": normalise(pic2word + normalise(image + text))}[method]
     computed = composed_queries(embedder, image_features=(np.asarray(row.vector, np.float32) * row.norm)[None],

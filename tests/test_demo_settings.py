@@ -28,6 +28,14 @@ def test_no_forwarded_address_is_trusted_unless_proxies_are_declared():
     assert demo_setting("REST_FRAMEWORK['NUM_PROXIES']", P2W_NUM_PROXIES="1") == "1"
 
 
+def test_the_reference_photos_weight_is_the_demo_clips_own_and_zero_for_another_model():
+    weight = "P2W_SEARCH['EMBEDDERS']['default']['IMAGE_WEIGHT']"
+    assert demo_setting(weight) == "0.5"
+    assert demo_setting(weight, P2W_CLIP_MODEL="ViT-L-14") == "0.0"  # pic2word_plus_image is then pic2word
+    assert demo_setting(weight, P2W_CLIP_MODEL="ViT-L-14", P2W_IMAGE_WEIGHT="0.25") == "0.25"
+    assert demo_setting(weight, P2W_IMAGE_WEIGHT="") == "0.5"
+
+
 @pytest.mark.parametrize("page", ["999", "two", "0"])
 def test_a_storefront_page_that_does_not_exist_is_404(client, db, page):
     assert client.get("/", {"page": page}).status_code == 404

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 __all__ = ["ModelIdentity", "BaseEmbedder", "DEFAULT_IMAGE_WEIGHT", "image_weight"]
 
-# The reference photo's weight in ``pic2word_plus_image``, chosen for the demo CLIP on its
-# validation catalogs (docs/evaluation/levers.md); a model of other spreads wants its own.
-DEFAULT_IMAGE_WEIGHT = 0.5
+# The reference photo's weight in ``pic2word_plus_image`` belongs to the model (its photo and
+# text cosines spread differently): 0 makes the method the paper's pic2word, for a model nobody
+# measured; the demo sets 0.5 for its CLIP, chosen on its validation catalogs (docs/evaluation/levers.md).
+DEFAULT_IMAGE_WEIGHT = 0.0
 
 
 def image_weight(alias, params):

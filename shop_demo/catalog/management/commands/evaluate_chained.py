@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="Catalog seed (the demo's is 0).")
         parser.add_argument("--triplet-seed", type=int, default=1)
         parser.add_argument("--per-product", type=int, default=2, help="Two-change triplets per reference.")
-        parser.add_argument("--methods", default="pic2word,fusion,image_plus_text")
+        parser.add_argument("--methods", default="pic2word_plus_image,pic2word,fusion,image_plus_text")
         parser.add_argument("--out", default=None, help="Folder for the results (default var/eval-chained).")
 
     def handle(self, *, size, seed, triplet_seed, per_product, methods, out, **options):
