@@ -241,7 +241,7 @@ def test_photo_plus_words_puts_the_product_first_then_refines_twice(live_server,
     assert items[best.sku].attributes == item.attributes  # the photo's product with the asked colour comes first
     assert first == api_photo_ids(data, text=change)
     assert page.locator("h1").inner_text() == f"Like your photo, but “{change}”"
-    assert page.locator("#p2w-photo-results .p2w-pill").inner_text() == "Pic2Word (composed)"
+    assert page.locator("#p2w-photo-results .p2w-pill").inner_text() == "Pic2Word + reference photo (composed)"
     assert page.locator('img[alt="Your photo"]').count() == 1
     assert_images_load(page)
     screenshot(page, "10-photo-plus-words")
