@@ -88,8 +88,9 @@ class ComposedSearchParams(ImageSearchParams):
     text = serializers.CharField(max_length=300, help_text='The change, e.g. "in red" or "with polka dots".')
     method = serializers.ChoiceField(
         choices=METHODS, default=DEFAULT_METHOD,
-        help_text="pic2word (the paper's method), a baseline (image_only, text_only, image_plus_text), "
-        "or fusion (pic2word + image_plus_text).",
+        help_text="pic2word_plus_image (the default: pic2word plus the reference's own embedding times the "
+        "model's IMAGE_WEIGHT), pic2word (the paper's method), a baseline (image_only, text_only, "
+        "image_plus_text), or fusion (pic2word + image_plus_text).",
     )
     prompt = serializers.CharField(required=False, help_text="Name of a prompt template in P2W_SEARCH['PROMPTS'].")
 
