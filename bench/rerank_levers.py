@@ -484,7 +484,16 @@ def main(argv=None):
             record(label, "weights chosen leave-one-catalog-out", ranks,
                    {"weights by left-out catalog": chosen,
                     "weights on all three": dict(zip(FEATURES, everywhere))})
-    if not args.mapping:
+    if args.mapping:
+        a = 0.5  # the tied weight chosen on the shipped mapping's grid, not re-chosen here
+        record(f"fusion-w [image-word tied], a = {a}", "P + a (image - word), a fixed", {
+            c.seed: c.best_rank(combined(c, (0.0, 0.0, a, -a))) for c in catalogs})
+        photo = (0.0, 0.0, 0.5, 0.0)  # pic2word_plus_image at the demo CLIP's weight
+        record("pic2word_plus_image, shipped mapping", "P + 0.5 I, the shipped default",
+               {c.seed: c.best_rank(combined(c, photo)) for c in shipped})
+        record(f"pic2word_plus_image, {Path(args.mapping).name}", "P + 0.5 I with this mapping",
+               {c.seed: c.best_rank(combined(c, photo)) for c in catalogs})
+    else:
         # pic2word_plus_image, the method this page led to: the reference photo's weight alone, on a
         # finer grid, with two templates; then the richest family against it, paired.
         photo_only = [(0.0, 0.0, a, 0.0) for a in IMAGE_GRID]
@@ -502,16 +511,6 @@ def main(argv=None):
             "about": "paired differences to pic2word_plus_image (paper prompt), not to pic2word",
             **summary(ranks, catalogs, plus_image), "change R_any@10": per_change(ranks, catalogs),
             "weights by left-out catalog": chosen}
-    if args.mapping:
-        a = 0.5  # the tied weight chosen on the shipped mapping's grid, not re-chosen here
-        record(f"fusion-w [image-word tied], a = {a}", "P + a (image - word), a fixed", {
-            c.seed: c.best_rank(combined(c, (0.0, 0.0, a, -a))) for c in catalogs})
-        photo = (0.0, 0.0, 0.5, 0.0)  # pic2word_plus_image at the demo CLIP's weight
-        record("pic2word_plus_image, shipped mapping", "P + 0.5 I, the shipped default",
-               {c.seed: c.best_rank(combined(c, photo)) for c in shipped})
-        record(f"pic2word_plus_image, {Path(args.mapping).name}", "P + 0.5 I with this mapping",
-               {c.seed: c.best_rank(combined(c, photo)) for c in catalogs})
-    else:
         results["ms per query"] = timing(embedder, catalogs[0].data)
     var.mkdir(parents=True, exist_ok=True)
     (var / "rerank_levers.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -130,8 +130,9 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_mapping(mapping, out, clip_identity=identity, extra={"training": {
-        "from": "scratch" if args.from_scratch else "shipped mapping", "steps": args.steps, "text_weight": args.text_weight, "noise": args.noise,
-        "lr": args.lr, "images": len(images), "texts": len(texts)}})
+        "from": "scratch" if args.from_scratch else "shipped mapping", "steps": args.steps,
+        "text_weight": args.text_weight, "noise": args.noise, "lr": args.lr, "images": len(images),
+        "texts": len(texts)}})
     out.with_suffix(".json").write_text(json.dumps({"wall_s": time.monotonic() - started, "args": vars(args),
                                                     "last_losses": log[-5:]}))
     print(f"wrote {out} in {time.monotonic() - started:.0f} s")
