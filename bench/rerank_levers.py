@@ -488,10 +488,10 @@ def main(argv=None):
         a = 0.5  # the tied weight chosen on the shipped mapping's grid, not re-chosen here
         record(f"fusion-w [image-word tied], a = {a}", "P + a (image - word), a fixed", {
             c.seed: c.best_rank(combined(c, (0.0, 0.0, a, -a))) for c in catalogs})
-        photo = (0.0, 0.0, 0.5, 0.0)  # pic2word_plus_image at the demo CLIP's weight
-        record("pic2word_plus_image, shipped mapping", "P + 0.5 I, the shipped default",
+        photo = (0.0, 0.0, embedder.image_weight, 0.0)  # pic2word_plus_image at the configured weight
+        record("pic2word_plus_image, shipped mapping", f"P + {photo[2]} I, the shipped default",
                {c.seed: c.best_rank(combined(c, photo)) for c in shipped})
-        record(f"pic2word_plus_image, {Path(args.mapping).name}", "P + 0.5 I with this mapping",
+        record(f"pic2word_plus_image, {Path(args.mapping).name}", f"P + {photo[2]} I with this mapping",
                {c.seed: c.best_rank(combined(c, photo)) for c in catalogs})
     else:
         # pic2word_plus_image, the method this page led to: the reference photo's weight alone, on a

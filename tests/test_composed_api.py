@@ -44,8 +44,7 @@ def test_pic2word_ranks_by_the_composed_query_and_leaves_the_reference_out(shop)
 
     # The expected ranking, computed here from the same pieces: stored features -> compose -> cosine.
     embedder = get_embedder()
-    row = ImageEmbedding.objects.get(image__product=reference)
-    features = torch.tensor(np.asarray(row.vector, dtype=np.float32) * row.norm)[None]
+    features = torch.tensor(stored_features(reference))
     loaded = embedder.load()
     with torch.inference_mode():
         query = compose(loaded.model, loaded.tokenizer, embedder.mapping(), features, ["in green"],
@@ -58,19 +57,17 @@ def test_pic2word_ranks_by_the_composed_query_and_leaves_the_reference_out(shop)
 @pytest.mark.parametrize("method", ["pic2word_plus_image", "image_only", "text_only", "image_plus_text", "fusion"])
 def test_baselines_and_fusion_match_their_definition(shop, method):
     embedder = get_embedder()
-    row = ImageEmbedding.objects.get(image__product=shop[1])
-    image = normalise(np.asarray(row.vector, dtype=np.float32))
+    features = stored_features(shop[1])
+    image = normalise(features)[0]
     text = embedder.embed_texts(["with stripes"])[0]
     loaded = embedder.load()
     with torch.inference_mode():
-        pic2word = compose(loaded.model, loaded.tokenizer, embedder.mapping(),
-                           torch.tensor(np.asarray(row.vector, np.float32) * row.norm)[None], ["with stripes"],
-                           template="a photo of * , {text}")[0].numpy()
+        pic2word = compose(loaded.model, loaded.tokenizer, embedder.mapping(), torch.tensor(features),
+                           ["with stripes"], template="a photo of * , {text}")[0].numpy()
     expected_query = {"pic2word_plus_image": normalise(pic2word + 0.5 * image),  # the test IMAGE_WEIGHT
                       "image_only": image, "text_only": text, "image_plus_text": normalise(image + text),
                       "fusion": normalise(pic2word + normalise(image + text))}[method]
-    computed = composed_queries(embedder, image_features=(np.asarray(row.vector, np.float32) * row.norm)[None],
-                                texts=["with stripes"], method=method)[0]
+    computed = composed_queries(embedder, image_features=features, texts=["with stripes"], method=method)[0]
     np.testing.assert_allclose(computed, expected_query, atol=1e-3)
 
     response = post({"product": shop[1].pk, "text": "with stripes", "method": method})
@@ -79,29 +76,32 @@ def test_baselines_and_fusion_match_their_definition(shop, method):
 
 def test_the_default_method_is_pic2word_plus_the_reference_photo_at_the_embedders_weight(shop, settings):
     reference = shop[3]
-    features = composed_features(reference)
-    pic2word, image = query(features, "pic2word"), normalise(features)
+    features = stored_features(reference)
+    pic2word, image = composed_query(features, "pic2word"), normalise(features)
+    at_weight = {}
     for weight in (0, 0.5, 2.0):
         embedders = settings.P2W_SEARCH["EMBEDDERS"]
         settings.P2W_SEARCH = {**settings.P2W_SEARCH,
                                "EMBEDDERS": {**embedders, "default": {**embedders["default"], "IMAGE_WEIGHT": weight}}}
         expected = normalise(pic2word + weight * image)[0]
-        np.testing.assert_allclose(query(features, "pic2word_plus_image")[0], expected, atol=1e-6)
+        at_weight[weight] = composed_query(features, "pic2word_plus_image")[0]
+        np.testing.assert_allclose(at_weight[weight], expected, atol=1e-6)
         response = post({"product": reference.pk, "text": "in red"})  # no method: the default
         scores = product_scores(expected, among=[p for p in shop if p != reference])
         assert_ranking(ids(response), scores)
         assert response.json()["results"][0]["score"] == pytest.approx(max(scores.values()), abs=1e-5)
     # 0 is the paper's method; the scores above tell the weights apart even where the order does not.
-    np.testing.assert_allclose(normalise(pic2word + 0 * image), pic2word, atol=1e-7)
-    assert max(abs(normalise(pic2word + 2.0 * image) @ image[0] - pic2word @ image[0])) > 0.05
+    np.testing.assert_allclose(at_weight[0], pic2word[0], atol=1e-7)
+    assert abs(at_weight[2.0] @ image[0] - pic2word[0] @ image[0]) > 0.05
 
 
-def composed_features(product):
+def stored_features(product):
+    """The raw features [1, dim] of the product's stored vector, as the search composes from them."""
     row = ImageEmbedding.objects.get(image__product=product)
     return (np.asarray(row.vector, np.float32) * row.norm)[None]
 
 
-def query(features, method):
+def composed_query(features, method):
     return composed_queries(get_embedder(), image_features=features, texts=["in red"], method=method)
 
 

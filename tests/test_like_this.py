@@ -96,8 +96,8 @@ def test_the_photo_view_keeps_the_photo_and_answers_with_its_results_link(client
     assert "Like your photo, but “in green”" in html and 'alt="Your photo"' in html
 
     again = client.get(posted["Location"] + "&" + urlencode({"change": "with stripes"}))
-    assert grid_ids(again, "results") == ids(search.composed(text="in green , with stripes", image=PHOTO, method="pic2word",
-                                                             k=24))
+    assert grid_ids(again, "results") == ids(search.composed(text="in green , with stripes", image=PHOTO,
+                                                             method="pic2word", k=24))
 
 
 def test_the_photo_view_without_a_change_searches_by_the_photo(client, shop):
