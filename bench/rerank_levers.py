@@ -39,7 +39,8 @@ Run from the repository root (about 1 minute per catalog for the vectors, cached
 
 It writes ``<var>/rerank_levers.json`` and ``<var>/rerank_levers.md`` (the tables of
 ``docs/evaluation/levers.md``). On the cached vectors: ``--probes`` (quick in-sample probes:
-query expansion, hubness correction, text-space gallery, directional score, near-copy penalty),
+query expansion, hubness correction, text-space gallery, directional score, near-copy penalty, the
+change's direction taken out of the photo),
 ``--timing`` (milliseconds per query of each encoding a lever adds), and ``--mapping FILE`` (the
 same levers, without weight grids, with another mapping, e.g. one from ``bench.text_mapping``;
 the baseline stays the shipped mapping's pic2word).
@@ -396,7 +397,30 @@ def probes(catalogs):
               lambda c, t=tau, m=mu: c.base - m * np.maximum(c.scores["image"] - t, 0))
     for a in (0.25, 0.5, 0.75, 1.0, 1.5):
         score(f"P + {a} (image - word)", lambda c, a=a: c.base + a * (c.scores["image"] - c.scores["word"]))
+    for a in (0.5, 0.75):
+        score(f"P + {a} I (pic2word_plus_image)", lambda c, a=a: plus_photo(c, a, None, 0.0))
+        for direction in ("change", "text"):
+            for beta in (1.0, 2.0):
+                score(f"P + {a} I, {direction} direction x{beta} taken out",
+                      lambda c, a=a, d=direction, b=beta: plus_photo(c, a, d, b))
     return out
+
+
+def change_direction(data, kind):
+    """Unit vector [n, dim] of what the words change: ``change`` the pic2word sentence minus the
+    reference's own pseudo-word sentence ("a photo of *"), ``text`` the change's text alone."""
+    if kind == "change":
+        return normalise(data["p2w:paper"] - data["word"])
+    return data["text"]
+
+
+def plus_photo(catalog, a, direction, beta, template="paper"):
+    """Scores of P + a photo, the photo's component along the change's direction scaled by 1 - beta."""
+    photo = catalog.data["image"]
+    if direction is not None:
+        d = change_direction(catalog.data, direction)
+        photo = normalise(photo - beta * (photo * d).sum(1, keepdims=True) * d)
+    return normalise(catalog.data[f"p2w:{template}"] + a * photo) @ catalog.data["gallery"].T
 
 
 def main(argv=None):
