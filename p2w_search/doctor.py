@@ -16,6 +16,7 @@ One list for every place that warns: the admin's index page, ``p2w_index status`
 | H008 | warning | searches failed with another server error in the last 5 minutes |
 | H009 | info | searches were throttled (429) in the last 5 minutes |
 | H010 | warning | images failed to embed under the serving model |
+| H011 | warning | files of deleted or replaced images are still in storage after their delete was due |
 """
 
 from django.core import checks
@@ -71,7 +72,22 @@ def findings(status):
             "shoppers cannot find them.",
             hint="See the last errors on the admin's index page; fix the files and retry them (image admin action).",
             id="p2w_search.H010"))
+    found += _files_left(status["file_deletions"])
     return sorted(found, key=lambda message: -message.level)
+
+
+def _files_left(left):
+    if not left["count"]:
+        return []
+    waited = duration_text((timezone.now() - left["oldest"]).total_seconds())
+    error = f" Last error: {left['last_error']}" if left["last_error"] else ""
+    return [checks.Warning(
+        f"{left['count']} file{'s' if left['count'] != 1 else ''} of deleted or replaced images "
+        f"{'are' if left['count'] != 1 else 'is'} still in storage, the oldest due {waited} ago, and still "
+        f"served.{error}",
+        hint="The cleanup task (p2w_search.tasks.cleanup_storage, on beat hourly) deletes them once the storage "
+             "accepts: check its credentials and that it can be reached.",
+        id="p2w_search.H011")]
 
 
 def _stalled(status, bulk_hosts):

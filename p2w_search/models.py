@@ -17,7 +17,7 @@ from p2w_search.conf import app_settings
 from p2w_search.files import image_url, public_file
 from p2w_search.uploads.storage import upload_storage
 
-__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess"]
+__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess", "FileDeletion"]
 
 
 class EmbeddingModel(models.Model):
@@ -215,3 +215,24 @@ class WorkerProcess(models.Model):
 
     def __str__(self):
         return f"{self.hostname} (pid {self.pid})"
+
+
+class FileDeletion(models.Model):
+    """A product image file to delete from storage: written in the transaction that let go of it.
+
+    The file is deleted once that transaction commits (product_images.py). A row that is still
+    here later means the delete failed (the storage refused it) or the process stopped between
+    the commit and the delete; the cleanup task tries it again, so a deleted product's photo is
+    never left served.
+    """
+
+    name = models.CharField(max_length=300)  # as ProductImage.file stores it
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return self.name

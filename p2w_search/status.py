@@ -6,14 +6,15 @@ search latency and answer counts (search_health.py); and what is wrong (doctor.p
 """
 
 from django.db import connection
-from django.db.models import Min
+from django.db.models import Count, Min
+from django.utils import timezone
 
-from p2w_search import doctor, index, indexing, rates, search_health, workers
+from p2w_search import doctor, index, indexing, product_images, rates, search_health, workers
 from p2w_search.conf import app_settings
-from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.models import EmbeddingModel, FileDeletion, ImageEmbedding, ProductImage
 from p2w_search.svg_charts import line_chart
 
-__all__ = ["index_status", "queue_depths", "workers_by_queue", "charts", "flower_url"]
+__all__ = ["index_status", "queue_depths", "workers_by_queue", "charts", "flower_url", "file_deletions_left"]
 
 
 def queue_depths():
@@ -106,9 +107,18 @@ def index_status(*, errors=10):
         "query_encoding": app_settings.QUERY_ENCODING,
         "search": search_health.summary(),
         "flower_url": flower_url(),
+        "file_deletions": file_deletions_left(),
     }
     result["findings"] = doctor.findings(result)
     return result
+
+
+def file_deletions_left():
+    """Image files whose delete was due ``RETRY_AFTER`` ago or more: ``count``, ``oldest``, ``last_error``."""
+    left = FileDeletion.objects.filter(created_at__lt=timezone.now() - product_images.RETRY_AFTER)
+    summary = left.aggregate(count=Count("id"), oldest=Min("created_at"))
+    last = left.exclude(last_error="").order_by("-id").values_list("last_error", flat=True).first()
+    return {**summary, "last_error": last or ""}
 
 
 def charts(status):

@@ -18,7 +18,7 @@ from celery.signals import (
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from p2w_search import dispatch, encoding, indexing, shop_images, workers
+from p2w_search import dispatch, encoding, indexing, product_images, shop_images, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from p2w_search.uploads import importer, progress, retention
@@ -124,8 +124,8 @@ def sweep_pending():
 
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
 def cleanup_storage():
-    """Delete uploads past their retention (run periodically by Celery beat)."""
-    return retention.remove_expired_uploads()
+    """Delete uploads past their retention and image files whose delete failed (run periodically by Celery beat)."""
+    return {"uploads": retention.remove_expired_uploads(), "image_files": product_images.retry_file_deletions()}
 
 
 @shared_task

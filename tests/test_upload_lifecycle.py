@@ -5,16 +5,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.files.storage import default_storage, storages
+from django.core.files.storage import FileSystemStorage, default_storage, storages
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from p2w_search import indexing, tasks
-from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
+from p2w_search import doctor, indexing, product_images, status, tasks
+from p2w_search.models import FileDeletion, ImageEmbedding, ImportJob, ProductImage
 from p2w_search.uploads import importer, retention
 from shop_demo.catalog.models import Product
 from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
@@ -82,7 +83,7 @@ def test_uploads_are_deleted_after_their_retention(merchant, media):
     ImportJob.objects.filter(pk=old.pk).update(ended_at=timezone.now() - timedelta(days=8))
     names = [old.manifest.name, old.archive.name]
 
-    assert tasks.cleanup_storage() == 1  # what beat runs every hour
+    assert tasks.cleanup_storage() == {"uploads": 1, "image_files": 0}  # what beat runs every hour
     old.refresh_from_db()
     assert not any(storages["p2w_uploads"].exists(name) for name in names)
     assert (old.manifest.name, old.archive.name, old.files_removed_at is not None) == ("", "", True)
@@ -117,6 +118,127 @@ def test_deleting_a_product_deletes_its_image_files(merchant, media, django_capt
     with django_capture_on_commit_callbacks(execute=True):
         assert api.delete(f"/api/products/{product.pk}/").status_code == 204
     assert media_files(media) == [ProductImage.objects.get(product__sku="A-2").file.name]
+
+
+@pytest.fixture
+def refusing_storage(monkeypatch):
+    """File storages refuse every delete until ``.restore()``, as an object store out of reach would."""
+    delete = FileSystemStorage.delete
+
+    def refuse(self, name):
+        raise OSError("the object store is out of reach")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", refuse)
+
+    class Refusing:
+        def restore(self):
+            monkeypatch.setattr(FileSystemStorage, "delete", delete)
+    return Refusing()
+
+
+def age_file_deletions():
+    """Make every recorded deletion older than the cleanup's wait, as an hour of beat would."""
+    FileDeletion.objects.update(created_at=F("created_at") - product_images.RETRY_AFTER - timedelta(seconds=1))
+
+
+def test_an_image_file_the_storage_refused_to_delete_is_deleted_by_the_next_cleanup(
+        merchant, media, refusing_storage, django_capture_on_commit_callbacks):
+    api = client_for(merchant.user)
+    upload(api, HEADER + row("A-1", "red.png;blue.png") + row("A-2"))
+    product = Product.objects.get(sku="A-1")
+    names = sorted(product.p2w_images.values_list("file", flat=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"/api/products/{product.pk}/").status_code == 204
+    assert set(names) <= set(media_files(media)) and APIClient().get(f"/media/{names[0]}").status_code == 200
+    assert sorted(FileDeletion.objects.values_list("name", "attempts", "last_error")) == [
+        (name, 1, "OSError: the object store is out of reach") for name in names]
+
+    assert tasks.cleanup_storage() == {"uploads": 0, "image_files": 0}  # recorded a moment ago: left to its commit
+    age_file_deletions()
+    assert tasks.cleanup_storage() == {"uploads": 0, "image_files": 0}  # the storage still refuses
+    assert list(FileDeletion.objects.values_list("attempts", flat=True)) == [2, 2]
+    found = [f for f in doctor.findings(status.index_status()) if f.id == "p2w_search.H011"]
+    assert [f.msg for f in found] == ["2 files of deleted or replaced images are still in storage, the oldest due "
+                                      "5 min ago, and still served. Last error: OSError: the object store is out of "
+                                      "reach"]
+
+    refusing_storage.restore()
+    assert tasks.cleanup_storage() == {"uploads": 0, "image_files": 2}
+    assert media_files(media) == [ProductImage.objects.get(product__sku="A-2").file.name]
+    assert APIClient().get(f"/media/{names[0]}").status_code == 404 and not FileDeletion.objects.exists()
+    assert "p2w_search.H011" not in [f.id for f in doctor.findings(status.index_status())]
+
+
+def test_a_deletion_whose_process_stopped_before_the_delete_is_finished_by_the_cleanup(
+        merchant, media, django_capture_on_commit_callbacks):
+    api = client_for(merchant.user)
+    upload(api, HEADER + row("A-1") + row("A-2"))
+    name = ProductImage.objects.get(product__sku="A-1").file.name
+    with django_capture_on_commit_callbacks(execute=False):  # committed; the process dies before its callbacks
+        assert api.delete(f"/api/products/{Product.objects.get(sku='A-1').pk}/").status_code == 204
+    assert name in media_files(media)
+    assert list(FileDeletion.objects.values_list("name", "attempts")) == [(name, 0)]
+    age_file_deletions()
+    assert tasks.cleanup_storage()["image_files"] == 1
+    assert name not in media_files(media) and not FileDeletion.objects.exists()
+
+
+def test_a_deletion_that_rolls_back_records_nothing_and_keeps_the_file(merchant, media):
+    api = client_for(merchant.user)
+    upload(api, HEADER + row("A-1"))
+    image = ProductImage.objects.get()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Product.objects.get(sku="A-1").delete()
+        assert FileDeletion.objects.count() == 1
+        raise RuntimeError("the shop's own code fails after the delete")
+    assert not FileDeletion.objects.exists() and ProductImage.objects.get() == image
+    assert media_files(media) == [image.file.name]
+
+
+def test_the_cleanup_keeps_a_file_that_an_image_uses_again(merchant, media):
+    api = client_for(merchant.user)
+    upload(api, HEADER + row("A-1"))
+    name = ProductImage.objects.get().file.name
+    FileDeletion.objects.create(name=name)
+    age_file_deletions()
+    assert tasks.cleanup_storage()["image_files"] == 1  # done: nothing to delete
+    assert media_files(media) == [name] and not FileDeletion.objects.exists()
+
+
+def test_an_upload_the_storage_refused_to_delete_keeps_its_names_for_the_next_cleanup(merchant, media,
+                                                                                      refusing_storage):
+    api = client_for(merchant.user)
+    job = ImportJob.objects.get(pk=upload(api, HEADER + row("A-1"))["id"])
+    ImportJob.objects.filter(pk=job.pk).update(ended_at=timezone.now() - timedelta(days=8))
+    names = [job.manifest.name, job.archive.name]
+    assert retention.remove_expired_uploads() == 0
+    job.refresh_from_db()
+    assert [job.manifest.name, job.archive.name] == names and job.files_removed_at is None
+    assert all(storages["p2w_uploads"].exists(name) for name in names)
+
+    refusing_storage.restore()
+    assert retention.remove_expired_uploads() == 1
+    assert not any(storages["p2w_uploads"].exists(name) for name in names)
+
+
+def test_the_files_of_an_import_that_did_not_commit_are_deleted_later_if_the_storage_refused(
+        merchant, media, monkeypatch, refusing_storage):
+    api = client_for(merchant.user)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(importer.indexing, "queue_images", crash)  # after the chunk's files are written
+    with pytest.raises(RuntimeError):
+        upload(api, HEADER + row("A-1", "red.png;blue.png") + row("A-2"))
+    written = media_files(media)
+    assert len(written) == 3 and not ProductImage.objects.exists()
+    assert sorted(FileDeletion.objects.values_list("name", flat=True)) == written
+
+    refusing_storage.restore()
+    age_file_deletions()
+    assert tasks.cleanup_storage()["image_files"] == 3
+    assert media_files(media) == [] and not FileDeletion.objects.exists()
 
 
 def test_an_import_that_does_not_commit_leaves_no_file_behind(merchant, media, monkeypatch):

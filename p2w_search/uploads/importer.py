@@ -45,7 +45,7 @@ from p2w_search.fetching import FetchRefused, fetch_image, is_url
 from p2w_search.files import public_file
 from p2w_search.imaging import ImageRejected
 from p2w_search.models import ImportJob, ProductImage
-from p2w_search.product_images import delete_files_on_commit
+from p2w_search.product_images import delete_files_now, delete_files_on_commit
 from p2w_search.threads import image_threads, run_all, thread_count
 from p2w_search.uploads.archive import Archive, ArchiveRejected, normalise_name
 from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
@@ -150,14 +150,14 @@ def run_import(job, *, progress=None):
             _import(job, serializer_class, merchant, report, written, progress)
             _end(job, report, written)
     except (_Refused, ManifestError, ArchiveRejected) as refusal:
-        _delete_files(written)
+        delete_files_now(written)
         job.rows_accepted, job.products_unlisted, job.unlisted_skus = 0, 0, []
         job.state = ImportJob.State.REJECTED
         job.message = {_Refused: "{}", ManifestError: "The manifest cannot be used: {}.",
                        ArchiveRejected: "The archive is refused: {}."}[type(refusal)].format(refusal)
         _end(job, report, [])
     except BaseException:
-        _delete_files(written)
+        delete_files_now(written)
         raise
     finally:
         report.close()
@@ -485,15 +485,6 @@ def _write_file(image_and_prepared, *, written):
     image, prepared = image_and_prepared
     image.file.save(prepared.file.name, prepared.file, save=False)
     written.append(image.file.name)  # list.append is atomic: threads may note their files at once
-
-
-def _delete_files(names):
-    storage = ProductImage._meta.get_field("file").storage
-    for name in names:
-        try:
-            storage.delete(name)
-        except OSError as exc:
-            logger.warning("could not delete %s after a failed import: %s", name, exc)
 
 
 class _Report:

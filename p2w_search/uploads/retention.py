@@ -1,4 +1,7 @@
-"""Uploads are kept ``UPLOAD_RETENTION_DAYS`` after their job ended, then deleted (Celery beat's cleanup task)."""
+"""Uploads are kept ``UPLOAD_RETENTION_DAYS`` after their job ended, then deleted (Celery beat's cleanup task).
+
+A job whose files the storage refused to delete keeps their names and is tried again on the next run.
+"""
 
 import logging
 from datetime import timedelta
@@ -20,13 +23,17 @@ def remove_expired_uploads(*, now=None):
     jobs = ImportJob.objects.filter(ended_at__lt=cutoff, files_removed_at__isnull=True)
     removed = 0
     for job in jobs.iterator():
+        failed = False
         for field in UPLOAD_FIELDS:
             file = getattr(job, field)
             if file:
                 try:
                     file.delete(save=False)
-                except OSError as exc:  # gone already, or the storage refuses: log and go on
-                    logger.warning("could not delete %s of import %s: %s", field, job.pk, exc)
+                except Exception as exc:  # the storage refuses: the job keeps its names, the next run tries again
+                    logger.warning("could not delete %s of import %s (tried again later): %s", field, job.pk, exc)
+                    failed = True
+        if failed:
+            continue
         ImportJob.objects.filter(pk=job.pk).update(
             manifest="", archive="", rejected_rows="", files_removed_at=timezone.now())
         removed += 1
