@@ -15,7 +15,7 @@ left served.
 import logging
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
@@ -44,8 +44,23 @@ def delete_files_on_commit(names):
 
 
 def delete_files_now(names):
-    """Delete the files ``names`` that no image uses (an import's files after its rollback), recorded first."""
-    return _delete(FileDeletion.objects.filter(pk__in=_record(names)))
+    """Delete an import's files ``names`` after its rollback, recorded first so that a refused delete is retried.
+
+    When the database cannot record them (out of reach: often why the import failed), they
+    are deleted unrecorded: no committed image uses a file of a rolled-back import.
+    """
+    try:
+        ids = _record(names)
+    except DatabaseError as exc:
+        logger.warning("could not record %d files to delete (%s): deleting them without a record", len(names), exc)
+        storage = ProductImage._meta.get_field("file").storage
+        for name in names:
+            try:
+                storage.delete(name)
+            except Exception as error:
+                logger.warning("could not delete the image file %s: %s", name, error)
+        return 0
+    return _delete(FileDeletion.objects.filter(pk__in=ids))
 
 
 def retry_file_deletions(*, now=None):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import FileSystemStorage, default_storage, storages
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -238,6 +238,20 @@ def test_the_files_of_an_import_that_did_not_commit_are_deleted_later_if_the_sto
     refusing_storage.restore()
     age_file_deletions()
     assert tasks.cleanup_storage()["image_files"] == 3
+    assert media_files(media) == [] and not FileDeletion.objects.exists()
+
+
+def test_the_files_of_a_failed_import_are_deleted_when_the_database_cannot_record_them(merchant, media,
+                                                                                         monkeypatch):
+    api = client_for(merchant.user)
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("the database restarts")
+
+    monkeypatch.setattr(importer.indexing, "queue_images", database_down)  # after the chunk's files are written
+    monkeypatch.setattr(product_images, "_record", database_down)
+    with pytest.raises(OperationalError):
+        upload(api, HEADER + row("A-1", "red.png;blue.png"))
     assert media_files(media) == [] and not FileDeletion.objects.exists()
 
 
