@@ -23,7 +23,8 @@ from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from p2w_search.uploads import importer, progress, retention
 
-__all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage"]
+__all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage",
+           "sweep_orphan_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,12 @@ def sweep_pending():
 def cleanup_storage():
     """Delete uploads past their retention and image files whose delete failed (run periodically by Celery beat)."""
     return {"uploads": retention.remove_expired_uploads(), "image_files": product_images.retry_file_deletions()}
+
+
+@shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
+def sweep_orphan_files():
+    """Delete image files that no image refers to: a killed import's, a rolled-back save's (daily on beat)."""
+    return product_images.remove_orphan_files()
 
 
 @shared_task

@@ -183,6 +183,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": "p2w_bulk"},
     },
+    "p2w-sweep-orphan-files": {  # walks the images' folder: daily, not hourly
+        "task": "p2w_search.tasks.sweep_orphan_files",
+        "schedule": 86400.0,
+        "options": {"queue": "p2w_bulk"},
+    },
 }
 
 # --- p2w_search -------------------------------------------------------------------------------------

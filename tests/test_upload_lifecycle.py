@@ -1,6 +1,7 @@
 """What happens to uploaded and product files over time: private, downloadable by their owner, deleted when due."""
 
 import io
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -367,3 +368,48 @@ def test_wait_finishes_once_an_admin_removed_an_image(db, media, capsys):
     assert "2 ready, 0 failed" in out
     assert "2 product images in the index (1 removed by an admin)" in out
     assert f"[{model.pk}] {model.key} (32d, serving): 2 ready, 0 pending, 0 failed, 0 missing" in out
+
+
+def stored(name, *, hours_ago):
+    """A file under the images' folder, as a killed import would leave it, last written ``hours_ago``."""
+    path = Path(default_storage.save(f"{product_images.IMAGE_FOLDER}/2026/11/{name}", io.BytesIO(png())))
+    then = (timezone.now() - timedelta(hours=hours_ago)).timestamp()
+    os.utime(default_storage.path(str(path)), (then, then))
+    return str(path)
+
+
+def test_the_daily_sweep_deletes_old_files_that_no_image_refers_to_and_nothing_else(merchant, media):
+    api = client_for(merchant.user)
+    upload(api, HEADER + row("A-1"))
+    image = ProductImage.objects.get()
+    os.utime(default_storage.path(image.file.name), (0, 0))  # referenced: kept however old
+    orphan, recent = stored("killed-import.png", hours_ago=2), stored("being-saved.png", hours_ago=0.5)
+    assert tasks.sweep_orphan_files() == 1
+    assert media_files(media) == sorted([image.file.name, recent])
+    assert default_storage.exists(image.file.name) and not default_storage.exists(orphan)
+    assert not FileDeletion.objects.exists()
+
+    # An import that started 3 hours ago and still runs may refer to any file written since.
+    ImportJob.objects.create(merchant_key=str(merchant.pk), state=ImportJob.State.RUNNING,
+                             started_at=timezone.now() - timedelta(hours=3))
+    written = stored("running-import.png", hours_ago=2)
+    assert tasks.sweep_orphan_files() == 0
+    assert written in media_files(media)
+
+
+def test_the_file_of_a_save_that_rolled_back_is_deleted_by_the_daily_sweep(merchant, media):
+    product = ProductFactory(merchant=merchant)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ProductImageFactory(product=product)
+        raise RuntimeError("the shop's own code fails after the save")
+    [left] = media_files(media)  # Django wrote the file before the row that rolled back
+    os.utime(Path(media) / left, (0, 0))
+    assert tasks.sweep_orphan_files() == 1 and media_files(media) == []
+
+
+def test_the_demo_runs_the_orphan_sweep_daily_on_beat():
+    from shop_demo import settings as demo
+
+    entry = demo.CELERY_BEAT_SCHEDULE["p2w-sweep-orphan-files"]
+    assert entry == {"task": "p2w_search.tasks.sweep_orphan_files", "schedule": 86400.0,
+                     "options": {"queue": "p2w_bulk"}}
