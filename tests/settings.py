@@ -16,7 +16,8 @@ TESTS_DIR = Path(__file__).resolve().parent
 TEST_MODELS = Path(VAR_DIR) / "test-models"
 TINY_CONFIG = str(TESTS_DIR / "clip" / "p2w-test-tiny.json")
 
-MEDIA_ROOT = Path(VAR_DIR) / "test-media"
+# A test that starts workers may give them a media folder of its own (tests/test_workers.py).
+MEDIA_ROOT = Path(os.environ.get("P2W_TEST_MEDIA_ROOT") or Path(VAR_DIR) / "test-media")
 # A second connection to the test database, as a read replica would be (tests/test_replica.py routes searches to it).
 DATABASES = {**DATABASES, "replica": {**DATABASES["default"], "TEST": {"MIRROR": "default"}}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

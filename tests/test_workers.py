@@ -267,3 +267,52 @@ def test_queries_that_arrive_together_are_encoded_together(start_worker, setting
     assert sorted(answer["batch"] for answer in answers)[-1] >= 4
     alone = [encoding.encode_locally(model.pk, encoding.TEXT, text) for text in texts]
     assert np.allclose([answer["vector"] for answer in answers], alone, atol=1e-5)
+
+
+def test_the_files_of_an_import_whose_worker_was_killed_are_swept_and_the_rerun_keeps_its_own(
+        start_worker, settings, tmp_path, django_user_model):
+    """A bulk worker SIGKILLed after an import's first chunk wrote its files, before the commit: no row
+    refers to them. The import runs again on another worker; the daily sweep deletes exactly the dead
+    attempt's files, and every file the committed rows refer to stays."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from p2w_search import product_images, tasks
+    from p2w_search.models import ImportJob, ProductImage
+    from tests.factories import MerchantFactory, catalog_upload
+
+    media = tmp_path / "media"
+    settings.MEDIA_ROOT = media
+    bulk = settings.P2W_SEARCH["BULK_QUEUE"]
+    env = {"P2W_TEST_MEDIA_ROOT": str(media)}
+    slow = start_worker(queues=[bulk], env={
+        **env, "P2W_TEST_IMPORT_SERIALIZER": "tests.slow_rows.SlowProductImportSerializer", "P2W_TEST_ROW_DELAY": "0.05"})
+    merchant = MerchantFactory(user=django_user_model.objects.create_user("acme"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
+    rows = {f"A-{n:03d}": [f"a{n}.png"] for n in range(150)}  # two chunks: 100 rows, then 50
+    job = catalog_upload(client, rows)["id"]
+
+    def files():
+        return sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+
+    wait_for(lambda: len(files()) == 100, timeout=90, message="the first chunk's files written")
+    slow.kill()  # during the second chunk's rows: nothing committed
+    dead = files()
+    assert ImportJob.objects.get(pk=job).state == "running" and not ProductImage.objects.exists()
+
+    start_worker(queues=[bulk], env=env)
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SWEEP_AFTER": 0}
+    tasks.sweep_pending()  # sends the job again, as beat would for a job that looks stuck
+    wait_for(lambda: ImportJob.objects.get(pk=job).state == "done", timeout=90, message="the import done again")
+    kept = sorted(ProductImage.objects.values_list("file", flat=True))
+    assert len(kept) == 150 and not set(kept) & set(dead)
+    assert tasks.sweep_orphan_files() == 0  # an hour has not passed
+
+    later = timezone.now() + product_images.ORPHAN_MIN_AGE + timedelta(minutes=1)
+    assert product_images.remove_orphan_files(now=later) == 100
+    assert files() == kept and all((media / name).is_file() for name in kept)
+    assert not Path(media / dead[0]).exists()
