@@ -133,9 +133,12 @@ class ImageEmbedding(models.Model):
         return f"{self.image} under {self.model_id}: {self.state}"
 
 
+UPLOAD_FOLDER = "p2w/imports"
+
+
 def upload_path(instance, filename):
     """Where an upload of a job is kept, in the private upload storage: a folder of its own per file."""
-    return f"p2w/imports/{timezone.now():%Y/%m}/{uuid.uuid4().hex}/{filename}"
+    return f"{UPLOAD_FOLDER}/{timezone.now():%Y/%m}/{uuid.uuid4().hex}/{filename}"
 
 
 class ImportJob(models.Model):

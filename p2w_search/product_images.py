@@ -9,32 +9,26 @@ Imports write images in bulk, without save signals, and call the same functions.
 The files to delete are written down (``FileDeletion``) in the transaction that lets go of
 them, so a delete that fails, or a process that stops between the commit and the delete, is
 tried again by the cleanup task (``retry_file_deletions``): a deleted product's photo is never
-left served. A file that no row ever referred to (written by an import whose worker was
-killed, or by a save whose transaction rolled back) is found by walking the images' folder
-(``remove_orphan_files``, a daily task).
+left served. A file that no row ever referred to is found by walking the folder (orphans.py).
 """
 
 import logging
 from datetime import timedelta
 
 from django.db import DatabaseError, transaction
-from django.db.models import F, Min
+from django.db.models import F
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from p2w_search.models import FileDeletion, ImportJob, ProductImage
+from p2w_search.models import FileDeletion, ProductImage
 
-__all__ = ["delete_files_on_commit", "delete_files_now", "retry_file_deletions", "remove_orphan_files"]
+__all__ = ["delete_files_on_commit", "delete_files_now", "retry_file_deletions", "delete_recorded"]
 
 # A deletion recorded this long ago and still pending has failed or lost its process: the
 # cleanup task tries it again (younger ones are left to the commit that is deleting them).
 RETRY_AFTER = timedelta(minutes=5)
 RETRY_BATCH = 1000
-# The folder of ProductImage.file's upload_to ("p2w/images"), and how old a file that no image
-# refers to must be before it is deleted (a save in progress has written its file, not its row).
-IMAGE_FOLDER = ProductImage._meta.get_field("file").upload_to.split("%", 1)[0].rstrip("/")
-ORPHAN_MIN_AGE = timedelta(hours=1)
 
 logger = logging.getLogger(__name__)
 
@@ -81,45 +75,9 @@ def retry_file_deletions(*, now=None):
     return done
 
 
-def remove_orphan_files(*, now=None):
-    """Delete the files under ``IMAGE_FOLDER`` that no image refers to; return how many.
-
-    Only files older than ``ORPHAN_MIN_AGE``, and older than the start of every import still
-    running (it has written files that its commit will refer to), are deleted; the deletes are
-    recorded, so one the storage refuses is retried like any other.
-    """
-    cutoff = (now or timezone.now()) - ORPHAN_MIN_AGE
-    running = ImportJob.objects.filter(state=ImportJob.State.RUNNING).aggregate(oldest=Min("started_at"))["oldest"]
-    if running is not None:
-        cutoff = min(cutoff, running)
-    storage = ProductImage._meta.get_field("file").storage
-    removed, names = 0, []
-    for name in _walk(storage, IMAGE_FOLDER):
-        names.append(name)
-        if len(names) == RETRY_BATCH:
-            removed += _remove_unreferenced(storage, names, cutoff)
-            names = []
-    removed += _remove_unreferenced(storage, names, cutoff)
-    if removed:
-        logger.info("deleted %d product image files that no image referred to", removed)
-    return removed
-
-
-def _walk(storage, folder):
-    try:
-        folders, files = storage.listdir(folder)
-    except FileNotFoundError:  # nothing stored yet
-        return
-    for file in sorted(files):
-        yield f"{folder}/{file}"
-    for child in sorted(folders):
-        yield from _walk(storage, f"{folder}/{child}")
-
-
-def _remove_unreferenced(storage, names, cutoff):
-    referenced = set(ProductImage.objects.filter(file__in=names).values_list("file", flat=True))
-    orphans = [name for name in names if name not in referenced and storage.get_modified_time(name) < cutoff]
-    return _delete(FileDeletion.objects.filter(pk__in=_record(orphans)))
+def delete_recorded(names):
+    """Record the deletion of the files ``names``, then delete those that no image uses; return how many are done."""
+    return _delete(FileDeletion.objects.filter(pk__in=_record(names)))
 
 
 def _record(names):

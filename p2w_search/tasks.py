@@ -18,7 +18,7 @@ from celery.signals import (
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from p2w_search import dispatch, encoding, indexing, product_images, shop_images, workers
+from p2w_search import dispatch, encoding, indexing, orphans, product_images, shop_images, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from p2w_search.uploads import importer, progress, retention
@@ -131,8 +131,8 @@ def cleanup_storage():
 
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
 def sweep_orphan_files():
-    """Delete image files that no image refers to: a killed import's, a rolled-back save's (daily on beat)."""
-    return product_images.remove_orphan_files()
+    """Delete image and upload files that no row refers to: a killed import's, a rolled-back save's (daily on beat)."""
+    return orphans.remove_orphan_files()
 
 
 @shared_task

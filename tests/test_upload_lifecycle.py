@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from p2w_search import doctor, indexing, product_images, status, tasks
+from p2w_search import doctor, indexing, orphans, product_images, status, tasks
 from p2w_search.models import FileDeletion, ImageEmbedding, ImportJob, ProductImage
 from p2w_search.uploads import importer, retention
 from shop_demo.catalog.models import Product
@@ -370,12 +370,12 @@ def test_wait_finishes_once_an_admin_removed_an_image(db, media, capsys):
     assert f"[{model.pk}] {model.key} (32d, serving): 2 ready, 0 pending, 0 failed, 0 missing" in out
 
 
-def stored(name, *, hours_ago):
-    """A file under the images' folder, as a killed import would leave it, last written ``hours_ago``."""
-    path = Path(default_storage.save(f"{product_images.IMAGE_FOLDER}/2026/11/{name}", io.BytesIO(png())))
+def stored(name, *, hours_ago, storage=default_storage, folder=orphans.IMAGE_FOLDER):
+    """A file in ``folder`` of ``storage`` that no row refers to, as a killed import leaves it, ``hours_ago`` old."""
+    name = storage.save(f"{folder}/2026/11/{name}", io.BytesIO(png()))
     then = (timezone.now() - timedelta(hours=hours_ago)).timestamp()
-    os.utime(default_storage.path(str(path)), (then, then))
-    return str(path)
+    os.utime(storage.path(name), (then, then))
+    return name
 
 
 def test_the_daily_sweep_deletes_old_files_that_no_image_refers_to_and_nothing_else(merchant, media):
@@ -384,7 +384,7 @@ def test_the_daily_sweep_deletes_old_files_that_no_image_refers_to_and_nothing_e
     image = ProductImage.objects.get()
     os.utime(default_storage.path(image.file.name), (0, 0))  # referenced: kept however old
     orphan, recent = stored("killed-import.png", hours_ago=2), stored("being-saved.png", hours_ago=0.5)
-    assert tasks.sweep_orphan_files() == 1
+    assert tasks.sweep_orphan_files() == {"images": 1, "uploads": 0}
     assert media_files(media) == sorted([image.file.name, recent])
     assert default_storage.exists(image.file.name) and not default_storage.exists(orphan)
     assert not FileDeletion.objects.exists()
@@ -393,7 +393,7 @@ def test_the_daily_sweep_deletes_old_files_that_no_image_refers_to_and_nothing_e
     ImportJob.objects.create(merchant_key=str(merchant.pk), state=ImportJob.State.RUNNING,
                              started_at=timezone.now() - timedelta(hours=3))
     written = stored("running-import.png", hours_ago=2)
-    assert tasks.sweep_orphan_files() == 0
+    assert tasks.sweep_orphan_files() == {"images": 0, "uploads": 0}
     assert written in media_files(media)
 
 
@@ -404,7 +404,20 @@ def test_the_file_of_a_save_that_rolled_back_is_deleted_by_the_daily_sweep(merch
         raise RuntimeError("the shop's own code fails after the save")
     [left] = media_files(media)  # Django wrote the file before the row that rolled back
     os.utime(Path(media) / left, (0, 0))
-    assert tasks.sweep_orphan_files() == 1 and media_files(media) == []
+    assert tasks.sweep_orphan_files()["images"] == 1 and media_files(media) == []
+
+
+def test_the_daily_sweep_deletes_old_uploads_that_no_job_refers_to(merchant, media):
+    api = client_for(merchant.user)
+    job = ImportJob.objects.get(pk=upload(api, HEADER + row("A-1"))["id"])
+    uploads = storages["p2w_uploads"]
+    for name in (job.manifest.name, job.archive.name):
+        os.utime(uploads.path(name), (0, 0))  # referenced by its job: kept until the retention
+    orphan = stored("catalog.csv", hours_ago=2, storage=uploads, folder=orphans.UPLOAD_FOLDER)
+    recent = stored("images.zip", hours_ago=0.5, storage=uploads, folder=orphans.UPLOAD_FOLDER)
+    assert tasks.sweep_orphan_files() == {"images": 0, "uploads": 1}
+    assert not uploads.exists(orphan) and uploads.exists(recent)
+    assert uploads.exists(job.manifest.name) and uploads.exists(job.archive.name)
 
 
 def test_the_demo_runs_the_orphan_sweep_daily_on_beat():

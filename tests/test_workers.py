@@ -280,7 +280,7 @@ def test_the_files_of_an_import_whose_worker_was_killed_are_swept_and_the_rerun_
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
-    from p2w_search import product_images, tasks
+    from p2w_search import orphans, tasks
     from p2w_search.models import ImportJob, ProductImage
     from tests.factories import MerchantFactory, catalog_upload
 
@@ -288,8 +288,9 @@ def test_the_files_of_an_import_whose_worker_was_killed_are_swept_and_the_rerun_
     settings.MEDIA_ROOT = media
     bulk = settings.P2W_SEARCH["BULK_QUEUE"]
     env = {"P2W_TEST_MEDIA_ROOT": str(media)}
-    slow = start_worker(queues=[bulk], env={
-        **env, "P2W_TEST_IMPORT_SERIALIZER": "tests.slow_rows.SlowProductImportSerializer", "P2W_TEST_ROW_DELAY": "0.05"})
+    slow_rows = {"P2W_TEST_IMPORT_SERIALIZER": "tests.slow_rows.SlowProductImportSerializer",
+                 "P2W_TEST_ROW_DELAY": "0.05"}
+    slow = start_worker(queues=[bulk], env={**env, **slow_rows})
     merchant = MerchantFactory(user=django_user_model.objects.create_user("acme"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
@@ -310,9 +311,9 @@ def test_the_files_of_an_import_whose_worker_was_killed_are_swept_and_the_rerun_
     wait_for(lambda: ImportJob.objects.get(pk=job).state == "done", timeout=90, message="the import done again")
     kept = sorted(ProductImage.objects.values_list("file", flat=True))
     assert len(kept) == 150 and not set(kept) & set(dead)
-    assert tasks.sweep_orphan_files() == 0  # an hour has not passed
+    assert tasks.sweep_orphan_files()["images"] == 0  # an hour has not passed
 
-    later = timezone.now() + product_images.ORPHAN_MIN_AGE + timedelta(minutes=1)
-    assert product_images.remove_orphan_files(now=later) == 100
+    later = timezone.now() + orphans.ORPHAN_MIN_AGE + timedelta(minutes=1)
+    assert orphans.remove_orphan_files(now=later)["images"] == 100
     assert files() == kept and all((media / name).is_file() for name in kept)
     assert not Path(media / dead[0]).exists()
