@@ -4,6 +4,7 @@ No model is imported here: models.py, the importer and the index use these witho
 """
 
 import hashlib
+import logging
 
 from django.apps import apps
 from django.core.files.base import ContentFile
@@ -11,7 +12,9 @@ from django.core.files.base import ContentFile
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import decode_image, load_image, public_copy
 
-__all__ = ["read_query_photo", "public_file", "shop_image_storage", "storage_of", "image_url"]
+__all__ = ["read_query_photo", "public_file", "shop_image_storage", "storage_of", "image_url", "delete_each"]
+
+logger = logging.getLogger(__name__)
 
 
 def read_query_photo(upload):
@@ -48,3 +51,16 @@ def storage_of(image):
 def image_url(image):
     """The public URL of ``image``'s file."""
     return storage_of(image).url(image.file.name)
+
+
+def delete_each(storage, names):
+    """Delete the files ``names`` from ``storage``, logging each that it refuses; return how many went."""
+    deleted = 0
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception as exc:  # any storage's error (a full disk, an object store out of reach)
+            logger.warning("could not delete the file %s: %s", name, exc)
+        else:
+            deleted += 1
+    return deleted

@@ -18,11 +18,13 @@ running (its commit will refer to what it wrote), are deleted.
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from django.db.models import Min, Q
 from django.utils import timezone
 
 from p2w_search import product_images
+from p2w_search.files import delete_each
 from p2w_search.models import UPLOAD_FOLDER, ImportJob, ProductImage
 from p2w_search.uploads.storage import UPLOAD_FIELDS, upload_backend
 
@@ -43,10 +45,11 @@ def remove_orphan_files(*, now=None):
     running = ImportJob.objects.filter(state=ImportJob.State.RUNNING).aggregate(oldest=Min("started_at"))["oldest"]
     if running is not None:
         cutoff = min(cutoff, running)
+    uploads = upload_backend()
     removed = {
         "images": _sweep(ProductImage._meta.get_field("file").storage, IMAGE_FOLDER, cutoff,
-                         _referenced_images, product_images.delete_recorded),
-        "uploads": _sweep(upload_backend(), UPLOAD_FOLDER, cutoff, _referenced_uploads, _delete_uploads),
+                         _referenced_images, product_images.delete_files_now),
+        "uploads": _sweep(uploads, UPLOAD_FOLDER, cutoff, _referenced_uploads, partial(delete_each, uploads)),
     }
     if any(removed.values()):
         logger.info("deleted files that no row referred to: %(images)d product images, %(uploads)d uploads", removed)
@@ -89,14 +92,3 @@ def _referenced_uploads(names):
         query |= Q(**{f"{field}__in": names})
     rows = ImportJob.objects.filter(query).values_list(*UPLOAD_FIELDS)
     return {name for row in rows for name in row if name}
-
-
-def _delete_uploads(names):
-    storage, done = upload_backend(), 0
-    for name in names:
-        try:
-            storage.delete(name)
-            done += 1
-        except Exception as exc:  # still an orphan tomorrow: the next walk tries again
-            logger.warning("could not delete the upload file %s (tried again tomorrow): %s", name, exc)
-    return done

@@ -21,9 +21,10 @@ from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
+from p2w_search.files import delete_each
 from p2w_search.models import FileDeletion, ProductImage
 
-__all__ = ["delete_files_on_commit", "delete_files_now", "retry_file_deletions", "delete_recorded"]
+__all__ = ["delete_files_on_commit", "delete_files_now", "overdue_deletions", "retry_file_deletions"]
 
 # A deletion recorded this long ago and still pending has failed or lost its process: the
 # cleanup task tries it again (younger ones are left to the commit that is deleting them).
@@ -44,40 +45,34 @@ def delete_files_on_commit(names):
 
 
 def delete_files_now(names):
-    """Delete an import's files ``names`` after its rollback, recorded first so that a refused delete is retried.
+    """Delete the files ``names`` that no committed image refers to (a rolled-back import's, the orphans'),
+    recorded first so that a refused delete is retried; return how many went.
 
-    When the database cannot record them (out of reach: often why the import failed), they
-    are deleted unrecorded: no committed image uses a file of a rolled-back import.
+    When the database cannot record them (out of reach: often why an import failed), they are
+    deleted unrecorded.
     """
     try:
         ids = _record(names)
     except DatabaseError as exc:
         logger.warning("could not record %d files to delete (%s): deleting them without a record", len(names), exc)
-        storage = ProductImage._meta.get_field("file").storage
-        for name in names:
-            try:
-                storage.delete(name)
-            except Exception as error:
-                logger.warning("could not delete the image file %s: %s", name, error)
-        return 0
+        return delete_each(ProductImage._meta.get_field("file").storage, names)
     return _delete(FileDeletion.objects.filter(pk__in=ids))
 
 
+def overdue_deletions(now=None):
+    """The recorded deletions still pending ``RETRY_AFTER`` after they were recorded."""
+    return FileDeletion.objects.filter(created_at__lt=(now or timezone.now()) - RETRY_AFTER)
+
+
 def retry_file_deletions(*, now=None):
-    """Delete the files whose recorded deletion is still pending after ``RETRY_AFTER``; return how many are done."""
-    cutoff = (now or timezone.now()) - RETRY_AFTER
+    """Delete the files whose recorded deletion is overdue; return how many are done."""
     done, last = 0, 0
-    while batch := list(FileDeletion.objects.filter(created_at__lt=cutoff, pk__gt=last).order_by("pk")[:RETRY_BATCH]):
+    while batch := list(overdue_deletions(now).filter(pk__gt=last).order_by("pk")[:RETRY_BATCH]):
         done += _delete(batch)
         last = batch[-1].pk
     if done:
         logger.info("deleted %d product image files whose first delete had not happened", done)
     return done
-
-
-def delete_recorded(names):
-    """Record the deletion of the files ``names``, then delete those that no image uses; return how many are done."""
-    return _delete(FileDeletion.objects.filter(pk__in=_record(names)))
 
 
 def _record(names):

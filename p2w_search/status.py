@@ -7,11 +7,10 @@ search latency and answer counts (search_health.py); and what is wrong (doctor.p
 
 from django.db import connection
 from django.db.models import Count, Min
-from django.utils import timezone
 
 from p2w_search import doctor, index, indexing, product_images, rates, search_health, workers
 from p2w_search.conf import app_settings
-from p2w_search.models import EmbeddingModel, FileDeletion, ImageEmbedding, ProductImage
+from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from p2w_search.svg_charts import line_chart
 
 __all__ = ["index_status", "queue_depths", "workers_by_queue", "charts", "flower_url", "file_deletions_left"]
@@ -115,7 +114,7 @@ def index_status(*, errors=10):
 
 def file_deletions_left():
     """Image files whose delete was due ``RETRY_AFTER`` ago or more: ``count``, ``oldest``, ``last_error``."""
-    left = FileDeletion.objects.filter(created_at__lt=timezone.now() - product_images.RETRY_AFTER)
+    left = product_images.overdue_deletions()
     summary = left.aggregate(count=Count("id"), oldest=Min("created_at"))
     last = left.exclude(last_error="").order_by("-id").values_list("last_error", flat=True).first()
     return {**summary, "last_error": last or ""}
