@@ -8,8 +8,15 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 
 from tests.workers import Worker
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Every test starts from an empty default cache: the anonymous search budget is counted there."""
+    cache.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

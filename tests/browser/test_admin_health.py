@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 import requests
-from django.core.cache import cache
 from django.db import transaction
 
 from p2w_search import indexing, workers
@@ -27,7 +26,6 @@ def shop_under_load(transactional_db, settings, start_worker, django_user_model)
                            "SEARCH_HEALTH_CACHE": "p2w-health"}
     settings.CACHES = {**settings.CACHES, "p2w-health": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}}
-    cache.clear()  # the throttle's budgets of earlier tests
     serving = indexing.register_model()
     with transaction.atomic():
         images = [ProductImageFactory(product=ProductFactory(title=f"Product {n}"), data=png((10 * n, 200 - 5 * n, 90)))
