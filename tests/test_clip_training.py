@@ -77,6 +77,22 @@ def test_resume_continues_the_same_run(tiny_run, tmp_path):
         training.train_clip(steps=22, seed=1, resume=state, **RUN)
 
 
+def test_the_text_tower_cut_at_the_longest_caption_trains_as_the_whole_context(monkeypatch):
+    cut = training.train_clip(steps=4, seed=0, **RUN)["losses"]
+    whole = training.encode_text_ids
+    monkeypatch.setattr(training, "encode_text_ids", lambda model, ids, trim: whole(model, ids, trim=False))
+    assert training.train_clip(steps=4, seed=0, **RUN)["losses"] == pytest.approx(cut, rel=1e-5)
+
+    def one_short(model, ids, trim):  # a cut one position too early: the longest captions lose their last word
+        eot = int(ids.max())  # the end-of-text token has the highest id (argmax pooling)
+        ids = ids[:, :int(ids.argmax(dim=-1).max())].clone()
+        ids[(ids != eot).all(dim=-1), -1] = eot
+        return whole(model, ids, trim=True)
+
+    monkeypatch.setattr(training, "encode_text_ids", one_short)
+    assert training.train_clip(steps=4, seed=0, **RUN)["losses"] != pytest.approx(cut, rel=1e-3)
+
+
 def test_time_limit_stops_cleanly():
     result = training.train_clip(steps=1000, seed=0, time_limit_s=0.0, **RUN)
     assert result["stopped_early"] and result["step"] == 0 and result["losses"] == []
