@@ -513,10 +513,18 @@ def main(argv=None):
         record(f"fusion-w [image-word tied], a = {a}", "P + a (image - word), a fixed", {
             c.seed: c.best_rank(combined(c, (0.0, 0.0, a, -a))) for c in catalogs})
         photo = (0.0, 0.0, embedder.image_weight, 0.0)  # pic2word_plus_image at the configured weight
-        record("pic2word_plus_image, shipped mapping", f"P + {photo[2]} I, the shipped default",
-               {c.seed: c.best_rank(combined(c, photo)) for c in shipped})
+        plus_image = {c.seed: c.best_rank(combined(c, photo)) for c in shipped}
+        record("pic2word_plus_image, shipped mapping", f"P + {photo[2]} I, the shipped default", plus_image)
         record(f"pic2word_plus_image, {Path(args.mapping).name}", f"P + {photo[2]} I with this mapping",
                {c.seed: c.best_rank(combined(c, photo)) for c in catalogs})
+        # Two mappings as one: the mean of their Pic2Word queries (two text encodings a query), then the photo.
+        both = {c.seed: c.best_rank((normalise(s.data["p2w:paper"] + c.data["p2w:paper"]) + photo[2] * c.data["image"])
+                                    @ c.data["gallery"].T) for c, s in zip(catalogs, shipped)}
+        name = f"pic2word_plus_image, mean of the shipped mapping's and {Path(args.mapping).name}'s queries"
+        record(name, f"normalise(P_shipped + P) + {photo[2]} I", both)
+        results["levers"][f"{name}, against pic2word_plus_image"] = {
+            "about": "paired differences to pic2word_plus_image (shipped mapping), not to pic2word",
+            **summary(both, catalogs, plus_image), "change R_any@10": per_change(both, catalogs)}
     else:
         # pic2word_plus_image, the method this page led to: the reference photo's weight alone, on a
         # finer grid, with two templates; then the richest family against it, paired.
