@@ -124,7 +124,7 @@ def _features(model, images, texts):
 
     The text tower runs only as far as the batch's longest caption (``encode_text_ids(trim=True)``):
     it is causal, so the padding after the end-of-text token changes nothing, and the 20 or fewer of 32
-    positions the demo's captions take cut a step's time by about a fifth
+    positions the demo's captions take cut a step's time by 8-13 %
     (``bench/clip_training_step.py``). The shipped weights were trained on the whole context.
     """
     text = F.normalize(encode_text_ids(model, texts, trim=True), dim=-1)
