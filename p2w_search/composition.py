@@ -15,7 +15,8 @@ import numpy as np
 from p2w_search.conf import app_settings
 
 __all__ = [
-    "METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "prompt_template", "normalise", "check_change",
+    "METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "plus_image", "prompt_template", "normalise",
+    "check_change",
 ]
 
 METHODS = ("pic2word_plus_image", "pic2word", "image_only", "text_only", "image_plus_text", "fusion")
@@ -39,6 +40,12 @@ def check_change(text):
                          "style').")
 
 
+def plus_image(pic2word, image_features, weight):
+    """``pic2word_plus_image`` from ``pic2word`` queries [n, dim]: plus ``weight`` times each reference's unit
+    embedding (``image_features``, raw [n, dim]), normalised. Weight 0 is ``pic2word`` itself."""
+    return normalise(pic2word + weight * normalise(image_features))
+
+
 def prompt_template(name=None):
     """Return the template called ``name`` in ``P2W_SEARCH["PROMPTS"]`` (default ``"PROMPT"``)."""
     return app_settings.PROMPTS[name or app_settings.PROMPT]
@@ -56,7 +63,7 @@ def composed_queries(embedder, *, image_features, texts, method=DEFAULT_METHOD, 
         return normalise(normalise(image_features) + embedder.embed_texts(texts))
     pic2word = embedder.compose(image_features, texts, template=template or prompt_template())
     if method == "pic2word_plus_image":
-        return normalise(pic2word + embedder.image_weight * normalise(image_features))
+        return plus_image(pic2word, image_features, embedder.image_weight)
     if method == "fusion":
         return normalise(pic2word + composed_queries(embedder, image_features=image_features, texts=texts,
                                                      method="image_plus_text"))

@@ -7,6 +7,7 @@ the angles.
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,6 +96,50 @@ def test_cirr_counts_target_hard_with_the_reference_left_out(gallery, tmp_path):
     assert "| image_only | 0.333 | 1.000 | 1.000 | 1.000 | 0.667 |" in (tmp_path / "out" / "results.md").read_text()
     assert "R_subset@K" in data["metric_names"]
     assert Image.open(tmp_path / "out" / "examples.png").size[1] == 24 + 2 * 96
+
+
+def test_image_weights_are_scored_on_one_encoding_a_prompt_and_the_best_is_named(gallery, tmp_path, capsys,
+                                                                                  monkeypatch):
+    from p2w_search.management.commands import p2w_evaluate
+
+    encoded = []
+    composed = p2w_evaluate.composed_queries
+    monkeypatch.setattr(p2w_evaluate, "composed_queries", lambda *a, **kw: (
+        encoded.append(kw["method"]), composed(*a, **kw))[1])
+    call_command("p2w_evaluate", cirr=str(write_cirr(tmp_path / "cirr")), id_field="sku", out=str(tmp_path / "out"),
+                 methods="pic2word,pic2word_plus_image", prompts="paper,that", image_weights="0,1000,0", examples=0)
+    assert encoded == ["pic2word"] * 4  # pic2word once a prompt, and once a prompt for all the weights
+    top = json.loads((tmp_path / "out" / "rankings.json").read_text())["top"]
+    assert list(top) == ["pic2word[paper]", "pic2word[that]", "pic2word_plus_image[paper,w=0]",
+                         "pic2word_plus_image[paper,w=1000]", "pic2word_plus_image[that,w=0]",
+                         "pic2word_plus_image[that,w=1000]"]
+    assert top["pic2word_plus_image[paper,w=0]"] == top["pic2word[paper]"]  # weight 0 is the paper's method
+    assert top["pic2word_plus_image[that,w=0]"] == top["pic2word[that]"]
+    # At 1000 the photo outweighs the words: image_only's order, read off the angles above.
+    assert top["pic2word_plus_image[paper,w=1000]"] == [list("BCDEFG"), list("CEBAFG"), list("FEDCBA")]
+    data = results(tmp_path / "out")
+    scores = {w: max(sum(data["metrics"][f"pic2word_plus_image[{p},w={w}]"]["all"][k] for k in ("R_any@1", "R_any@10"))
+                     for p in ("paper", "that")) for w in ("0", "1000")}
+    assert data["image_weight"]["scores"] == pytest.approx(scores)
+    assert scores["1000"] == pytest.approx(2 / 3 + 1)  # image_only's R_any@1 and R_any@10 above
+    best = max(["0", "1000"], key=lambda w: scores[w])  # the smaller weight on a tie
+    assert data["image_weight"]["weight"] == float(best)
+    assert (f"IMAGE_WEIGHT {best} scored best of 0, 1000 on these triplets (R_any@1 + R_any@10 (all): "
+            f"{scores[best]:.3f}); to search with it, set P2W_SEARCH['EMBEDDERS']['default']['IMAGE_WEIGHT'] = {best}"
+            ) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"image_weights": "0.5,x"}, "--image-weights: 'x' is not a number"),
+    ({"image_weights": "-1"}, "--image-weights: -1 is not a finite number of at least 0"),
+    ({"image_weights": "nan"}, "--image-weights: nan is not a finite number of at least 0"),
+    ({"image_weights": "0.5", "methods": "pic2word"},
+     "--image-weights: only pic2word_plus_image has an image weight; add it to --methods"),
+])
+def test_image_weights_that_cannot_be_scored_are_refused(gallery, tmp_path, options, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("p2w_evaluate", cirr=str(write_cirr(tmp_path / "cirr")), id_field="sku", out=str(tmp_path),
+                     **{"methods": "pic2word_plus_image", **options})
 
 
 def test_cirr_without_a_split_file_ranks_the_whole_catalog(gallery, tmp_path):

@@ -8,7 +8,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from p2w_search import evaluation, ranking_metrics
-from p2w_search.composition import METHODS, PROMPTED, composed_queries
+from p2w_search.composition import METHODS, PROMPTED, composed_queries, plus_image
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.indexing import embedder_for
 from p2w_search.management.model_choice import chosen_model
@@ -33,11 +33,16 @@ class Command(BaseCommand):
         parser.add_argument("--methods", default=",".join(METHODS))
         parser.add_argument("--prompts", default=None,
                             help="Pic2Word prompt names (P2W_SEARCH['PROMPTS']), comma-separated; default: PROMPT.")
+        parser.add_argument("--image-weights", default=None,
+                            help="IMAGE_WEIGHT values to score pic2word_plus_image at, comma-separated (e.g. "
+                                 "0,0.25,0.5,0.75,1); names the one that scores best. Default: the model's own.")
         parser.add_argument("--model", type=int, help="EmbeddingModel id (default: the serving model).")
         parser.add_argument("--out", default="evaluation", help="Folder for results.json, results.md, rankings.json, examples.png.")
         parser.add_argument("--examples", type=int, default=8, help="Queries drawn in examples.png.")
 
-    def handle(self, *, fashioniq, cirr, split, id_field, methods, prompts, model, out, examples, **options):
+    def handle(self, *, fashioniq, cirr, split, id_field, methods, prompts, image_weights, model, out, examples,
+               **options):
+        runs = list(_runs(methods.split(","), (prompts or app_settings.PROMPT).split(","), _weights(image_weights)))
         target = chosen_model(model)
         gallery = Gallery.load(target, id_field)
         try:
@@ -52,14 +57,22 @@ class Command(BaseCommand):
         features = np.stack([gallery.features(q.reference) for q in queries])  # [n, dim], raw
         texts = [q.text for q in queries]
 
-        rankings, subsets = {}, {}
-        for method, template_name in _runs(methods.split(","), (prompts or app_settings.PROMPT).split(",")):
-            self.stdout.write(f"ranking {len(queries)} queries with {method} ...")
-            vectors = composed_queries(embedder, image_features=features, texts=texts, method=method.split("[")[0],
-                                       template=app_settings.PROMPTS[template_name] if template_name else None)
-            rankings[method], subsets[method] = evaluation.rank_benchmark(
+        rankings, subsets, pic2word = {}, {}, {}
+        for label, method, template_name, weight in runs:
+            self.stdout.write(f"ranking {len(queries)} queries with {label} ...")
+            template = app_settings.PROMPTS[template_name] if template_name else None
+            if weight is None:
+                vectors = composed_queries(embedder, image_features=features, texts=texts, method=method,
+                                           template=template)
+            else:  # one encoding of the pic2word queries per prompt, whatever the number of weights
+                if template_name not in pic2word:
+                    pic2word[template_name] = composed_queries(embedder, image_features=features, texts=texts,
+                                                               method="pic2word", template=template)
+                vectors = plus_image(pic2word[template_name], features, weight)
+            rankings[label], subsets[label] = evaluation.rank_benchmark(
                 vectors, benchmark, gallery.vectors, gallery.product_names, top=RANKED)
         result = evaluation.report(rankings, benchmark, subsets)
+        best = _best_weight(runs, result, benchmark.headline)
 
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,7 +83,7 @@ class Command(BaseCommand):
             "paper_figure": benchmark.headline, "metric_names": names,
             "galleries": {name: {"source": benchmark.sources[name], "products": len(products)}
                           for name, products in benchmark.galleries.items()},
-            "metrics": result}, indent=1))
+            "metrics": result, **({"image_weight": best} if best else {})}, indent=1))
         # The top products of every query (in its gallery, reference left out where the benchmark
         # does), so anyone can recompute the metrics, or study what the wrong answers share.
         (folder / "rankings.json").write_text(json.dumps({
@@ -92,22 +105,71 @@ class Command(BaseCommand):
             draw_examples(queries[:examples], rankings[first][:examples], gallery, folder / "examples.png",
                           title=first)
         self.stdout.write(evaluation.markdown_table(result, group=benchmark.headline))
+        if best:
+            weight = f"{best['weight']:g}"
+            self.stdout.write(
+                f"IMAGE_WEIGHT {weight} scored best of {', '.join(best['scores'])} on these triplets "
+                f"({best['by']}: {best['scores'][weight]:.3f}); to search with it, set "
+                f"P2W_SEARCH['EMBEDDERS'][{embedder.alias!r}]['IMAGE_WEIGHT'] = {weight}")
         self.stdout.write(self.style.SUCCESS(f"wrote {folder}/results.json, results.md, rankings.json"
                                              + (", examples.png" if examples else "")))
 
 
-def _runs(methods, prompts):
-    """(label, prompt name) for each method; a prompted method once per prompt when several are given."""
+def _weights(text):
+    """The ``--image-weights`` values, or None; CommandError naming the option and the reason."""
+    if text is None:
+        return None
+    weights = []
+    for part in text.split(","):
+        try:
+            weight = float(part)
+        except ValueError:
+            raise CommandError(f"--image-weights: {part.strip()!r} is not a number") from None
+        if not weight >= 0 or weight == float("inf"):
+            raise CommandError(f"--image-weights: {part.strip()} is not a finite number of at least 0")
+        weights.append(weight)
+    return list(dict.fromkeys(weights))
+
+
+def _runs(methods, prompts, weights=None):
+    """(label, method, prompt name, image weight) for each run.
+
+    A prompted method runs once per prompt when several are given, and pic2word_plus_image once
+    per weight when ``weights`` are given (None: the model's own ``IMAGE_WEIGHT``).
+    """
+    if weights and "pic2word_plus_image" not in methods:
+        raise CommandError("--image-weights: only pic2word_plus_image has an image weight; add it to --methods")
     for method in methods:
         if method not in METHODS:
             raise CommandError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         if method not in PROMPTED:
-            yield method, None
+            yield method, method, None, None
             continue
         for prompt in prompts:
             if prompt not in app_settings.PROMPTS:
                 raise CommandError(f"unknown prompt {prompt!r}; P2W_SEARCH['PROMPTS'] has {', '.join(app_settings.PROMPTS)}")
-            yield (f"{method}[{prompt}]" if len(prompts) > 1 else method), prompt
+            tags = [prompt] if len(prompts) > 1 else []
+            for weight in (weights if weights and method == "pic2word_plus_image" else [None]):
+                label_tags = tags + ([f"w={weight:g}"] if weight is not None else [])
+                yield (f"{method}[{','.join(label_tags)}]" if label_tags else method), method, prompt, weight
+
+
+def _best_weight(runs, result, group):
+    """The weight whose pic2word_plus_image scored best (any-correct R@1 + R@10 of ``group``), or None.
+
+    With several prompts, each weight counts at the prompt it scored best with. Ties go to the
+    smaller weight: the one nearer the paper's method.
+    """
+    by = ("R_any@1", "R_any@10")
+    scores = {}
+    for label, method, _, weight in runs:
+        if weight is not None:
+            score = sum(result[label][group][key] for key in by)
+            scores[weight] = max(score, scores.get(weight, score))
+    if not scores:
+        return None
+    best = max(sorted(scores), key=lambda w: scores[w])
+    return {"weight": best, "by": f"{' + '.join(by)} ({group})", "scores": {f"{w:g}": scores[w] for w in scores}}
 
 
 class Gallery:
