@@ -50,6 +50,7 @@ import argparse
 import itertools
 import json
 import math
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +165,7 @@ class Catalog:
         self.ref = data["ref"]
         self.held = np.array([q.groups.get("split") == "held-out" for q in benchmark.queries])
         self.change = np.array([q.groups.get("change") for q in benchmark.queries])
+        self.edit = np.array([q.groups.get("edit") for q in benchmark.queries])
         gallery = data["gallery"]
         self.scores = {key: data[key] @ gallery.T for key in (*FEATURES, *(f"p2w:{t}" for t in TEMPLATES))}
         for name, members in ENSEMBLES.items():
@@ -351,19 +353,21 @@ def timing(embedder, data, rounds=50):
     return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
 
 
-def probes(catalogs):
+def probes(catalogs, embedder):
     """Quick in-sample probes (settings scored on all three catalogs, so flattered): [(label, pooled)]."""
     out = []
 
     def score(label, make, rerank=None):
         pooled = {}
-        for split in ("seen", "held-out"):
-            ranks = np.concatenate([c.best_rank(make(c), rerank)[c.held if split == "held-out" else ~c.held]
-                                    for c in catalogs])
-            pooled[split] = (float(hits(ranks, 1).mean()), float(hits(ranks, 10).mean()))
+        ranks = [c.best_rank(make(c), rerank) for c in catalogs]
+        for split, rows in (("seen", lambda c: ~c.held), ("held-out", lambda c: c.held),
+                            ("held-out removals", lambda c: c.held & (c.edit == "removal"))):
+            chosen = np.concatenate([r[rows(c)] for r, c in zip(ranks, catalogs)])
+            pooled[split] = (float(hits(chosen, 1).mean()), float(hits(chosen, 10).mean()))
         out.append((label, pooled))
         print(f"{label:44s} seen {pooled['seen'][0]:.3f} {pooled['seen'][1]:.3f}  held-out "
-              f"{pooled['held-out'][0]:.3f} {pooled['held-out'][1]:.3f}", flush=True)
+              f"{pooled['held-out'][0]:.3f} {pooled['held-out'][1]:.3f}  held-out removals "
+              f"{pooled['held-out removals'][0]:.3f} {pooled['held-out removals'][1]:.3f}", flush=True)
 
     for c in catalogs:
         gallery, image = c.data["gallery"], c.data["image"]
@@ -403,7 +407,21 @@ def probes(catalogs):
             for beta in (1.0, 2.0):
                 score(f"P + {a} I, {direction} direction x{beta} taken out",
                       lambda c, a=a, d=direction, b=beta: plus_photo(c, a, d, b))
+    # What a change says the target lacks ("without the print"), its text taken out of the query.
+    for c in catalogs:
+        texts = [q.text for q in c.benchmark.queries]
+        negated = [NEGATION.match(text) for text in texts]
+        rows = [i for i, match in enumerate(negated) if match]
+        c.data["negated"] = np.zeros_like(c.data["image"])
+        c.data["negated"][rows] = embedder.embed_texts([negated[i].group(1) for i in rows])
+    for v in (0.25, 0.5, 1.0):
+        score(f"P + 0.5 I - {v} (what 'without ...' names)", lambda c, v=v: normalise(
+            c.data["p2w:paper"] + 0.5 * c.data["image"] - v * c.data["negated"]) @ c.data["gallery"].T)
     return out
+
+
+# "without the print", "remove the print", "with no print": the words after the cue name what the target lacks.
+NEGATION = re.compile(r"^(?:.*?\b)?(?:without|remove|with no|no)\s+(.+)$")
 
 
 def change_direction(data, kind):
@@ -459,7 +477,7 @@ def main(argv=None):
             print(f"{name}: min {low:.2f} ms, median {median:.2f} ms")
         return
     if args.probes:
-        rows = probes(catalogs)
+        rows = probes(catalogs, embedder)
         (var / "probes.json").write_text(json.dumps(rows, indent=1) + "\n")
         return
     results = {"measured": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "seeds": seeds, "levers": {}}
