@@ -356,6 +356,7 @@ def timing(embedder, data, rounds=50):
 def probes(catalogs, embedder):
     """Quick in-sample probes (settings scored on all three catalogs, so flattered): [(label, pooled)]."""
     out = []
+    shipped = np.concatenate([c.best_rank(plus_photo(c, 0.5, None, 0.0))[c.held] for c in catalogs])
 
     def score(label, make, rerank=None):
         pooled = {}
@@ -364,10 +365,16 @@ def probes(catalogs, embedder):
                             ("held-out removals", lambda c: c.held & (c.edit == "removal"))):
             chosen = np.concatenate([r[rows(c)] for r, c in zip(ranks, catalogs)])
             pooled[split] = (float(hits(chosen, 1).mean()), float(hits(chosen, 10).mean()))
+        held = np.concatenate([r[c.held] for r, c in zip(ranks, catalogs)])
+        diffs = [hits(held, k) - hits(shipped, k) for k in (1, 10)]  # paired, per held-out query
+        pooled["held-out diff to pic2word_plus_image (@1, se, @10, se)"] = tuple(
+            float(x) for d in diffs for x in (d.mean(), d.std() / math.sqrt(len(d))))
         out.append((label, pooled))
+        d1, se1, d10, se10 = pooled["held-out diff to pic2word_plus_image (@1, se, @10, se)"]
         print(f"{label:44s} seen {pooled['seen'][0]:.3f} {pooled['seen'][1]:.3f}  held-out "
-              f"{pooled['held-out'][0]:.3f} {pooled['held-out'][1]:.3f}  held-out removals "
-              f"{pooled['held-out removals'][0]:.3f} {pooled['held-out removals'][1]:.3f}", flush=True)
+              f"{pooled['held-out'][0]:.3f} {pooled['held-out'][1]:.3f} ({d1:+.3f} se {se1:.3f}, {d10:+.3f} se "
+              f"{se10:.3f})  held-out removals {pooled['held-out removals'][0]:.3f} "
+              f"{pooled['held-out removals'][1]:.3f}", flush=True)
 
     for c in catalogs:
         gallery, image = c.data["gallery"], c.data["image"]
@@ -417,7 +424,33 @@ def probes(catalogs, embedder):
     for v in (0.25, 0.5, 1.0):
         score(f"P + 0.5 I - {v} (what 'without ...' names)", lambda c, v=v: normalise(
             c.data["p2w:paper"] + 0.5 * c.data["image"] - v * c.data["negated"]) @ c.data["gallery"].T)
+    # Test-time augmentation: the reference photo mirrored (one more image encoding a query), its
+    # pseudo word averaged in. The gallery keeps one view, as the index does.
+    for c in catalogs:
+        c.data["mirrored"] = mirrored_features(embedder, c)
+        # The mean direction of the two views, at the mirrored photo's norm (the cache keeps the unit vectors only).
+        both = normalise(c.data["image"] + normalise(c.data["mirrored"])) * np.linalg.norm(
+            c.data["mirrored"], axis=1, keepdims=True)
+        texts = [q.text for q in c.benchmark.queries]
+        c.data["p2w:mirrored"] = embedder.compose(c.data["mirrored"], texts, template=TEMPLATES["paper"])
+        c.data["p2w:both views"] = embedder.compose(both, texts, template=TEMPLATES["paper"])
+    for name in ("mirrored", "both views"):
+        for a in (0.375, 0.5):
+            score(f"mean of P and P ({name}) + {a} I", lambda c, n=name, a=a: normalise(
+                normalise(c.data["p2w:paper"] + c.data[f"p2w:{n}"]) + a * c.data["image"]) @ c.data["gallery"].T)
     return out
+
+
+def mirrored_features(embedder, catalog):
+    """Raw image features [n, dim] of each query's reference photo, mirrored left to right."""
+    from PIL import ImageOps
+
+    from shop_demo.catalog import generator
+
+    products = {p.sku: p for p in generator.generate_products(SIZE, seed=catalog.seed)}
+    references = [products[name] for name in catalog.names[catalog.ref]]
+    photos = [ImageOps.mirror(generator.render(p, seed=catalog.seed, variant=0)) for p in references]
+    return embedder.embed_images(photos, normalize=False)
 
 
 # "without the print", "remove the print", "with no print": the words after the cue name what the target lacks.
