@@ -87,15 +87,19 @@ def empty_database(test_database_url, prefix="demo"):
 
 @pytest.fixture
 def start_worker(test_database_url, tmp_path_factory):
-    """Start real Celery workers for one test; all are stopped afterwards."""
+    """Start real Celery workers for one test; all are stopped afterwards.
+
+    ``wait=False`` returns before the worker answers, so that several start side by side
+    (each spends seconds importing torch); call ``wait_ready()`` on each before using them.
+    """
     workers = []
     log_dir = tmp_path_factory.mktemp("worker-logs")
 
-    def start(queues=None, env=None, pool="solo", concurrency=1):
+    def start(queues=None, env=None, pool="solo", concurrency=1, wait=True):
         queues = queues or [settings.P2W_SEARCH["BULK_QUEUE"], settings.P2W_SEARCH["QUERY_QUEUE"]]
         worker = Worker(test_database_url, queues, env=env, log_dir=log_dir, pool=pool, concurrency=concurrency)
         workers.append(worker)
-        return worker.wait_ready()
+        return worker.wait_ready() if wait else worker
 
     yield start
     for worker in workers:

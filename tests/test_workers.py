@@ -76,8 +76,9 @@ def test_images_of_a_worker_killed_mid_batch_end_ready_once(start_worker):
 
 
 def test_text_search_encodes_on_the_query_worker(start_worker, settings):
-    start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]])
-    start_worker(queues=[settings.P2W_SEARCH["QUERY_QUEUE"]])
+    queues = [settings.P2W_SEARCH["BULK_QUEUE"], settings.P2W_SEARCH["QUERY_QUEUE"]]
+    for worker in [start_worker(queues=[queue], wait=False) for queue in queues]:  # one worker a queue
+        worker.wait_ready()
     indexing.register_model()
     add_images([(200, 10, 10), (10, 200, 10), (10, 10, 200)])
     wait_for(lambda: states() == ["ready"] * 3, message="catalog embedded")
@@ -171,8 +172,8 @@ def test_two_full_syncs_of_one_merchant_never_interleave(start_worker, settings,
     from tests.factories import MerchantFactory, catalog_upload
 
     slow = {"P2W_TEST_IMPORT_SERIALIZER": "tests.slow_rows.SlowProductImportSerializer", "P2W_TEST_ROW_DELAY": "0.4"}
-    for _ in range(2):
-        start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]], env=slow)
+    for worker in [start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]], env=slow, wait=False) for _ in range(2)]:
+        worker.wait_ready()
     merchant = MerchantFactory(user=django_user_model.objects.create_user("acme"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
@@ -219,7 +220,9 @@ def test_duplicate_messages_on_two_workers_embed_each_image_once(start_worker, s
     from p2w_search import dispatch
 
     slow = {"P2W_TEST_BACKEND": "tests.slow_embedder.SlowOpenCLIPEmbedder", "P2W_TEST_EMBED_DELAY": "3"}
-    workers = [start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]], env=slow) for _ in range(2)]
+    workers = [start_worker(queues=[settings.P2W_SEARCH["BULK_QUEUE"]], env=slow, wait=False) for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready()
     model = indexing.register_model()
     images = add_images([(200, 100, 0), (0, 100, 200), (90, 90, 90)])  # its commit sends the batch once
     ids = sorted(ImageEmbedding.objects.filter(image__in=images).values_list("pk", flat=True))
