@@ -40,7 +40,8 @@ Run from the repository root (about 1 minute per catalog for the vectors, cached
 It writes ``<var>/rerank_levers.json`` and ``<var>/rerank_levers.md`` (the tables of
 ``docs/evaluation/levers.md``). On the cached vectors: ``--probes`` (quick in-sample probes:
 query expansion, hubness correction, text-space gallery, directional score, near-copy penalty, the
-change's direction taken out of the photo),
+change's direction taken out of the photo, what "without ..." names taken out, the reference mirrored,
+the levers together, a gallery of two views, a diversified top 10),
 ``--timing`` (milliseconds per query of each encoding a lever adds), and ``--mapping FILE`` (the
 same levers, without weight grids, with another mapping, e.g. one from ``bench.text_mapping``;
 the baseline stays the shipped mapping's pic2word).
@@ -438,6 +439,24 @@ def probes(catalogs, embedder):
         for a in (0.375, 0.5):
             score(f"mean of P and P ({name}) + {a} I", lambda c, n=name, a=a: normalise(
                 normalise(c.data["p2w:paper"] + c.data[f"p2w:{n}"]) + a * c.data["image"]) @ c.data["gallery"].T)
+    # The levers together, which one at a time did not clear the bar on R_any@10: both views' queries,
+    # the photo weighted higher and the reference's pseudo-word sentence taken out (fusion-w's "word").
+    def both(c):
+        return normalise(c.data["p2w:paper"] + c.data["p2w:both views"])
+
+    for a, w in ((0.5, -0.25), (0.625, -0.25), (0.625, -0.5)):
+        score(f"mean of P and P (both views) + {a} I - {-w} W", lambda c, a=a, w=w: normalise(
+            both(c) + a * c.data["image"] + w * c.data["word"]) @ c.data["gallery"].T)
+    # Two views in the gallery as well (one more image encoding a product, at index time): each product
+    # the mean direction of its photo and the photo mirrored; the reference's photo is its gallery vector.
+    for c in catalogs:
+        products = sorted(generator_products(c.seed), key=lambda p: p.sku)
+        c.data["gallery two views"] = normalise(c.data["gallery"] + normalise(mirrored_features(embedder, c, products)))
+    for a in (0.375, 0.5):
+        score(f"two-view gallery: P + {a} I", lambda c, a=a: normalise(
+            c.data["p2w:paper"] + a * c.data["gallery two views"][c.ref]) @ c.data["gallery two views"].T)
+        score(f"two-view gallery: mean of P and P (both views) + {a} I", lambda c, a=a: normalise(
+            both(c) + a * c.data["gallery two views"][c.ref]) @ c.data["gallery two views"].T)
     # A top 10 with fewer near-copies (maximal marginal relevance over the first 50): the first answer
     # stays; any-correct recall at 10 gains if the misses were crowded out by look-alikes.
     for lam in (0.9, 0.8, 0.7):
@@ -468,15 +487,23 @@ def diversified(catalog, scores, lam, top=50, k=10):
     return out
 
 
-def mirrored_features(embedder, catalog):
-    """Raw image features [n, dim] of each query's reference photo, mirrored left to right."""
+def generator_products(seed):
+    from shop_demo.catalog import generator
+
+    return generator.generate_products(SIZE, seed=seed)
+
+
+def mirrored_features(embedder, catalog, products=None):
+    """Raw image features [n, dim] of each query's reference photo mirrored left to right, or of
+    each of ``products`` when given."""
     from PIL import ImageOps
 
     from shop_demo.catalog import generator
 
-    products = {p.sku: p for p in generator.generate_products(SIZE, seed=catalog.seed)}
-    references = [products[name] for name in catalog.names[catalog.ref]]
-    photos = [ImageOps.mirror(generator.render(p, seed=catalog.seed, variant=0)) for p in references]
+    if products is None:
+        by_sku = {p.sku: p for p in generator_products(catalog.seed)}
+        products = [by_sku[name] for name in catalog.names[catalog.ref]]
+    photos = [ImageOps.mirror(generator.render(p, seed=catalog.seed, variant=0)) for p in products]
     return embedder.embed_images(photos, normalize=False)
 
 
