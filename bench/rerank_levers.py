@@ -41,7 +41,7 @@ It writes ``<var>/rerank_levers.json`` and ``<var>/rerank_levers.md`` (the table
 ``docs/evaluation/levers.md``). On the cached vectors: ``--probes`` (quick in-sample probes:
 query expansion, hubness correction, text-space gallery, directional score, near-copy penalty, the
 change's direction taken out of the photo, what "without ..." names taken out, the reference mirrored,
-the levers together, a gallery of two views, a diversified top 10),
+the levers together, a gallery of two views, each term standardised, a diversified top 10),
 ``--timing`` (milliseconds per query of each encoding a lever adds), and ``--mapping FILE`` (the
 same levers, without weight grids, with another mapping, e.g. one from ``bench.text_mapping``;
 the baseline stays the shipped mapping's pic2word).
@@ -457,12 +457,28 @@ def probes(catalogs, embedder):
             c.data["p2w:paper"] + a * c.data["gallery two views"][c.ref]) @ c.data["gallery two views"].T)
         score(f"two-view gallery: mean of P and P (both views) + {a} I", lambda c, a=a: normalise(
             both(c) + a * c.data["gallery two views"][c.ref]) @ c.data["gallery two views"].T)
+    # Each term standardised over the gallery, per query, before it is weighted: a weight that would mean
+    # the same for a CLIP whose photo-to-photo cosines spread wider than its text-to-photo ones. Still one
+    # vector search: z(P . g) + a z(I . g) ranks as (P / sd_P + a I / sd_I) . g.
+    for c in catalogs:
+        c.scores["z:p2w"], c.scores["z:image"] = (standardised(normalise(c.data["p2w:paper"]) @ c.data["gallery"].T),
+                                                  standardised(c.scores["image"]))
+        spread = [float((normalise(c.data["p2w:paper"]) @ c.data["gallery"].T).std(1).mean()),
+                  float(c.scores["image"].std(1).mean())]
+        print(f"seed {c.seed}: spread over the gallery, pic2word {spread[0]:.3f}, photo {spread[1]:.3f}")
+    for a in (0.4, 0.5):
+        score(f"z(P) + {a} z(I), each standardised", lambda c, a=a: c.scores["z:p2w"] + a * c.scores["z:image"])
     # A top 10 with fewer near-copies (maximal marginal relevance over the first 50): the first answer
     # stays; any-correct recall at 10 gains if the misses were crowded out by look-alikes.
     for lam in (0.9, 0.8, 0.7):
         score(f"P + 0.5 I, top 10 diversified (MMR, lambda {lam})",
               lambda c, lam=lam: diversified(c, plus_photo(c, 0.5, None, 0.0), lam))
     return out
+
+
+def standardised(scores):
+    """``scores`` [n, m] less each row's mean, over its standard deviation."""
+    return (scores - scores.mean(axis=1, keepdims=True)) / scores.std(axis=1, keepdims=True)
 
 
 def diversified(catalog, scores, lam, top=50, k=10):
