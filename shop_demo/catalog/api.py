@@ -1,5 +1,8 @@
 """The demo shop's product API: anyone reads; a merchant changes only its own products."""
 
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -8,7 +11,7 @@ from rest_framework.pagination import PageNumberPagination
 from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
-from shop_demo.catalog.serializers import ProductSerializer
+from shop_demo.catalog.serializers import DUPLICATE_SKU, ProductSerializer
 
 
 class IsOwningMerchantOrReadOnly(permissions.BasePermission):
@@ -46,16 +49,40 @@ class ProductViewSet(viewsets.ModelViewSet):
     permission_classes = [IsOwningMerchantOrReadOnly]
     pagination_class = ProductPagination
 
+    @cached_property
+    def merchant(self):
+        """The requesting user's merchant, or None."""
+        user = getattr(self.request, "user", None)
+        return ProductImportSerializer.merchant_for(user) if user is not None else None
+
     def get_queryset(self):
         queryset = super().get_queryset()
         if self.request.method not in permissions.SAFE_METHODS:
-            return Product.objects.all()  # a merchant may change its unlisted products too
+            # A merchant may change its unlisted products too; another's stay as hidden as a GET finds them.
+            return Product.objects.filter(Q(listed=True) | Q(merchant=self.merchant)) if self.merchant else queryset
         return queryset
 
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if self.request is not None and self.request.method not in permissions.SAFE_METHODS:
+            context["merchant"] = self.merchant
+        return context
+
     def perform_create(self, serializer):
-        merchant = ProductImportSerializer.merchant_for(self.request.user)
-        if merchant is None:
+        if self.merchant is None:
             raise PermissionDenied("Only merchants add products.")
-        if Product.objects.filter(merchant=merchant, sku=serializer.validated_data["sku"]).exists():
-            raise serializers.ValidationError({"sku": ["You already have a product with this sku."]})
-        serializer.save(merchant=merchant)
+        self._save(serializer, merchant=self.merchant)
+
+    def perform_update(self, serializer):
+        self._save(serializer)
+
+    @staticmethod
+    def _save(serializer, **values):
+        """Save; a SKU another request gave the merchant since the check is refused as the check refuses it."""
+        try:
+            with transaction.atomic():
+                serializer.save(**values)
+        except IntegrityError as error:
+            if "catalog_unique_merchant_sku" not in str(error):
+                raise
+            raise serializers.ValidationError({"sku": [DUPLICATE_SKU]}) from None

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from shop_demo.catalog.models import Merchant, Product
+from shop_demo.catalog.serializers import currency_field, price_field
 
 
 class ProductImportSerializer(serializers.Serializer):
@@ -23,11 +24,9 @@ class ProductImportSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="",
                                         help_text="A longer text about the product.")
     category = serializers.CharField(max_length=64, help_text="One word or two, e.g. dress, sneaker, mug.")
-    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0,
-                                     help_text="With a dot before the cents, no currency sign: 19.99.")
-    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="EUR",
-                                      error_messages={"invalid": "Give a three-letter currency code, e.g. EUR."},
-                                      help_text="A three-letter code in capitals: EUR, USD, GBP.")
+    price = price_field(help_text="With a dot before the cents, no currency sign: 19.99.")
+    currency = currency_field(required=False, default="EUR",
+                              help_text="A three-letter code in capitals: EUR, USD, GBP.")
     in_stock = serializers.BooleanField(required=False, default=True,
                                         help_text="yes/no and 1/0 are read too.")
     images = serializers.ListField(child=serializers.CharField(max_length=300), min_length=1,

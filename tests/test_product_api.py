@@ -1,0 +1,79 @@
+"""The demo shop's product API: a merchant's writes are checked as an import row is, and
+another merchant's unlisted products stay hidden to writes as they are to reads."""
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from shop_demo.catalog.models import Product
+from shop_demo.catalog.serializers import ProductSerializer
+from tests.factories import MerchantFactory, ProductFactory
+
+DUPLICATE = {"sku": ["You already have a product with this sku."]}
+
+
+@pytest.fixture
+def merchant(db, django_user_model):
+    return MerchantFactory(slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
+
+
+@pytest.fixture
+def api(merchant):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
+    return client
+
+
+def test_a_sku_the_merchant_already_has_is_refused_on_create_update_and_replace(api, merchant):
+    first = ProductFactory(merchant=merchant, sku="A-1", title="first")
+    second = ProductFactory(merchant=merchant, sku="A-2", title="second")
+    ProductFactory(merchant=MerchantFactory(slug="rival"), sku="R-1")
+    new = {"sku": "A-2", "title": "new", "category": "mug", "price": "5.00"}
+
+    assert api.post("/api/products/", new, format="json").json() == DUPLICATE
+    response = api.patch(f"/api/products/{first.pk}/", {"sku": "A-2"}, format="json")
+    assert (response.status_code, response.json()) == (400, DUPLICATE)
+    assert api.put(f"/api/products/{first.pk}/", new, format="json").json() == DUPLICATE
+    assert list(Product.objects.filter(merchant=merchant).values_list("sku", "title")) == [
+        ("A-1", "first"), ("A-2", "second")]
+    # Its own SKU again, and a SKU that only another merchant has, are fine.
+    assert api.patch(f"/api/products/{second.pk}/", {"sku": "A-2", "title": "kept"}, format="json").status_code == 200
+    assert api.patch(f"/api/products/{first.pk}/", {"sku": "R-1"}, format="json").json()["sku"] == "R-1"
+
+
+def test_a_sku_taken_between_the_check_and_the_write_is_refused_by_name(api, merchant, monkeypatch):
+    """Two requests at once pass the check; the database's constraint refuses the second, named as the check would."""
+    first = ProductFactory(merchant=merchant, sku="A-1")
+    ProductFactory(merchant=merchant, sku="A-2")
+    monkeypatch.setattr(ProductSerializer, "validate_sku", lambda self, sku: sku)
+    response = api.patch(f"/api/products/{first.pk}/", {"sku": "A-2"}, format="json")
+    assert (response.status_code, response.json()) == (400, DUPLICATE)
+    response = api.post("/api/products/", {"sku": "A-1", "title": "t", "category": "mug", "price": "1"}, format="json")
+    assert (response.status_code, response.json()) == (400, DUPLICATE)
+    assert Product.objects.get(pk=first.pk).sku == "A-1"
+
+
+@pytest.mark.parametrize("values, errors", [
+    ({"price": "-1"}, {"price": ["Ensure this value is greater than or equal to 0."]}),
+    ({"currency": "e"}, {"currency": ["Give a three-letter currency code, e.g. EUR."]}),
+    ({"currency": "eur"}, {"currency": ["Give a three-letter currency code, e.g. EUR."]}),
+])
+def test_the_api_refuses_the_prices_and_currencies_an_import_refuses(api, merchant, values, errors):
+    product = ProductFactory(merchant=merchant, sku="A-1")
+    response = api.patch(f"/api/products/{product.pk}/", values, format="json")
+    assert (response.status_code, response.json()) == (400, errors)
+    response = api.post("/api/products/", {"sku": "A-9", "title": "t", "category": "mug", "price": "1", **values},
+                        format="json")
+    assert (response.status_code, response.json()) == (400, errors)
+    product.refresh_from_db()
+    assert (str(product.price), product.currency) == ("19.99", "EUR")
+
+
+def test_another_merchants_unlisted_product_is_not_found_by_a_write_either(api, merchant):
+    theirs = ProductFactory(merchant=MerchantFactory(slug="rival"), listed=False)
+    mine = ProductFactory(merchant=merchant, listed=False)
+    assert api.get(f"/api/products/{theirs.pk}/").status_code == 404
+    for method in (api.patch, api.put, api.delete):
+        assert method(f"/api/products/{theirs.pk}/", {"title": "x"}, format="json").status_code == 404
+    assert api.patch(f"/api/products/{mine.pk}/", {"title": "renamed"}, format="json").status_code == 200
+    assert Product.objects.get(pk=theirs.pk).title != "x"
