@@ -67,7 +67,8 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
             messages.success(request, f"A worker is registering {alias!r} and embedding the catalog beside "
                                       "the serving model.")
         elif action == "switch":
-            model = EmbeddingModel.objects.filter(pk=request.POST.get("model")).first()
+            key = request.POST.get("model", "")
+            model = EmbeddingModel.objects.filter(pk=key).first() if key.isdecimal() else None
             if model is None:
                 messages.error(request, "There is no such model.")
                 return
@@ -88,23 +89,31 @@ class ImageEmbeddingInline(admin.TabularInline):
 
 
 class ImageActions:
-    """Index actions on product images, shared by this admin and the shop's product admin."""
+    """Index actions on product images, shared by this admin and the shop's product admin.
+
+    They change the index, so they need the permission to change product images
+    (``p2w_search.change_productimage``) whatever admin shows them: staff who may only view, or
+    who may change the shop's products but not the index, do not see them.
+    """
 
     def images(self, queryset):
         """The ProductImages the selected rows stand for."""
         return list(queryset)
 
-    @admin.action(description="Embed the selected images again")
+    def has_manage_index_permission(self, request):
+        return request.user.has_perm(f"{ProductImage._meta.app_label}.change_productimage")
+
+    @admin.action(description="Embed the selected images again", permissions=["manage_index"])
     def reembed(self, request, queryset):
         images = self.images(queryset)
         indexing.queue_images(images)
         self.message_user(request, f"Queued {len(images)} images.")
 
-    @admin.action(description="Retry the failed embeddings of the selected images")
+    @admin.action(description="Retry the failed embeddings of the selected images", permissions=["manage_index"])
     def retry_failed(self, request, queryset):
         self.message_user(request, f"Queued {indexing.retry_failed(self.images(queryset))} failed embeddings again.")
 
-    @admin.action(description="Remove the selected images from the search index")
+    @admin.action(description="Remove the selected images from the search index", permissions=["manage_index"])
     def remove_from_index(self, request, queryset):
         removed = indexing.remove_from_index(self.images(queryset))
         self.message_user(request, f"Removed {removed} vectors; these images are no longer searched.")

@@ -3,7 +3,7 @@
 import pytest
 
 from p2w_search import index, indexing
-from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from tests.factories import ProductImageFactory, png
 
 
@@ -186,3 +186,54 @@ def test_embedding_rows_list_filters_by_state_and_cannot_be_added(admin_client, 
     assert [row.image_id for row in listing.context["cl"].queryset] == [broken.pk]
     assert "not a recognised image format" in listing.content.decode()
     assert admin_client.get("/admin/p2w_search/imageembedding/add/").status_code == 403
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    """Log ``client`` in as staff with the given permissions ("app_label.codename")."""
+    from django.contrib.auth.models import Permission
+
+    def login(*perms):
+        user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        client.login(username="staff", password="pw")
+        return client
+    return login
+
+
+@pytest.mark.parametrize("page, perms", [
+    (IMAGES, ["p2w_search.view_productimage"]),
+    ("/admin/catalog/product/", ["catalog.view_product", "catalog.change_product"]),
+])
+def test_staff_who_may_not_change_product_images_cannot_change_the_index(staff, indexed, sent_tasks, page, perms):
+    images, broken, model = indexed
+    client = staff(*perms)
+    listing = client.get(page)
+    assert listing.status_code == 200
+    form = listing.context["action_form"]  # None when no action is left to offer
+    offered = {name for name, _ in form.fields["action"].choices} if form else set()
+    assert not offered & {"reembed", "retry_failed", "remove_from_index"}
+    selected = [image.pk if page == IMAGES else image.product_id for image in (*images, broken)]
+    for action in ("remove_from_index", "reembed", "retry_failed"):
+        assert client.post(page, {"action": action, "_selected_action": selected}).status_code == 200  # the list again
+    assert ImageEmbedding.objects.filter(model=model, state="ready").count() == 3
+    assert ImageEmbedding.objects.get(image=broken).state == "failed"
+    assert all(image.in_index for image in ProductImage.objects.all()) and sent_tasks == []
+
+
+def test_staff_who_may_change_product_images_can_remove_one_from_the_index(staff, indexed):
+    images, broken, model = indexed
+    client = staff("p2w_search.view_productimage", "p2w_search.change_productimage")
+    response = client.post(IMAGES, {"action": "remove_from_index", "_selected_action": [images[1].pk]}, follow=True)
+    assert "Removed 1 vectors; these images are no longer searched." in response.content.decode()
+    assert ImageEmbedding.objects.filter(model=model, state="ready").count() == 2
+
+
+@pytest.mark.parametrize("key", ["abc", "²", "1.5", ""])
+def test_switch_to_a_model_that_is_not_a_number_says_there_is_none(admin_client, indexed, key):
+    response = admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "switch", "model": key},
+                                 follow=True)
+    assert response.status_code == 200 and "There is no such model." in response.content.decode()
+    assert EmbeddingModel.objects.get(pk=indexed[2].pk).state == "serving"
