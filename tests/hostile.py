@@ -1,6 +1,7 @@
 """Hostile and careless files for the upload tests: zips, manifests and images built byte by byte."""
 
 import io
+import json
 import struct
 import unicodedata
 import warnings
@@ -16,6 +17,12 @@ HEADER = "sku,title,description,category,price,currency,in_stock,images\n"
 
 def row(sku, images="red.png", *, title="Tee", price="9.50", category="t-shirt"):
     return f"{sku},{title},,{category},{price},EUR,true,{images}\n"
+
+
+def json_row(sku, images="red.png", *, title="Tee", price="9.50", category="t-shirt", **more):
+    """One JSON Lines row; what is not ASCII is written as a JSON escape, so a lone surrogate can be sent."""
+    return json.dumps({"sku": sku, "title": title, "category": category, "price": price, "images": images,
+                       **more}) + "\n"
 
 
 def zip_bytes(entries, *, compression=zipfile.ZIP_DEFLATED):
@@ -40,6 +47,33 @@ def encrypted_zip(name, data):
     for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local header, central directory
         at = raw.find(signature)
         raw[at + offset] |= 0x1
+    return bytes(raw)
+
+
+def damaged_zip(data, *, method=None, crc=None, local_name=None, compress_size=None, overwrite=None,
+                extract_version=None):
+    """``data`` (a zip) with its first entry's local header and central directory record changed alike.
+
+    ``local_name`` changes the local header's name only (same length); ``overwrite`` puts 0xff
+    over the first bytes of the entry's data; ``extract_version`` is the directory's
+    "version needed to extract" (zipfile reads up to 63).
+    """
+    raw = bytearray(data)
+    local, central = raw.find(b"PK\x03\x04"), raw.find(b"PK\x01\x02")
+    for value, fmt, local_at, central_at in ((method, "<H", 8, 10), (crc, "<I", 14, 16),
+                                             (compress_size, "<I", 18, 20)):
+        if value is not None:
+            struct.pack_into(fmt, raw, local + local_at, value)
+            struct.pack_into(fmt, raw, central + central_at, value)
+    if extract_version is not None:
+        struct.pack_into("<H", raw, central + 6, extract_version)
+    name_length, extra_length = struct.unpack_from("<HH", raw, local + 26)
+    if local_name is not None:
+        assert len(local_name) == name_length
+        raw[local + 30:local + 30 + name_length] = local_name
+    if overwrite is not None:
+        start = local + 30 + name_length + extra_length
+        raw[start:start + overwrite] = b"\xff" * overwrite
     return bytes(raw)
 
 

@@ -9,10 +9,12 @@ merchant's catalog (rows, image files and vectors) comes out byte for byte as it
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import DataError
 from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -20,15 +22,28 @@ from rest_framework.test import APIClient
 from p2w_search import indexing
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
 from p2w_search.uploads import importer
-from shop_demo.catalog.models import Product
+from shop_demo.catalog.models import Merchant, Product
 from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
 from tests.hostile import (
-    APPENDED, BLUE, HEADER, RED, SECRET, encrypted_zip, jpeg_with_gps_and_appended_zip, link_entry, nfd,
-    png_header, row, wide_png, zip_bytes,
+    APPENDED, BLUE, HEADER, RED, SECRET, damaged_zip, encrypted_zip, jpeg_with_gps_and_appended_zip, json_row,
+    link_entry, nfd, png_header, row, wide_png, zip_bytes,
 )
 
 IMAGES = [("red.png", RED), ("blue.png", BLUE)]
 COLUMNS = "category, currency, description, error, images, in_stock, price, sku, title"
+STORED = zip_bytes(IMAGES, compression=zipfile.ZIP_STORED)  # red.png first: damaged_zip changes it, blue.png stays
+CONFIRM_UNLIST_TOO_BIG = ("confirm_unlist must be at most 2147483647: it is the number of products the full sync "
+                          "unlists, as a refused sync told you.")
+SURROGATES = json_row("SG-1") + json_row("SG-2", title="a\ud800") + json_row("SG-3", **{"\udfff": 1})
+
+
+def damaged(reason):
+    """The job of a damaged red.png: its row (SKU DZ-1) a row error, blue.png's row (DZ-2) imported."""
+    return {"state": "done", "rows_total": 2, "rows_accepted": 1, "rows_rejected": 1, "errors": [
+        {"row": 2, "field": "images", "reason": f"'red.png' in the zip is damaged: {reason}"}]}
+
+
+DAMAGED = HEADER + row("DZ-1", "red.png") + row("DZ-2", "blue.png")
 
 
 @dataclass
@@ -68,6 +83,16 @@ CASES = [
     Case("one name twice", HEADER + row("A-1"), zip_bytes([("red.png", RED), ("red.png", BLUE)]), status=400,
          errors=refused("archive", "The archive is refused: the archive holds 'red.png' twice ('red.png' and "
                                    "'red.png'); give each file once.")),
+    Case("a method zipfile cannot inflate (Deflate64)", HEADER + row("A-1"), damaged_zip(STORED, method=9),
+         status=400, errors=refused("archive", "The archive is refused: 'red.png' is compressed with a method this "
+                                               "server cannot read (method 9); zip the images again with the usual "
+                                               "compression (deflate).")),
+    Case("a method zipfile cannot inflate (AES)", HEADER + row("A-1"), damaged_zip(STORED, method=99), status=400,
+         errors=refused("archive", "The archive is refused: 'red.png' is compressed with a method this server "
+                                   "cannot read (method 99); zip the images again with the usual compression "
+                                   "(deflate).")),
+    Case("a zip version zipfile does not read", HEADER + row("A-1"), damaged_zip(STORED, extract_version=99),
+         status=400, errors=refused("archive", "The archive is refused: the archive is not a readable zip file.")),
     Case("one name twice in two Unicode forms", HEADER + row("A-1", "café.png"),
          zip_bytes([("café.png", RED), (nfd("café.png"), BLUE)]), status=400,
          errors=refused("archive", "The archive is refused: the archive holds 'café.png' twice ...")),
@@ -101,10 +126,19 @@ CASES = [
     Case("more rows than allowed", HEADER + "".join(row(f"A-{n}") for n in range(4)), settings={"IMPORT_MAX_ROWS": 3},
          status=400, errors=refused("manifest", "The manifest cannot be used: it has more than 3 rows; split it "
                                                 "into several uploads.")),
+    Case("five thousand unknown columns", "sku," + ",".join(f"c{n}" for n in range(5000)) + "\nA-1,1\n",
+         status=400, errors=refused("manifest", f"The manifest cannot be used: unknown columns 'c0', 'c1', 'c2', 'c3', "
+                                                f"'c4' and 4995 more; the columns are {COLUMNS}.")),
+    Case("an unknown column with a very long name", "sku," + "x" * 100_000 + "\nA-1,1\n", status=400,
+         errors=refused("manifest", f"The manifest cannot be used: unknown column '{'x' * 60}…'; the columns are "
+                                    f"{COLUMNS}.")),
     Case("a spreadsheet file", HEADER + row("A-1"), manifest_name="catalog.xlsx", status=400,
          errors=refused("manifest", "The manifest cannot be used: it must be a .csv or .jsonl file.")),
     Case("a confirmation without a full sync", HEADER + row("A-1"), options={"confirm_unlist": "3"}, status=400,
          errors=refused("confirm_unlist", "confirm_unlist only applies to a full sync (full_sync=true).")),
+    Case("a confirmation past what the database holds", HEADER + row("A-1"),
+         options={"full_sync": "true", "confirm_unlist": str(2**31)}, status=400,
+         errors=refused("confirm_unlist", CONFIRM_UNLIST_TOO_BIG)),
     # --- ordinary files that once were 500s ---------------------------------------------------------------
     Case("old Mac line endings (CR only)", (HEADER + row("CR-1") + row("CR-2", "blue.png")).replace("\n", "\r"),
          job={"state": "done", "rows_total": 2, "rows_accepted": 2, "rows_rejected": 0, "images_total": 2}),
@@ -127,11 +161,20 @@ CASES = [
              {"row": 2, "field": "sku", "reason": "sku 'DU-1' is on rows 2, 3; give each product once"},
              {"row": 2, "field": "price", "reason": "A valid number is required."},
              {"row": 3, "field": "sku", "reason": "sku 'DU-1' is on rows 2, 3; give each product once"}]}),
+    Case("one SKU as a JSON number and as a string", json_row(1.5) + json_row("1.5") + json_row("NS-1"),
+         manifest_name="catalog.jsonl", job={"state": "done", "rows_total": 3, "rows_accepted": 1, "errors": [
+             {"row": 1, "field": "sku", "reason": "sku '1.5' is on rows 1, 2; give each product once"},
+             {"row": 2, "field": "sku", "reason": "sku '1.5' is on rows 1, 2; give each product once"}]}),
+    Case("lone surrogates in JSON Lines", SURROGATES, manifest_name="catalog.jsonl", job={
+        "state": "done", "rows_total": 3, "rows_accepted": 1, "rows_rejected": 2, "errors": [
+            {"row": 2, "field": "title", "reason": "Surrogate characters are not allowed: U+D800."},
+            {"row": 3, "field": None, "reason": "unknown fields: '\\udfff'"}]}),
     # --- images -------------------------------------------------------------------------------------------
     Case("a tiny, very wide image", HEADER + row("WI-1", "wide.png"), zip_bytes([("wide.png", wide_png())]),
          job={"rows_accepted": 0, "errors": [{"row": 2, "field": "images", "reason": "'wide.png': image is "
               "160000x1 pixels; its long side may be at most 20 times its short side"}]}),
-    Case("a decompression bomb", HEADER + row("BO-1", "bomb.png"), zip_bytes([("bomb.png", png_header(20_000, 20_000))]),
+    Case("a decompression bomb", HEADER + row("BO-1", "bomb.png"),
+         zip_bytes([("bomb.png", png_header(20_000, 20_000))]),
          job={"rows_accepted": 0, "errors": [{"row": 2, "field": "images", "reason": "'bomb.png': image has "
               "more pixels than the limit of 40.0 megapixels"}]}),
     Case("a thousand references to one file", HEADER + row("TH-1", ";".join(["red.png"] * 1000)),
@@ -139,6 +182,14 @@ CASES = [
               "more than the limit of 20"}]}),
     Case("the same file twice in one product", HEADER + row("TW-1", "red.png;red.png;blue.png"),
          job={"rows_accepted": 1, "images_total": 2}),
+    Case("an entry whose CRC-32 is wrong", DAMAGED, damaged_zip(STORED, crc=0x12345678),
+         job=damaged("Bad CRC-32 for file 'red.png'")),
+    Case("an entry whose local header names another file", DAMAGED, damaged_zip(STORED, local_name=b"xxx.png"),
+         job=damaged("File name in directory 'red.png' and header b'xxx.png' differ")),
+    Case("an entry whose compressed size is 0", DAMAGED, damaged_zip(STORED, compress_size=0),
+         job=damaged("Bad CRC-32 for file 'red.png'")),
+    Case("an entry whose deflated data is corrupt", DAMAGED, damaged_zip(zip_bytes(IMAGES), overwrite=20),
+         job=damaged("Error -3 while decompressing data: invalid block type")),
     Case("a web page named .png", HEADER + row("HT-1", "page.png"), zip_bytes([("page.png", b"<html>hi</html>")]),
          job={"rows_accepted": 0, "errors": [{"row": 2, "field": "images",
                                               "reason": "'page.png': not a recognised image format"}]}),
@@ -291,4 +342,66 @@ def test_json_lines_rejected_rows_keep_each_line(attacker, settings, media):
         {"sku": "JL-1", "title": "Cap", "category": "cap", "price": "bad", "images": ["red.png"],
          "error": "price: A valid number is required."},
         {"line": "{oops", "error": "not valid JSON: Expecting property name enclosed in double quotes"},
+    ]
+
+
+def uploaded_files(media):
+    """The files in the uploads storage (the media fixture puts it beside MEDIA_ROOT)."""
+    return sorted(path for path in (media.parent / "uploads").rglob("*") if path.is_file())
+
+
+def test_the_page_refuses_a_confirmation_past_what_the_database_holds(attacker, client, media):
+    client.force_login(Merchant.objects.get(slug="attacker").user)
+    page = client.post("/merchant/upload/", {"manifest": _named((HEADER + row("A-1")).encode(), "catalog.csv"),
+                                             "archive": _named(zip_bytes(IMAGES), "images.zip"),
+                                             "full_sync": "on", "confirm_unlist": str(2**40)})
+    assert page.status_code == 400
+    assert CONFIRM_UNLIST_TOO_BIG in page.content.decode()
+    assert not ImportJob.objects.exists() and uploaded_files(media) == []
+
+
+def test_a_job_that_is_not_saved_leaves_no_file(attacker, media):
+    merchant = Merchant.objects.get(slug="attacker")
+    values = {"manifest": _named((HEADER + row("A-1")).encode(), "catalog.csv"),
+              "archive": _named(zip_bytes(IMAGES), "images.zip"), "policy": "skip", "full_sync": True,
+              "confirm_unlist": 2**31}  # past PostgreSQL's integer: the row's INSERT fails, after the files are saved
+    with pytest.raises(DataError):
+        importer.create_job(owner=merchant.user, merchant_key=str(merchant.pk), values=values)
+    assert not ImportJob.objects.exists() and uploaded_files(media) == []
+
+
+def test_one_sku_as_a_number_and_a_string_far_apart_rejects_both(attacker, settings, media, monkeypatch):
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)  # rows 1 and 5 are saved in different chunks, as 100 rows apart are
+    manifest = json_row(2.5, title="first") + "".join(json_row(f"FA-{n}") for n in range(3)) + json_row(
+        "2.5", title="second")
+    status, body = send(attacker, Case("far apart", manifest, manifest_name="catalog.jsonl"), settings)
+    assert (body["state"], body["rows_accepted"], body["rows_rejected"]) == ("done", 3, 2)
+    assert body["errors"] == [{"row": number, "field": "sku", "reason": "sku '2.5' is on rows 1, 5; give each "
+                                                                         "product once"} for number in (1, 5)]
+    assert not Product.objects.filter(sku="2.5").exists()
+
+
+def test_a_full_sync_spares_a_sku_given_as_a_json_number(attacker, client, settings, media):
+    merchant = Merchant.objects.get(slug="attacker")
+    ProductFactory(merchant=merchant, sku="7.5", title="Old")
+    ProductFactory(merchant=merchant, sku="X-1", title="Gone")
+    manifest = json_row(7.5, title="New")
+    client.force_login(merchant.user)
+    counted = client.post("/merchant/upload/check/", {"manifest": _named(manifest.encode(), "catalog.jsonl"),
+                                                      "full_sync": "true"}).json()["full_sync"]
+    assert (counted["unlist"], counted["skus"]) == (1, ["X-1"])
+    status, body = send(attacker, Case("sync", manifest, manifest_name="catalog.jsonl",
+                                       options={"full_sync": "true", "confirm_unlist": "1"}), settings)
+    assert (body["state"], body["products_unlisted"], body["unlisted_skus"]) == ("done", 1, ["X-1"])
+    assert list(Product.objects.filter(merchant=merchant).order_by("sku").values_list("sku", "title", "listed")) == [
+        ("7.5", "New", True), ("X-1", "Gone", False)]
+
+
+def test_rejected_rows_with_lone_surrogates_read_back_as_sent(attacker, settings, media):
+    status, body = send(attacker, next(c for c in CASES if c.name == "lone surrogates in JSON Lines"), settings)
+    content = b"".join(attacker.get(body["rejected_rows_url"]).streaming_content).decode()
+    sent = [json.loads(line) for line in SURROGATES.splitlines()]
+    assert [json.loads(line) for line in content.splitlines()] == [
+        {**sent[1], "error": "title: Surrogate characters are not allowed: U+D800."},
+        {**sent[2], "error": "unknown fields: '\\udfff'"},
     ]

@@ -29,6 +29,8 @@ __all__ = ["ImportListView", "ImportDetailView", "ImportFileView"]
 
 # The files of a job, by the name they have in URLs.
 FILES = {"manifest": "manifest", "archive": "archive", "rejected-rows": "rejected_rows"}
+# The largest value ImportJob.confirm_unlist (a PositiveIntegerField: PostgreSQL's integer) holds.
+CONFIRM_UNLIST_MAX = 2**31 - 1
 
 
 class UploadSerializer(serializers.Serializer):
@@ -42,7 +44,9 @@ class UploadSerializer(serializers.Serializer):
     full_sync = serializers.BooleanField(default=False,
                                          help_text="Unlist your products that the manifest does not name.")
     confirm_unlist = serializers.IntegerField(
-        required=False, min_value=0,
+        required=False, min_value=0, max_value=CONFIRM_UNLIST_MAX,
+        error_messages={"max_value": "confirm_unlist must be at most {max_value}: it is the number of products the "
+                                     "full sync unlists, as a refused sync told you."},
         help_text="With full_sync: the number of products the sync unlists, as a refused sync told you. A full sync "
                   "that unlists more than FULL_SYNC_MAX_UNLIST_SHARE of your listed products, or imports no row, "
                   "runs only with it.")

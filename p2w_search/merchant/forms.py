@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from django import forms
 from django.forms.utils import ErrorDict
 
-from p2w_search.api.uploads import UploadSerializer
+from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
-from p2w_search.uploads.importer import full_sync_refusal, import_serializer
-from p2w_search.uploads.manifest import raw_sku, read_manifest
+from p2w_search.uploads.importer import full_sync_refusal, import_serializer, row_sku
+from p2w_search.uploads.manifest import read_manifest
 
 __all__ = ["UploadForm", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync", "flat_messages"]
 
@@ -48,7 +48,7 @@ class UploadForm(forms.Form):
         label="Full sync: unlist my listed products that this file does not name", required=False,
         help_text="Leave it off to add and update products only.")
     confirm_unlist = forms.IntegerField(
-        label="Confirm unlisting", required=False, min_value=0,
+        label="Confirm unlisting", required=False, min_value=0, max_value=CONFIRM_UNLIST_MAX,
         help_text="Only for a full sync that unlists many products: the number it unlists, as counted here.",
         widget=forms.NumberInput(attrs={"inputmode": "numeric"}))
 
@@ -103,11 +103,12 @@ def count_full_sync(manifest, merchant, *, confirm=None):
     when it runs: the listed products may change in between.
     """
     serializer_class = import_serializer()
+    sku_field = serializer_class().fields["sku"]
     named = set()
     manifest.seek(0)
     columns, rows = read_manifest(manifest, manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
     for row in rows:
-        sku = raw_sku(row, columns)
+        sku = row_sku(row, columns, sku_field)
         if sku is not None:
             named.add(sku)
     manifest.seek(0)

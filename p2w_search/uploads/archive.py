@@ -6,19 +6,31 @@ that mean the same name are refused rather than one of them chosen silently.
 """
 
 import io
+import lzma
 import posixpath
 import stat
 import threading
 import unicodedata
 import zipfile
+import zlib
 
 from p2w_search.conf import app_settings
 
-__all__ = ["ArchiveRejected", "Archive", "check_archive", "normalise_name", "pack_images"]
+__all__ = ["ArchiveRejected", "EntryDamaged", "Archive", "check_archive", "normalise_name", "pack_images"]
+
+# The compression methods zipfile inflates; Deflate64 (9), which Windows writes for large files, and AES (99) it cannot.
+READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# What zipfile raises for an entry that its central directory promised and its data does not hold (bad CRC-32,
+# a local header that names another file, corrupt compressed data, an offset out of the file); fuzzed.
+_DAMAGE = (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
 
 
 class ArchiveRejected(ValueError):
     """The archive is unsafe or unreadable; the message says why."""
+
+
+class EntryDamaged(ValueError):
+    """An entry of a checked archive cannot be read back: its data is damaged; the message says how."""
 
 
 def normalise_name(name):
@@ -36,13 +48,14 @@ def check_archive(file):
     """Return ``{normalised name: ZipInfo}`` of the files in a zip, or raise ArchiveRejected.
 
     Refused: a path that climbs out of the archive (``../x.jpg``) or is absolute, links,
-    encrypted entries, two entries with the same name, too many files, an entry larger
-    than the image limit, a total that inflates past the limit, and entries compressed so
-    much that they can only be a bomb. Nothing is inflated to check this.
+    encrypted entries, compression methods zipfile cannot inflate, two entries with the same
+    name, too many files, an entry larger than the image limit, a total that inflates past
+    the limit, and entries compressed so much that they can only be a bomb. Nothing is
+    inflated to check this.
     """
     try:
         archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):  # the last: "zip file version 9.9"
         raise ArchiveRejected("the archive is not a readable zip file") from None
     entries = [info for info in archive.infolist() if not info.is_dir()]
     if len(entries) > app_settings.IMPORT_MAX_FILES:
@@ -55,6 +68,9 @@ def check_archive(file):
             raise ArchiveRejected(f"links are not allowed in the archive: {info.filename!r}")
         if info.flag_bits & 0x1:
             raise ArchiveRejected(f"encrypted entry in the archive: {info.filename!r}")
+        if info.compress_type not in READABLE_METHODS:
+            raise ArchiveRejected(f"{info.filename!r} is compressed with a method this server cannot read (method "
+                                  f"{info.compress_type}); zip the images again with the usual compression (deflate)")
         if info.file_size > app_settings.MAX_IMAGE_BYTES:
             raise ArchiveRejected(f"{info.filename!r} inflates to {info.file_size} bytes, more than the image limit "
                                   f"of {app_settings.MAX_IMAGE_BYTES}")
@@ -73,7 +89,10 @@ def check_archive(file):
 
 
 class Archive:
-    """An upload's checked zip, read entry by entry. ``read(name)`` raises KeyError for a name it lacks.
+    """An upload's checked zip, read entry by entry.
+
+    ``read(name)`` raises KeyError for a name it lacks, and EntryDamaged for an entry whose
+    data is not what the zip's directory says (found only by inflating it).
 
     Threads may read at once (the import prepares images in threads): one reads at a time.
     """
@@ -86,9 +105,12 @@ class Archive:
 
     def read(self, name):
         info = self.entries[normalise_name(name)]
-        with self._lock, self._zip.open(info) as entry:
-            # The header's size may lie; never read past the limit (load_image refuses the extra byte).
-            return entry.read(app_settings.MAX_IMAGE_BYTES + 1)
+        try:
+            with self._lock, self._zip.open(info) as entry:
+                # The header's size may lie; never read past the limit (load_image refuses the extra byte).
+                return entry.read(app_settings.MAX_IMAGE_BYTES + 1)
+        except _DAMAGE as exc:
+            raise EntryDamaged(str(exc).rstrip(".") or "its data ends early") from None
 
     def close(self):
         self._zip.close()

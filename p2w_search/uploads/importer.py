@@ -47,12 +47,12 @@ from p2w_search.imaging import ImageRejected
 from p2w_search.models import ImportJob, ProductImage
 from p2w_search.product_images import delete_files_now, delete_files_on_commit
 from p2w_search.threads import image_threads, run_all, thread_count
-from p2w_search.uploads.archive import Archive, ArchiveRejected, normalise_name
+from p2w_search.uploads.archive import Archive, ArchiveRejected, EntryDamaged, normalise_name
 from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
 
 __all__ = [
-    "import_serializer", "known_columns", "check_manifest", "create_job", "full_sync_refusal", "run_import",
-    "attach_images", "PreparedImage",
+    "import_serializer", "known_columns", "row_sku", "check_manifest", "create_job", "full_sync_refusal",
+    "run_import", "attach_images", "PreparedImage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 # Rows whose products are saved together: bounded memory, one image lookup and INSERT per chunk.
 CHUNK_ROWS = 100
 CHUNK_BYTES = 32 * 1024 * 1024
+# Names a message lists before it says how many more there are.
+NAMES_SHOWN = 5
 # How many rows per image thread (threads.py) may be prepared ahead of the one being saved: decoding,
 # checking and encoding the served copy is most of an import's time (bench/ingest.py profiles it), and
 # the embedding workers wait for the import's commit, so the cores are free meanwhile.
@@ -79,6 +81,28 @@ def known_columns(serializer_class=None):
     return set((serializer_class or import_serializer())().fields) | {ERROR_COLUMN}
 
 
+def row_sku(row, columns, sku_field):
+    """The SKU a row names as the row serializer's ``sku_field`` stores it, whether or not the row is valid.
+
+    None when it names none. Duplicates are found, and a full sync spares SKUs, by this
+    value: a JSON Lines ``1.5`` and ``"1.5"`` are one product once stored.
+    """
+    value = raw_sku(row, columns)
+    if value is None:
+        return None
+    try:
+        sku = sku_field.to_internal_value(value)
+    except ValidationError:  # not a value the field takes (a list, say): the row's own error says so
+        return None
+    return None if sku == "" else sku
+
+
+def _names(names):
+    """``'a', 'b', 'c', 'd', 'e' and 7 more``: a bounded list of names for a message."""
+    shown = ", ".join(repr(name if len(name) <= 60 else name[:60] + "…") for name in names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
 def check_manifest(upload, *, columns_known):
     """Read a whole manifest once (streamed) and raise ManifestError for what makes it unusable as a file.
 
@@ -95,9 +119,8 @@ def check_manifest(upload, *, columns_known):
     if columns is not None:
         unknown = [name for name in columns if name not in columns_known]
         if unknown:
-            raise ManifestError(
-                f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(c) for c in unknown)}; the columns "
-                f"are {', '.join(sorted(columns_known))}")
+            raise ManifestError(f"unknown column{'s' if len(unknown) > 1 else ''} {_names(unknown)}; the columns "
+                                f"are {', '.join(sorted(columns_known))}")
         if "sku" not in columns:
             raise ManifestError("the header has no 'sku' column")
     if not count:
@@ -120,17 +143,24 @@ def create_job(*, owner, merchant_key, values):
     """Create the job of a checked upload (the API's ``UploadSerializer.validated_data``) and send it on commit.
 
     With Redis down the job is still saved, and the sweep sends it later. The API and the
-    merchant pages create jobs here.
+    merchant pages create jobs here. When the job's row is not saved, its files are deleted
+    again: no job would ever refer to them.
     """
     job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
                     confirm_unlist=values.get("confirm_unlist"))
-    job.manifest.save(values["manifest"].name, values["manifest"], save=False)
-    archive = values.get("archive") or values.get("images")
-    if archive:
-        job.archive.save("images.zip", archive, save=False)
-    with transaction.atomic():
-        job.save()
-        dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
+    try:
+        job.manifest.save(values["manifest"].name, values["manifest"], save=False)
+        archive = values.get("archive") or values.get("images")
+        if archive:
+            job.archive.save("images.zip", archive, save=False)
+        with transaction.atomic():
+            job.save()
+            dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
+    except BaseException:
+        for file in (job.manifest, job.archive):
+            if file:
+                file.delete(save=False)
+        raise
     return job
 
 
@@ -173,7 +203,8 @@ def _end(job, report, written):
 
 
 def _import(job, serializer_class, merchant, report, written, progress):
-    skus, job.rows_total = _scan(job)
+    sku_field = serializer_class().fields["sku"]
+    skus, job.rows_total = _scan(job, sku_field)
     duplicates = {sku: numbers for sku, numbers in skus.items() if len(numbers) > 1}
     to_unlist = []
     if job.full_sync:
@@ -206,7 +237,7 @@ def _import(job, serializer_class, merchant, report, written, progress):
         report.start(columns, job.manifest.name)
         ahead = deque()  # rows whose images are being prepared, in the manifest's order
         for row in rows:
-            problems, valid, names = _check_row(row, columns, known, writer, duplicates)
+            problems, valid, names = _check_row(row, columns, known, writer, sku_field, duplicates)
             ahead.append((row, problems, valid, threads.submit(_prepare_images, names, archive) if valid else None))
             if len(ahead) > rows_ahead:
                 settle(*ahead.popleft())
@@ -228,7 +259,7 @@ def _import(job, serializer_class, merchant, report, written, progress):
                    + (f", {job.products_unlisted} products unlisted" if job.full_sync else ""))
 
 
-def _scan(job):
+def _scan(job, sku_field):
     """The first pass over the manifest: ``({sku: [row numbers]}, rows)`` of every row, valid or not."""
     skus = defaultdict(list)
     rows_total = 0
@@ -236,7 +267,7 @@ def _scan(job):
         columns, rows = read_manifest(handle, job.manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
         for row in rows:
             rows_total += 1
-            sku = raw_sku(row, columns)
+            sku = row_sku(row, columns, sku_field)
             if sku is not None:
                 skus[sku].append(row.number)
     return skus, rows_total
@@ -284,7 +315,7 @@ def _opened(job):
                 job.archive.close()
 
 
-def _check_row(row, columns, known, writer, duplicates):
+def _check_row(row, columns, known, writer, sku_field, duplicates):
     """Return ``(problems, valid, image names)`` of one row's cells; ``valid`` is None when they are invalid.
 
     ``valid`` is what ``writer.save`` takes; the images are checked apart (``_prepare_images``).
@@ -294,10 +325,8 @@ def _check_row(row, columns, known, writer, duplicates):
     problems = []
     unknown = sorted(set(row.values) - known)
     if unknown:
-        shown = ", ".join(repr(name) for name in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
-                                                                  else "")
-        problems.append({"field": None, "reason": f"unknown fields: {shown}"})
-    sku = raw_sku(row, columns)
+        problems.append({"field": None, "reason": f"unknown fields: {_names(unknown)}"})
+    sku = row_sku(row, columns, sku_field)
     if sku in duplicates:
         numbers = ", ".join(str(n) for n in duplicates[sku][:10])
         problems.append({"field": "sku", "reason": f"sku {sku!r} is on rows {numbers}; give each product once"})
@@ -332,6 +361,9 @@ def _prepare_images(names, archive):
             continue
         except ImageRejected as exc:
             problems.append({"field": "images", "reason": f"{name!r}: {exc.reason}"})
+            continue
+        except EntryDamaged as exc:
+            problems.append({"field": "images", "reason": f"{name!r} in the zip is damaged: {exc}"})
             continue
         if digest in seen_files:
             continue  # the same file twice in one product: shown and embedded once
@@ -494,7 +526,9 @@ class _Report:
         self.job = job
         self.shown, self.errors_total, self.rows_rejected = [], 0, 0
         self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b")
-        self.text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+        # A JSON Lines row may hold a lone surrogate ("\ud800" is valid JSON, and the row is rejected for it):
+        # UTF-8 cannot encode one, so it is written back as that same escape, which reads as it was sent.
+        self.text = io.TextIOWrapper(self.file, encoding="utf-8", errors="backslashreplace", newline="")
         self.columns, self.kind, self.writer = None, None, None
 
     def start(self, columns, name):

@@ -79,14 +79,15 @@ def read_manifest(handle, name, *, max_rows):
 
 
 def raw_sku(row, columns):
-    """The SKU a row names, as written (stripped), whether or not the row is valid; None if it names none."""
+    """The value a row gives for ``sku`` as written, whether or not the row is valid; None if it gives none.
+
+    A CSV cell, or any JSON value; ``importer.row_sku`` turns it into the SKU that is stored.
+    """
     value = row.values.get("sku")
     if value is None and columns is not None and isinstance(row.raw, list) and "sku" in columns:
         index = columns.index("sku")
         value = row.raw[index] if index < len(row.raw) else None
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value).strip() or None
-    return None
+    return value
 
 
 def _columns(header):
