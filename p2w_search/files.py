@@ -12,7 +12,8 @@ from django.core.files.base import ContentFile
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import decode_image, load_image, public_copy
 
-__all__ = ["read_query_photo", "public_file", "shop_image_storage", "storage_of", "image_url", "delete_each"]
+__all__ = ["read_query_photo", "public_file", "short_stem", "shop_image_storage", "storage_of", "image_url",
+           "delete_each"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,20 @@ def public_file(data, name):
     Raises ImageRejected when ``data`` is not an image the app accepts.
     """
     copy, extension = public_copy(decode_image(data, **image_limits()))
-    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-    return hashlib.sha256(data).hexdigest(), ContentFile(copy, name=f"{stem}{extension}")
+    return hashlib.sha256(data).hexdigest(), ContentFile(copy, name=f"{short_stem(name, 'image')}{extension}")
+
+
+# File systems allow 255 bytes a name, and a storage may add "_" and 7 characters to keep two names apart:
+# an uploader's name is cut well below that, in bytes of UTF-8 ("é" is two), at a character's edge.
+STEM_BYTES = 120
+
+
+def short_stem(name, default):
+    """``name`` without its folder and extension, cut to STEM_BYTES bytes; ``default`` when nothing of it
+    is a letter or a digit (a stored ``!!!.png`` would be the hidden file ``.png``)."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    stem = stem.encode()[:STEM_BYTES].decode(errors="ignore")
+    return stem if any(character.isalnum() for character in stem) else default
 
 
 def shop_image_storage():

@@ -405,3 +405,25 @@ def test_rejected_rows_with_lone_surrogates_read_back_as_sent(attacker, settings
         {**sent[1], "error": "title: Surrogate characters are not allowed: U+D800."},
         {**sent[2], "error": "unknown fields: '\\udfff'"},
     ]
+
+
+@pytest.mark.parametrize("stem", ["é" * 140, "x" * 270])
+def test_names_past_what_a_file_system_holds_are_stored_cut_short(attacker, settings, media, stem):
+    """An image or a manifest named past 255 bytes (the file system's limit on a name) failed the import
+    or the upload with an OSError; each is stored under a shorter name, its extension kept."""
+    long_image = f"{stem}.png"
+    case = Case("long names", HEADER + row("LN-1", long_image) + row("LN-2", "blue.png"),
+                zip_bytes([(long_image, RED), ("blue.png", BLUE)]), manifest_name=f"{stem}.csv")
+    status, body = send(attacker, case, settings)
+    assert (status, body["state"], body["rows_accepted"]) == (202, "done", 2)
+    job = ImportJob.objects.get()
+    stored = [job.manifest.name, *ProductImage.objects.order_by("pk").values_list("file", flat=True)]
+    assert stored[0].endswith(".csv") and stored[1].endswith(".png")
+    assert max(len(name.rsplit("/", 1)[-1].encode()) for name in stored) <= 120 + len(".png") + len("_abcdefg")
+    assert Product.objects.get(sku="LN-1").p2w_images.get().file.read() != b""
+
+
+def test_a_name_of_signs_only_is_not_stored_as_a_hidden_file(attacker, settings, media):
+    case = Case("signs", HEADER + row("SG-1", "!!!.png"), zip_bytes([("!!!.png", RED)]))
+    assert send(attacker, case, settings)[1]["rows_accepted"] == 1
+    assert ProductImage.objects.get().file.name.rsplit("/", 1)[-1].startswith("image")
