@@ -67,8 +67,10 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
             messages.success(request, f"A worker is registering {alias!r} and embedding the catalog beside "
                                       "the serving model.")
         elif action == "switch":
-            key = request.POST.get("model", "")
-            model = EmbeddingModel.objects.filter(pk=key).first() if key.isdecimal() else None
+            try:
+                model = EmbeddingModel.objects.filter(pk=request.POST.get("model")).first()
+            except (ValueError, TypeError):  # not a number ("abc", "²", 5000 digits)
+                model = None
             if model is None:
                 messages.error(request, "There is no such model.")
                 return

@@ -83,6 +83,15 @@ def test_product_list_shows_thumbnails_and_filters_by_state(admin_client, indexe
     assert list(page.context["cl"].queryset) == [broken.product]
     assert '<img src="/media/p2w/images/' in admin_client.get("/admin/catalog/product/").content.decode()
     assert admin_client.get("/admin/catalog/product/?q=" + broken.product.sku).context["cl"].result_count == 1
+    page = admin_client.get("/admin/catalog/product/", {"embedding_model": model.pk})
+    assert page.context["cl"].result_count == 4
+
+
+@pytest.mark.parametrize("query", [{"embedding_model": "abc"}, {"embedding_model": "²"}, {"embedding_model": "9" * 300},
+                                   {"embedding": "\x00"}, {"embedding": "done"}])
+def test_a_product_filter_value_that_is_none_of_its_choices_is_an_incorrect_lookup(admin_client, indexed, query):
+    response = admin_client.get("/admin/catalog/product/", query)
+    assert (response.status_code, response["Location"]) == (302, "/admin/catalog/product/?e=1")
 
 
 def test_import_jobs_are_listed_with_progress_and_row_errors(admin_client, db):
@@ -231,7 +240,7 @@ def test_staff_who_may_change_product_images_can_remove_one_from_the_index(staff
     assert ImageEmbedding.objects.filter(model=model, state="ready").count() == 2
 
 
-@pytest.mark.parametrize("key", ["abc", "²", "1.5", ""])
+@pytest.mark.parametrize("key", ["abc", "²", "1.5", "", "9" * 5000])
 def test_switch_to_a_model_that_is_not_a_number_says_there_is_none(admin_client, indexed, key):
     response = admin_client.post("/admin/p2w_search/embeddingmodel/index/", {"action": "switch", "model": key},
                                  follow=True)

@@ -357,6 +357,8 @@ def test_staff_choose_the_merchant_they_act_for(acme, rival, staff, client, medi
     client.post("/merchant/act-for/", {"merchant": "https://evil.example/"})
     assert client.post("/merchant/act-for/", {"merchant": acme.pk, "next": "https://evil.example/"})["Location"] \
         == "/merchant/"
+    for target in ("x", "admin:index", "merchant/imports/"):  # not a path: once a 500 or a URL name's page
+        assert client.post("/merchant/act-for/", {"merchant": acme.pk, "next": target})["Location"] == "/merchant/"
 
     client.force_login(acme.user)  # a merchant does not choose
     assert client.get("/merchant/act-for/").status_code == 403

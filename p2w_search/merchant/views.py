@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -160,14 +160,16 @@ def act_for(request):
                      section="", status=403)
     choices = staff_choices(request.user)
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+    # A path on this site only: redirect() would also take "x" for a URL name (a 500 when none has it).
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+            target, {request.get_host()}, require_https=request.is_secure()):
         target = ""
     error = None
     if request.method == "POST":
         key = request.POST.get("merchant", "")
         if key in {str(merchant.pk) for merchant in choices}:
             request.session[SESSION_KEY] = key
-            return redirect(target or reverse("p2w_merchant:home"))
+            return HttpResponseRedirect(target or reverse("p2w_merchant:home"))
         error = "Choose one of the merchants in the list."
     return _page(request, "act_for.html", {"choices": choices, "next": target, "error": error},
                  section="", status=400 if error else 200)

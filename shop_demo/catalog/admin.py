@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Prefetch
 
 from p2w_search.admin import ImageActions, ProductImageForm, thumbnail
@@ -14,30 +15,36 @@ class ProductImageInline(admin.TabularInline):
     extra = 0
 
 
-class EmbeddingStateFilter(admin.SimpleListFilter):
+class ChoiceFilter(admin.SimpleListFilter):
+    """A list filter whose value must be one of its choices: another ("abc" for a model, a NUL) is
+    the admin's "incorrect lookup" answer, not a database error."""
+
+    field = None  # the lookup the chosen value filters on
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        if self.value() not in {str(value) for value, _ in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"{self.parameter_name} is none of its choices")
+        return queryset.filter(**{self.field: self.value()}).distinct()
+
+
+class EmbeddingStateFilter(ChoiceFilter):
     title = "embedding state"
     parameter_name = "embedding"
+    field = "p2w_images__embeddings__state"
 
     def lookups(self, request, model_admin):
         return ImageEmbedding.State.choices
 
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(p2w_images__embeddings__state=self.value()).distinct()
-        return queryset
 
-
-class EmbeddingModelFilter(admin.SimpleListFilter):
+class EmbeddingModelFilter(ChoiceFilter):
     title = "embedding model"
     parameter_name = "embedding_model"
+    field = "p2w_images__embeddings__model_id"
 
     def lookups(self, request, model_admin):
         return [(m.pk, str(m)) for m in EmbeddingModel.objects.order_by("pk")]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(p2w_images__embeddings__model_id=self.value()).distinct()
-        return queryset
 
 
 @admin.register(Product)
