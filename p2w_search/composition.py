@@ -10,18 +10,22 @@ more often on the demo's validation catalogs; README, "How well it works"), and 
 normalised sum of the pic2word and image_plus_text queries.
 """
 
+import html
+from functools import cache
+
 import numpy as np
 
 from p2w_search.conf import app_settings
 
 __all__ = [
     "METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "plus_image", "prompt_template", "normalise",
-    "check_change",
+    "check_change", "as_tokenized", "STAR_IN_CHANGE",
 ]
 
 METHODS = ("pic2word_plus_image", "pic2word", "image_only", "text_only", "image_plus_text", "fusion")
 DEFAULT_METHOD = "pic2word_plus_image"
 PROMPTED = ("pic2word_plus_image", "pic2word", "fusion")  # the methods that use a prompt template
+STAR_IN_CHANGE = "Write the change in words, without '*' (for '5 * hotel style', write '5 star hotel style')."
 
 
 def normalise(rows):
@@ -33,11 +37,43 @@ def check_change(text):
     """Raise ValueError, in the shopper's terms, for a change that cannot be composed as written.
 
     The prompt's ``*`` is the reference image's pseudo word; a ``*`` of the shopper's would
-    be a second one, so it is refused with a message that says what to write instead.
+    be a second one, so it is refused with a message that says what to write instead. The
+    text is checked as the tokenizer reads it (``as_tokenized``): ``&ast;``, ``&#42;`` and a
+    fullwidth ``＊`` are a ``*`` there too.
     """
-    if "*" in text:
-        raise ValueError("Write the change in words, without '*' (for '5 * hotel style', write '5 star hotel "
-                         "style').")
+    if "*" in as_tokenized(text):
+        raise ValueError(STAR_IN_CHANGE)
+
+
+def as_tokenized(text):
+    """``text`` as CLIP's tokenizer reads it: open_clip's ``basic_clean`` and ``whitespace_clean``.
+
+    That is ftfy's ``fix_text`` (which unescapes HTML entities and makes fullwidth forms ASCII),
+    HTML entities unescaped twice more, and runs of whitespace as one space; lower-casing
+    (the tokenizer's last step) is left to the caller. Without ftfy (a web process without the
+    ``models`` extra) it errs towards cleaning more: entities and fullwidth forms until none is left.
+    """
+    fix_text = _ftfy_fix_text()
+    if fix_text is not None:
+        text = html.unescape(html.unescape(fix_text(text)))
+    else:
+        previous = None
+        while text != previous:  # each pass shortens the text or makes it narrower: it ends
+            previous, text = text, html.unescape(text).translate(_FULLWIDTH)
+    return " ".join(text.split())
+
+
+# ftfy's fix_character_width, for its ASCII range: U+FF01-U+FF5E are "!"-"~", U+3000 a space.
+_FULLWIDTH = {0x3000: " ", **{code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}}
+
+
+@cache
+def _ftfy_fix_text():
+    try:
+        from ftfy import fix_text  # open_clip's dependency: where the tokenizer runs, it is there
+    except ImportError:
+        return None
+    return fix_text
 
 
 def plus_image(pic2word, image_features, weight):

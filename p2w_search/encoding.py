@@ -12,8 +12,9 @@ import threading
 import time
 
 import numpy as np
+
 from p2w_search import dispatch
-from p2w_search.composition import PROMPTED, check_change, composed_queries, prompt_template
+from p2w_search.composition import PROMPTED, STAR_IN_CHANGE, check_change, composed_queries, prompt_template
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding
@@ -89,7 +90,14 @@ def encode_on_worker(model_id, kind, payload):
         return _batcher(size).encode(model_id, kind, payload)
     started = time.perf_counter()
     (outcome,) = encode_many(model_id, [(kind, payload)])
+    if _failed(outcome):
+        raise outcome
     return _answer(outcome, _ms_since(started), 1)
+
+
+def _failed(outcome):
+    """Whether ``outcome`` (of encode_many) is the exception that its query's encoding raised (not a refusal)."""
+    return isinstance(outcome, Exception) and not isinstance(outcome, QueryRejected)
 
 
 def _answer(outcome, encode_ms, batch):
@@ -101,7 +109,7 @@ def _answer(outcome, encode_ms, batch):
 def encode_locally(model_id, kind, payload):
     """Encode in this process; raise QueryRejected for a query that cannot be encoded."""
     (outcome,) = encode_many(model_id, [(kind, payload)])
-    if isinstance(outcome, QueryRejected):
+    if isinstance(outcome, Exception):  # a QueryRejected, or what its encoding raised
         raise outcome
     return outcome
 
@@ -109,8 +117,10 @@ def encode_locally(model_id, kind, payload):
 def encode_many(model_id, queries):
     """Encode ``queries`` (``[(kind, payload)]``) under one model, each kind in one batch of forward passes.
 
-    Returns, in order, each query's vector (a list of floats) or the QueryRejected that says
-    why it cannot be encoded; one query's refusal does not stop the others.
+    Returns, in order, each query's vector (a list of floats), the QueryRejected that says
+    why it cannot be encoded, or (a composed query) the exception its encoding raised; one
+    query's refusal or failure does not stop the others, which may be other shoppers' (the
+    query worker's batches).
     """
     from p2w_search.indexing import embedder_for
 
@@ -148,16 +158,47 @@ def encode_many(model_id, queries):
         features = dict(zip(members, _reference_features(model, embedder, queries, members, outcomes)))
         for i in members:
             if features[i] is None and outcomes[i] is None:  # its vector went between the check and now
-                outcomes[i] = QueryRejected("product", "Its image is not embedded yet; try again once indexing is done.")
+                outcomes[i] = QueryRejected("product",
+                                            "Its image is not embedded yet; try again once indexing is done.")
         for (method, template), group in groups.items():
             group = [i for i in group if features[i] is not None]
-            if not group:
-                continue
-            vectors = composed_queries(embedder, image_features=np.stack([features[i] for i in group]),
-                                       texts=[queries[i][1]["text"] for i in group], method=method, template=template)
-            for i, vector in zip(group, vectors):
-                outcomes[i] = vector.tolist()
+            if group:
+                _compose(embedder, [(i, features[i], queries[i][1]["text"]) for i in group], outcomes,
+                         method=method, template=template)
     return outcomes
+
+
+def _compose(embedder, members, outcomes, *, method, template):
+    """Fill ``outcomes`` of ``members`` (``[(position, features, text)]``) with their composed query vectors.
+
+    When the batch fails, each member is composed alone, so that the query at fault fails
+    alone: refused (a QueryRejected) when its text breaks the prompt, else with the exception.
+    """
+    try:
+        vectors = composed_queries(embedder, image_features=np.stack([features for _, features, _ in members]),
+                                   texts=[text for _, _, text in members], method=method, template=template)
+    except Exception as exc:  # noqa: BLE001 - it is this batch's outcome; the callers raise it for its query
+        if len(members) > 1:
+            for member in members:
+                _compose(embedder, [member], outcomes, method=method, template=template)
+        else:
+            outcomes[members[0][0]] = _prompt_refusal(exc) or exc
+        return
+    for (i, _, _), vector in zip(members, vectors):
+        outcomes[i] = vector.tolist()
+
+
+def _prompt_refusal(exc):
+    """The QueryRejected for a change that breaks the prompt (pic2word's StrayStar, PromptTooLong), or None."""
+    try:
+        from p2w_search.pic2word import PromptTooLong, StrayStar
+    except ImportError:  # no torch here, so the exception is not pic2word's
+        return None
+    if isinstance(exc, StrayStar):  # a '*' that check_change did not see as the tokenizer does
+        return QueryRejected(CHANGE_FIELD, STAR_IN_CHANGE)
+    if isinstance(exc, PromptTooLong):
+        return _too_long(CHANGE_FIELD, "change", exc.tokens, exc.limit, around=True)
+    return None
 
 
 def _fitting(embedder, items, outcomes, *, field, what):
@@ -170,10 +211,14 @@ def _fits(embedder, text, position, outcomes, *, field, what, around=False):
     if tokens <= limit:
         return True
     # Refused, never cut: a truncated query would silently ignore the rest of what the shopper asked.
-    with_prompt = " with the prompt around it," if around else ""
-    outcomes[position] = QueryRejected(field, f"The {what} is too long for the search model:{with_prompt} it has "
-                                              f"{tokens} tokens and the model reads at most {limit}. Shorten it.")
+    outcomes[position] = _too_long(field, what, tokens, limit, around=around)
     return False
+
+
+def _too_long(field, what, tokens, limit, *, around):
+    with_prompt = " with the prompt around it," if around else ""
+    return QueryRejected(field, f"The {what} is too long for the search model:{with_prompt} it has {tokens} tokens "
+                                f"and the model reads at most {limit}. Shorten it.")
 
 
 def _refused_change(payload, position, outcomes):
@@ -271,7 +316,10 @@ class QueryBatcher:
                 else:
                     encode_ms = _ms_since(started)
                     for query, outcome in zip(queries, outcomes):
-                        query.answer = _answer(outcome, encode_ms, len(queries))
+                        if _failed(outcome):
+                            query.error = outcome  # its own failure: the others of the batch have their answers
+                        else:
+                            query.answer = _answer(outcome, encode_ms, len(queries))
                 for query in queries:
                     query.done.set()
             close_old_connections()

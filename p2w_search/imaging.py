@@ -7,6 +7,7 @@ Pure Python + Pillow: no Django imports.
 
 import io
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -85,8 +86,10 @@ def decode_image(source, *, max_bytes: int, max_pixels: int, max_aspect: float =
                 "image has more pixels than the limit of "
                 f"{_megapixels(min(max_pixels, pillow_limit))} megapixels"
             ) from exc
-        except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError) as exc:
-            # Pillow plugins report broken data with any of these; the cause stays chained for logs.
+        except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError, TypeError, struct.error,
+                ZeroDivisionError) as exc:
+            # Pillow plugins report broken data with any of these (a TIFF whose StripOffsets tag is text or a
+            # fraction raises TypeError in load(); headers are read with struct); the cause stays chained for logs.
             raise ImageRejected("image data is truncated or corrupt") from exc
 
 

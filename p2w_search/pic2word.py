@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = [
     "MappingNetwork", "MappingMismatch", "load_mapping", "save_mapping",
-    "PAPER_TEMPLATE", "STAR", "PromptError", "PromptTooLong", "encode_text_ids", "has_text_tower",
+    "PAPER_TEMPLATE", "STAR", "PromptError", "PromptTooLong", "StrayStar", "encode_text_ids", "has_text_tower",
     "compose_text_features", "compose",
     "pseudo_word_features", "mapping_loss", "cosine_schedule", "optimizer_groups", "train_mapping",
 ]
@@ -35,6 +35,11 @@ _IDENTITY_KEYS = ("architecture", "weights", "checksum", "dimensions")
 
 class PromptError(ValueError):
     """A prompt or template that cannot be composed."""
+
+
+class StrayStar(PromptError):
+    """A prompt with a second ``*`` (its text has one, or the tokenizer reads ``&ast;`` or a fullwidth
+    ``＊`` as one), or whose ``*`` runs into the next word (``*,``): it is not one pseudo word."""
 
 
 class PromptTooLong(PromptError):
@@ -166,14 +171,15 @@ def _tokenize(clip_model, tokenizer, prompts):
     (star_id,) = tokenizer.encode(STAR)
     limit = clip_model.context_length
     for prompt in prompts:
-        if prompt.count(STAR) != 1:
-            raise PromptError(f"prompt must contain {STAR} exactly once: {prompt!r}")
+        stars = prompt.count(STAR)
+        if stars != 1:  # more than one: the text has a * of its own
+            raise (StrayStar if stars > 1 else PromptError)(f"prompt must contain {STAR} exactly once: {prompt!r}")
         ids = tokenizer.encode(prompt)
         # Count before tokenizer() would truncate: a cut prompt would silently lose the modification.
         if len(ids) + 2 > limit:
             raise PromptTooLong(tokens=len(ids) + 2, limit=limit, prompt=prompt)
         if ids.count(star_id) != 1:
-            raise PromptError(f"write {STAR} as a word of its own, with spaces around it: {prompt!r}")
+            raise StrayStar(f"write {STAR} as a word of its own, with spaces around it: {prompt!r}")
     ids = tokenizer(list(prompts), context_length=limit)  # [batch, n_ctx]
     return ids, ids == star_id
 

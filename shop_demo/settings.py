@@ -131,6 +131,12 @@ REST_FRAMEWORK = {
     # address (a header a client sends itself is never trusted).
     "NUM_PROXIES": int(os.environ.get("P2W_NUM_PROXIES", "0")),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's parsers, with a 400 that says why for JSON nested too deeply and a form over Django's limits.
+    "DEFAULT_PARSER_CLASSES": [
+        "p2w_search.api.parsers.JSONParser",
+        "p2w_search.api.parsers.FormParser",
+        "p2w_search.api.parsers.MultiPartParser",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

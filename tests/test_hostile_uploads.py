@@ -427,3 +427,15 @@ def test_a_name_of_signs_only_is_not_stored_as_a_hidden_file(attacker, settings,
     case = Case("signs", HEADER + row("SG-1", "!!!.png"), zip_bytes([("!!!.png", RED)]))
     assert send(attacker, case, settings)[1]["rows_accepted"] == 1
     assert ProductImage.objects.get().file.name.rsplit("/", 1)[-1].startswith("image")
+
+
+def test_more_images_as_files_than_django_takes_is_a_400_that_says_to_zip_them(attacker, media, settings):
+    """Django's DATA_UPLOAD_MAX_NUMBER_FILES bounds every request's files, an anonymous form's too, so the
+    upload does not raise it: past it, the answer names the limit and the archive."""
+    files = [_named(RED, f"{n}.png") for n in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES)]  # and the manifest
+    response = attacker.post("/api/imports/", {"manifest": _named((HEADER + row("A-1")).encode(), "catalog.csv"),
+                                               "images": files}, format="multipart")
+    assert (response.status_code, response.json()) == (400, {"detail": (
+        "Too many files in one request: this site takes at most 100 (Django's DATA_UPLOAD_MAX_NUMBER_FILES). "
+        "Send the images as one zip in 'archive' instead.")})
+    assert not ImportJob.objects.exists() and uploaded_files(media) == []

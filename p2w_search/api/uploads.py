@@ -11,12 +11,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from p2w_search.api.parsers import FormParser, MultiPartParser
 from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
@@ -155,11 +155,17 @@ class JobPagination(PageNumberPagination):
     page_size = 20
 
 
+class UploadParser(MultiPartParser):
+    # Django's DATA_UPLOAD_MAX_NUMBER_FILES (100 by default) bounds the files of every request the site parses,
+    # an anonymous form's too, so it is not raised for uploads: many images go in one zip.
+    files_hint = " Send the images as one zip in 'archive' instead."
+
+
 class ImportListView(APIView):
     """Upload a catalog (202, a job to poll), or list your uploads (newest first, paginated)."""
 
     permission_classes = [IsAuthenticated]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [UploadParser, FormParser]
 
     @extend_schema(responses={200: JobSerializer(many=True), **errors(401, 403, 404)})
     def get(self, request):

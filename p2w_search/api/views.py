@@ -15,14 +15,14 @@ from functools import partial
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 
 from p2w_search import search, search_health
 from p2w_search.api.filters import product_filterset
+from p2w_search.api.parsers import FormParser, JSONParser, MultiPartParser, limit_exceeded
 from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
     ComposedSearchParams,
@@ -36,7 +36,10 @@ from p2w_search.conf import app_settings
 from p2w_search.files import image_url
 from p2w_search.throttling import AnonSearchThrottle, counts
 
-__all__ = ["TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable"]
+__all__ = [
+    "TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable",
+    "PagePagination", "SearchPagination",
+]
 
 
 SEARCH_ERRORS = errors(400, 404, 429, 503)
@@ -48,13 +51,53 @@ class ServiceUnavailable(APIException):
     default_code = "service_unavailable"
 
 
-class SearchPagination(PageNumberPagination):
+class PagePagination(PageNumberPagination):
+    """DRF's page numbers, answering in the request's terms: ``page`` or ``page_size`` that is not a whole
+    number of at least 1 is a 400 naming it; a page past the last a 404 that says how many pages there are.
+
+    (DRF answers all three with 404 "Invalid page.", and ignores a bad ``page_size``.) A page
+    past the end stays a 404: the number is well formed, and that page does not exist, as in
+    the storefront.
+    """
+
+    def get_page_number(self, request, paginator):
+        number = super().get_page_number(request, paginator)  # "last" is the last page's number already
+        number = _whole_number(number, self.page_query_param, also=self.last_page_strings)
+        if number > paginator.num_pages:
+            pages = paginator.num_pages
+            raise NotFound(f"There is no page {number}: the results have {pages} page{'s' if pages != 1 else ''}.")
+        return number
+
+    def get_page_size(self, request):
+        name = self.page_size_query_param
+        if name and request.query_params.get(name):
+            _whole_number(request.query_params[name], name)
+        return super().get_page_size(request)  # at most max_page_size
+
+
+def _whole_number(value, name, *, also=()):
+    """``value`` as an int of at least 1, as Django's paginator reads it, or a 400 naming the parameter ``name``."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        words = "".join(f" or '{word}'" for word in also)
+        raise ValidationError({name: [f"Enter a whole number of at least 1{words}."]})
+    return number
+
+
+class SearchPagination(PagePagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
     def get_page_size(self, request):
         self.page_size = app_settings.PAGE_SIZE
         return super().get_page_size(request)
+
+
+class _PhotoParser(MultiPartParser):
+    max_files = 1  # a search takes one photo, whatever the site's DATA_UPLOAD_MAX_NUMBER_FILES
 
 
 class _SearchView(GenericAPIView):
@@ -83,6 +126,11 @@ class _SearchView(GenericAPIView):
         search_health.record(search_health.endpoint_name(request), response.status_code, self.timings)
         return response
 
+    def handle_exception(self, exc):
+        # More query parameters than DATA_UPLOAD_MAX_NUMBER_FIELDS: Django refuses the query string where it is
+        # first read, which no parser sees; a 400 that names the limit, not Django's one of no body.
+        return super().handle_exception(limit_exceeded(exc) or exc)
+
     def finalize_response(self, request, response, *args, **kwargs):
         # The throttle only looked at the budget; a search is counted once it ran, so a
         # request refused for its own input (400) costs the shopper nothing.
@@ -92,14 +140,24 @@ class _SearchView(GenericAPIView):
                     throttle.spend(request)
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def params(self, data):
-        """The request's parameters, validated; an unknown one is a 400 that lists the known ones."""
+    def params(self, query, body=None):
+        """The request's parameters (``query``, and a POST's ``body``), validated.
+
+        An unknown one is a 400 that lists the known ones. Filters and the page are read from
+        the query string only (``filter_queryset``, the paginator): in the body, one is a 400
+        that says where it goes, not a filter silently left out.
+        """
+        data = {**query, **body} if body else query  # a GET's QueryDict as it is: the serializer reads its lists
         params = self.params_class(data=data, context=self.get_serializer_context())
-        known = {*params.fields, *self.filterset_class.base_filters, "page", "page_size"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValidationError({name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
-                                   for name in unknown})
+        in_query = {*self.filterset_class.base_filters, "page", "page_size"}
+        known = {*params.fields, *in_query}
+        problems = {name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
+                    for name in sorted(set(data) - known)}
+        problems.update({name: [f"Send {name} in the query string (?{name}=...), not in the body: filters and "
+                                "pages are read from the query string only."]
+                         for name in sorted(set(body or ()) & in_query)})
+        if problems:
+            raise ValidationError(problems)
         params.is_valid(raise_exception=True)
         return params.validated_data
 
@@ -137,12 +195,12 @@ class ImageSearchView(_SearchView):
     """Products that look like an uploaded photo (``image``) or a catalog image (``image_id``)."""
 
     params_class = ImageSearchParams
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [_PhotoParser, FormParser, JSONParser]
 
     @extend_schema(parameters=[SearchParams], request=ImageSearchParams,
                    responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
-        params = self.params({**request.query_params.dict(), **_plain(request.data)})
+        params = self.params(request.query_params.dict(), _plain(request.data))
         return self.respond(partial(search.image, params.get("image"), image_id=params.get("image_id")), params)
 
 
@@ -150,12 +208,12 @@ class ComposedSearchView(_SearchView):
     """"Like this, but ...": a reference product or photo plus a change in words (Pic2Word)."""
 
     params_class = ComposedSearchParams
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [_PhotoParser, FormParser, JSONParser]
 
     @extend_schema(parameters=[SearchParams], request=ComposedSearchParams,
                    responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
-        params = self.params({**request.query_params.dict(), **_plain(request.data)})
+        params = self.params(request.query_params.dict(), _plain(request.data))
         return self.respond(partial(
             search.composed, text=params["text"], product=params.get("product"), image_id=params.get("image_id"),
             image=params.get("image"), method=params["method"], prompt=params.get("prompt"),

@@ -1,0 +1,112 @@
+"""DRF's parsers, answering a body they cannot read with a 400 that says why (ParseError), never a 500 or a bare 400.
+
+DRF's JSONParser lets ``RecursionError`` through (``"[" * 100000`` is a 500), and Django's
+limits on a form (``DATA_UPLOAD_MAX_NUMBER_FILES``, ``DATA_UPLOAD_MAX_NUMBER_FIELDS``,
+``DATA_UPLOAD_MAX_MEMORY_SIZE``) are SuspiciousOperations that Django answers with a 400 of
+no body. The app's views use these; ``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]`` can name
+them for a shop's other views.
+"""
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
+from django.http.multipartparser import MultiPartParserError
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+
+__all__ = ["JSONParser", "FormParser", "MultiPartParser", "limit_exceeded"]
+
+
+def limit_exceeded(exc, *, files_hint=""):
+    """The ParseError for one of Django's request limits (``exc``), naming the limit and its setting; else None.
+
+    ``files_hint``: what to do instead, said after a refusal for too many files.
+    """
+    if isinstance(exc, TooManyFilesSent):
+        what, setting = "files", "DATA_UPLOAD_MAX_NUMBER_FILES"
+    elif isinstance(exc, TooManyFieldsSent):
+        what, setting = "fields (form fields and query parameters)", "DATA_UPLOAD_MAX_NUMBER_FIELDS"
+    elif isinstance(exc, RequestDataTooBig):
+        return ParseError(f"The request's form fields are larger than this site takes: at most "
+                          f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (Django's DATA_UPLOAD_MAX_MEMORY_SIZE).")
+    else:
+        return None
+    return ParseError(f"Too many {what} in one request: this site takes at most {getattr(settings, setting)} "
+                      f"(Django's {setting}).{files_hint if what == 'files' else ''}")
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSONParser; JSON nested deeper than Python's parser goes is a ParseError too."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the JSON is nested too deeply.") from None
+
+
+class FormParser(parsers.FormParser):
+    """DRF's FormParser; more fields than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` is a ParseError that says so."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except TooManyFieldsSent as exc:
+            raise limit_exceeded(exc) from None
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    """DRF's MultiPartParser; a request over one of Django's limits is a ParseError that names it.
+
+    ``max_files``, when set, is a view's own limit on the files of one request, below
+    Django's (a search takes one photo). The file past it is refused before it is stored.
+    ``files_hint`` is said after a refusal for more files than Django's limit.
+    """
+
+    max_files = None
+    files_hint = ""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        parser_context = parser_context or {}
+        request = parser_context["request"]
+        meta = {**request.META, "CONTENT_TYPE": media_type}
+        handlers = list(request.upload_handlers)
+        if self.max_files is not None:
+            handlers.insert(0, _FileCounter(self.max_files))
+        try:
+            data, files = DjangoMultiPartParser(meta, stream, handlers, parsers.get_encoding(parser_context)).parse()
+        except MultiPartParserError as exc:
+            raise ParseError(f"Multipart form parse error - {exc}") from None
+        except (TooManyFilesSent, TooManyFieldsSent, RequestDataTooBig) as exc:
+            raise limit_exceeded(exc, files_hint=self.files_hint) from None
+        except _ViewFileLimit as exc:
+            raise ParseError(f"Too many files in one request: this endpoint takes at most {exc.limit}.") from None
+        return parsers.DataAndFiles(data, files)
+
+
+class _ViewFileLimit(Exception):
+    def __init__(self, limit):
+        super().__init__(limit)
+        self.limit = limit
+
+
+class _FileCounter(FileUploadHandler):
+    """An upload handler that only counts files, first in line: past ``limit`` it stops the parsing."""
+
+    chunk_size = None  # the other handlers' chunks
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit, self.count = limit, 0
+
+    def new_file(self, *args, **kwargs):
+        self.count += 1
+        if self.count > self.limit:
+            raise _ViewFileLimit(self.limit)
+
+    def receive_data_chunk(self, raw_data, start):
+        return raw_data  # to the next handler
+
+    def file_complete(self, file_size):
+        return None  # the next handler makes the file
