@@ -440,3 +440,18 @@ def test_anonymous_searches_on_the_pages_share_the_apis_rate_limit(client, shop,
     changed = client.get(f"/product/{shop[0].pk}/", {"change": "in red"})
     assert changed.status_code == 429 and "Too many searches" in changed.content.decode()
     assert client.get("/").status_code == 200  # browsing is not a search
+
+
+@pytest.mark.parametrize("page", ["²", "٣", "0", "-1", "9" * 5000])
+def test_a_page_that_is_not_a_page_number_is_no_such_page(client, db, page):
+    """A page of "²" passed isdigit() and then failed int(): a 500 on every result page."""
+    product = ProductFactory()
+    for url in ("/", f"/product/{product.pk}/"):
+        response = client.get(url, {"q": "red", "change": "in red", "page": page})
+        assert response.status_code == 404 and "There is no such page of results." in response.content.decode()
+
+
+def test_a_change_with_a_null_character_is_refused_as_the_api_refuses_it(client, db):
+    product = ProductFactory()
+    response = client.get(f"/product/{product.pk}/", {"change": "in\x00red"})
+    assert response.status_code == 400 and "Null characters are not allowed." in response.content.decode()

@@ -27,6 +27,8 @@ def _method_field():
 
 
 def _check(change):
+    if "\x00" in change:
+        raise forms.ValidationError("Null characters are not allowed.")
     if len(change) > CHANGE_MAX_LENGTH:
         raise forms.ValidationError(f"Ensure each change has at most {CHANGE_MAX_LENGTH} characters "
                                     f"(this one has {len(change)}).")

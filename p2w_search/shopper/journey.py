@@ -260,8 +260,11 @@ def _counted_search(request, kind, run):
 
 
 def _page(request):
+    """The page asked for, from 1; None for any other value ("0", "²", "-1", thousands of digits)."""
     value = request.GET.get(PAGE) or "1"
-    return int(value) if value.isdigit() and int(value) >= 1 else None
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:  # int() refuses "²" and 5000 digits
+        return None
+    return int(value) or None
 
 
 def accept_photo(request):
