@@ -77,3 +77,21 @@ def test_another_merchants_unlisted_product_is_not_found_by_a_write_either(api, 
         assert method(f"/api/products/{theirs.pk}/", {"title": "x"}, format="json").status_code == 404
     assert api.patch(f"/api/products/{mine.pk}/", {"title": "renamed"}, format="json").status_code == 200
     assert Product.objects.get(pk=theirs.pk).title != "x"
+
+
+@pytest.mark.parametrize("path", ["/api/products/", "/api/imports/"])
+def test_every_list_answers_a_bad_page_in_the_requests_terms(api, merchant, path):
+    ProductFactory(merchant=merchant)
+    for page in ("0", "abc", "²", "9" * 5000):
+        response = api.get(path, {"page": page})
+        assert (response.status_code, response.json()) == (400, {"page": ["Enter a whole number of at least 1 or "
+                                                                          "'last'."]})
+    response = api.get(path, {"page": 3})
+    assert (response.status_code, response.json()) == (404, {"detail": "There is no page 3: the results have 1 "
+                                                                       "page."})
+    assert api.get(path, {"page": "last"}).status_code == 200
+
+
+def test_the_product_lists_page_size_must_be_a_whole_number(api, merchant):
+    response = api.get("/api/products/", {"page_size": "abc"})
+    assert (response.status_code, response.json()) == (400, {"page_size": ["Enter a whole number of at least 1."]})

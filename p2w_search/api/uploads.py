@@ -10,12 +10,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from p2w_search.api.pagination import PagePagination
 from p2w_search.api.parsers import FormParser, MultiPartParser
 from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
@@ -151,7 +151,7 @@ def visible_jobs(user):
     return ImportJob.objects.filter(merchant_key=merchant_key(user))
 
 
-class JobPagination(PageNumberPagination):
+class JobPagination(PagePagination):
     page_size = 20
 
 
@@ -167,7 +167,7 @@ class ImportListView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [UploadParser, FormParser]
 
-    @extend_schema(responses={200: JobSerializer(many=True), **errors(401, 403, 404)})
+    @extend_schema(responses={200: JobSerializer(many=True), **errors(400, 401, 403, 404)})
     def get(self, request):
         paginator = JobPagination()
         page = paginator.paginate_queryset(visible_jobs(request.user), request, view=self)

@@ -15,13 +15,13 @@ from functools import partial
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 
 from p2w_search import search, search_health
 from p2w_search.api.filters import product_filterset
+from p2w_search.api.pagination import PagePagination
 from p2w_search.api.parsers import FormParser, JSONParser, MultiPartParser, limit_exceeded
 from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
@@ -38,7 +38,7 @@ from p2w_search.throttling import AnonSearchThrottle, counts
 
 __all__ = [
     "TextSearchView", "ImageSearchView", "ComposedSearchView", "SimilarProductsView", "ServiceUnavailable",
-    "PagePagination", "SearchPagination",
+    "SearchPagination",
 ]
 
 
@@ -49,42 +49,6 @@ class ServiceUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Search is unavailable right now. Try again shortly."
     default_code = "service_unavailable"
-
-
-class PagePagination(PageNumberPagination):
-    """DRF's page numbers, answering in the request's terms: ``page`` or ``page_size`` that is not a whole
-    number of at least 1 is a 400 naming it; a page past the last a 404 that says how many pages there are.
-
-    (DRF answers all three with 404 "Invalid page.", and ignores a bad ``page_size``.) A page
-    past the end stays a 404: the number is well formed, and that page does not exist, as in
-    the storefront.
-    """
-
-    def get_page_number(self, request, paginator):
-        number = super().get_page_number(request, paginator)  # "last" is the last page's number already
-        number = _whole_number(number, self.page_query_param, also=self.last_page_strings)
-        if number > paginator.num_pages:
-            pages = paginator.num_pages
-            raise NotFound(f"There is no page {number}: the results have {pages} page{'s' if pages != 1 else ''}.")
-        return number
-
-    def get_page_size(self, request):
-        name = self.page_size_query_param
-        if name and request.query_params.get(name):
-            _whole_number(request.query_params[name], name)
-        return super().get_page_size(request)  # at most max_page_size
-
-
-def _whole_number(value, name, *, also=()):
-    """``value`` as an int of at least 1, as Django's paginator reads it, or a 400 naming the parameter ``name``."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        words = "".join(f" or '{word}'" for word in also)
-        raise ValidationError({name: [f"Enter a whole number of at least 1{words}."]})
-    return number
 
 
 class SearchPagination(PagePagination):
