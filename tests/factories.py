@@ -87,3 +87,21 @@ def catalog_upload(client, rows, **options):
     response = client.post("/api/imports/", {"manifest": manifest, "archive": archive, **options}, format="multipart")
     assert response.status_code == 202, response.content
     return response.json()
+
+
+def uploaded(data, name="query.png"):
+    """``data`` as a file a client uploads, called ``name``."""
+    file = io.BytesIO(data)
+    file.name = name
+    return file
+
+
+def embed_catalog():
+    """Register the model that serves (the tiny test model) and embed every image there is; return the model."""
+    from p2w_search import indexing
+    from p2w_search.models import ImageEmbedding
+
+    model = indexing.register_model()
+    indexing.queue_missing(model)
+    indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
+    return model

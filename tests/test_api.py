@@ -7,10 +7,9 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
-from p2w_search import index, indexing
+from p2w_search import index
 from p2w_search.embedders import get_embedder
-from p2w_search.models import ImageEmbedding
-from tests.factories import ProductFactory, ProductImageFactory, png
+from tests.factories import ProductFactory, ProductImageFactory, embed_catalog, png, uploaded
 from tests.ranking import assert_ranking, product_scores
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220), "black": (10, 10, 10),
@@ -31,16 +30,8 @@ def shop(db, media):
                                  price=Decimal(10 + 10 * i), in_stock=i != 4)
         ProductImageFactory(product=product, data=png(rgb))
         products[name] = product
-    model = indexing.register_model()
-    indexing.queue_images([image for p in products.values() for image in p.p2w_images.all()])
-    indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
+    embed_catalog()
     return products
-
-
-def upload(data, name="query.png"):
-    file = io.BytesIO(data)
-    file.name = name
-    return file
 
 
 def ids(response):
@@ -97,7 +88,7 @@ def test_a_longer_page_costs_no_more_queries(client, shop):
 
 
 def test_image_search_with_an_upload_finds_the_same_colour_first(client, shop):
-    response = client.post("/api/search/image/", {"image": upload(png(COLOURS["green"], size=(64, 48)))},
+    response = client.post("/api/search/image/", {"image": uploaded(png(COLOURS["green"], size=(64, 48)))},
                            format="multipart")
     assert response.status_code == 200, response.content
     assert ids(response)[0] == shop["green"].pk
@@ -152,10 +143,10 @@ def bomb_png():
     ("payload", "reason"),
     [
         ({}, "Send exactly one of 'image' (an uploaded file) or 'image_id'."),
-        ({"image": upload(b"this is not an image", "notes.png")}, "not a recognised image format"),
-        ({"image": upload(png()[:60])}, "truncated or corrupt"),
-        ({"image": upload(bomb_png())}, "megapixels"),
-        ({"image": upload(b"\x89PNG" + b"0" * (11 * 1024 * 1024))}, "larger than 10.0 MB"),
+        ({"image": uploaded(b"this is not an image", "notes.png")}, "not a recognised image format"),
+        ({"image": uploaded(png()[:60])}, "truncated or corrupt"),
+        ({"image": uploaded(bomb_png())}, "megapixels"),
+        ({"image": uploaded(b"\x89PNG" + b"0" * (11 * 1024 * 1024))}, "larger than 10.0 MB"),
         ({"image_id": 999999}, "There is no product image with id 999999."),
     ],
 )
@@ -169,7 +160,7 @@ def test_bad_images_get_400_with_the_reason(client, shop, payload, reason):
 
 def test_image_and_image_id_together_are_refused(client, shop):
     image = shop["red"].p2w_images.get()
-    response = client.post("/api/search/image/", {"image": upload(png()), "image_id": image.pk}, format="multipart")
+    response = client.post("/api/search/image/", {"image": uploaded(png()), "image_id": image.pk}, format="multipart")
     assert response.status_code == 400
     assert "exactly one" in response.json()["image"][0]
 
@@ -202,7 +193,7 @@ def test_openapi_schema_describes_the_search_endpoints(client, db):
 def wide_upload():
     from tests.hostile import wide_png
 
-    return upload(wide_png(), "wide.png")
+    return uploaded(wide_png(), "wide.png")
 
 
 @pytest.mark.parametrize("path", ["/api/search/image/", "/api/search/composed/"])

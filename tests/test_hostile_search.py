@@ -20,11 +20,11 @@ from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from p2w_search import composition, encoding, indexing
+from p2w_search import composition, encoding
 from p2w_search.api.parsers import MultiPartParser
 from p2w_search.composition import STAR_IN_CHANGE, as_tokenized, check_change
-from p2w_search.models import EmbeddingModel, ImageEmbedding
-from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
+from p2w_search.models import EmbeddingModel
+from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, embed_catalog, png, uploaded
 
 # Tokenized, each of these is a '*': an entity (unescaped twice, so "&amp;ast;" too) or a fullwidth form.
 STARS = ["in &ast; red", "in &#42; red", "in &#x2a; red", "in &amp;ast; red", "in ＊ red", "＊"]
@@ -48,16 +48,8 @@ def shop(db, media):
         product = ProductFactory(category="mug" if i % 2 else "t-shirt", price=Decimal(10 + 10 * i))
         ProductImageFactory(product=product, data=png(rgb))
         products.append(product)
-    model = indexing.register_model()
-    indexing.queue_missing(model)
-    indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
+    embed_catalog()
     return products
-
-
-def upload(data, name="query.png"):
-    file = io.BytesIO(data)
-    file.name = name
-    return file
 
 
 def tiff_with_text_strip_offsets():
@@ -84,7 +76,7 @@ def test_a_change_the_tokenizer_reads_as_a_star_is_refused_as_a_star_is(client, 
 
 
 def test_a_star_spelled_as_an_entity_is_refused_with_an_uploaded_reference_too(client, shop):
-    response = client.post(COMPOSED, {"image": upload(png()), "text": "in &ast; red"}, format="multipart")
+    response = client.post(COMPOSED, {"image": uploaded(png()), "text": "in &ast; red"}, format="multipart")
     assert response.status_code == 400
     assert response.json() == {"text": [STAR_IN_CHANGE]}
 
@@ -213,7 +205,7 @@ def test_a_tiff_with_a_mistyped_tag_is_not_a_readable_image(client, shop, path, 
     data = tiff_with_text_strip_offsets()
     with pytest.raises(TypeError), Image.open(io.BytesIO(data)) as image:  # what decode_image let through
         image.load()
-    response = client.post(path, {"image": upload(data, "a.tif"), **fields}, format="multipart")
+    response = client.post(path, {"image": uploaded(data, "a.tif"), **fields}, format="multipart")
     assert response.status_code == 400
     assert response.json() == {"image": ["The image cannot be used: image data is truncated or corrupt."]}
 
@@ -244,7 +236,7 @@ def test_the_demos_other_api_views_parse_with_the_apps_parsers(client, shop, dja
 
 @pytest.mark.parametrize("count", [2, 101])
 def test_a_search_takes_one_file(client, shop, count):
-    files = [upload(png(size=(8, 8)), f"i{i}.png") for i in range(count)]
+    files = [uploaded(png(size=(8, 8)), f"i{i}.png") for i in range(count)]
     response = client.post(IMAGE, {"image": files}, format="multipart")
     assert response.status_code == 400
     assert response.json() == {"detail": "Too many files in one request: this endpoint takes at most 1."}
@@ -252,7 +244,7 @@ def test_a_search_takes_one_file(client, shop, count):
 
 def test_more_files_than_django_takes_is_a_parse_error_naming_the_setting(settings):
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
-    sent = APIRequestFactory().post("/", {"images": [upload(png(), f"{i}.png") for i in range(3)]},
+    sent = APIRequestFactory().post("/", {"images": [uploaded(png(), f"{i}.png") for i in range(3)]},
                                     format="multipart")
     with pytest.raises(ParseError) as refused:
         Request(sent, parsers=[MultiPartParser()]).data
@@ -303,7 +295,7 @@ def test_a_filter_or_page_in_the_body_of_an_image_search_is_refused(client, shop
 
 
 def test_a_filter_in_a_multipart_body_is_refused(client, shop):
-    response = client.post(IMAGE, {"image": upload(png()), "merchant": str(shop[0].merchant_id)}, format="multipart")
+    response = client.post(IMAGE, {"image": uploaded(png()), "merchant": str(shop[0].merchant_id)}, format="multipart")
     assert response.status_code == 400
     assert response.json() == {"merchant": [IN_QUERY.format("merchant")]}
 

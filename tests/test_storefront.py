@@ -10,12 +10,11 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from p2w_search import indexing
 from p2w_search.embedders import get_embedder
 from p2w_search.imaging import load_image
 from p2w_search.models import ImageEmbedding
 from p2w_search.shopper.forms import METHOD_LABELS
-from tests.factories import ProductFactory, ProductImageFactory, png
+from tests.factories import ProductFactory, ProductImageFactory, embed_catalog, png
 from tests.ranking import assert_ranking, product_scores
 
 # (colour, category, price, in stock)
@@ -36,13 +35,6 @@ def make_catalog():
         ProductImageFactory(product=product, data=png(colour))
         products.append(product)
     return products
-
-
-def embed_catalog():
-    model = indexing.register_model()
-    indexing.queue_missing(model)
-    indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
-    return model
 
 
 @pytest.fixture
