@@ -9,6 +9,7 @@ merchant's listed ones, with the importer's rule for when it needs ``confirm_unl
 from dataclasses import dataclass
 
 from django import forms
+from django.conf import settings
 from django.forms.utils import ErrorDict
 
 from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
@@ -17,7 +18,8 @@ from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import full_sync_refusal, import_serializer, row_sku
 from p2w_search.uploads.manifest import read_manifest
 
-__all__ = ["UploadForm", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync", "flat_messages"]
+__all__ = ["UploadForm", "images_per_request", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync",
+           "flat_messages"]
 
 SKUS_SHOWN = 20  # SKUs a full sync's count names on the page; the job lists up to IMPORT_ERRORS_SHOWN
 
@@ -54,6 +56,11 @@ class UploadForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)
+        most = images_per_request()
+        if most is not None:  # the browser refuses more at once (merchant.js), before Django's plain 400 page does
+            self.fields["images"].widget.attrs["data-max-files"] = str(most)
+            self.fields["images"].help_text = (f"Choose several at once, at most {most} (more go in a zip); not "
+                                               "together with a zip.")
 
     def show_errors(self, errors):
         """Show ``errors`` (UploadSerializer's, field -> messages) on the form, and only those."""
@@ -61,6 +68,13 @@ class UploadForm(forms.Form):
         self._errors = ErrorDict()
         for name, messages in errors.items():
             self.add_error(name if name in self.fields else None, list(flat_messages(messages)))
+
+
+def images_per_request():
+    """How many image files one upload may send beside its manifest: Django's ``DATA_UPLOAD_MAX_NUMBER_FILES``
+    bounds every request's files (None: no bound), and refuses more before any view runs."""
+    most = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+    return None if most is None else max(most - 1, 0)
 
 
 # The form's file inputs: a browser sends one left empty as a field with an empty value, not as a file.

@@ -240,3 +240,24 @@ def test_a_full_sync_shows_what_it_unlists_before_anything_is_sent(live_server, 
     page.wait_for_url(re.compile(r"/merchant/imports/\d+/$"))
     job = ImportJob.objects.get()
     assert (job.full_sync, job.confirm_unlist, job.merchant_key) == (True, 8, str(acme.pk))
+
+
+def test_more_image_files_than_one_request_takes_are_refused_before_sending(live_server, page, acme, tmp_path,
+                                                                             media):
+    """Django's DATA_UPLOAD_MAX_NUMBER_FILES (100: the manifest and 99 images) refuses more with a bare 400 page
+    before any view runs; the form says so when the files are chosen, and sends nothing."""
+    manifest, _ = write_upload(tmp_path, GOOD[:1])
+    log_in(page, live_server, "acme", "acme-pass-1")
+    page.get_by_role("link", name="Upload", exact=True).click()
+    images = page.get_by_label("Or the image files themselves")
+    expect(page.locator("#upload-form")).to_contain_text("at most 99 (more go in a zip)")
+    page.get_by_label("Catalog file").set_input_files(str(manifest))
+    one = png(colour(1))
+    images.set_input_files([{"name": f"{n}.png", "mimeType": "image/png", "buffer": one} for n in range(100)])
+    assert images.evaluate("input => input.validationMessage") == \
+        "Choose at most 99 images here, or send them as one zip."
+    page.get_by_role("button", name="Upload").click()
+    assert page.url.endswith("/merchant/upload/") and not ImportJob.objects.exists()
+
+    images.set_input_files([{"name": f"{n}.png", "mimeType": "image/png", "buffer": one} for n in range(99)])
+    assert images.evaluate("input => input.validationMessage") == ""

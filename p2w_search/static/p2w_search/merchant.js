@@ -1,7 +1,8 @@
 /* The merchant pages' live parts, without a build step:
  * - a job's page polls its progress URL and puts the parts the server renders in place;
  * - the upload form checks the catalog file as soon as it is chosen, and counts what a
- *   full sync of it would unlist, before anything is sent for good.
+ *   full sync of it would unlist, before anything is sent for good; it refuses more image files at
+ *   once than the site takes in one request (Django's limit, which would answer a bare 400).
  * Without JavaScript the pages still work: a reload shows the progress, the server checks on upload. */
 (function () {
   "use strict";
@@ -76,11 +77,22 @@
     confirm.addEventListener("change", check);
   }
 
+  function limitImages(input) {
+    var most = parseInt(input.dataset.maxFiles, 10);
+    input.addEventListener("change", function () {
+      input.setCustomValidity(input.files.length > most ?
+        "Choose at most " + most + " images here, or send them as one zip." : "");
+      input.reportValidity();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var job = document.querySelector("[data-progress-url]");
     if (job) { followJob(job); }
     var form = document.getElementById("upload-form");
     if (form && window.FormData && window.fetch) { checkUploads(form); }
+    var images = document.querySelector("input[data-max-files]");
+    if (images) { limitImages(images); }
     var errors = document.getElementById("upload-errors");
     if (errors) { errors.focus(); }
   });
