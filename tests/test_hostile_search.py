@@ -332,3 +332,16 @@ def test_a_bad_page_of_a_composed_search_is_400_naming_page(client, shop):
     response = client.post(COMPOSED + "?page=0", {"product": shop[0].pk, "text": "in red"}, format="json")
     assert response.status_code == 400
     assert response.json() == {"page": ["Enter a whole number of at least 1 or 'last'."]}
+
+
+# --- a parameter given twice ---------------------------------------------------------------------
+
+
+def test_a_parameter_given_twice_is_refused_naming_it(client, shop):
+    response = client.get(TEXT, {"q": ["red", "blue"], "k": ["1", "2"], "page": ["1", "2"]})
+    assert (response.status_code, response.json()) == (400, {
+        "k": ["Give k once; it was given 2 times."], "page": ["Give page once; it was given 2 times."],
+        "q": ["Give q once; it was given 2 times."]})
+    response = client.post(COMPOSED + "?k=1&k=2", {"product": shop[0].pk, "text": "in red"}, format="json")
+    assert (response.status_code, response.json()) == (400, {"k": ["Give k once; it was given 2 times."]})
+    assert client.get(TEXT, {"q": "red", "k": "2"}).status_code == 200

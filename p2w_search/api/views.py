@@ -14,7 +14,7 @@ from functools import partial
 
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
@@ -111,12 +111,16 @@ class _SearchView(GenericAPIView):
         the query string only (``filter_queryset``, the paginator): in the body, one is a 400
         that says where it goes, not a filter silently left out.
         """
-        data = {**query, **body} if body else query  # a GET's QueryDict as it is: the serializer reads its lists
+        data = {**query.dict(), **body} if body else query  # a GET's QueryDict as it is: the serializer reads lists
         params = self.params_class(data=data, context=self.get_serializer_context())
         in_query = {*self.filterset_class.base_filters, "page", "page_size"}
         known = {*params.fields, *in_query}
         problems = {name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
                     for name in sorted(set(data) - known)}
+        # One value each (the filters judge their own): a second k or page was silently the one used.
+        single = [name for name, field in params.fields.items() if not isinstance(field, serializers.ListField)]
+        problems.update({name: [f"Give {name} once; it was given {len(query.getlist(name))} times."]
+                         for name in sorted({*single, "page", "page_size"}) if len(query.getlist(name)) > 1})
         problems.update({name: [f"Send {name} in the query string (?{name}=...), not in the body: filters and "
                                 "pages are read from the query string only."]
                          for name in sorted(set(body or ()) & in_query)})
@@ -164,7 +168,7 @@ class ImageSearchView(_SearchView):
     @extend_schema(parameters=[SearchParams], request=ImageSearchParams,
                    responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
-        params = self.params(request.query_params.dict(), _plain(request.data))
+        params = self.params(request.query_params, _plain(request.data))
         return self.respond(partial(search.image, params.get("image"), image_id=params.get("image_id")), params)
 
 
@@ -177,7 +181,7 @@ class ComposedSearchView(_SearchView):
     @extend_schema(parameters=[SearchParams], request=ComposedSearchParams,
                    responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
     def post(self, request):
-        params = self.params(request.query_params.dict(), _plain(request.data))
+        params = self.params(request.query_params, _plain(request.data))
         return self.respond(partial(
             search.composed, text=params["text"], product=params.get("product"), image_id=params.get("image_id"),
             image=params.get("image"), method=params["method"], prompt=params.get("prompt"),
