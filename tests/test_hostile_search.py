@@ -6,6 +6,7 @@ numbers that are not pages. The API's clients raise a view's exception, as a 500
 """
 
 import io
+import json
 import struct
 import threading
 import time
@@ -345,3 +346,20 @@ def test_a_parameter_given_twice_is_refused_naming_it(client, shop):
     response = client.post(COMPOSED + "?k=1&k=2", {"product": shop[0].pk, "text": "in red"}, format="json")
     assert (response.status_code, response.json()) == (400, {"k": ["Give k once; it was given 2 times."]})
     assert client.get(TEXT, {"q": "red", "k": "2"}).status_code == 200
+
+
+# --- lone surrogates in a JSON body --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, body, where, code", [
+    (COMPOSED, {"text": "in red", "method": "\udc00"}, "the value of 'method'", "DC00"),
+    (COMPOSED, {"text": "in \ud800 red"}, "the value of 'text'", "D800"),
+    (IMAGE, {"\udc00": 1}, "a key", "DC00"),
+    (IMAGE, {"image_id": 1, "exclude": ["1", "\udfff"]}, "the value of 'exclude'", "DFFF"),
+])
+def test_a_lone_surrogate_in_a_json_body_is_a_parse_error_naming_where(client, shop, path, body, where, code):
+    """Valid JSON, not text: an answer repeating it ("'\\udc00' is not a valid choice") could not be encoded (500)."""
+    body = {"product": shop[0].pk, **body} if path == COMPOSED else body
+    response = client.post(path, json.dumps(body), content_type="application/json")
+    assert (response.status_code, response.json()) == (400, {
+        "detail": f"JSON parse error - {where} holds a lone surrogate (U+{code}), which is not text."})

@@ -37,13 +37,39 @@ def limit_exceeded(exc, *, files_hint=""):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSONParser; JSON nested deeper than Python's parser goes is a ParseError too."""
+    """DRF's JSONParser; JSON nested deeper than Python's parser goes is a ParseError too, and so is a
+    lone surrogate (``"\\udc00"`` is valid JSON but not text: an answer that repeats it, "'...' is not a
+    valid choice", could not be written as UTF-8)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - the JSON is nested too deeply.") from None
+        found = _lone_surrogate(data)
+        if found:
+            where, code = found
+            raise ParseError(f"JSON parse error - {where} holds a lone surrogate (U+{code:04X}), which is not text.")
+        return data
+
+
+def _lone_surrogate(data):
+    """``(where, code point)`` of the first string of ``data`` (keys too) that UTF-8 cannot encode, or None."""
+    stack = [(data, "the body")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return where, ord(value[exc.start])
+        elif isinstance(value, dict):
+            stack.extend((key, "a key") for key in value)
+            stack.extend((item, f"the value of {key!r}" if where == "the body" else where)
+                         for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, where) for item in value)
+    return None
 
 
 class FormParser(parsers.FormParser):
