@@ -141,12 +141,13 @@ def reference_image(product, model, *, field_name="product"):
     return image
 
 
-def _visible(product, field_name):
-    """``product`` (an instance or a key) if shoppers may see it, else Rejected."""
+def _visible(product, field_name, missing=None):
+    """``product`` (an instance or a key) if shoppers may see it, else Rejected (``missing``, or that there
+    is no such product: an image's refusal must not name the hidden product it belongs to)."""
     pk = getattr(product, "pk", product)
     found = visible_products().filter(pk=pk).first()
     if found is None:
-        raise Rejected(f"There is no product with id {pk}.", field=field_name)
+        raise Rejected(missing or f"There is no product with id {pk}.", field=field_name)
     return found
 
 
@@ -168,7 +169,7 @@ def image(data=None, *, image_id=None, products=None, k=None, exclude=(), timing
     catalog_image = ProductImage.objects.using(search_database()).filter(pk=image_id).first()
     if catalog_image is None:
         raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
-    _visible(catalog_image.product_id, "image_id")
+    _visible(catalog_image.product_id, "image_id", f"There is no product image with id {image_id}.")
     with _timed(timings, "encode"):
         vector = _stored(model, ProductImage.objects.using(search_database()).filter(pk=image_id), "image_id")
     return _rank(model, vector, products=products, k=k, exclude=[*exclude, catalog_image.product_id],
@@ -216,7 +217,7 @@ def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_ME
             reference = ProductImage.objects.using(search_database()).filter(pk=image_id).first()
             if reference is None:
                 raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
-            _visible(reference.product_id, "image_id")
+            _visible(reference.product_id, "image_id", f"There is no product image with id {image_id}.")
             if not reference.embeddings.filter(model=model, state=ImageEmbedding.State.READY).exists():
                 raise Rejected("Its image is not embedded yet; try again once indexing is done.", field="image_id")
         payload["image_id"] = reference.pk

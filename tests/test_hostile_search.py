@@ -363,3 +363,13 @@ def test_a_lone_surrogate_in_a_json_body_is_a_parse_error_naming_where(client, s
     response = client.post(path, json.dumps(body), content_type="application/json")
     assert (response.status_code, response.json()) == (400, {
         "detail": f"JSON parse error - {where} holds a lone surrogate (U+{code}), which is not text."})
+
+
+def test_an_image_of_a_hidden_product_is_no_image_and_does_not_name_the_product(client, shop):
+    hidden = ProductFactory(listed=False)
+    image = ProductImageFactory(product=hidden, data=png((1, 2, 3)))
+    refusal = {"image_id": [f"There is no product image with id {image.pk}."]}
+    response = client.post(IMAGE, {"image_id": image.pk}, format="json")
+    assert (response.status_code, response.json()) == (400, refusal)
+    response = client.post(COMPOSED, {"image_id": image.pk, "text": "in red"}, format="json")
+    assert (response.status_code, response.json()) == (400, refusal)
