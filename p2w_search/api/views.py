@@ -205,8 +205,13 @@ def server_timing(timings):
 
 
 def _plain(data):
-    """Flatten a QueryDict (one value per key) and keep a dict as it is; refuse any other body."""
+    """Flatten a QueryDict (one value per key: a key given twice is refused) and keep a dict as it is; refuse
+    any other body."""
     if hasattr(data, "dict"):
+        repeated = {name: len(data.getlist(name)) for name in data if len(data.getlist(name)) > 1}
+        if repeated:
+            raise ValidationError({name: [f"Give {name} once; it was given {count} times."]
+                                   for name, count in sorted(repeated.items())})
         return data.dict()
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["Send a JSON object or a form, not a JSON list or value."]})
