@@ -347,6 +347,9 @@ def test_a_parameter_given_twice_is_refused_naming_it(client, shop):
     assert (response.status_code, response.json()) == (400, {"k": ["Give k once; it was given 2 times."]})
     response = client.post(COMPOSED, {"product": shop[0].pk, "text": ["in red", "in blue"]}, format="multipart")
     assert (response.status_code, response.json()) == (400, {"text": ["Give text once; it was given 2 times."]})
+    response = client.post(COMPOSED + "?k=1", {"product": shop[0].pk, "text": "in red", "k": 2}, format="json")
+    assert (response.status_code, response.json()) == (400, {
+        "k": ["Give k once: in the query string or in the body, not both."]})
     assert client.get(TEXT, {"q": "red", "k": "2"}).status_code == 200
 
 

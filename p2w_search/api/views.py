@@ -121,6 +121,8 @@ class _SearchView(GenericAPIView):
         single = [name for name, field in params.fields.items() if not isinstance(field, serializers.ListField)]
         problems.update({name: [f"Give {name} once; it was given {len(query.getlist(name))} times."]
                          for name in sorted({*single, "page", "page_size"}) if len(query.getlist(name)) > 1})
+        problems.update({name: [f"Give {name} once: in the query string or in the body, not both."]
+                         for name in sorted(set(body or ()) & set(query) & set(params.fields))})
         problems.update({name: [f"Send {name} in the query string (?{name}=...), not in the body: filters and "
                                 "pages are read from the query string only."]
                          for name in sorted(set(body or ()) & in_query)})
