@@ -139,12 +139,13 @@ class _Refused(Exception):
     """The job is refused as a whole; nothing it wrote may stay."""
 
 
-def create_job(*, owner, merchant_key, values):
+def create_job(*, owner, merchant_key, values, send=True):
     """Create the job of a checked upload (the API's ``UploadSerializer.validated_data``) and send it on commit.
 
-    With Redis down the job is still saved, and the sweep sends it later. The API and the
-    merchant pages create jobs here. When the job's row is not saved, its files are deleted
-    again: no job would ever refer to them.
+    With Redis down the job is still saved, and the sweep sends it later. The API, the
+    merchant pages and ``p2w_import`` (``send=False``: it imports the job itself) create jobs
+    here. When the job's row is not saved, its files are deleted again: no job would ever
+    refer to them.
     """
     job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
                     confirm_unlist=values.get("confirm_unlist"))
@@ -155,7 +156,8 @@ def create_job(*, owner, merchant_key, values):
             job.archive.save("images.zip", archive, save=False)
         with transaction.atomic():
             job.save()
-            dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
+            if send:
+                dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
     except BaseException:
         for file in (job.manifest, job.archive):
             if file:

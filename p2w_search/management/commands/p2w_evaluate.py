@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from django.apps import apps
+from django.core.exceptions import FieldError
 from django.core.management.base import BaseCommand, CommandError
 
 from p2w_search import evaluation, ranking_metrics
@@ -37,11 +38,14 @@ class Command(BaseCommand):
                             help="IMAGE_WEIGHT values to score pic2word_plus_image at, comma-separated (e.g. "
                                  "0,0.25,0.5,0.75,1); names the one that scores best. Default: the model's own.")
         parser.add_argument("--model", type=int, help="EmbeddingModel id (default: the serving model).")
-        parser.add_argument("--out", default="evaluation", help="Folder for results.json, results.md, rankings.json, examples.png.")
+        parser.add_argument("--out", default="evaluation",
+                            help="Folder for results.json, results.md, rankings.json, examples.png.")
         parser.add_argument("--examples", type=int, default=8, help="Queries drawn in examples.png.")
 
     def handle(self, *, fashioniq, cirr, split, id_field, methods, prompts, image_weights, model, out, examples,
                **options):
+        if examples < 0:
+            raise CommandError(f"--examples: must be at least 0, not {examples}")
         runs = list(_runs(methods.split(","), (prompts or app_settings.PROMPT).split(","), _weights(image_weights)))
         target = chosen_model(model)
         gallery = Gallery.load(target, id_field)
@@ -51,6 +55,9 @@ class Command(BaseCommand):
         except (OSError, ValueError) as error:
             raise CommandError(str(error)) from None
         queries = benchmark.queries
+        if not queries:
+            raise CommandError(f"--fashioniq: no triplets in {fashioniq}" if fashioniq else
+                               f"--cirr: {cirr} holds no triplets")
         for name, source in benchmark.sources.items():
             self.stdout.write(f"gallery {name}: {len(benchmark.galleries[name])} products from {source}")
         embedder = embedder_for(target)
@@ -147,7 +154,8 @@ def _runs(methods, prompts, weights=None):
             continue
         for prompt in prompts:
             if prompt not in app_settings.PROMPTS:
-                raise CommandError(f"unknown prompt {prompt!r}; P2W_SEARCH['PROMPTS'] has {', '.join(app_settings.PROMPTS)}")
+                raise CommandError(f"unknown prompt {prompt!r}; P2W_SEARCH['PROMPTS'] has "
+                                   f"{', '.join(app_settings.PROMPTS)}")
             tags = [prompt] if len(prompts) > 1 else []
             for weight in (weights if weights and method == "pic2word_plus_image" else [None]):
                 label_tags = tags + ([f"w={weight:g}"] if weight is not None else [])
@@ -197,7 +205,10 @@ class Gallery:
         if not rows:
             raise CommandError(f"{model.key} has no embedded images")
         product_model = apps.get_model(product_model_label())
-        names = {pk: str(name) for pk, name in product_model._default_manager.values_list("pk", id_field)}
+        try:
+            names = {pk: str(name) for pk, name in product_model._default_manager.values_list("pk", id_field)}
+        except FieldError as exc:  # "Cannot resolve keyword 'x' into field. Choices are: ..."
+            raise CommandError(f"--id-field {id_field!r}: {exc}") from None
         return cls(rows, names)
 
     def features(self, reference):

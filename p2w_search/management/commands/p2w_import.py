@@ -1,15 +1,20 @@
 """Import a catalog from files on the server, as a merchant's upload would."""
 
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from p2w_search.api.uploads import UploadSerializer
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive
-from p2w_search.uploads.importer import check_manifest, import_serializer, known_columns, run_import
+from p2w_search.uploads.importer import check_manifest, create_job, import_serializer, known_columns, run_import
 from p2w_search.uploads.manifest import ManifestError
+
+# The API's names of the options the command checks with UploadSerializer, and the command's.
+OPTIONS = {"policy": "--policy", "full_sync": "--full-sync", "confirm_unlist": "--confirm-unlist"}
 
 
 class Command(BaseCommand):
@@ -25,28 +30,23 @@ class Command(BaseCommand):
                                                                "unlist when that is a large share of the catalog.")
 
     def handle(self, *, manifest, archive, merchant, policy, full_sync, confirm_unlist, **options):
+        values = _checked_options(policy=policy, full_sync=full_sync, confirm_unlist=confirm_unlist)
         try:
             import_serializer().merchant_by_key(merchant)
         except Exception:
             raise CommandError(f"no merchant {merchant!r}") from None
-        with open(manifest, "rb") as handle:
+        with _opened(manifest, "manifest") as handle:
             try:
                 check_manifest(File(handle, name=Path(manifest).name), columns_known=known_columns())
             except ManifestError as exc:
                 raise CommandError(f"manifest refused: {exc}") from None
         if archive:
-            with open(archive, "rb") as handle:
+            with _opened(archive, "--archive") as handle:
                 try:
                     check_archive(handle)
                 except ArchiveRejected as exc:
                     raise CommandError(f"archive refused: {exc}") from None
-        job = ImportJob(merchant_key=merchant, policy=policy, full_sync=full_sync, confirm_unlist=confirm_unlist)
-        with open(manifest, "rb") as handle:
-            job.manifest.save(Path(manifest).name, File(handle), save=False)
-        if archive:
-            with open(archive, "rb") as handle:
-                job.archive.save("images.zip", File(handle), save=False)
-        job.save()
+        job = _create_job(merchant, values, manifest, archive)
         with tqdm(desc="checking rows", unit="row") as bar:
             def progress(done, total):
                 bar.total, bar.n = total, done
@@ -60,3 +60,33 @@ class Command(BaseCommand):
         self.stdout.write(f"import {job.pk}: {job.state}; {job.message}")
         if job.state == ImportJob.State.REJECTED:
             raise CommandError("upload rejected; nothing was imported")
+
+
+def _checked_options(**options):
+    """The options as the API's UploadSerializer takes them (its rules: ranges, what needs a full sync);
+    CommandError naming the option and the reason."""
+    data = {name: value for name, value in options.items() if value is not None}
+    serializer = UploadSerializer(data=data, partial=True)  # partial: the files are checked apart, from paths
+    if not serializer.is_valid():
+        name, messages = next(iter(serializer.errors.items()))
+        message = messages[0] if isinstance(messages, list) else messages
+        raise CommandError(f"{OPTIONS.get(name, name)}: {message}")
+    return serializer.validated_data
+
+
+@contextmanager
+def _opened(path, option):
+    """``path`` opened for reading; CommandError naming ``option`` when it cannot be (missing, a folder, ...)."""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise CommandError(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def _create_job(merchant, values, manifest, archive):
+    """The job of these files, saved (not sent to a worker: the command imports it here)."""
+    with _opened(manifest, "manifest") as handle, (_opened(archive, "--archive") if archive else nullcontext()) as zip_:
+        files = {"manifest": File(handle, name=Path(manifest).name), "archive": File(zip_) if zip_ else None}
+        return create_job(owner=None, merchant_key=merchant, values={**values, **files}, send=False)

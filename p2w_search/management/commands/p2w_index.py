@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from p2w_search import indexing, rates, status
-from p2w_search.embedders import DEFAULT_ALIAS
+from p2w_search.conf import app_settings
+from p2w_search.embedders import DEFAULT_ALIAS, InvalidEmbedderError
 from p2w_search.management.model_choice import chosen_model
 from p2w_search.models import ProductImage
 from p2w_search.rates import duration_text
@@ -82,7 +83,13 @@ class Command(BaseCommand):
         self.stdout.write(summary)
 
     def do_embed(self, *, alias, **options):
-        model = indexing.register_model(alias)
+        if alias not in app_settings.EMBEDDERS:
+            raise CommandError(f"--alias: no embedder {alias!r}; P2W_SEARCH['EMBEDDERS'] has "
+                               + ", ".join(repr(name) for name in app_settings.EMBEDDERS))
+        try:
+            model = indexing.register_model(alias)
+        except InvalidEmbedderError as exc:  # the alias's entry names a backend that cannot be imported
+            raise CommandError(str(exc)) from None
         queued = indexing.queue_missing(model)
         self.stdout.write(f"{model.key} ({model.state}): queued {queued} images")
 

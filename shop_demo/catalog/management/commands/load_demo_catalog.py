@@ -13,6 +13,8 @@ from shop_demo.catalog import generator
 from shop_demo.catalog.models import Merchant, Product
 
 MERCHANT_SLUG = "demo-outfitters"
+# ProductImage.position (a PositiveSmallIntegerField) counts from 0: the most images a product can be given here.
+MAX_IMAGES_PER_PRODUCT = 32767 + 1
 
 
 def png_bytes(image):
@@ -32,6 +34,12 @@ class Command(BaseCommand):
                             help="Refuse a database whose products are another seed's (what an evaluation needs).")
 
     def handle(self, *, size, seed, images_per_product, exact=False, **options):
+        for option, value in (("--size", size), ("--images-per-product", images_per_product)):
+            if value < 1:
+                raise CommandError(f"{option}: must be at least 1, not {value}")
+        if images_per_product > MAX_IMAGES_PER_PRODUCT:
+            raise CommandError(f"--images-per-product: must be at most {MAX_IMAGES_PER_PRODUCT} (an image's "
+                               f"position is a small integer), not {images_per_product}")
         merchant, _ = Merchant.objects.get_or_create(slug=MERCHANT_SLUG, defaults={"name": "Demo Outfitters"})
         existing = dict(Product.objects.filter(merchant=merchant).values_list("sku", "title"))
         products = generator.generate_products(size, seed=seed)

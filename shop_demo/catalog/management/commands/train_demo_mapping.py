@@ -11,6 +11,7 @@ from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
 from p2w_search.embedders.openclip import OpenCLIPEmbedder
+from p2w_search.management.commands.p2w_train_mapping import check_training_options
 from p2w_search.training import (
     ResumeError,
     add_training_options,
@@ -42,6 +43,14 @@ class Command(BaseCommand):
 
     def handle(self, *, products, variants, crops, steps, seed, out, resume, **options):
         training = settings_from_options(options, batch_size=128)
+        for option, value in (("--products", products), ("--variants", variants)):
+            if value < 1:
+                raise CommandError(f"{option}: must be at least 1, not {value}")
+        if crops < 0:
+            raise CommandError(f"--crops: must be at least 0, not {crops}")
+        if not out:
+            raise CommandError("--out: give the file to write (P2W_SEARCH['EMBEDDERS']['default'] has no MAPPING)")
+        check_training_options(steps=steps, settings=training, out=out, resume=resume)
         config = settings.P2W_SEARCH["EMBEDDERS"]["default"]
         embedder = OpenCLIPEmbedder("default", {**config, "MAPPING": None})
         # A catalog seed the demo shop does not use, so the mapping never sees the evaluation's photos.
