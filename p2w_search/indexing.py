@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -90,7 +91,8 @@ def embedder_for(model):
     """Return the embedder that made ``model``'s vectors, checking it still loads the same weights."""
     embedder = get_embedder(model.alias)
     identity = embedder.identity
-    if (identity.architecture, identity.weights, identity.checksum) != (model.architecture, model.weights, model.checksum):
+    if (identity.architecture, identity.weights, identity.checksum) != (
+            model.architecture, model.weights, model.checksum):
         raise P2WImproperlyConfigured(
             f"P2W_SEARCH['EMBEDDERS'][{model.alias!r}] now loads "
             f"{identity.architecture}/{identity.weights} (sha256 {identity.checksum[:12] or '-'}), but the "
@@ -268,13 +270,25 @@ def _read_or_refusal(image):
 
 
 def _read_image(image):
-    """Read and decode a stored product image, or raise ImageRejected with the reason."""
+    """Read and decode a stored product image, or raise ImageRejected with the reason.
+
+    A file that cannot be read fails alone (the others of its batch are embedded): missing, a
+    directory, not readable by the worker, or a name that leads outside the storage (a shop's
+    row). A storage that cannot be reached at all (ConnectionError, TimeoutError) fails the
+    task instead, which is retried: the file may well be fine.
+    """
+    name, storage = image.file.name, storage_of(image)
     try:
-        handle = storage_of(image).open(image.file.name, "rb")
+        with storage.open(name, "rb") as handle:
+            return load_image(handle, **image_limits())
     except FileNotFoundError as exc:
-        raise ImageRejected(f"image file is missing from storage ({image.file.name})") from exc
-    with handle:
-        return load_image(handle, **image_limits())
+        raise ImageRejected(f"image file is missing from storage ({name})") from exc
+    except SuspiciousFileOperation as exc:
+        raise ImageRejected(f"image file name leads outside its storage ({name})") from exc
+    except (ConnectionError, TimeoutError):
+        raise
+    except OSError as exc:  # the message has the server's path; the reason says what it is without it
+        raise ImageRejected(f"image file cannot be read ({name}): {exc.strerror or type(exc).__name__}") from exc
 
 
 def sweep_pending(*, older_than=None):

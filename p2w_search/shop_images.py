@@ -18,7 +18,8 @@ import hashlib
 import logging
 
 from django.apps import apps
-from django.db import transaction
+from django.core.exceptions import SuspiciousFileOperation
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
@@ -28,13 +29,20 @@ __all__ = ["configured", "config", "storage", "mirror", "forget", "sync", "conne
 
 logger = logging.getLogger(__name__)
 
+# What reading a shop's file may raise for that file alone: missing, unreadable, a directory, or a
+# name that leads outside the storage ("../x.png", "/etc/passwd": legacy rows, careless shop code).
+_READ_ERRORS = (OSError, SuspiciousFileOperation)
+
 
 def configured():
     return bool(app_settings.IMAGE_MODEL)
 
 
 def config():
-    """``{"model", "product", "file", "order"}`` of ``IMAGE_MODEL``, checked; P2WImproperlyConfigured names what is wrong."""
+    """``{"model", "product", "file", "order"}`` of ``IMAGE_MODEL``, checked.
+
+    P2WImproperlyConfigured names what is wrong.
+    """
     setting = app_settings.IMAGE_MODEL
     try:
         model = apps.get_model(setting["MODEL"])
@@ -58,7 +66,20 @@ def storage():
 
 def _values(shop_image, cfg):
     return {"product_id": getattr(shop_image, f"{cfg['product']}_id"), "name": getattr(shop_image, cfg["file"]).name,
-            "position": (getattr(shop_image, cfg["order"]) or 0) if cfg["order"] else 0}
+            "position": _position(getattr(shop_image, cfg["order"])) if cfg["order"] else 0}
+
+
+def _position(order):
+    """The shop's order as the mirror's position: the nearest value the column holds (None is 0).
+
+    django-oscar's ``display_order`` is a PositiveIntegerField and a shop's own may be any
+    integer, so a value past the smallint column would otherwise make the mirror's save fail.
+    """
+    from p2w_search.models import ProductImage
+
+    field = ProductImage._meta.get_field("position")
+    low, high = connection.ops.integer_field_range(field.get_internal_type())
+    return min(max(int(order or 0), low), high)
 
 
 def _hash(name):
@@ -96,7 +117,7 @@ def mirror(shop_image, *, content=True):
         return current
     try:
         digest = _hash(values["name"])
-    except OSError as exc:  # the shop saved a row whose file is not (yet) in its storage
+    except _READ_ERRORS as exc:  # a file not (yet) in the shop's storage, or that cannot be: embedding says why
         logger.warning("image %s of %s: cannot read %s (%s)", source, cfg["model"]._meta.label, values["name"], exc)
         digest = ""
     image = current or ProductImage(source_pk=source)
@@ -113,7 +134,7 @@ def _follow_content(image, name):
 
     try:
         digest = _hash(name)
-    except OSError as exc:
+    except _READ_ERRORS as exc:
         logger.warning("image %s: cannot read %s (%s)", image.source_pk, name, exc)
         return False
     if digest == image.sha256:
@@ -137,35 +158,42 @@ def sync(*, content=False):
     Images are compared by file name, product and order, which costs no file read (beat runs
     this every minute). With ``content``, every file under an unchanged name is read and
     compared by its SHA-256 as well (``p2w_index sync --content``, after files were rewritten
-    in place without a save).
+    in place without a save). An image that cannot be mirrored is logged with the reason and
+    counted as ``failed``; the others go on, and the next sync tries it again.
     """
     from p2w_search.models import ProductImage
 
     cfg = config()
     mirrors = {image.source_pk: image for image in ProductImage.objects.exclude(source_pk="")}
-    counts = {"created": 0, "changed": 0, "deleted": 0, "unchanged": 0}
+    counts = {"created": 0, "changed": 0, "deleted": 0, "unchanged": 0, "failed": 0}
     seen = set()
     for shop_image in cfg["model"]._default_manager.all().iterator(chunk_size=2000):
         source = str(shop_image.pk)
         seen.add(source)
-        current = mirrors.get(source)
-        values = _values(shop_image, cfg)
-        if current is not None and (current.file.name, current.product_id, current.position) == (
-                values["name"], values["product_id"], values["position"]):
-            changed = False
-            if content:
-                with transaction.atomic():
-                    changed = _follow_content(current, values["name"])
-            counts["changed" if changed else "unchanged"] += 1
-            continue
-        with transaction.atomic():
-            result = mirror(shop_image, content=content)
-        if result is not None:
-            counts["created" if current is None else "changed"] += 1
+        try:
+            with transaction.atomic():
+                outcome = _sync_one(shop_image, mirrors.get(source), cfg, content=content)
+        except Exception:  # one bad row of the shop's must not keep the others out of the index
+            logger.exception("image %s of %s: cannot mirror it; the next sync tries again", source,
+                             cfg["model"]._meta.label)
+            outcome = "failed"
+        if outcome:
+            counts[outcome] += 1
     gone = [source for source in mirrors if source not in seen]
     counts["deleted"] = ProductImage.objects.filter(source_pk__in=gone).delete()[1].get(
         ProductImage._meta.label, 0) if gone else 0
     return counts
+
+
+def _sync_one(shop_image, current, cfg, *, content):
+    """Bring the mirror ``current`` (None: none yet) of ``shop_image`` up to date; return which count it adds to."""
+    values = _values(shop_image, cfg)
+    if current is not None and (current.file.name, current.product_id, current.position) == (
+            values["name"], values["product_id"], values["position"]):
+        return "changed" if content and _follow_content(current, values["name"]) else "unchanged"
+    if mirror(shop_image, content=content) is None:
+        return None
+    return "created" if current is None else "changed"
 
 
 def _saved(sender, instance, raw=False, **kwargs):
@@ -174,8 +202,15 @@ def _saved(sender, instance, raw=False, **kwargs):
     source = instance.pk
 
     def follow():
-        current = sender._default_manager.filter(pk=source).first()
-        mirror(current) if current is not None else forget(source)
+        # After the shop's commit: an error here would answer the shop's request with a 500 for a
+        # save that is done. It is logged, and the sync (the periodic sweep) tries again.
+        try:
+            with transaction.atomic():
+                current = sender._default_manager.filter(pk=source).first()
+                mirror(current) if current is not None else forget(source)
+        except Exception:
+            logger.exception("image %s of %s: cannot mirror it; the next sync tries again", source,
+                             sender._meta.label)
 
     transaction.on_commit(follow)
 

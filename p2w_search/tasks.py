@@ -13,7 +13,12 @@ from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import (
-    celeryd_after_setup, task_postrun, worker_init, worker_process_init, worker_process_shutdown, worker_shutdown,
+    celeryd_after_setup,
+    task_postrun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
 )
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
@@ -119,7 +124,12 @@ def sweep_pending():
         dispatch.send(dispatch.START_MODEL)
     WorkerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()  # long gone
     if shop_images.configured():  # the shop's images changed where no signal saw it (bulk writes)
-        shop_images.sync()
+        try:
+            shop_images.sync()
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # the shop's images must not keep the embeddings waiting: they are swept all the same
+            logger.exception("the sync of the shop's images failed; the sweep goes on without it")
     return indexing.sweep_pending()
 
 

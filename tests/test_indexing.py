@@ -1,14 +1,16 @@
 """Model registration and switching, the sweep, and guarding against changed weights."""
 
+import os
 from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
 from p2w_search import index, indexing
 from p2w_search.conf import P2WImproperlyConfigured
-from p2w_search.models import ImageEmbedding
+from p2w_search.models import ImageEmbedding, ProductImage
 from tests.factories import ProductImageFactory, png
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +127,31 @@ def test_a_missing_file_is_marked_failed_with_the_reason(catalog):
     row = ImageEmbedding.objects.get(image=catalog[1])
     assert row.state == "failed" and row.error.startswith("image file is missing from storage")
     assert np.asarray(ImageEmbedding.objects.get(image=catalog[0]).vector).shape == (32,)
+
+
+def test_an_unreadable_file_fails_alone_and_the_batch_is_embedded(catalog, monkeypatch):
+    """A directory, a file the worker may not read, a name outside the storage: each fails with its reason."""
+    model = indexing.register_model()
+    locked = ProductImageFactory(data=png((250, 250, 0)))
+    indexing.queue_missing(model)
+    storage = catalog[0].file.storage
+    os.makedirs(storage.path("p2w/images/a-folder.png"))
+    ProductImage.objects.filter(pk=catalog[0].pk).update(file="p2w/images/a-folder.png")
+    ProductImage.objects.filter(pk=catalog[1].pk).update(file="../outside.png")
+    opened = FileSystemStorage._open
+
+    def refuse_locked(self, name, mode="rb"):  # the tests run as root, whom chmod does not stop
+        if name == locked.file.name:
+            raise PermissionError(13, "Permission denied", self.path(name))
+        return opened(self, name, mode)
+
+    monkeypatch.setattr(FileSystemStorage, "_open", refuse_locked)
+
+    assert embed_all(model) == 1  # in one call, as one task's batch
+    assert {row.image_id: (row.state, row.error) for row in model.embeddings.all()} == {
+        catalog[0].pk: ("failed", "image file cannot be read (p2w/images/a-folder.png): Is a directory"),
+        catalog[1].pk: ("failed", "image file name leads outside its storage (../outside.png)"),
+        catalog[2].pk: ("ready", ""),
+        locked.pk: ("failed", f"image file cannot be read ({locked.file.name}): Permission denied"),
+    }
+    assert np.asarray(ImageEmbedding.objects.get(image=catalog[2]).vector).shape == (32,)

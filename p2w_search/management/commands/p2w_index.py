@@ -135,8 +135,10 @@ class Command(BaseCommand):
         if not shop_images.configured():
             raise CommandError("P2W_SEARCH['IMAGE_MODEL'] is not set: this shop's images are p2w_search's own.")
         counts = shop_images.sync(content=options["content"])
+        failed = (f", {counts['failed']} failed (the log says why; the next sync tries again)"
+                  if counts["failed"] else "")
         self.stdout.write(", ".join(f"{counts[key]} {key}" for key in ("created", "changed", "deleted", "unchanged"))
-                          + " (new and changed images are queued for embedding)")
+                          + failed + " (new and changed images are queued for embedding)")
 
     def do_sweep(self, **options):
         self.stdout.write(f"queued {indexing.sweep_pending()} images again")
