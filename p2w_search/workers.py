@@ -34,11 +34,25 @@ TASK_BEAT_SECONDS = 2  # a task's end is reported this soon at the latest, not o
 _worker = {"hostname": None, "queues": []}
 _process = {"models": [], "device": "", "last_task_at": None, "tasks": 0, "started_at": None}
 _last_beat = [0.0]  # time.monotonic() of this process's last beat
+UNNAMED = "unknown"  # the hostname of a beat before Celery told the worker's name
 
 
 def remember_worker(hostname, queues):
-    """Record the worker's name and queues (Celery's ``celeryd_after_setup``, in the main process)."""
+    """Record the worker's name and queues (Celery's ``celeryd_after_setup``, in the main process).
+
+    The solo and threads pools warm up in the main process before Celery sends this, so their
+    first beat had neither: that row is replaced now, and the process is seen on its queues at
+    once, not a heartbeat later beside a nameless row that would look like a process gone.
+    """
+    from p2w_search.models import WorkerProcess
+
     _worker.update(hostname=hostname, queues=sorted(queues))
+    if _last_beat[0]:
+        try:
+            WorkerProcess.objects.filter(hostname=UNNAMED, pid=os.getpid()).delete()
+        except DatabaseError as exc:
+            logger.warning("nameless heartbeat not removed: %s", exc)
+        _beat()
 
 
 def warm_up():
@@ -112,7 +126,7 @@ def _beat():
     _last_beat[0] = time.monotonic()
     try:
         WorkerProcess.objects.update_or_create(
-            hostname=_worker["hostname"] or "unknown", pid=os.getpid(),
+            hostname=_worker["hostname"] or UNNAMED, pid=os.getpid(),
             defaults={"queues": _worker["queues"], "loaded_models": _process["models"], "device": _process["device"],
                       "started_at": _process["started_at"] or now, "seen_at": now,
                       "last_task_at": _process["last_task_at"], "tasks": _process["tasks"]},
@@ -132,7 +146,7 @@ def forget_process():
     from p2w_search.models import WorkerProcess
 
     try:
-        WorkerProcess.objects.filter(hostname=_worker["hostname"] or "unknown", pid=os.getpid()).delete()
+        WorkerProcess.objects.filter(hostname=_worker["hostname"] or UNNAMED, pid=os.getpid()).delete()
     except DatabaseError:
         pass
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from p2w_search import indexing
 from p2w_search.embedders import get_embedder
 from p2w_search.imaging import load_image
-from p2w_search.models import EmbeddingModel, ImageEmbedding
+from p2w_search.models import EmbeddingModel, ImageEmbedding, WorkerProcess
 from tests.conftest import wait_for
 from tests.factories import ProductFactory, ProductImageFactory, png
 
@@ -244,6 +244,9 @@ def test_a_worker_loads_its_models_and_reports_ready_before_its_first_task(start
     process = wait_for(lambda: workers.alive(query_queue).first(), message="the worker's heartbeat")
     assert (process.loaded_models, process.device, process.tasks) == ([model.key], "cpu", 0)
     assert process.started_at <= process.ready_at <= process.seen_at
+    # The solo pool warms up before Celery names the worker: its first, nameless beat is replaced, not left to
+    # look like a process that stopped reporting.
+    assert list(WorkerProcess.objects.values_list("hostname", flat=True)) == [worker.hostname]
     assert f"worker process {process.pid} ready with {model.key}" in worker.log()
     assert not workers.alive(settings.P2W_SEARCH["BULK_QUEUE"]).exists()
 
