@@ -107,9 +107,10 @@ class _SearchView(GenericAPIView):
     def params(self, query, body=None):
         """The request's parameters (``query``, and a POST's ``body``), validated.
 
-        An unknown one is a 400 that lists the known ones. Filters and the page are read from
-        the query string only (``filter_queryset``, the paginator): in the body, one is a 400
-        that says where it goes, not a filter silently left out.
+        An unknown one is a 400 that lists the known ones, and so is one given twice (in the
+        query string, or there and in the body). Filters and the page are read from the query
+        string only (``filter_queryset``, the paginator): in the body, one is a 400 that says
+        where it goes, not a filter silently left out.
         """
         data = {**query.dict(), **body} if body else query  # a GET's QueryDict as it is: the serializer reads lists
         params = self.params_class(data=data, context=self.get_serializer_context())
