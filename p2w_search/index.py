@@ -8,6 +8,7 @@ are never compared.
 """
 
 import json
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -64,25 +65,60 @@ def hnsw_index_name(model):
     return f"p2w_embedding_hnsw_m{int(model.pk)}"
 
 
+# Namespace of the advisory lock that lets one process at a time build an HNSW index.
+INDEX_BUILD_LOCK = 0x7033
+
+
 def ensure_hnsw_index(model):
-    """Create the partial HNSW index of ``model`` if it does not exist yet."""
+    """Create the partial HNSW index of ``model`` if it does not exist yet (or is left invalid).
+
+    Outside a transaction the build runs CONCURRENTLY, so searches and inserts go on meanwhile.
+    Two concurrent builds on one table wait for each other's transactions, which PostgreSQL
+    ends as a deadlock (a worker's ``start_model`` and ``p2w_index embed`` at once did), so one
+    process builds at a time; the next finds the index there. A build that failed half-way leaves
+    an invalid index under the name, which is dropped and built again.
+    """
     table = ImageEmbedding._meta.db_table
-    dim = int(model.dimensions)
-    # Outside a transaction the build runs CONCURRENTLY, so searches and inserts go on meanwhile.
+    dim, name = int(model.dimensions), hnsw_index_name(model)
     concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, _one_build_at_a_time(cursor):
         if connection.in_atomic_block:
             # CREATE INDEX refuses to run while deferred foreign-key checks of this transaction wait.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        cursor.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name])
+        if (cursor.fetchone() or (False,))[0]:
+            cursor.execute(f"DROP INDEX {concurrently} IF EXISTS {name}")
         cursor.execute("SET maintenance_work_mem = %s", [app_settings.INDEX_BUILD_MEMORY])
         cursor.execute(
-            f"CREATE INDEX {concurrently} IF NOT EXISTS {hnsw_index_name(model)} ON {table} "
+            f"CREATE INDEX {concurrently} IF NOT EXISTS {name} ON {table} "
             f"USING hnsw ((vector::halfvec({dim})) halfvec_cosine_ops) "
             f"WITH (m = {int(app_settings.HNSW_M)}, ef_construction = {int(app_settings.HNSW_EF_CONSTRUCTION)}) "
             f"WHERE model_id = {int(model.pk)}"
         )
         cursor.execute("RESET maintenance_work_mem")
+
+
+@contextmanager
+def _one_build_at_a_time(cursor, *, poll=0.2):
+    """Hold the index-build lock meanwhile (outside a transaction; inside one, its own locks serialise).
+
+    Taken by polling ``pg_try_advisory_lock``, never by waiting in ``pg_advisory_lock``: a session
+    waiting in a statement holds a snapshot, which the concurrent build in progress would wait
+    for in turn.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    while True:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [INDEX_BUILD_LOCK])
+        if cursor.fetchone()[0]:
+            break
+        time.sleep(poll)
+    try:
+        yield
+    finally:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEX_BUILD_LOCK])
 
 
 def _as_halfvec(values, dim):

@@ -195,3 +195,39 @@ def test_a_search_inside_a_request_transaction_leaves_the_session_as_it_was(db):
         with pytest.raises(ZeroDivisionError), search_session(ef_search=77, exact=True):
             1 / 0
         assert settings_now() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_process_builds_an_hnsw_index_at_a_time_and_the_next_finds_it(test_database_url):
+    """Two concurrent builds on the table deadlocked (a worker's start_model beside `p2w_index embed`)."""
+    import threading
+
+    import psycopg
+
+    model = EmbeddingModel.objects.create(alias="default", architecture="test", weights="w", dimensions=DIM)
+    name = index.hnsw_index_name(model)
+    with psycopg.connect(test_database_url, autocommit=True) as other:  # another process building
+        other.execute("SELECT pg_advisory_lock(%s)", [index.INDEX_BUILD_LOCK])
+        builder = threading.Thread(target=lambda: (index.ensure_hnsw_index(model), connection.close()))
+        builder.start()
+        builder.join(timeout=1.0)
+        assert builder.is_alive()  # it waits for the lock, and builds nothing meanwhile
+        assert other.execute("SELECT to_regclass(%s)", [name]).fetchone() == (None,)
+        other.execute("SELECT pg_advisory_unlock(%s)", [index.INDEX_BUILD_LOCK])
+        builder.join(timeout=30)
+        assert not builder.is_alive()
+        assert other.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                             [name]).fetchone() == (True,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_index_a_failed_build_left_invalid_is_built_again():
+    model = EmbeddingModel.objects.create(alias="default", architecture="test", weights="w", dimensions=DIM)
+    name = index.hnsw_index_name(model)
+    index.ensure_hnsw_index(model)
+    with connection.cursor() as cursor:  # what a build interrupted half-way leaves under the name
+        cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(%s)", [name])
+    index.ensure_hnsw_index(model)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name])
+        assert cursor.fetchone() == (True,)
