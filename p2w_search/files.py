@@ -12,8 +12,8 @@ from django.core.files.base import ContentFile
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import decode_image, load_image, public_copy
 
-__all__ = ["read_query_photo", "public_file", "short_stem", "shop_image_storage", "storage_of", "image_url",
-           "delete_each"]
+__all__ = ["read_query_photo", "public_file", "base_name", "short_stem", "shop_image_storage", "storage_of",
+           "image_url", "delete_each"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,15 @@ def public_file(data, name):
 STEM_BYTES = 120
 
 
+def base_name(name):
+    """``name`` without its folder, whether it was written with ``/`` or ``\\``."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
 def short_stem(name, default):
     """``name`` without its folder and extension, cut to STEM_BYTES bytes; ``default`` when nothing of it
     is a letter or a digit (a stored ``!!!.png`` would be the hidden file ``.png``)."""
-    stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    stem = base_name(name).rsplit(".", 1)[0]
     stem = stem.encode()[:STEM_BYTES].decode(errors="ignore")
     return stem if any(character.isalnum() for character in stem) else default
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from pgvector.django import HalfVectorField
 
 from p2w_search.conf import app_settings
-from p2w_search.files import image_url, public_file, short_stem
+from p2w_search.files import base_name, image_url, public_file, short_stem
 from p2w_search.uploads.storage import upload_storage
 
 __all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess", "FileDeletion"]
@@ -139,7 +139,7 @@ UPLOAD_FOLDER = "p2w/imports"
 def upload_path(instance, filename):
     """Where an upload of a job is kept, in the private upload storage: a folder of its own per file,
     the name cut short (its extension kept: it says the manifest's format)."""
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    base = base_name(filename)
     extension = f".{base.rsplit('.', 1)[1][:16]}" if "." in base else ""
     return f"{UPLOAD_FOLDER}/{timezone.now():%Y/%m}/{uuid.uuid4().hex}/{short_stem(base, 'upload')}{extension}"
 

@@ -120,8 +120,7 @@ class _SearchView(GenericAPIView):
                     for name in sorted(set(data) - known)}
         # One value each (the filters judge their own): a second k or page was silently the one used.
         single = [name for name, field in params.fields.items() if not isinstance(field, serializers.ListField)]
-        problems.update({name: [f"Give {name} once; it was given {len(query.getlist(name))} times."]
-                         for name in sorted({*single, "page", "page_size"}) if len(query.getlist(name)) > 1})
+        problems.update(_given_twice(query, {*single, "page", "page_size"}))
         problems.update({name: [f"Give {name} once: in the query string or in the body, not both."]
                          for name in sorted(set(body or ()) & set(query) & set(params.fields))})
         problems.update({name: [f"Send {name} in the query string (?{name}=...), not in the body: filters and "
@@ -207,14 +206,20 @@ def server_timing(timings):
     return ", ".join(f"{name};dur={value:.2f}" for name, value in timings.items())
 
 
+def _given_twice(query_dict, names):
+    """``{name: [reason]}`` for each of ``names`` that ``query_dict`` (a QueryDict) holds more than once."""
+    counts = {name: len(query_dict.getlist(name)) for name in names}
+    return {name: [f"Give {name} once; it was given {count} times."] for name, count in sorted(counts.items())
+            if count > 1}
+
+
 def _plain(data):
     """Flatten a QueryDict (one value per key: a key given twice is refused) and keep a dict as it is; refuse
     any other body."""
     if hasattr(data, "dict"):
-        repeated = {name: len(data.getlist(name)) for name in data if len(data.getlist(name)) > 1}
+        repeated = _given_twice(data, data)
         if repeated:
-            raise ValidationError({name: [f"Give {name} once; it was given {count} times."]
-                                   for name, count in sorted(repeated.items())})
+            raise ValidationError(repeated)
         return data.dict()
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["Send a JSON object or a form, not a JSON list or value."]})

@@ -23,8 +23,7 @@ class IsOwningMerchantOrReadOnly(permissions.BasePermission):
     def has_object_permission(self, request, view, obj):
         if request.method in permissions.SAFE_METHODS:
             return True
-        merchant = ProductImportSerializer.merchant_for(request.user)
-        return merchant is not None and obj.merchant_id == merchant.pk
+        return view.merchant is not None and obj.merchant_id == view.merchant.pk  # ProductViewSet.merchant
 
 
 class ProductPagination(PagePagination):
