@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
@@ -37,7 +38,13 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
         ]
 
     def index_view(self, request):
-        """The index page: what is wrong, workers, rates, search health, what is indexed; start and switch models."""
+        """The index page: what is wrong, workers, rates, search health, what is indexed; start and switch models.
+
+        Staff who may view embedding models read it (as they would the models' list); changing
+        anything needs the permission to change them.
+        """
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         if request.method == "POST":
             if not self.has_change_permission(request):
                 messages.error(request, "You may not change the index.")

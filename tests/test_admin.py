@@ -108,6 +108,7 @@ def test_import_jobs_are_listed_with_progress_and_row_errors(admin_client, db):
 # The product image pages (Product images) and their actions, as staff use them.
 
 IMAGES = "/admin/p2w_search/productimage/"
+INDEX = "/admin/p2w_search/embeddingmodel/index/"
 
 
 @pytest.fixture
@@ -230,6 +231,24 @@ def test_staff_who_may_not_change_product_images_cannot_change_the_index(staff, 
     assert ImageEmbedding.objects.filter(model=model, state="ready").count() == 3
     assert ImageEmbedding.objects.get(image=broken).state == "failed"
     assert all(image.in_index for image in ProductImage.objects.all()) and sent_tasks == []
+
+
+def test_the_index_page_needs_the_permission_to_view_embedding_models(staff, indexed, sent_tasks):
+    client = staff("p2w_search.view_productimage")
+    assert client.get(INDEX).status_code == 403
+    assert client.post(INDEX, {"action": "start", "alias": "default"}).status_code == 403
+    assert sent_tasks == []
+
+
+def test_staff_who_may_only_view_embedding_models_read_the_index_page_but_change_nothing(staff, indexed, sent_tasks):
+    images, broken, model = indexed
+    client = staff("p2w_search.view_embeddingmodel")
+    page = client.get(INDEX)
+    assert page.status_code == 200 and page.context["can_change"] is False
+    assert "not a recognised image format" in page.content.decode()
+    response = client.post(INDEX, {"action": "start", "alias": "default"}, follow=True)
+    assert "You may not change the index." in response.content.decode()
+    assert sent_tasks == []
 
 
 def test_staff_who_may_change_product_images_can_remove_one_from_the_index(staff, indexed):
