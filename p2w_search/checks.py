@@ -55,10 +55,27 @@ def check_settings(app_configs=None, **kwargs):
         from p2w_search import shop_images
 
         try:
-            shop_images.config()
+            cfg = shop_images.config()
         except P2WImproperlyConfigured as exc:
             errors.append(checks.Error(str(exc), id="p2w_search.E015"))
+        else:
+            errors.extend(_file_name_problems(cfg))
     return errors
+
+
+def _file_name_problems(cfg):
+    """A shop's file field that holds longer names than the mirror's ProductImage.file."""
+    from p2w_search.models import FILE_NAME_LENGTH
+
+    field = cfg["model"]._meta.get_field(cfg["file"])
+    length = getattr(field, "max_length", None)
+    if length is None or length <= FILE_NAME_LENGTH:
+        return []
+    return [checks.Warning(
+        f"{cfg['model']._meta.label}.{cfg['file']} holds names of up to {length} characters; p2w_search's "
+        f"mirror of an image holds {FILE_NAME_LENGTH}.",
+        hint="An image with a longer name is not searched: each sync logs it and counts it as failed.",
+        id="p2w_search.W012")]
 
 
 def _filter_problems(model, label):

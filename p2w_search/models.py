@@ -52,6 +52,10 @@ class EmbeddingModel(models.Model):
         return f"{self.architecture}/{self.weights}{suffix}"
 
 
+# The longest file name a product image may have (characters, folders included).
+FILE_NAME_LENGTH = 1024
+
+
 class ProductImage(models.Model):
     """An image of a product; a product has one or more."""
 
@@ -59,7 +63,8 @@ class ProductImage(models.Model):
         settings.P2W_SEARCH_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="p2w_images"
     )
     # A FileField, not an ImageField: Django would decode untrusted files on save; imaging.py does that safely.
-    file = models.FileField(upload_to="p2w/images/%Y/%m/", max_length=300)
+    # Wide enough for a shop's own file names (IMAGE_MODEL), which the mirror stores as they are.
+    file = models.FileField(upload_to="p2w/images/%Y/%m/", max_length=FILE_NAME_LENGTH)
     sha256 = models.CharField(max_length=64, db_index=True)
     position = models.PositiveSmallIntegerField(default=0)
     # The key of the shop's own image this one mirrors (P2W_SEARCH["IMAGE_MODEL"]; shop_images.py):
@@ -232,7 +237,7 @@ class FileDeletion(models.Model):
     never left served.
     """
 
-    name = models.CharField(max_length=300)  # as ProductImage.file stores it
+    name = models.CharField(max_length=FILE_NAME_LENGTH)  # as ProductImage.file stores it
     created_at = models.DateTimeField(auto_now_add=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

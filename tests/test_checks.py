@@ -167,3 +167,15 @@ def test_an_upload_storage_beside_media_root_is_no_error(settings, tmp_path):
 def test_a_shop_image_model_the_setting_cannot_use_is_E015(settings, image_model, message):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMAGE_MODEL": image_model}
     assert found(check_settings()) == [("p2w_search.E015", message)]
+
+
+@pytest.mark.parametrize("length", [1024, 1025])
+def test_a_shop_file_field_longer_than_the_mirrors_is_W012(settings, monkeypatch, length):
+    from p2w_search.models import ProductImage
+
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMAGE_MODEL": {"MODEL": "p2w_search.ProductImage", "FILE": "file"}}
+    monkeypatch.setattr(ProductImage._meta.get_field("file"), "max_length", length)  # as a shop's field might be
+    expected = [] if length == 1024 else [(
+        "p2w_search.W012", "p2w_search.ProductImage.file holds names of up to 1025 characters; p2w_search's mirror "
+                           "of an image holds 1024.")]
+    assert found(check_settings()) == expected
