@@ -11,10 +11,10 @@ from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
 from p2w_search.embedders.openclip import OpenCLIPEmbedder
-from p2w_search.management.commands.p2w_train_mapping import check_training_options
 from p2w_search.training import (
     ResumeError,
     add_training_options,
+    check_training_options,
     describe_settings,
     fit_mapping,
     settings_from_options,
