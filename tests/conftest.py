@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
+from tests import nested
 from tests.workers import Worker
 
 
@@ -33,6 +34,26 @@ def clip_checkpoints():
     mapping = Path(settings.P2W_SEARCH["EMBEDDERS"]["default"]["MAPPING"])
     if not mapping.exists():
         write_random_mapping(mapping)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nested_sessions(request, clip_checkpoints):
+    """The test shops' own sessions (tests/nested.py), started with the first test when their tests are selected.
+
+    After the test CLIPs are written, which they read too. They are interrupted at the end
+    if they still run (a session cut short).
+    """
+    started = nested.start_selected(request.session.items, request.config.getoption("markexpr"))
+    yield started
+    for session in started:
+        session.stop()
+
+
+@pytest.fixture(scope="session")
+def nested_sessions_done(nested_sessions):
+    """Wait until the test shops' sessions have ended: for a test that restarts the shared PostgreSQL or times work."""
+    for session in nested_sessions:
+        session.wait()
 
 
 def write_random_mapping(path):

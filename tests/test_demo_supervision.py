@@ -98,7 +98,8 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, django_db_blocker, test_database_url):
+def demo(nested_sessions_done, tmp_path_factory, django_db_blocker, test_database_url):
+    """The demo, started once the test shops' sessions have ended: its bounds are times, on a machine left to it."""
     import redis
 
     with empty_database(test_database_url) as database_url:

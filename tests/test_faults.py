@@ -144,7 +144,7 @@ def test_an_import_that_commits_while_redis_is_down_ends_done_and_is_embedded_la
 
 
 @pytest.mark.worker
-def test_embedding_survives_a_postgresql_crash_restart(start_worker, settings):
+def test_embedding_survives_a_postgresql_crash_restart(nested_sessions_done, start_worker, settings):
     """The PostgreSQL server restarts while a worker is inside an embedding batch.
 
     Six images are queued as three tasks of two; while the worker embeds the first, a backend
@@ -153,7 +153,8 @@ def test_embedding_survives_a_postgresql_crash_restart(start_worker, settings):
     retry on a new connection, and the next tasks too must reconnect: every image ends ready
     with one vector, the interrupted two after two attempts and the rest after one, none
     failed, and the same worker process did it all (no sweep runs here). Why a crash and not
-    ``pg_ctl restart``: see ``crash_postgres_backends``.
+    ``pg_ctl restart``: see ``crash_postgres_backends``. The restart ends every connection to
+    the server, so the test shops' sessions, which share it, must have ended first.
     """
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "TASK_BATCH_SIZE": 2}
     worker = start_worker(env=SLOW_WORKER)
