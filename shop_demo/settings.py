@@ -5,10 +5,14 @@ Without ``DATABASE_URL`` / ``REDIS_URL`` the embedded PostgreSQL and Redis that
 ``shop_demo.services`` starts under ``P2W_VAR_DIR`` are used.
 """
 
+import logging
+import math
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from shop_demo import services
 
@@ -16,11 +20,56 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = services.var_dir()
 
 
-def env_bool(name, default):
-    value = os.environ.get(name)
+# A value the demo cannot use stops every command and worker as it starts, with one line that names
+# the variable (manage.py prints just that line). A variable set to "" counts as unset.
+def env_value(name):
+    return os.environ.get(name, "").strip() or None
+
+
+def refuse(name, must_be, value):
+    raise ImproperlyConfigured(f"{name} must be {must_be}, not {value!r}.")
+
+
+def env_int(name, default, *, minimum):
+    value = env_value(name)
     if value is None:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        refuse(name, f"a whole number of at least {minimum}", value)
+    return number
+
+
+def env_float(name, default, *, minimum, above=False, why=""):
+    """A finite number of at least ``minimum`` (with ``above``: greater than it)."""
+    value = env_value(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < minimum or (above and number == minimum):
+        refuse(name, f"a number {'greater than' if above else 'of at least'} {minimum:g}{why}", value)
+    return number
+
+
+def env_match(name, default, pattern, must_be):
+    value = env_value(name)
+    if value is None:
+        return default
+    if not re.fullmatch(pattern, value):
+        refuse(name, must_be, value)
+    return value
+
+
+def env_bool(name, default):
+    words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    value = env_match(name, None, "(?i)" + "|".join(words), "true or false (or 1/0, yes/no, on/off)")
+    return default if value is None else words[value.lower()]
 
 
 def env_list(name, default):
@@ -84,17 +133,19 @@ TEMPLATES = [
     },
 ]
 
+# Seconds a database connection is kept for the next request (0: one per request).
+conn_max_age = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or services.embedded_database_url(),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_max_age=conn_max_age,
         conn_health_checks=True,
     )
 }
 # Searches may read a streaming replica of the primary (everything else uses the primary).
 if os.environ.get("DATABASE_REPLICA_URL"):
     DATABASES["replica"] = dj_database_url.parse(
-        os.environ["DATABASE_REPLICA_URL"], conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        os.environ["DATABASE_REPLICA_URL"], conn_max_age=conn_max_age,
         conn_health_checks=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -129,7 +180,7 @@ REST_FRAMEWORK = {
     # How many reverse proxies stand in front of the web server: the client's address for the
     # anonymous search limit is the one they add to X-Forwarded-For. 0: the connection's own
     # address (a header a client sends itself is never trusted).
-    "NUM_PROXIES": int(os.environ.get("P2W_NUM_PROXIES", "0")),
+    "NUM_PROXIES": env_int("P2W_NUM_PROXIES", 0, minimum=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # DRF's parsers, with a 400 that says why for JSON nested too deeply and a form over Django's limits.
     "DEFAULT_PARSER_CLASSES": [
@@ -176,12 +227,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task of a worker that died unacknowledged goes back to the queue after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("P2W_VISIBILITY_TIMEOUT", "600")),
+    "visibility_timeout": env_int("P2W_VISIBILITY_TIMEOUT", 600, minimum=1),
 }
 CELERY_BEAT_SCHEDULE = {
     "p2w-sweep-pending": {
         "task": "p2w_search.tasks.sweep_pending",
-        "schedule": float(os.environ.get("P2W_SWEEP_EVERY", "60")),
+        "schedule": env_float("P2W_SWEEP_EVERY", 60.0, minimum=0, above=True),
         "options": {"queue": "p2w_bulk"},  # no worker consumes Celery's default queue
     },
     "p2w-cleanup-storage": {
@@ -197,15 +248,22 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- p2w_search -------------------------------------------------------------------------------------
+# Products in the demo catalog (manage.py demo's --size).
+DEMO_SIZE = env_int("P2W_DEMO_SIZE", 1000, minimum=1)
 DEMO_CLIP = "p2w-demo-small"
 CLIP_MODEL = os.environ.get("P2W_CLIP_MODEL", DEMO_CLIP)
 P2W_SEARCH_PRODUCT_MODEL = "catalog.Product"
+# Anonymous searches per client address; set but empty: no limit.
+anon_search_rate = env_match("P2W_ANON_SEARCH_RATE", "120/min", r"\d+/[smhd]\w*",
+                             "a rate like '120/min' (searches per s, m, h or d), or empty for no limit")
+if os.environ.get("P2W_ANON_SEARCH_RATE") == "":
+    anon_search_rate = None
 P2W_SEARCH = {
     "FILTER_FIELDS": ["category", "price", "in_stock", "merchant"],
     "PRODUCT_SERIALIZER": "shop_demo.catalog.serializers.ProductSerializer",
     "IMPORT_SERIALIZER": "shop_demo.catalog.imports.ProductImportSerializer",
     "SEARCH_FILTER": {"listed": True},
-    "ANON_SEARCH_RATE": os.environ.get("P2W_ANON_SEARCH_RATE", "120/min") or None,
+    "ANON_SEARCH_RATE": anon_search_rate,
     "EMBEDDERS": {
         "default": {
             "BACKEND": "p2w_search.embedders.openclip.OpenCLIPEmbedder",
@@ -219,24 +277,28 @@ P2W_SEARCH = {
             "MAPPING": os.environ.get(
                 "P2W_MAPPING", str(BASE_DIR / "shop_demo" / "clip" / "weights" / "p2w-demo-small-mapping.pt")
             ),
-            "DEVICE": os.environ.get("P2W_DEVICE", "auto"),
-            "BATCH_SIZE": int(os.environ.get("P2W_BATCH_SIZE", "32")),
+            "DEVICE": env_match("P2W_DEVICE", "auto", r"[a-z_]+(:\d+)?",
+                                "'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1'"),
+            "BATCH_SIZE": env_int("P2W_BATCH_SIZE", 32, minimum=1),
             # The reference photo's weight in pic2word_plus_image belongs to the model: 0.5 was chosen
             # for the demo CLIP on its validation catalogs; another model starts at 0, the paper's pic2word.
-            "IMAGE_WEIGHT": float(os.environ.get("P2W_IMAGE_WEIGHT") or (0.5 if CLIP_MODEL == DEMO_CLIP else 0)),
+            "IMAGE_WEIGHT": env_float("P2W_IMAGE_WEIGHT", 0.5 if CLIP_MODEL == DEMO_CLIP else 0.0, minimum=0,
+                                      why=" (0 makes pic2word_plus_image the paper's pic2word)"),
         },
     },
     "SEARCH_DATABASE": "replica" if os.environ.get("DATABASE_REPLICA_URL") else "default",
-    "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "worker"),
-    "QUERY_TIMEOUT": float(os.environ.get("P2W_QUERY_TIMEOUT", "10")),
-    "QUERY_BATCH_SIZE": int(os.environ.get("P2W_QUERY_BATCH_SIZE", "8")),
-    "IMAGE_THREADS": int(os.environ["P2W_IMAGE_THREADS"]) if os.environ.get("P2W_IMAGE_THREADS") else None,
-    "SWEEP_AFTER": float(os.environ.get("P2W_SWEEP_AFTER", "300")),
+    "QUERY_ENCODING": env_match("P2W_QUERY_ENCODING", "worker", "worker|local", "'worker' or 'local'"),
+    "QUERY_TIMEOUT": env_float("P2W_QUERY_TIMEOUT", 10.0, minimum=0, above=True),
+    "QUERY_BATCH_SIZE": env_int("P2W_QUERY_BATCH_SIZE", 8, minimum=1),
+    "IMAGE_THREADS": env_int("P2W_IMAGE_THREADS", None, minimum=1),
+    "SWEEP_AFTER": env_float("P2W_SWEEP_AFTER", 300.0, minimum=0, above=True),
 }
 
+log_level = env_match("P2W_LOG_LEVEL", "INFO", "(?i)" + "|".join(logging.getLevelNamesMapping()),
+                      "DEBUG, INFO, WARNING, ERROR or CRITICAL").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"p2w_search": {"handlers": ["console"], "level": os.environ.get("P2W_LOG_LEVEL", "INFO")}},
+    "loggers": {"p2w_search": {"handlers": ["console"], "level": log_level}},
 }

@@ -98,13 +98,13 @@ def interpolation_default(value):
 
 
 def settings_env_names():
-    """Names of the environment variables shop_demo/settings.py reads (os.environ.get, env_bool, env_list)."""
+    """Names of the environment variables shop_demo/settings.py reads (os.environ.get and the env_* helpers)."""
     names = set()
     for node in ast.walk(ast.parse(SETTINGS_FILE.read_text())):
         if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
             reads_env = (
-                (isinstance(func, ast.Name) and func.id in {"env_bool", "env_list"})
+                (isinstance(func, ast.Name) and func.id in {"env_bool", "env_list", "env_int", "env_float", "env_match"})
                 or (isinstance(func, ast.Attribute) and func.attr == "get"
                     and isinstance(func.value, ast.Attribute) and func.value.attr == "environ")
                 or (isinstance(func, ast.Attribute) and func.attr == "getenv")

@@ -33,7 +33,7 @@ class Command(BaseCommand):
     help = "Start the demo shop on this machine (what bin/demo runs)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--size", type=int, default=int(os.environ.get("P2W_DEMO_SIZE", "1000")),
+        parser.add_argument("--size", type=int, default=settings.DEMO_SIZE,
                             help="Products in the demo catalog.")
         parser.add_argument("--bind", default=os.environ.get("P2W_BIND", "127.0.0.1:8000"))
         parser.add_argument("--no-serve", action="store_true", help="Prepare and embed, then stop.")
