@@ -222,5 +222,9 @@ def download(job, name):
             raise NotFound(f"The files of this upload were deleted on {job.files_removed_at:%Y-%m-%d}, "
                            f"{app_settings.UPLOAD_RETENTION_DAYS} days after it ended.")
         raise NotFound(f"This upload has no {name} file.")
+    try:
+        handle = file.open("rb")
+    except FileNotFoundError:  # deleted from the storage while the job still names it (a retention run cut short)
+        raise NotFound(f"The {name} file of this upload is no longer kept.") from None
     filename = file.name.rsplit("/", 1)[-1]
-    return FileResponse(file.open("rb"), as_attachment=True, filename=f"import-{job.pk}-{filename}")
+    return FileResponse(handle, as_attachment=True, filename=f"import-{job.pk}-{filename}")

@@ -48,7 +48,14 @@ from p2w_search.models import ImportJob, ProductImage
 from p2w_search.product_images import delete_files_now, delete_files_on_commit
 from p2w_search.threads import image_threads, run_all, thread_count
 from p2w_search.uploads.archive import Archive, ArchiveRejected, EntryDamaged, normalise_name
-from p2w_search.uploads.manifest import ERROR_COLUMN, ManifestError, manifest_format, raw_sku, read_manifest
+from p2w_search.uploads.manifest import (
+    ERROR_COLUMN,
+    ManifestError,
+    load_json_line,
+    manifest_format,
+    raw_sku,
+    read_manifest,
+)
 
 __all__ = [
     "import_serializer", "known_columns", "row_sku", "check_manifest", "create_job", "full_sync_refusal",
@@ -323,7 +330,7 @@ def _check_row(row, columns, known, writer, sku_field, duplicates):
     ``valid`` is what ``writer.save`` takes; the images are checked apart (``_prepare_images``).
     """
     if row.problem:
-        return [{"field": None, "reason": row.problem}], None, []
+        return [{"field": row.problem_field, "reason": row.problem}], None, []
     problems = []
     unknown = sorted(set(row.values) - known)
     if unknown:
@@ -531,10 +538,12 @@ class _Report:
         # A JSON Lines row may hold a lone surrogate ("\ud800" is valid JSON, and the row is rejected for it):
         # UTF-8 cannot encode one, so it is written back as that same escape, which reads as it was sent.
         self.text = io.TextIOWrapper(self.file, encoding="utf-8", errors="backslashreplace", newline="")
-        self.columns, self.kind, self.writer = None, None, None
+        self.columns, self.kind, self.writer, self.kept = None, None, None, None
 
     def start(self, columns, name):
-        self.columns = [c for c in columns if c != ERROR_COLUMN] if columns is not None else None
+        # The cells kept: all but a previous error column's, wherever the merchant put it.
+        self.kept = [i for i, c in enumerate(columns) if c != ERROR_COLUMN] if columns is not None else None
+        self.columns = [columns[i] for i in self.kept] if columns is not None else None
         self.kind = "csv" if columns is not None else "jsonl"
         if self.kind == "csv":
             self.writer = csv.writer(self.text)
@@ -550,8 +559,7 @@ class _Report:
         error = "; ".join(f"{p['field']}: {p['reason']}" if p["field"] else p["reason"] for p in problems)
         if self.kind == "csv":
             cells = list(row.raw) if isinstance(row.raw, list) else []
-            cells = (cells + [""] * len(self.columns))[:len(self.columns)]
-            self.writer.writerow([*cells, error])
+            self.writer.writerow([*(cells[i] if i < len(cells) else "" for i in self.kept), error])
         else:
             self.text.write(json.dumps(_jsonl_rejected(row.raw, error), ensure_ascii=False) + "\n")
 
@@ -571,7 +579,7 @@ class _Report:
 
 def _jsonl_rejected(line, error):
     try:
-        value = json.loads(line)
+        value = load_json_line(line)  # a key given twice: the line as sent, not one of its values
     except (ValueError, RecursionError):
         value = None
     if isinstance(value, dict):

@@ -19,6 +19,7 @@ from itertools import chain
 
 __all__ = [
     "ManifestError", "Row", "IMAGE_SEPARATOR", "ERROR_COLUMN", "manifest_format", "read_manifest", "raw_sku",
+    "load_json_line",
 ]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -43,6 +44,7 @@ class Row:
     values: dict = field(default_factory=dict)
     raw: object = None  # CSV: the list of cells; JSON Lines: the line's text
     problem: str | None = None
+    problem_field: str | None = None  # the column or key the problem is about, when it is about one
 
 
 def manifest_format(name):
@@ -64,7 +66,8 @@ def read_manifest(handle, name, *, max_rows):
     kind = manifest_format(name)
     start = handle.read(4)
     handle.seek(0)
-    if start.startswith(_UTF16_BOMS):
+    # UTF-16 without a BOM: ASCII text with a NUL byte before or after each character.
+    if start.startswith(_UTF16_BOMS) or (len(start) >= 2 and (start[0] == 0) != (start[1] == 0)):
         raise ManifestError("it is UTF-16 text; save it as UTF-8")
     lines = _text_lines(handle)
     if kind == "jsonl":
@@ -135,7 +138,16 @@ def _jsonl_rows(lines):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = load_json_line(line)
+        except DuplicateKey as exc:
+            # The values as json.loads reads them (the last of each key): raw_sku finds the SKU a full sync spares.
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError):  # an integer too long further on, say: no SKU to spare
+                value = None
+            yield Row(number, values=value if isinstance(value, dict) else {}, raw=line,
+                      problem=f"the key {exc.key!r} is given twice; give each key once", problem_field=exc.key)
+            continue
         except RecursionError:
             yield Row(number, raw=line, problem="not valid JSON: nested too deeply")
             continue
@@ -150,6 +162,28 @@ def _jsonl_rows(lines):
         if isinstance(value.get("images"), str):
             value["images"] = _split_images(value["images"])
         yield Row(number, values=value, raw=line)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice: which value is meant is unknown (json.loads would keep the last)."""
+
+    def __init__(self, key):
+        super().__init__(f"the key {key!r} is given twice")
+        self.key = key
+
+
+def _unique_keys(pairs):
+    value = {}
+    for key, item in pairs:
+        if key in value:
+            raise DuplicateKey(key)
+        value[key] = item
+    return value
+
+
+def load_json_line(line):
+    """``json.loads``, but an object that gives one key twice raises DuplicateKey instead of keeping the last."""
+    return json.loads(line, object_pairs_hook=_unique_keys)
 
 
 def _text_lines(handle, *, chunk_size=1 << 16):
