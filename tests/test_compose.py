@@ -97,6 +97,9 @@ def interpolation_default(value):
     return match.group(1) if match else value
 
 
+ENV_HELPERS = {"env_bool", "env_list", "env_int", "env_float", "env_match"}  # shop_demo/settings.py's
+
+
 def settings_env_names():
     """Names of the environment variables shop_demo/settings.py reads (os.environ.get and the env_* helpers)."""
     names = set()
@@ -104,7 +107,7 @@ def settings_env_names():
         if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
             reads_env = (
-                (isinstance(func, ast.Name) and func.id in {"env_bool", "env_list", "env_int", "env_float", "env_match"})
+                (isinstance(func, ast.Name) and func.id in ENV_HELPERS)
                 or (isinstance(func, ast.Attribute) and func.attr == "get"
                     and isinstance(func.value, ast.Attribute) and func.value.attr == "environ")
                 or (isinstance(func, ast.Attribute) and func.attr == "getenv")
