@@ -8,7 +8,6 @@ The app sends these tasks by name through ``dispatch`` and never imports this mo
 import gc
 import logging
 import os
-import zlib
 from datetime import timedelta
 
 from celery import shared_task
@@ -20,7 +19,7 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from p2w_search import dispatch, encoding, indexing, orphans, product_images, shop_images, workers
@@ -33,8 +32,6 @@ __all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_i
 
 logger = logging.getLogger(__name__)
 
-# Namespace of the advisory locks that keep a merchant's imports to one worker at a time.
-IMPORT_LOCK = 0x7032
 # Seconds before an import that found its merchant's lock taken tries again.
 LOCK_RETRY_SECONDS = 5
 
@@ -158,29 +155,21 @@ def run_import(self, job_id):
     job = ImportJob.objects.filter(pk=job_id).first()
     if job is None or job.state in ImportJob.ENDED:
         return None
-    # One import per merchant at a time: two full syncs of one merchant on two workers would
-    # otherwise interleave, and the sweep may send a slow job again while it runs. A session
-    # lock goes away with the connection, so a worker that dies does not keep it.
-    key = zlib.crc32(job.merchant_key.encode()) - 2**31  # int4, as the two-key lock takes
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK, key])
-        if not cursor.fetchone()[0]:
+    with importer.merchant_lock(job.merchant_key) as taken:  # one import per merchant at a time
+        if not taken:
             # Not an error: wait for the merchant's other import. If this message is lost, the sweep sends it again.
             raise self.retry(countdown=LOCK_RETRY_SECONDS, max_retries=None)
-    try:
         job.refresh_from_db()
-        if job.state in ImportJob.ENDED:  # done by the worker that held the lock
+        if job.state in ImportJob.ENDED:  # done by the process that held the lock
             return None
-        return importer.run_import(job, progress=progress.row_reporter(job.pk)).state
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception:  # a bug or a broken file must not leave the job "running" forever
-        logger.exception("import %s failed", job_id)
-        ImportJob.objects.filter(pk=job_id).update(
-            state=ImportJob.State.FAILED, ended_at=timezone.now(),
-            message="The import failed because of an error on the server; nothing was imported. "
-                    "The error is logged; try again, or tell the shop's staff if it happens again.")
-        raise
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK, key])
+        try:
+            return importer.run_import(job, progress=progress.row_reporter(job.pk)).state
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # a bug or a broken file must not leave the job "running" forever
+            logger.exception("import %s failed", job_id)
+            ImportJob.objects.filter(pk=job_id).update(
+                state=ImportJob.State.FAILED, ended_at=timezone.now(),
+                message="The import failed because of an error on the server; nothing was imported. "
+                        "The error is logged; try again, or tell the shop's staff if it happens again.")
+            raise

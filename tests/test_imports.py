@@ -2,16 +2,19 @@
 
 import io
 import json
+import threading
+import time
 import zipfile
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from p2w_search import indexing
-from p2w_search.uploads import importer
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
+from p2w_search.uploads import importer
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Merchant, Product
 from tests.factories import MerchantFactory, ProductFactory, png
@@ -285,6 +288,52 @@ def test_management_command_imports_files_on_the_server(merchant, media, tmp_pat
     assert "done; 1 rows imported, 1 images to embed, 5 rows skipped" in out.out
     assert "row 3: price: A valid number is required." in out.err
     assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
+
+
+def hold_import_lock(database_url, merchant):
+    """A connection of another process holding ``merchant``'s import lock, as a worker's import does."""
+    holder = psycopg.connect(database_url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s, %s)", importer.merchant_lock_key(str(merchant.pk)))
+    return holder
+
+
+def test_management_command_waits_while_the_merchants_other_import_runs(merchant, media, tmp_path, capsys,
+                                                                          test_database_url):
+    (tmp_path / "c.csv").write_text(BAD)
+    (tmp_path / "i.zip").write_bytes(zipped(BAD_FILES).getvalue())
+    holder = hold_import_lock(test_database_url, merchant)
+    threading.Timer(1.5, holder.close).start()  # the other import ends
+    started = time.monotonic()
+    call_command("p2w_import", str(tmp_path / "c.csv"), archive=str(tmp_path / "i.zip"), merchant=str(merchant.pk))
+    waited = time.monotonic() - started
+    out = capsys.readouterr()
+    assert f"merchant '{merchant.pk}' has another import running; waiting for it to end" in out.err
+    assert waited >= 1.5 and "done; 1 rows imported, 1 images to embed, 5 rows skipped" in out.out
+    assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_management_command_reports_its_job_that_a_worker_ran_while_it_waited(merchant, media, tmp_path, capsys,
+                                                                              test_database_url):
+    """The sweep may send the command's waiting job to a worker, which runs it once the lock is free: not twice."""
+    (tmp_path / "c.csv").write_text(BAD)
+    (tmp_path / "i.zip").write_bytes(zipped(BAD_FILES).getvalue())
+    holder = hold_import_lock(test_database_url, merchant)
+
+    def a_worker_runs_it():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if holder.execute("UPDATE p2w_search_importjob SET state = 'done', ended_at = now(), "
+                              "message = 'imported by a worker' WHERE state = 'queued'").rowcount:
+                break
+            time.sleep(0.1)
+        holder.close()
+
+    threading.Thread(target=a_worker_runs_it).start()
+    call_command("p2w_import", str(tmp_path / "c.csv"), archive=str(tmp_path / "i.zip"), merchant=str(merchant.pk))
+    job = ImportJob.objects.get()
+    assert capsys.readouterr().out.strip() == f"import {job.pk}: done; imported by a worker"
+    assert Merchant.objects.get(pk=merchant.pk).products.count() == 0  # not imported a second time
 
 
 def test_image_urls_are_refused_while_fetching_is_off(api, merchant, media):

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import tempfile
+import zlib
 from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from functools import partial
 
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework.exceptions import ValidationError
@@ -59,7 +60,7 @@ from p2w_search.uploads.manifest import (
 
 __all__ = [
     "import_serializer", "known_columns", "row_sku", "check_manifest", "create_job", "full_sync_refusal",
-    "run_import", "attach_images", "PreparedImage",
+    "run_import", "merchant_lock", "attach_images", "PreparedImage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,35 @@ def create_job(*, owner, merchant_key, values, send=True):
                 file.delete(save=False)
         raise
     return job
+
+
+# Namespace of the advisory locks that keep a merchant's imports to one at a time.
+IMPORT_LOCK = 0x7032
+
+
+@contextmanager
+def merchant_lock(merchant_key):
+    """Try to take the lock that keeps ``merchant_key``'s imports to one at a time; yield whether it was taken.
+
+    Two full syncs of one merchant must not interleave, nor may a worker the sweep sent a slow
+    job to run it beside the process already running it (the task and ``p2w_import`` both take
+    it). A session lock: it goes away with the connection, so a process that dies does not keep it.
+    """
+    key = merchant_lock_key(merchant_key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+        taken = cursor.fetchone()[0]
+    try:
+        yield taken
+    finally:
+        if taken:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+
+
+def merchant_lock_key(merchant_key):
+    """The two keys of ``merchant_lock``'s advisory lock (int4 each, as the two-key form takes)."""
+    return [IMPORT_LOCK, zlib.crc32(merchant_key.encode()) - 2**31]
 
 
 def run_import(job, *, progress=None):

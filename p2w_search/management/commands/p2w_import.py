@@ -1,5 +1,6 @@
 """Import a catalog from files on the server, as a merchant's upload would."""
 
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -10,9 +11,18 @@ from tqdm import tqdm
 from p2w_search.api.uploads import UploadSerializer
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive
-from p2w_search.uploads.importer import check_manifest, create_job, import_serializer, known_columns, run_import
+from p2w_search.uploads.importer import (
+    check_manifest,
+    create_job,
+    import_serializer,
+    known_columns,
+    merchant_lock,
+    run_import,
+)
 from p2w_search.uploads.manifest import ManifestError
 
+# Seconds between two tries of a merchant's import lock held by another import.
+LOCK_POLL_SECONDS = 1
 # The API's names of the options the command checks with UploadSerializer, and the command's.
 OPTIONS = {"policy": "--policy", "full_sync": "--full-sync", "confirm_unlist": "--confirm-unlist"}
 
@@ -47,11 +57,7 @@ class Command(BaseCommand):
                 except ArchiveRejected as exc:
                     raise CommandError(f"archive refused: {exc}") from None
         job = _create_job(merchant, values, manifest, archive)
-        with tqdm(desc="checking rows", unit="row") as bar:
-            def progress(done, total):
-                bar.total, bar.n = total, done
-                bar.refresh()
-            job = run_import(job, progress=progress)
+        job = self._run(job)
         for error in job.errors:
             self.stderr.write(f"row {error['row']}: {error['field'] or '-'}: {error['reason']}")
         if job.errors_total > len(job.errors):
@@ -60,6 +66,30 @@ class Command(BaseCommand):
         self.stdout.write(f"import {job.pk}: {job.state}; {job.message}")
         if job.state == ImportJob.State.REJECTED:
             raise CommandError("upload rejected; nothing was imported")
+
+
+    def _run(self, job):
+        """Run ``job`` under its merchant's import lock, as a worker would, waiting while another import holds it.
+
+        The job is also in the database, where the sweep may hand it to a worker while this
+        waits: then the worker ran it, and its result is reported.
+        """
+        waiting = False
+        while True:
+            with merchant_lock(job.merchant_key) as taken:
+                if taken:
+                    job.refresh_from_db()
+                    if job.state in ImportJob.ENDED:
+                        return job
+                    with tqdm(desc="checking rows", unit="row") as bar:
+                        def progress(done, total):
+                            bar.total, bar.n = total, done
+                            bar.refresh()
+                        return run_import(job, progress=progress)
+            if not waiting:
+                self.stderr.write(f"merchant {job.merchant_key!r} has another import running; waiting for it to end")
+                waiting = True
+            time.sleep(LOCK_POLL_SECONDS)
 
 
 def _checked_options(**options):
