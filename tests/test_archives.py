@@ -90,6 +90,46 @@ def test_more_files_than_the_cap_are_refused(small_caps):
         check_archive(io.BytesIO(zip_bytes([(f"{i}.png", b"x") for i in range(4)])))
 
 
+@pytest.fixture
+def unlisted(monkeypatch):
+    """``check_archive`` that fails the test if zipfile lists the archive's entries: what it refuses is refused first."""
+    def listing(*args, **kwargs):
+        raise AssertionError("zipfile listed the archive's entries")
+
+    def check(data):
+        with monkeypatch.context() as patched:
+            patched.setattr(zipfile, "ZipFile", listing)
+            check_archive(io.BytesIO(data))
+    return check
+
+
+def test_more_entries_than_twice_the_file_cap_are_refused_before_zipfile_lists_them(small_caps, unlisted):
+    # Folders and empty files cost zipfile an object each, as files do: three files may come with three folders.
+    data = zip_bytes([("red.png", png()), *((f"shots-{i}/", b"") for i in range(6))])
+    with pytest.raises(ArchiveRejected, match=r"^the archive lists more than 6 entries \(files and folders\); "
+                                              r"it may hold at most 3 files$"):
+        unlisted(data)
+
+
+def test_entries_are_counted_in_the_central_directory_whatever_its_end_record_claims(small_caps, unlisted):
+    data = bytearray(zip_bytes([(f"{i}.png", b"") for i in range(7)]))
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8:end + 12] = (1).to_bytes(2, "little") * 2  # "1 entry on this disk, 1 in all"
+    with pytest.raises(ArchiveRejected, match=r"^the archive lists more than 6 entries"):
+        unlisted(bytes(data))
+
+
+def test_a_zip64_central_directory_is_counted_too(small_caps, unlisted):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for i in range(65_536):  # one more than a zip's own end record counts: zip64's is written
+            archive.writestr(f"{i}", b"")
+    data = buffer.getvalue()
+    assert b"PK\x06\x06" in data
+    with pytest.raises(ArchiveRejected, match=r"^the archive lists more than 6 entries"):
+        unlisted(data)
+
+
 def test_a_link_is_refused(small_caps):
     data = zip_bytes([("red.png", png()), symlink("passwd.png", "/etc/passwd")])
     with pytest.raises(ArchiveRejected, match=r"^links are not allowed in the archive: 'passwd.png'$"):

@@ -9,6 +9,7 @@ import io
 import lzma
 import posixpath
 import stat
+import struct
 import threading
 import unicodedata
 import zipfile
@@ -44,6 +45,44 @@ def _is_unsafe(name):
     return any(part == ".." for part in name.split("/"))
 
 
+# Entries (files and folders) a zip may list, per file it may hold (IMPORT_MAX_FILES).
+MAX_ENTRIES_PER_FILE = 2
+_CENTRAL_HEADER = struct.Struct(zipfile.structCentralDir)
+
+
+def _count_entries(file, most):
+    """The entries of the zip's central directory, as zipfile would list them, counted up to ``most`` + 1.
+
+    Read record by record, keeping none: what a zip's end record claims is not trusted, and a
+    central directory of millions of tiny entries costs no memory here. 0 where there is no
+    end record (zipfile then refuses the file).
+    """
+    file.seek(0)
+    end = zipfile._EndRecData(file)  # the end record, zip64's too, as zipfile finds it
+    if end is None:
+        return 0
+    size = end[zipfile._ECD_SIZE]
+    start = end[zipfile._ECD_LOCATION] - size  # as zipfile finds it, data prepended to the zip included
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    if start < 0:
+        return 0  # zipfile refuses it
+    file.seek(start)
+    count, read = 0, 0
+    while read < size and count <= most:
+        header = file.read(_CENTRAL_HEADER.size)
+        if len(header) < _CENTRAL_HEADER.size or header[:4] != zipfile.stringCentralDir:
+            break  # zipfile says what is wrong
+        fields = _CENTRAL_HEADER.unpack(header)
+        skip = (fields[zipfile._CD_FILENAME_LENGTH] + fields[zipfile._CD_EXTRA_FIELD_LENGTH]
+                + fields[zipfile._CD_COMMENT_LENGTH])
+        file.seek(skip, io.SEEK_CUR)
+        read += _CENTRAL_HEADER.size + skip
+        count += 1
+    file.seek(0)
+    return count
+
+
 def check_archive(file):
     """Return ``{normalised name: ZipInfo}`` of the files in a zip, or raise ArchiveRejected.
 
@@ -53,6 +92,15 @@ def check_archive(file):
     the limit, and entries compressed so much that they can only be a bomb. Nothing is
     inflated to check this.
     """
+    # zipfile keeps an object for every entry it lists, folders and empty files too: counted first, without them.
+    most = MAX_ENTRIES_PER_FILE * app_settings.IMPORT_MAX_FILES
+    try:
+        listed = _count_entries(file, most)
+    except (struct.error, OSError, ValueError):
+        listed = 0  # zipfile says what is wrong below
+    if listed > most:
+        raise ArchiveRejected(f"the archive lists more than {most} entries (files and folders); it may hold at most "
+                              f"{app_settings.IMPORT_MAX_FILES} files")
     try:
         archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):  # the last: "zip file version 9.9"
