@@ -5,6 +5,7 @@ import json
 import threading
 import time
 import zipfile
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -140,6 +141,27 @@ def test_a_second_upload_updates_and_relists_the_products_it_names(api, merchant
         "Blue mug XL", "Bigger", "12.00", "USD", True, True)
     assert Product.objects.get(pk=tee.pk).title == "Red tee"  # not named: untouched (no full sync)
     assert Product.objects.get(sku="NEW-1").p2w_images.count() == 1
+
+
+@pytest.mark.parametrize("manifest", [
+    # A price update that leaves the optional columns out ...
+    "sku,title,category,price,images\nMUG-1,Blue mug,mug,11.00,blue.png\nNEW-1,Green cap,cap,7.00,red.png\n",
+    # ... or leaves their cells empty; and the same as JSON Lines.
+    HEADER + "MUG-1,Blue mug,,mug,11.00,,,blue.png\nNEW-1,Green cap,,cap,7.00,,,red.png\n",
+    '{"sku": "MUG-1", "title": "Blue mug", "category": "mug", "price": "11.00", "images": ["blue.png"]}\n'
+    '{"sku": "NEW-1", "title": "Green cap", "category": "cap", "price": "7.00", "images": ["red.png"]}\n',
+])
+def test_a_column_left_out_keeps_an_existing_products_value_and_a_new_one_gets_the_default(api, merchant, media,
+                                                                                           manifest):
+    upload(api)
+    Product.objects.filter(sku="MUG-1").update(description="Sold out for now", currency="USD", in_stock=False)
+    name = "catalog.jsonl" if manifest.startswith("{") else "catalog.csv"
+    job, progress = upload(api, manifest=manifest, name=name)
+    assert progress["state"] == "done" and progress["rows_accepted"] == 2, progress
+    fields = ("description", "currency", "in_stock")
+    assert Product.objects.values_list("price", *fields).get(sku="MUG-1") == (Decimal("11.00"), "Sold out for now",
+                                                                              "USD", False)
+    assert Product.objects.values_list(*fields).get(sku="NEW-1") == ("", "EUR", True)
 
 
 class RowByRowSerializer(ProductImportSerializer):

@@ -290,7 +290,7 @@ def test_the_template_is_a_header_and_an_example_row_that_imports(acme, client, 
         assert html.escape(str(field.help_text)) in explained.group(1)
     price = r'data-column="price">.*?required.*?A number with at most 2 decimals, at least 0\.'
     assert re.search(price, page, re.DOTALL)
-    assert re.search(r'data-column="currency">.*?optional, EUR when empty', page, re.DOTALL)
+    assert re.search(r'data-column="currency">.*?optional.*?Left out or empty: EUR for a new product', page, re.DOTALL)
 
 
 # --- the failed rows -----------------------------------------------------------------------------------

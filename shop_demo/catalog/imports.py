@@ -21,14 +21,19 @@ class ProductImportSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64, help_text="Your own code for the product, unique in your catalog. "
                                                          "A row with a SKU you already have updates that product.")
     title = serializers.CharField(max_length=200, help_text="The product's name, as shoppers see it.")
-    description = serializers.CharField(required=False, allow_blank=True, default="",
-                                        help_text="A longer text about the product.")
+    # The optional columns have no default here: a row that leaves one out (or its cell empty) keeps an existing
+    # product's value, and a new product gets the model's default (no description, EUR, in stock).
+    description = serializers.CharField(required=False, allow_blank=True,
+                                        help_text="A longer text about the product. Left out or empty: a product "
+                                                  "you already have keeps its description.")
     category = serializers.CharField(max_length=64, help_text="One word or two, e.g. dress, sneaker, mug.")
     price = price_field(help_text="With a dot before the cents, no currency sign: 19.99.")
-    currency = currency_field(required=False, default="EUR",
-                              help_text="A three-letter code in capitals: EUR, USD, GBP.")
-    in_stock = serializers.BooleanField(required=False, default=True,
-                                        help_text="yes/no and 1/0 are read too.")
+    currency = currency_field(required=False,
+                              help_text="A three-letter code in capitals: EUR, USD, GBP. Left out or empty: EUR "
+                                        "for a new product; one you already have keeps its currency.")
+    in_stock = serializers.BooleanField(required=False,
+                                        help_text="yes/no and 1/0 are read too. Left out or empty: a new product "
+                                                  "is in stock; one you already have stays as it is.")
     images = serializers.ListField(child=serializers.CharField(max_length=300), min_length=1,
                                    error_messages={"min_length": "Name at least one image."},
                                    help_text="The file names of the product's photos in your zip (or among the "
