@@ -1,6 +1,5 @@
 """Train the Pic2Word mapping on the shop's own catalog images (no captions, no triplets)."""
 
-
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
