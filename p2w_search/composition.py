@@ -19,13 +19,18 @@ from p2w_search.conf import app_settings
 
 __all__ = [
     "METHODS", "DEFAULT_METHOD", "PROMPTED", "composed_queries", "plus_image", "prompt_template", "normalise",
-    "check_change", "as_tokenized", "STAR_IN_CHANGE",
+    "check_change", "as_tokenized", "has_words", "STAR_IN_CHANGE", "NO_WORDS_IN_CHANGE", "NO_WORDS_IN_TEXT",
 ]
 
 METHODS = ("pic2word_plus_image", "pic2word", "image_only", "text_only", "image_plus_text", "fusion")
 DEFAULT_METHOD = "pic2word_plus_image"
 PROMPTED = ("pic2word_plus_image", "pic2word", "fusion")  # the methods that use a prompt template
 STAR_IN_CHANGE = "Write the change in words, without '*' (for '5 * hotel style', write '5 star hotel style')."
+# What the model would read of a text of only spaces, invisible or control characters or "&nbsp;": nothing, and a
+# search for nothing ranked the catalog by the empty sentence, an answer to no question.
+_NO_WORDS = "has nothing the search model reads (only spaces, invisible or control characters, or entities like &nbsp;)"
+NO_WORDS_IN_CHANGE = f"Write the change in words: this one {_NO_WORDS}."
+NO_WORDS_IN_TEXT = f"Write what you are looking for in words: this text {_NO_WORDS}."
 
 
 def normalise(rows):
@@ -39,10 +44,18 @@ def check_change(text):
     The prompt's ``*`` is the reference image's pseudo word; a ``*`` of the shopper's would
     be a second one, so it is refused with a message that says what to write instead. The
     text is checked as the tokenizer reads it (``as_tokenized``): ``&ast;``, ``&#42;`` and a
-    fullwidth ``＊`` are a ``*`` there too.
+    fullwidth ``＊`` are a ``*`` there too. A change the tokenizer reads as nothing is refused too.
     """
-    if "*" in as_tokenized(text):
+    tokenized = as_tokenized(text)
+    if not tokenized:
+        raise ValueError(NO_WORDS_IN_CHANGE)
+    if "*" in tokenized:
         raise ValueError(STAR_IN_CHANGE)
+
+
+def has_words(text):
+    """Whether the tokenizer reads anything of ``text`` (not only spaces, invisible or control characters)."""
+    return bool(as_tokenized(text))
 
 
 def as_tokenized(text):

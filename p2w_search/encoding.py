@@ -14,7 +14,15 @@ import time
 import numpy as np
 
 from p2w_search import dispatch
-from p2w_search.composition import PROMPTED, STAR_IN_CHANGE, check_change, composed_queries, prompt_template
+from p2w_search.composition import (
+    NO_WORDS_IN_TEXT,
+    PROMPTED,
+    STAR_IN_CHANGE,
+    check_change,
+    composed_queries,
+    has_words,
+    prompt_template,
+)
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding
@@ -133,7 +141,11 @@ def encode_many(model_id, queries):
             raise ValueError(f"unknown query kind {kind!r}")
         by_kind[kind].append(position)
 
-    texts = _fitting(embedder, [(i, queries[i][1]) for i in by_kind[TEXT]], outcomes, field=TEXT_FIELD, what="text")
+    for i in by_kind[TEXT]:
+        if not has_words(queries[i][1]):  # as the web process checks it, where the tokenizer's cleaning may differ
+            outcomes[i] = QueryRejected(TEXT_FIELD, NO_WORDS_IN_TEXT)
+    texts = _fitting(embedder, [(i, queries[i][1]) for i in by_kind[TEXT] if outcomes[i] is None], outcomes,
+                     field=TEXT_FIELD, what="text")
     if texts:
         for i, vector in zip(texts, embedder.embed_texts([queries[i][1] for i in texts])):
             outcomes[i] = vector.tolist()

@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.apps import apps
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.utils.module_loading import import_string
 
 from p2w_search import encoding, index
-from p2w_search.composition import DEFAULT_METHOD, check_change
+from p2w_search.composition import DEFAULT_METHOD, NO_WORDS_IN_TEXT, check_change, has_words
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 
@@ -137,8 +137,26 @@ def reference_image(product, model, *, field_name="product"):
                                          embeddings__state=ImageEmbedding.State.READY)
              .order_by("position", "pk").first())
     if image is None:
-        raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name)
+        _no_images(ProductImage.objects.using(search_database()).filter(product=product, in_index=True), field_name)
+        raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name,
+                       code="not_embedded")
     return image
+
+
+NO_IMAGES = "This product has no image in the search index, so there is nothing to search by."
+
+
+def _no_images(images, field_name):
+    """Rejected (code "no_images") when ``images`` (a product's, in the index) is empty: no image, or all taken
+    out of search. Waiting for indexing would not help, so it is not said to be "not embedded yet"."""
+    if not images.exists():
+        raise Rejected(NO_IMAGES, field=field_name, code="no_images")
+
+
+def _in_index(image, field_name):
+    if not image.in_index:
+        raise Rejected(f"Product image {image.pk} is not in the search index (it was taken out of search), so "
+                       "there is nothing to search by.", field=field_name, code="no_images")
 
 
 def _visible(product, field_name, missing=None):
@@ -153,6 +171,8 @@ def _visible(product, field_name, missing=None):
 
 def text(q, *, products=None, k=None, exclude=(), timings=None):
     """Products whose images match the text ``q``."""
+    if not has_words(q):
+        raise Rejected(NO_WORDS_IN_TEXT, field="q")
     model = serving_model()
     timings = {} if timings is None else timings
     vector = _encode(model, encoding.TEXT, q, timings, field_name="q")
@@ -170,6 +190,7 @@ def image(data=None, *, image_id=None, products=None, k=None, exclude=(), timing
     if catalog_image is None:
         raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
     _visible(catalog_image.product_id, "image_id", f"There is no product image with id {image_id}.")
+    _in_index(catalog_image, "image_id")
     with _timed(timings, "encode"):
         vector = _stored(model, ProductImage.objects.using(search_database()).filter(pk=image_id), "image_id")
     return _rank(model, vector, products=products, k=k, exclude=[*exclude, catalog_image.product_id],
@@ -218,6 +239,7 @@ def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_ME
             if reference is None:
                 raise Rejected(f"There is no product image with id {image_id}.", field="image_id")
             _visible(reference.product_id, "image_id", f"There is no product image with id {image_id}.")
+            _in_index(reference, "image_id")
             if not reference.embeddings.filter(model=model, state=ImageEmbedding.State.READY).exists():
                 raise Rejected("Its image is not embedded yet; try again once indexing is done.", field="image_id")
         payload["image_id"] = reference.pk
@@ -239,7 +261,9 @@ def _stored(model, images, field_name):
     try:
         return index.stored_query_vector(model, images, using=search_database())
     except index.NotEmbedded:
-        raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name) from None
+        _no_images(images, field_name)
+        raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name,
+                       code="not_embedded") from None
 
 
 def _rank(model, vector, *, products, k, exclude, timings):
@@ -247,8 +271,11 @@ def _rank(model, vector, *, products, k, exclude, timings):
     if products is not None:
         shown = shown.filter(pk__in=products.values("pk"))
     with _timed(timings, "sql"):
-        hits = index.nearest_products(model, vector, k=k or app_settings.DEFAULT_K, products=shown,
-                                      exclude_product_ids=exclude, using=search_database())
+        try:
+            hits = index.nearest_products(model, vector, k=k or app_settings.DEFAULT_K, products=shown,
+                                          exclude_product_ids=exclude, using=search_database())
+        except EmptyResultSet:  # ``products`` can match nothing (``none()``, ``pk__in=[]``): no hits, not a 500
+            hits = []
     return Results(model=model, hits=hits, timings=timings)
 
 

@@ -27,6 +27,7 @@ from django.db import models
 from django.db.models import Q
 from django.forms.utils import ErrorDict, ErrorList
 from django.utils.module_loading import import_string
+from django_filters.fields import BaseCSVField
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, product_model_label
 
@@ -54,7 +55,21 @@ class _NumberFilter(django_filters.NumberFilter):
     field_class = BoundedNumberField
 
 
-class _CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
+class _ValuesField(BaseCSVField):
+    """Comma-separated values, at least one: "," or " , " holds none (an empty IN list was a 500 for ids)."""
+
+    def clean(self, value):
+        values = super().clean(value)
+        if values and all(item in self.empty_values for item in values):
+            raise ValidationError("Enter one or more values separated by commas.", code="no_values")
+        return values
+
+
+class _InFilter(django_filters.BaseInFilter):
+    base_field_class = _ValuesField
+
+
+class _CharInFilter(_InFilter, django_filters.CharFilter):
     pass
 
 
@@ -62,12 +77,12 @@ class _KeyNumberField(forms.IntegerField):
     default_error_messages = {"invalid": "Enter a number. An id is a whole number, e.g. 12."}
 
 
-class _IntegerInFilter(django_filters.BaseInFilter, django_filters.NumberFilter):
+class _IntegerInFilter(_InFilter, django_filters.NumberFilter):
     # Integer keys take whole numbers only: 1.5 was read as a decimal, and the database adapter made it key 1.
     field_class = _KeyNumberField
 
 
-class _UUIDInFilter(django_filters.BaseInFilter, django_filters.UUIDFilter):
+class _UUIDInFilter(_InFilter, django_filters.UUIDFilter):
     pass
 
 
@@ -88,7 +103,21 @@ class ProductFilterSet(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
 
     def is_valid(self):
-        return super().is_valid() and not self.repeated
+        return super().is_valid() and not self.repeated and not self._crossed()
+
+    def _crossed(self):
+        """``{name_max: reason}`` for each range whose upper bound is below its lower one (a 400, not no results)."""
+        data = getattr(self.form, "cleaned_data", {})
+        crossed = {}
+        for name, declared in self.filters.items():
+            low_name = name[:-len("_max")] + "_min"
+            if not (name.endswith("_max") and isinstance(declared, _NumberFilter)
+                    and isinstance(self.filters.get(low_name), _NumberFilter)):
+                continue
+            low, high = data.get(low_name), data.get(name)
+            if low is not None and high is not None and low > high:
+                crossed[name] = f"Ensure this value is greater than or equal to {low_name} ({low})."
+        return crossed
 
     def filter_queryset(self, queryset):
         """Apply the filters: those of ``FILTER_FIELDS`` together in one ``filter()`` call (``together``)."""
@@ -109,6 +138,8 @@ class ProductFilterSet(django_filters.FilterSet):
         for name, times in self.repeated.items():
             errors[name] = ErrorList([ValidationError(f"Give {name} once; it was given {times} times.",
                                                       code="repeated")])
+        for name, reason in self._crossed().items():
+            errors[name] = ErrorList([ValidationError(reason, code="crossed")])
         return errors
 
 

@@ -225,7 +225,9 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
         outcome.status, outcome.notice = 503, shopper_message(exc)
         return
     except search.Rejected as exc:
-        if exc.field == "product":  # the product is not embedded yet: the change is fine, the search waits
+        if exc.field == "product" and exc.code == "no_images":  # no image to search by: waiting will not help
+            outcome.notice = exc.reason
+        elif exc.field == "product":  # the product is not embedded yet: the change is fine, the search waits
             outcome.status, outcome.notice = 503, NOT_INDEXED
         elif outcome.form is not None and exc.field == "text":
             outcome.form.add_error(CHANGE, exc.reason)

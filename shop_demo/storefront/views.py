@@ -75,8 +75,8 @@ def product(request, pk):
         context["similar"] = search.similar_products(item, products=search.shop_products(), k=SIMILAR)
     except search.SearchUnavailable as exc:
         context["similar_unavailable"] = search.shopper_message(exc)
-    except Rejected:
-        context["similar_unavailable"] = journey.NOT_INDEXED
+    except Rejected as exc:
+        context["similar_unavailable"] = exc.reason if exc.code == "no_images" else journey.NOT_INDEXED
     return _render(request, "storefront/product.html", context, status=outcome.status)
 
 
