@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import NotFound
 
 from p2w_search import dispatch, indexing, status
-from p2w_search.api.uploads import FILES, download
+from p2w_search.api.uploads import FILES, FilesUnreadable, download
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.files import image_url
 from p2w_search.imaging import ImageRejected, load_image
@@ -232,6 +232,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             return download(job, name)
         except NotFound as exc:
             raise Http404(str(exc.detail)) from None
+        except FilesUnreadable as exc:
+            return HttpResponse(str(exc.detail), status=exc.status_code, content_type="text/plain; charset=utf-8")
 
     @admin.display(description="files")
     def files(self, obj):

@@ -24,8 +24,8 @@ from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.uploads.storage import upload_backend
 
-__all__ = ["KEPT_PER_SESSION", "PhotoGone", "KeptPhoto", "keep", "load", "remove_expired", "keep_seconds",
-           "kept_for"]
+__all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "KeptPhoto", "keep", "load", "remove_expired",
+           "keep_seconds", "kept_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,13 @@ class PhotoGone(Exception):
     def __init__(self, reason, *, status):
         super().__init__(reason)
         self.reason, self.status = reason, status
+
+
+class PhotoNotKept(Exception):
+    """The server could not keep the photo (its storage refused it): a 503, not the shopper's fault."""
+
+
+NOT_KEPT = "The shop cannot keep your photo right now; try again in a few minutes."
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,13 @@ def keep(request, data):
     storage = upload_backend()
     token, uploaded = secrets.token_urlsafe(18), time.time()
     name = _name(token, uploaded)
-    storage.save(name, ContentFile(data))
-    storage.save(f"{name}.jpg", ContentFile(_thumbnail(data)))
+    try:
+        storage.save(name, ContentFile(data))
+        storage.save(f"{name}.jpg", ContentFile(_thumbnail(data)))
+    except OSError as exc:  # the storage refuses (a full disk): nothing half-written is left to the expiry sweep
+        logger.error("could not keep a shopper's photo %s: %s", name, exc)
+        _delete(storage, name)
+        raise PhotoNotKept(NOT_KEPT) from None
     kept = dict(request.session.get(SESSION_KEY, {}))
     kept[token] = uploaded
     for old in sorted(kept, key=kept.get)[:-KEPT_PER_SESSION]:

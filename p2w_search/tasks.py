@@ -168,7 +168,8 @@ def run_import(self, job_id):
             raise
         except Exception:  # a bug or a broken file must not leave the job "running" forever
             logger.exception("import %s failed", job_id)
-            ImportJob.objects.filter(pk=job_id).update(
+            # A job the importer ended itself (its storage refused a file) keeps the reason it gave.
+            ImportJob.objects.filter(pk=job_id).exclude(state__in=ImportJob.ENDED).update(
                 state=ImportJob.State.FAILED, ended_at=timezone.now(),
                 message="The import failed because of an error on the server; nothing was imported. "
                         "The error is logged; try again, or tell the shop's staff if it happens again.")

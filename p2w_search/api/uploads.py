@@ -4,12 +4,14 @@ A merchant sees and downloads only its own uploads; staff see all of them. Uploa
 are kept in private storage (never under the public media URL) and downloaded here.
 """
 
+import logging
+
 from django.core.files.base import ContentFile
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -29,6 +31,13 @@ __all__ = ["ImportListView", "ImportDetailView", "ImportFileView"]
 
 # The files of a job, by the name they have in URLs.
 FILES = {"manifest": "manifest", "archive": "archive", "rejected-rows": "rejected_rows"}
+# What a merchant is told when the upload storage refuses its files (a full disk, a read-only folder): the files
+# were fine, the server is not; the log has the reason and the path.
+NOT_STORED = "The server cannot store uploads right now; nothing was saved. Try again later."
+RETRY_AFTER_SECONDS = 300
+
+logger = logging.getLogger(__name__)
+
 # The largest value ImportJob.confirm_unlist (a PositiveIntegerField: PostgreSQL's integer) holds.
 CONFIRM_UNLIST_MAX = 2**31 - 1
 
@@ -174,13 +183,20 @@ class ImportListView(APIView):
         data = JobSerializer([job_progress(job) for job in page], many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
 
-    @extend_schema(request=UploadSerializer, responses={202: JobSerializer, **errors(400, 401, 403)})
+    @extend_schema(request=UploadSerializer, responses={
+        202: JobSerializer, **errors(400, 401, 403),
+        503: OpenApiResponse(response=errors(503)[503].response, description="The server cannot store uploads now.")})
     def post(self, request):
         key = merchant_key(request.user)
         upload = UploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
-        job = create_job(owner=request.user, merchant_key=key, values=upload.validated_data)
+        try:
+            job = create_job(owner=request.user, merchant_key=key, values=upload.validated_data)
+        except OSError as exc:  # create_job deleted what it wrote, and saved no job
+            logger.error("could not store an upload of merchant %s: %s", key, exc)
+            return Response({"detail": NOT_STORED}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         body = JobSerializer(job_progress(job), context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -211,6 +227,11 @@ class ImportFileView(APIView):
         return download(job, name)
 
 
+class FilesUnreadable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The server cannot read this file right now; try again later."
+
+
 def download(job, name):
     """A FileResponse with file ``name`` of ``job``, or NotFound saying why there is none."""
     field = FILES.get(name)
@@ -226,5 +247,8 @@ def download(job, name):
         handle = file.open("rb")
     except FileNotFoundError:  # deleted from the storage while the job still names it (a retention run cut short)
         raise NotFound(f"The {name} file of this upload is no longer kept.") from None
+    except OSError as exc:  # the storage refuses to read it (permissions, a failing disk): the server's problem
+        logger.error("could not read the %s file of import %s: %s", name, job.pk, exc)
+        raise FilesUnreadable() from None
     filename = file.name.rsplit("/", 1)[-1]
     return FileResponse(handle, as_attachment=True, filename=f"import-{job.pk}-{filename}")

@@ -1,5 +1,7 @@
 """The merchant pages: thin doors onto the upload API's rules (api/uploads.py) and the import's progress."""
 
+import logging
+
 from django.contrib import messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
@@ -19,6 +21,8 @@ from p2w_search.merchant.jobs import progress_context, render_parts, submit
 from p2w_search.merchant.template_csv import columns, template_csv
 from p2w_search.uploads.importer import import_serializer
 from p2w_search.uploads.manifest import ERROR_COLUMN
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["home", "upload", "upload_check", "imports", "job", "job_progress", "job_file", "template",
            "embed_again", "act_for"]
@@ -60,9 +64,15 @@ def upload(request):
             count = count_full_sync(values["manifest"], acting.merchant, confirm=values.get("confirm_unlist"))
             if count.refusal:  # refused before anything happens, in the words the job would use
                 errors = {"confirm_unlist": [count.refusal]}
+        status = 400
         if not errors:
-            job = submit(owner=request.user, merchant_key=acting.key, values=values)
-            return redirect("p2w_merchant:import", pk=job.pk)
+            try:
+                job = submit(owner=request.user, merchant_key=acting.key, values=values)
+            except OSError as exc:  # the upload storage refuses (a full disk); nothing was kept, as in the API
+                logger.error("could not store an upload of merchant %s: %s", acting.key, exc)
+                errors, status = {"manifest": [api.NOT_STORED]}, 503
+            else:
+                return redirect("p2w_merchant:import", pk=job.pk)
         form = UploadForm(request.POST, request.FILES)
         form.show_errors(errors)
     else:
@@ -70,7 +80,7 @@ def upload(request):
     return _page(request, "upload.html", {
         "form": form, "count": count, "files_sent": bool(request.FILES), "columns": columns(),
         "error_column": ERROR_COLUMN,
-    }, section="upload", status=400 if errors else 200)
+    }, section="upload", status=status if errors else 200)
 
 
 @require_POST
@@ -132,7 +142,10 @@ def job_file(request, pk, name):
     """Download a file of one upload: the API's download, under the API's rule."""
     job = job_for(request, pk)
     with api_rules():
-        return api.download(job, name)
+        try:
+            return api.download(job, name)
+        except api.FilesUnreadable as exc:
+            return HttpResponse(str(exc.detail), status=exc.status_code, content_type="text/plain; charset=utf-8")
 
 
 @merchant_page(needs_merchant=False)

@@ -70,6 +70,7 @@ class PhotoForm(forms.Form):
 
     photo = forms.FileField(label="Photo")
     change = forms.CharField(required=False, label="…but", max_length=CHANGE_MAX_LENGTH)
+    status = 400  # of the page that shows the form's errors: 503 when the server could not keep a valid photo
     method = _method_field()
 
     def clean_photo(self):

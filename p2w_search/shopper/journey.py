@@ -273,14 +273,20 @@ def accept_photo(request):
     """Read a photo upload (POST: ``photo``, optional ``change`` and ``method``); keep it when it can be used.
 
     Returns (form, link): the PhotoForm (with errors when the photo or change cannot be
-    used) and, when valid, the query string of its result page: the request's own query
-    string (filters) with ``photo`` set to the kept photo's token, and the change and method.
+    used, or the server could not keep the photo: ``form.status`` 503) and, when valid, the
+    query string of its result page: the request's own query string (filters) with ``photo``
+    set to the kept photo's token, and the change and method.
     """
     form = PhotoForm(request.POST, request.FILES)
     _memo(request)[("photo_form",)] = form
     if not form.is_valid():
         return form, None
-    token = photos.keep(request, form.cleaned_data["photo"])
+    try:
+        token = photos.keep(request, form.cleaned_data["photo"])
+    except photos.PhotoNotKept as exc:
+        form.add_error("photo", str(exc))
+        form.status = 503
+        return form, None
     query = request.GET.copy()
     for name in (PAGE, CHANGE, METHOD, PHOTO):
         query.pop(name, None)

@@ -34,4 +34,4 @@ class PhotoSearchView(TemplateView):
         form, link = journey.accept_photo(request)
         if link is not None:
             return HttpResponseRedirect(request.path + link, status=303)
-        return self.render_to_response(self.get_context_data(photo_form=form, **kwargs), status=400)
+        return self.render_to_response(self.get_context_data(photo_form=form, **kwargs), status=form.status)

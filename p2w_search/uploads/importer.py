@@ -213,30 +213,51 @@ def run_import(job, *, progress=None):
     job.state, job.started_at = ImportJob.State.RUNNING, timezone.now()
     job.save(update_fields=["state", "started_at", "updated_at"])
     report = _Report(job)
-    written = []  # names of the files written, deleted again unless the transaction commits
+    written = []  # names of the image files written, deleted again unless the transaction commits
     try:
-        with transaction.atomic():
-            _import(job, serializer_class, merchant, report, written, progress)
-            _end(job, report, written)
-    except (_Refused, ManifestError, ArchiveRejected) as refusal:
+        try:
+            with transaction.atomic():
+                _import(job, serializer_class, merchant, report, written, progress)
+                _end(job, report)
+        except (_Refused, ManifestError, ArchiveRejected) as refusal:
+            delete_files_now(written)
+            written.clear()
+            job.rows_accepted, job.products_unlisted, job.unlisted_skus = 0, 0, []
+            job.state = ImportJob.State.REJECTED
+            job.message = {_Refused: "{}", ManifestError: "The manifest cannot be used: {}.",
+                           ArchiveRejected: "The archive is refused: {}."}[type(refusal)].format(refusal)
+            _end(job, report)
+    except BaseException as exc:
         delete_files_now(written)
-        job.rows_accepted, job.products_unlisted, job.unlisted_skus = 0, 0, []
-        job.state = ImportJob.State.REJECTED
-        job.message = {_Refused: "{}", ManifestError: "The manifest cannot be used: {}.",
-                       ArchiveRejected: "The archive is refused: {}."}[type(refusal)].format(refusal)
-        _end(job, report, [])
-    except BaseException:
-        delete_files_now(written)
+        report.discard(job)
+        if _storage_fault(exc):
+            _fail(job, STORAGE_FAILED.format(exc.strerror or type(exc).__name__))
         raise
     finally:
         report.close()
     return job
 
 
-def _end(job, report, written):
+# An import's files could not be written or read (a full disk, a read-only folder, a file gone): the server's
+# problem, never the rows'. The job fails as a whole, saying so; the log has the path.
+STORAGE_FAILED = ("The import failed: the server could not store or read its files ({}); nothing was imported. "
+                  "Try again later, or tell the shop's staff if it happens again.")
+
+
+def _storage_fault(exc):
+    """Whether ``exc`` is a file storage's refusal; ConnectionError and TimeoutError pass, and are retried."""
+    return isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _fail(job, message):
+    """End ``job`` FAILED with ``message``; only those fields are saved (the others are of the rolled-back run)."""
+    job.state, job.message, job.ended_at = ImportJob.State.FAILED, message, timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(state=job.state, message=message, ended_at=job.ended_at,
+                                               updated_at=job.ended_at)
+
+
+def _end(job, report):
     report.store(job)
-    if job.rejected_rows:
-        written.append(job.rejected_rows.name)
     job.ended_at = timezone.now()
     job.save()
 
@@ -569,6 +590,7 @@ class _Report:
         # UTF-8 cannot encode one, so it is written back as that same escape, which reads as it was sent.
         self.text = io.TextIOWrapper(self.file, encoding="utf-8", errors="backslashreplace", newline="")
         self.columns, self.kind, self.writer, self.kept = None, None, None, None
+        self.stored = None  # the name of the rejected-rows file written
 
     def start(self, columns, name):
         # The cells kept: all but a previous error column's, wherever the merchant put it.
@@ -601,6 +623,16 @@ class _Report:
             self.file.seek(0)
             extension = ".csv" if self.kind == "csv" else ".jsonl"
             job.rejected_rows.save(f"rejected-rows{extension}", File(self.file), save=False)
+            self.stored = job.rejected_rows.name
+
+    def discard(self, job):
+        """Delete the rejected-rows file ``store`` wrote for a run that did not end (no saved job refers to it)."""
+        if self.stored:
+            try:
+                job.rejected_rows.storage.delete(self.stored)
+            except Exception as exc:  # any storage's error: the orphan sweep deletes it later
+                logger.warning("could not delete the rejected rows file %s: %s", self.stored, exc)
+            job.rejected_rows, self.stored = "", None
 
     def close(self):
         self.text.detach()

@@ -7,6 +7,8 @@ them through authenticated views, and ``retention.remove_expired_uploads`` delet
 ``UPLOAD_RETENTION_DAYS`` after their job ended.
 """
 
+import logging
+
 from django.core.files.storage import InvalidStorageError, Storage, storages
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
@@ -15,6 +17,8 @@ __all__ = ["UploadStorage", "upload_storage", "upload_backend", "UPLOAD_FIELDS"]
 
 # The ImportJob fields that hold uploaded or generated files.
 UPLOAD_FIELDS = ("manifest", "archive", "rejected_rows")
+
+logger = logging.getLogger(__name__)
 
 
 def upload_backend():
@@ -40,7 +44,18 @@ class UploadStorage(Storage):
         return upload_backend().open(name, mode)
 
     def _save(self, name, content):
-        return upload_backend().save(name, content)
+        backend = upload_backend()
+        try:
+            return backend.save(name, content)
+        except BaseException:
+            # A write cut short (a full disk) leaves part of the file. ``name`` is this file's alone (upload_path
+            # gives each upload a folder of its own, and it was free): what is there now is that part, which no
+            # job would ever refer to.
+            try:
+                backend.delete(name)
+            except Exception as exc:
+                logger.warning("could not delete the part written of %s (the orphan sweep will): %s", name, exc)
+            raise
 
     def get_available_name(self, name, max_length=None):
         return upload_backend().get_available_name(name, max_length=max_length)

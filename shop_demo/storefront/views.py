@@ -41,11 +41,11 @@ def home(request):
     products = form.filter(search.shop_products())
     context["products"] = products
     if request.method == "POST":
-        _, link = journey.accept_photo(request)  # the photo box shows the form's errors
+        photo_form, link = journey.accept_photo(request)  # the photo box shows the form's errors
         if link is not None:
             return HttpResponseRedirect(reverse("storefront:home") + link, status=303)
         context["mode"] = "photo-refused"
-        return _render(request, "storefront/home.html", context, status=400)
+        return _render(request, "storefront/home.html", context, status=photo_form.status)
     if request.GET.get(journey.PHOTO):
         outcome = journey.for_photo(request, products=products, per_page=RESULTS)
         context.update(mode="photo", outcome=outcome, kept=_params(request, journey.PHOTO, journey.CHANGE,
