@@ -105,3 +105,31 @@ def embed_catalog():
     indexing.queue_missing(model)
     indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
     return model
+
+
+def solid_colour_shop():
+    """Four products (t-shirts and mugs, 10 to 40), one solid-colour image each, embedded by the model that serves."""
+    products = []
+    for i, rgb in enumerate([(220, 20, 20), (20, 200, 40), (20, 40, 220), (10, 10, 10)]):
+        product = ProductFactory(category="mug" if i % 2 else "t-shirt", price=Decimal(10 + 10 * i))
+        ProductImageFactory(product=product, data=png(rgb))
+        products.append(product)
+    embed_catalog()
+    return products
+
+
+def token_client(user):
+    """An API client that authenticates as ``user`` with its token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+def post_catalog(client, manifest, archive_bytes, **options):
+    """POST an upload of ``manifest`` (CSV text) and a zip (its bytes) to the API; return the response."""
+    handle = uploaded(manifest.encode(), "catalog.csv")
+    archive = uploaded(archive_bytes, "images.zip")
+    return client.post("/api/imports/", {"manifest": handle, "archive": archive, **options}, format="multipart")

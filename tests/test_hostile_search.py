@@ -11,7 +11,6 @@ import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -25,7 +24,14 @@ from p2w_search import composition, encoding
 from p2w_search.api.parsers import MultiPartParser
 from p2w_search.composition import STAR_IN_CHANGE, as_tokenized, check_change
 from p2w_search.models import EmbeddingModel
-from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, embed_catalog, png, uploaded
+from tests.factories import (
+    MerchantFactory,
+    ProductFactory,
+    ProductImageFactory,
+    png,
+    solid_colour_shop,
+    uploaded,
+)
 
 # Tokenized, each of these is a '*': an entity (unescaped twice, so "&amp;ast;" too) or a fullwidth form.
 STARS = ["in &ast; red", "in &#42; red", "in &#x2a; red", "in &amp;ast; red", "in ＊ red", "＊"]
@@ -43,14 +49,7 @@ def client():
 
 @pytest.fixture
 def shop(db, media):
-    """Four products, one solid-colour image each, embedded by the tiny model that serves."""
-    products = []
-    for i, rgb in enumerate([(220, 20, 20), (20, 200, 40), (20, 40, 220), (10, 10, 10)]):
-        product = ProductFactory(category="mug" if i % 2 else "t-shirt", price=Decimal(10 + 10 * i))
-        ProductImageFactory(product=product, data=png(rgb))
-        products.append(product)
-    embed_catalog()
-    return products
+    return solid_colour_shop()
 
 
 def tiff_with_text_strip_offsets():

@@ -8,7 +8,6 @@ out of search), through the API, the storefront and the query worker's batches.
 """
 
 import io
-from decimal import Decimal
 
 import pytest
 from django.test import Client
@@ -17,7 +16,7 @@ from rest_framework.test import APIClient
 from p2w_search import encoding, indexing, search
 from p2w_search.models import EmbeddingModel
 from shop_demo.catalog.models import Product
-from tests.factories import ProductFactory, ProductImageFactory, embed_catalog, png
+from tests.factories import ProductFactory, ProductImageFactory, embed_catalog, png, solid_colour_shop
 
 TEXT = "/api/search/text/"
 IMAGE = "/api/search/image/"
@@ -38,14 +37,7 @@ def client():
 
 @pytest.fixture
 def shop(db, media):
-    """Four products, one solid-colour image each, embedded by the tiny model that serves."""
-    products = []
-    for i, rgb in enumerate([(220, 20, 20), (20, 200, 40), (20, 40, 220), (10, 10, 10)]):
-        product = ProductFactory(category="mug" if i % 2 else "t-shirt", price=Decimal(10 + 10 * i))
-        ProductImageFactory(product=product, data=png(rgb))
-        products.append(product)
-    embed_catalog()
-    return products
+    return solid_colour_shop()
 
 
 def upload(data, name="photo.png"):

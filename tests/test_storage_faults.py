@@ -17,15 +17,13 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from p2w_search import indexing, orphans, product_images, tasks
 from p2w_search.models import FileDeletion, ImageEmbedding, ImportJob, ProductImage
 from p2w_search.uploads import importer
 from shop_demo.catalog.models import Product
 from tests.conftest import wait_for
-from tests.factories import MerchantFactory, ProductImageFactory, png
+from tests.factories import MerchantFactory, ProductImageFactory, png, post_catalog, token_client
 from tests.fault_storage import storage_settings
 from tests.hostile import BLUE, HEADER, RED, row, zip_bytes
 
@@ -38,18 +36,11 @@ def merchant(db, django_user_model):
     return MerchantFactory(slug="acme", user=django_user_model.objects.create_user("acme"))
 
 
-def client_for(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
+client_for = token_client
 
 
 def post(client, manifest, files=(("red.png", RED), ("blue.png", BLUE)), **options):
-    handle = io.BytesIO(manifest.encode())
-    handle.name = "catalog.csv"
-    archive = io.BytesIO(zip_bytes(list(files)))
-    archive.name = "images.zip"
-    return client.post("/api/imports/", {"manifest": handle, "archive": archive, **options}, format="multipart")
+    return post_catalog(client, manifest, zip_bytes(list(files)), **options)
 
 
 def files_in(folder):

@@ -12,14 +12,13 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from p2w_search import doctor, indexing, orphans, product_images, status, tasks
 from p2w_search.models import FileDeletion, ImageEmbedding, ImportJob, ProductImage
 from p2w_search.uploads import importer, retention
 from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
+from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png, post_catalog, token_client
 from tests.hostile import BLUE, HEADER, RED, SECRET, jpeg_with_gps_and_appended_zip, row, zip_bytes
 
 
@@ -28,19 +27,12 @@ def merchant(db, django_user_model):
     return MerchantFactory(slug="acme", user=django_user_model.objects.create_user("acme"))
 
 
-def client_for(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
+client_for = token_client
 
 
 def upload(client, manifest, files=(("red.png", RED), ("blue.png", BLUE)), **options):
     """POST an upload and run its job here; return the job's final answer."""
-    handle = io.BytesIO(manifest.encode())
-    handle.name = "catalog.csv"
-    archive = io.BytesIO(zip_bytes(list(files)))
-    archive.name = "images.zip"
-    response = client.post("/api/imports/", {"manifest": handle, "archive": archive, **options}, format="multipart")
+    response = post_catalog(client, manifest, zip_bytes(list(files)), **options)
     assert response.status_code == 202, response.content
     importer.run_import(ImportJob.objects.get(pk=response.json()["id"]))
     return client.get(response.json()["url"]).json()
