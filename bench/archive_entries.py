@@ -55,7 +55,8 @@ def main(argv=None):
                          "zipfile_seconds": base_seconds, "time_ratio": seconds / base_seconds})
             print(rows[-1], flush=True)
     table = markdown_table(
-        ["entries", "zip MB", "check_archive", "peak MiB", "s", "zipfile listing: peak MiB", "s", "time, x of zipfile's"],
+        ["entries", "zip MB", "check_archive", "peak MiB", "s", "zipfile listing: peak MiB", "s",
+         "time, x of zipfile's"],
         [[r["entries"], r["zip_mb"], r["outcome"], r["peak_mb"], r["seconds"], r["zipfile_peak_mb"],
           r["zipfile_seconds"], r["time_ratio"]] for r in rows])
     write_results(NAME, {"rows": rows}, "Peak resident memory and time of `check_archive` in a fresh process, by "

@@ -92,7 +92,8 @@ def test_more_files_than_the_cap_are_refused(small_caps):
 
 @pytest.fixture
 def unlisted(monkeypatch):
-    """``check_archive`` that fails the test if zipfile lists the archive's entries: what it refuses is refused first."""
+    """``check_archive`` that fails the test if zipfile lists the archive's entries (what it refuses, it refuses
+    before that)."""
     def listing(*args, **kwargs):
         raise AssertionError("zipfile listed the archive's entries")
 
