@@ -8,7 +8,6 @@ are never compared.
 """
 
 import json
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from pgvector import HalfVector
 from pgvector.django import CosineDistance, HalfVectorField
 
 from p2w_search.conf import app_settings
+from p2w_search.locks import advisory_lock_polled
 from p2w_search.models import EmbeddingModel, ImageEmbedding
 
 __all__ = [
@@ -81,7 +81,7 @@ def ensure_hnsw_index(model):
     table = ImageEmbedding._meta.db_table
     dim, name = int(model.dimensions), hnsw_index_name(model)
     concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
-    with connection.cursor() as cursor, _one_build_at_a_time(cursor):
+    with connection.cursor() as cursor, _one_build_at_a_time():
         if connection.in_atomic_block:
             # CREATE INDEX refuses to run while deferred foreign-key checks of this transaction wait.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -100,25 +100,13 @@ def ensure_hnsw_index(model):
 
 
 @contextmanager
-def _one_build_at_a_time(cursor, *, poll=0.2):
-    """Hold the index-build lock meanwhile (outside a transaction; inside one, its own locks serialise).
-
-    Taken by polling ``pg_try_advisory_lock``, never by waiting in ``pg_advisory_lock``: a session
-    waiting in a statement holds a snapshot, which the concurrent build in progress would wait
-    for in turn.
-    """
+def _one_build_at_a_time(*, poll=0.2):
+    """Hold the index-build lock meanwhile (outside a transaction; inside one, its own locks serialise)."""
     if connection.in_atomic_block:
         yield
         return
-    while True:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [INDEX_BUILD_LOCK])
-        if cursor.fetchone()[0]:
-            break
-        time.sleep(poll)
-    try:
+    with advisory_lock_polled(INDEX_BUILD_LOCK, poll=poll):
         yield
-    finally:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEX_BUILD_LOCK])
 
 
 def _as_halfvec(values, dim):

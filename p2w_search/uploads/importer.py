@@ -35,7 +35,7 @@ from functools import partial
 
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework.exceptions import ValidationError
@@ -45,6 +45,7 @@ from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.fetching import FetchRefused, fetch_image, is_url
 from p2w_search.files import public_file
 from p2w_search.imaging import ImageRejected
+from p2w_search.locks import advisory_lock
 from p2w_search.models import ImportJob, ProductImage
 from p2w_search.product_images import delete_files_now, delete_files_on_commit
 from p2w_search.threads import image_threads, run_all, thread_count
@@ -178,24 +179,14 @@ def create_job(*, owner, merchant_key, values, send=True):
 IMPORT_LOCK = 0x7032
 
 
-@contextmanager
 def merchant_lock(merchant_key):
     """Try to take the lock that keeps ``merchant_key``'s imports to one at a time; yield whether it was taken.
 
     Two full syncs of one merchant must not interleave, nor may a worker the sweep sent a slow
     job to run it beside the process already running it (the task and ``p2w_import`` both take
-    it). A session lock: it goes away with the connection, so a process that dies does not keep it.
+    it). A session lock (p2w_search/locks.py): a process that dies does not keep it.
     """
-    key = merchant_lock_key(merchant_key)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
-        taken = cursor.fetchone()[0]
-    try:
-        yield taken
-    finally:
-        if taken:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+    return advisory_lock(*merchant_lock_key(merchant_key))
 
 
 def merchant_lock_key(merchant_key):

@@ -1,6 +1,5 @@
 """Import a catalog from files on the server, as a merchant's upload would."""
 
-import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -9,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from p2w_search.api.uploads import UploadSerializer
+from p2w_search.locks import advisory_lock_polled
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive
 from p2w_search.uploads.importer import (
@@ -16,7 +16,7 @@ from p2w_search.uploads.importer import (
     create_job,
     import_serializer,
     known_columns,
-    merchant_lock,
+    merchant_lock_key,
     run_import,
 )
 from p2w_search.uploads.manifest import ManifestError
@@ -74,22 +74,18 @@ class Command(BaseCommand):
         The job is also in the database, where the sweep may hand it to a worker while this
         waits: then the worker ran it, and its result is reported.
         """
-        waiting = False
-        while True:
-            with merchant_lock(job.merchant_key) as taken:
-                if taken:
-                    job.refresh_from_db()
-                    if job.state in ImportJob.ENDED:
-                        return job
-                    with tqdm(desc="checking rows", unit="row") as bar:
-                        def progress(done, total):
-                            bar.total, bar.n = total, done
-                            bar.refresh()
-                        return run_import(job, progress=progress)
-            if not waiting:
-                self.stderr.write(f"merchant {job.merchant_key!r} has another import running; waiting for it to end")
-                waiting = True
-            time.sleep(LOCK_POLL_SECONDS)
+        def waiting():
+            self.stderr.write(f"merchant {job.merchant_key!r} has another import running; waiting for it to end")
+
+        with advisory_lock_polled(*merchant_lock_key(job.merchant_key), poll=LOCK_POLL_SECONDS, waiting=waiting):
+            job.refresh_from_db()
+            if job.state in ImportJob.ENDED:
+                return job
+            with tqdm(desc="checking rows", unit="row") as bar:
+                def progress(done, total):
+                    bar.total, bar.n = total, done
+                    bar.refresh()
+                return run_import(job, progress=progress)
 
 
 def _checked_options(**options):
