@@ -1,7 +1,7 @@
 import os
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,12 +38,12 @@ def clip_checkpoints():
 
 @pytest.fixture(scope="session", autouse=True)
 def nested_sessions(request, clip_checkpoints):
-    """The test shops' own sessions (tests/nested.py), started with the first test when their tests are selected.
+    """The work that runs beside this session (tests/nested.py), started with the first test when its test is selected.
 
-    After the test CLIPs are written, which they read too. They are interrupted at the end
-    if they still run (a session cut short).
+    After the test CLIPs are written, which the test shops read too. It is stopped at the end
+    if it still runs (a session cut short).
     """
-    started = nested.start_selected(request.session.items, request.config.getoption("markexpr"))
+    started = nested.start_selected(request)
     yield started
     for session in started:
         session.stop()
@@ -51,9 +51,13 @@ def nested_sessions(request, clip_checkpoints):
 
 @pytest.fixture(scope="session")
 def nested_sessions_done(nested_sessions):
-    """Wait until the test shops' sessions have ended: for a test that restarts the shared PostgreSQL or times work."""
-    for session in nested_sessions:
-        session.wait()
+    """Wait until the work beside this session has ended: for a test that restarts the shared PostgreSQL or times work.
+
+    Its failures are left to the tests that report it.
+    """
+    for work in nested_sessions:
+        with suppress(Exception):
+            work.wait()
 
 
 def write_random_mapping(path):

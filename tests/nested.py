@@ -1,19 +1,23 @@
-"""The test shops' own pytest sessions, run beside this one.
+"""Slow work that runs beside this session: the test shops' own pytest sessions, and the demo's two starts.
 
 The Oscar shop (tests/oscar_shop/) and the test shop (tests/testshop/) are Django projects of
 their own, so their tests run as pytest sessions of their own, on this run's PostgreSQL and
-Redis with databases and queues of their own. They start when this session's first test
-does (tests/conftest.py) and run while it goes on; the tests that report them
-(test_oscar_shop.py, test_testshop.py) wait for their end. A test that restarts the shared
+Redis with databases and queues of their own. ``test_demo_weights.py`` starts the demo twice
+(about 25 s each, mostly waiting on its processes), on a database and a Redis of its own.
+All three start when this session's first test does (tests/conftest.py) and run while it
+goes on; the tests that report them wait for their end. A test that restarts the shared
 PostgreSQL, or that times the machine, first waits for them (the ``nested_sessions_done``
 fixture).
 """
 
+import importlib
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from tests.workers import REPO_DIR
@@ -22,8 +26,10 @@ from tests.workers import REPO_DIR
 class NestedSession:
     """One test shop's pytest session: started once, in a process group of its own, its output in a file."""
 
-    def __init__(self, name, tests, settings_module, *, limit, queue_suffix_variable, options=(), pass_markers=False):
+    def __init__(self, name, test, tests, settings_module, *, limit, queue_suffix_variable, options=(),
+                 pass_markers=False):
         self.name = name
+        self.test = test
         self.tests = tests
         self.settings_module = settings_module
         self.limit = limit
@@ -38,10 +44,11 @@ class NestedSession:
         return [sys.executable, "-m", "pytest", self.tests, f"--ds={self.settings_module}", "-p", "no:cacheprovider",
                 *self.options, *self.markers]
 
-    def start(self, markers=""):
-        """Start the session (once); ``markers`` is this session's ``-m`` expression, passed on if it takes it."""
+    def start(self, request=None):
+        """Start the session (once); the ``-m`` expression of ``request``'s session is passed on if it takes it."""
         if self.process is not None:
             return self
+        markers = request.config.getoption("markexpr") if request is not None else ""
         self.markers = ["-m", markers] if markers and self.pass_markers else []
         # Its own queue suffix (the settings choose one): never one inherited from a shell that ran it before.
         env = {key: value for key, value in os.environ.items() if key != self.queue_suffix_variable}
@@ -78,21 +85,74 @@ class NestedSession:
             self.process.wait(timeout=10)
 
 
+class BackgroundRun:
+    """One test's slow work, run in a thread beside this session; its test waits for the result.
+
+    ``target`` ("module:function") names a function whose parameters are session fixtures,
+    looked up by name when it starts, as pytest would. Its own subprocesses must end by
+    themselves within ``limit`` seconds: a thread cannot be interrupted.
+    """
+
+    def __init__(self, name, test, target, *, limit):
+        self.name = name
+        self.test = test
+        self.target = target
+        self.limit = limit
+        self.thread = None
+        self.result = self.error = None
+
+    def start(self, request):
+        """Start the work (once), with the session fixtures its function names, got from ``request``."""
+        if self.thread is not None:
+            return self
+        module, name = self.target.split(":")
+        function = getattr(importlib.import_module(module), name)
+        arguments = [request.getfixturevalue(parameter) for parameter in inspect.signature(function).parameters]
+        self.thread = threading.Thread(target=self._run, args=(function, arguments), name=self.name, daemon=True)
+        self.deadline = time.monotonic() + self.limit
+        self.thread.start()
+        return self
+
+    def _run(self, function, arguments):
+        try:
+            self.result = function(*arguments)
+        except BaseException as error:  # raised again in the test that waits
+            self.error = error
+
+    def wait(self):
+        """Wait for the work's end (at most its limit from its start); return its result or raise its error."""
+        self.thread.join(timeout=max(self.deadline - time.monotonic(), 0))
+        if self.thread.is_alive():
+            raise TimeoutError(f"{self.name} ran longer than {self.limit} s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def stop(self):
+        """Give the work a minute to end (a session cut short): its processes and database are cleaned up then."""
+        if self.thread is not None:
+            self.thread.join(timeout=60)
+
+
 OSCAR_SETTINGS = "tests.oscar_shop.myshop.test_settings"
 
-# By the file of the test that reports each. Limits: each takes 35 to 90 s alone on 2 cores,
-# longer beside this session.
+# By the file of the test that reports each; ``test`` names that test. Limits: the sessions take
+# 35 to 90 s alone on 2 cores, the demo's two starts about 50 s; all take longer beside this session.
 SESSIONS = {
     "test_oscar_shop.py": NestedSession(
-        "oscar", "tests/oscar_shop/tests", OSCAR_SETTINGS, limit=840, queue_suffix_variable="P2W_OSCAR_QUEUE_SUFFIX",
+        "oscar", "test_the_oscar_shop_suite_passes", "tests/oscar_shop/tests", OSCAR_SETTINGS, limit=840,
+        queue_suffix_variable="P2W_OSCAR_QUEUE_SUFFIX",
         options=["--reuse-db", "-q", "-ra", "-W", "ignore::DeprecationWarning"]),
     "test_testshop.py": NestedSession(
-        "testshop", "tests/testshop/tests", "tests.testshop.settings", limit=540,
+        "testshop", "test_the_test_shops_suite_passes", "tests/testshop/tests", "tests.testshop.settings", limit=540,
         queue_suffix_variable="P2W_TESTSHOP_QUEUE_SUFFIX", options=["-q", "-rfEX", "--color=no"], pass_markers=True),
+    "test_demo_weights.py": BackgroundRun(
+        "demo-weights", "test_a_demo_started_with_new_weights_switches_its_searches_to_them",
+        "tests.test_demo_weights:two_demo_starts", limit=420),
 }
 
 
-def start_selected(items, markers):
-    """Start the sessions whose reporting test is among ``items``; return them."""
-    files = {item.path.name for item in items if item.path.parent.name == "tests"}
-    return [SESSIONS[name].start(markers) for name in SESSIONS if name in files]
+def start_selected(request):
+    """Start the work whose reporting test is among the session's selected tests; return it."""
+    selected = {(item.path.name, item.name) for item in request.session.items if item.path.parent.name == "tests"}
+    return [work.start(request) for file, work in SESSIONS.items() if (file, work.test) in selected]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import empty_database
+from tests.nested import SESSIONS
 from tests.workers import REPO_DIR
 
 pytestmark = pytest.mark.worker
@@ -32,20 +33,15 @@ def other_weights(folder):
     return folder / "p2w-demo-small.pt", folder / "mapping.pt"
 
 
-@pytest.fixture
-def database(test_database_url):
-    with empty_database(test_database_url) as url:
-        yield url
-
-
 def run_demo(var_dir, database_url, **env):
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "P2W_"))}
+    """``bin/demo --no-serve`` on a small catalog: its own Redis under ``var_dir``, so its workers share no queue."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "P2W_")) and k != "REDIS_URL"}
     result = subprocess.run(
         [sys.executable, "-m", "shop_demo.services", "--", sys.executable, "manage.py", "demo", "--size", "4",
          "--no-serve", "--bind", "127.0.0.1:0"],
-        cwd=REPO_DIR, env={**base, "DATABASE_URL": database_url, "REDIS_URL": os.environ["REDIS_URL"],
-                           "P2W_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "shop_demo.settings", **env},
-        capture_output=True, text=True, timeout=300)
+        cwd=REPO_DIR, env={**base, "DATABASE_URL": database_url, "P2W_VAR_DIR": str(var_dir),
+                           "DJANGO_SETTINGS_MODULE": "shop_demo.settings", **env},
+        capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -57,23 +53,37 @@ def models(database_url):
             "LEFT JOIN p2w_search_imageembedding e ON e.model_id = m.id GROUP BY m.id ORDER BY m.id").fetchall()
 
 
-def states(database_url):
-    return [(checksum, state) for checksum, state, _ in models(database_url)]
+def two_demo_starts(tmp_path_factory, test_database_url):
+    """The demo started on the shipped weights, then again with others: the models and output after each.
+
+    Run beside the session (tests/nested.py) from its first test: two starts are about 50 s
+    of waiting on the demo's processes. Its database is its own, its Redis too (``run_demo``).
+    """
+    from p2w_search.embedders.openclip import file_sha256
+
+    folder = tmp_path_factory.mktemp("demo-weights")
+    with empty_database(test_database_url) as database:
+        run_demo(folder / "var", database)
+        first = models(database)
+        clip, mapping = other_weights(folder / "new")
+        output = run_demo(folder / "var", database, P2W_CLIP_PRETRAINED=str(clip), P2W_MAPPING=str(mapping))
+        return {"first": first, "output": output, "new": file_sha256(clip), "second": models(database)}
 
 
-def test_a_demo_started_with_new_weights_switches_its_searches_to_them(tmp_path, database):
+WORK = SESSIONS["test_demo_weights.py"]
+
+
+@pytest.mark.timeout(WORK.limit + 30)
+def test_a_demo_started_with_new_weights_switches_its_searches_to_them(nested_sessions, request):
     from p2w_search.embedders.openclip import file_sha256
 
     shipped = file_sha256(WEIGHTS / "p2w-demo-small.pt")
-    run_demo(tmp_path / "var", database)
-    assert models(database) == [(shipped, "serving", 4)]
-
-    clip, mapping = other_weights(tmp_path / "new")
-    output = run_demo(tmp_path / "var", database, P2W_CLIP_PRETRAINED=str(clip), P2W_MAPPING=str(mapping))
-    new = file_sha256(clip)
-    assert f"the demo's CLIP changed: searches now use p2w-demo-small/p2w-demo-small.pt@{new[:12]}" in output
-    assert states(database) == [(shipped, "retired"), (new, "serving")]
-    assert models(database)[1] == (new, "serving", 4)
+    starts = WORK.start(request).wait()
+    assert starts["first"] == [(shipped, "serving", 4)]
+    new = starts["new"]
+    assert f"the demo's CLIP changed: searches now use p2w-demo-small/p2w-demo-small.pt@{new[:12]}" in starts["output"]
+    assert [(checksum, state) for checksum, state, _ in starts["second"]] == [(shipped, "retired"), (new, "serving")]
+    assert starts["second"][1] == (new, "serving", 4)
 
 
 def test_a_demo_whose_clip_serves_already_switches_nothing(db):

@@ -18,8 +18,8 @@ SESSION = SESSIONS["test_oscar_shop.py"]
 
 
 @pytest.mark.timeout(SESSION.limit + 90)
-def test_the_oscar_shop_suite_passes(nested_sessions):
-    returncode, output = SESSION.start().wait()
+def test_the_oscar_shop_suite_passes(nested_sessions, request):
+    returncode, output = SESSION.start(request).wait()
     if SESSION.timed_out:
         pytest.fail(f"the Oscar shop's session ran longer than {SESSION.limit} s:\n{output[-TAIL:]}", pytrace=False)
     if returncode != 0:

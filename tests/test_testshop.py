@@ -19,7 +19,7 @@ SESSION = SESSIONS["test_testshop.py"]
 
 @pytest.mark.timeout(SESSION.limit + 90)
 def test_the_test_shops_suite_passes(nested_sessions, request):
-    returncode, output = SESSION.start(request.config.getoption("markexpr")).wait()
+    returncode, output = SESSION.start(request).wait()
     if SESSION.timed_out:
         pytest.fail(f"the test shop's session ran longer than {SESSION.limit} s:\n{output[-TAIL:]}", pytrace=False)
     if returncode == 5:
