@@ -280,6 +280,14 @@ def test_the_refine_box_keeps_the_photo_the_changes_the_method_and_the_filters(c
     assert '<input type="text" name="change"' in form  # the next change comes after the kept ones
 
 
+def test_the_filters_form_keeps_the_photo_the_changes_and_the_method_once_each(client, shop):
+    link, response = photo_search(client, png((30, 50, 210)), query="?category=mug", change="in red", method="fusion")
+    form = re.search(r'<form id="filters".*?</form>', response.content.decode(), re.DOTALL).group(0)
+    hidden = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form)
+    token = re.search(r"photo=([\w-]+)", link).group(1)
+    assert hidden == [("photo", token), ("change", "in red"), ("method", "fusion")]
+
+
 def test_photo_results_page_through_and_filter_without_uploading_again(client, db, media):
     colours = [(int(r), int(g), int(b)) for r, g, b in np.random.default_rng(4).integers(0, 256, (30, 3))]
     products = []

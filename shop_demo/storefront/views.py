@@ -48,8 +48,8 @@ def home(request):
         return _render(request, "storefront/home.html", context, status=photo_form.status)
     if request.GET.get(journey.PHOTO):
         outcome = journey.for_photo(request, products=products, per_page=RESULTS)
-        context.update(mode="photo", outcome=outcome, kept=_params(request, journey.PHOTO, journey.CHANGE,
-                                                                   journey.METHOD))
+        # The filters form adds the method the search ran with (a link may name none).
+        context.update(mode="photo", outcome=outcome, kept=_params(request, journey.PHOTO, journey.CHANGE))
     elif form.text:
         outcome = journey.for_text(request, form.text, products=products, per_page=RESULTS)
         context.update(mode="text", outcome=outcome, kept=_params(request, "q", journey.CHANGE))
