@@ -9,8 +9,8 @@ the test session's Redis. Bounds this file holds the demo to:
 - no search ever meets a connection error; while the query worker is down a search is a
   503 at most, and only one that started while it was down;
 - an upload in progress when the bulk worker dies is imported once, every image embedded once;
-- the first composed query after the query worker's restart encodes in at most twice the
-  time of a warm one, or no slower than the slowest warm one;
+- the query worker loads the serving model before it says ready again, and the first composed
+  query after its restart encodes in at most 5 times a warm one's median (a cold model: seconds);
 - a stop under load answers every request in flight, then a 503 ("stopping"), never a reset.
 """
 
@@ -211,9 +211,15 @@ def test_each_process_of_the_demo_comes_back_and_no_search_fails(demo):
             assert kind in ("text", "composed", "photo") and down_from - QUERY_TIMEOUT - 1 <= started <= down_to, \
                 (started - down_from, kind)
     assert len(load.results) > 40
-    # Warm: at most twice a warm query's median, or no slower than a warm query was (on 2 shared cores a single
-    # sample doubles now and then: 29 ms against a median of 14 and a warm one of 27); a cold model takes far more.
-    assert encode_ms(first_after[4]) <= max(2 * statistics.median(warm), max(warm)), (encode_ms(first_after[4]), warm)
+    # Warm: the restarted query worker loaded the serving model before it said ready, and the first composed query
+    # after it cost what a warm one does, within 5x: one sample on 2 shared cores doubles or more now and then (30 ms
+    # against a median of 13), while a first query that loads the model takes seconds (7 s against 9 ms, one process).
+    serving = demo.sql("SELECT architecture || '/' || weights || '@' || left(checksum, 12) "
+                       "FROM p2w_search_embeddingmodel WHERE state = 'serving'")
+    loaded = demo.sql("SELECT loaded_models FROM p2w_search_workerprocess WHERE hostname LIKE %s "
+                      "ORDER BY ready_at DESC LIMIT 1", "query@%")
+    assert loaded == [([key for (key,) in serving],)], (loaded, serving)
+    assert encode_ms(first_after[4]) <= 5 * statistics.median(warm), (encode_ms(first_after[4]), warm)
 
     # Nothing lost or done twice: the upload imported once, every image embedded exactly once.
     wait_for(lambda: demo.sql("SELECT state FROM p2w_search_importjob")[0][0] == "done", timeout=120,
