@@ -31,8 +31,11 @@ def unit(rows):
 def catalog(model, vectors, *, categories=None):
     """One product with one image per vector, written in bulk; return the product ids in order.
 
-    The image files are not written: search reads only the rows.
+    The image files are not written: search reads only the rows. The model's HNSW index is
+    built after the rows, as a bulk load would: in half the time of inserting into it.
     """
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {index.hnsw_index_name(model)}")
     merchant = MerchantFactory()
     products = Product.objects.bulk_create([
         Product(merchant=merchant, sku=f"V{i}", title=f"v{i}", price=1, category=categories[i] if categories else "t-shirt")
@@ -43,6 +46,7 @@ def catalog(model, vectors, *, categories=None):
         ImageEmbedding(image=image, model=model, state="ready", norm=1.0, vector=vector.tolist())
         for image, vector in zip(images, vectors)
     ])
+    index.ensure_hnsw_index(model)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")  # the planner's statistics, as autovacuum keeps them on a live table
     return [p.pk for p in products]
