@@ -5,8 +5,7 @@ import pytest
 from django.db import connection
 
 from p2w_search import index
-from p2w_search.models import EmbeddingModel, ImageEmbedding
-from p2w_search.models import ProductImage
+from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Product
 from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory
 from tests.ranking import assert_ranking, cosine_scores
@@ -38,10 +37,12 @@ def catalog(model, vectors, *, categories=None):
         cursor.execute(f"DROP INDEX IF EXISTS {index.hnsw_index_name(model)}")
     merchant = MerchantFactory()
     products = Product.objects.bulk_create([
-        Product(merchant=merchant, sku=f"V{i}", title=f"v{i}", price=1, category=categories[i] if categories else "t-shirt")
+        Product(merchant=merchant, sku=f"V{i}", title=f"v{i}", price=1,
+                category=categories[i] if categories else "t-shirt")
         for i in range(len(vectors))
     ])
-    images = ProductImage.objects.bulk_create([ProductImage(product=p, file="unused.png", sha256="-") for p in products])
+    images = ProductImage.objects.bulk_create([ProductImage(product=p, file="unused.png", sha256="-")
+                                               for p in products])
     ImageEmbedding.objects.bulk_create([
         ImageEmbedding(image=image, model=model, state="ready", norm=1.0, vector=vector.tolist())
         for image, vector in zip(images, vectors)
@@ -153,7 +154,8 @@ def test_several_images_count_once_with_the_best_score(model, media):
     near, far = ProductImageFactory(product=product), ProductImageFactory(product=product)
     other = ProductImageFactory()
     query = unit(np.eye(DIM)[0])
-    for image, vector in ((near, np.eye(DIM)[0]), (far, np.eye(DIM)[1]), (other, unit(np.eye(DIM)[0] + np.eye(DIM)[2]))):
+    for image, vector in ((near, np.eye(DIM)[0]), (far, np.eye(DIM)[1]),
+                          (other, unit(np.eye(DIM)[0] + np.eye(DIM)[2]))):
         ImageEmbedding.objects.create(image=image, model=model, state="ready", norm=1.0, vector=unit(vector).tolist())
 
     hits = index.nearest_products(model, query.tolist(), k=5)
