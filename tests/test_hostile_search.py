@@ -369,6 +369,16 @@ def test_a_lone_surrogate_in_a_json_body_is_a_parse_error_naming_where(client, s
         "detail": f"JSON parse error - {where} holds a lone surrogate (U+{code}), which is not text."})
 
 
+def test_a_json_body_that_gives_a_key_twice_is_a_parse_error_naming_it(client, shop):
+    """As a query parameter given twice is refused: which of the two is meant is unknown."""
+    body = '{"product": %d, "text": "in red", "text": "in blue"}' % shop[0].pk
+    response = client.post(COMPOSED, body, content_type="application/json")
+    assert (response.status_code, response.json()) == (400, {
+        "detail": "JSON parse error - the key 'text' is given twice; give each key once."})
+    nested = client.post(IMAGE, '{"image_id": 1, "exclude": [{"a": 1, "a": 2}]}', content_type="application/json")
+    assert nested.json() == {"detail": "JSON parse error - the key 'a' is given twice; give each key once."}
+
+
 def test_an_image_of_a_hidden_product_is_no_image_and_does_not_name_the_product(client, shop):
     hidden = ProductFactory(listed=False)
     image = ProductImageFactory(product=hidden, data=png((1, 2, 3)))

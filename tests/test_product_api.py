@@ -41,6 +41,22 @@ def test_a_sku_the_merchant_already_has_is_refused_on_create_update_and_replace(
     assert api.patch(f"/api/products/{first.pk}/", {"sku": "R-1"}, format="json").json()["sku"] == "R-1"
 
 
+@pytest.mark.parametrize("body, key", [
+    ('{"sku": "A-1", "title": "mug", "category": "mug", "price": "5.00", "price": "500.00"}', "price"),
+    ('{"sku": "A-1", "title": "mug", "category": "mug", "price": "5.00", "images": [], "sku": "A-2"}', "sku"),
+])
+def test_a_json_body_that_gives_a_key_twice_is_refused_naming_it(api, merchant, body, key):
+    """Which value is meant is unknown (Python's parser keeps the last): refused, as an import row is."""
+    response = api.post("/api/products/", body, content_type="application/json")
+    assert (response.status_code, response.json()) == (400, {
+        "detail": f"JSON parse error - the key '{key}' is given twice; give each key once."})
+    product = ProductFactory(merchant=merchant, sku="A-3", price="7.00")
+    response = api.patch(f"/api/products/{product.pk}/", '{"price": "1.00", "price": "100.00"}',
+                         content_type="application/json")
+    assert response.status_code == 400 and "'price' is given twice" in response.json()["detail"]
+    assert list(Product.objects.filter(merchant=merchant).values_list("sku", "price")) == [("A-3", 7)]
+
+
 def test_a_sku_taken_between_the_check_and_the_write_is_refused_by_name(api, merchant, monkeypatch):
     """Two requests at once pass the check; the database's constraint refuses the second, named as the check would."""
     first = ProductFactory(merchant=merchant, sku="A-1")

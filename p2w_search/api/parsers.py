@@ -7,6 +7,8 @@ no body. The app's views use these; ``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]``
 them for a shop's other views.
 """
 
+import codecs
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadhandler import FileUploadHandler
@@ -14,6 +16,9 @@ from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.http.multipartparser import MultiPartParserError
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
+from rest_framework.utils import json
+
+from p2w_search.uploads.manifest import DuplicateKey, unique_keys
 
 __all__ = ["JSONParser", "FormParser", "MultiPartParser", "limit_exceeded"]
 
@@ -39,11 +44,18 @@ def limit_exceeded(exc, *, files_hint=""):
 class JSONParser(parsers.JSONParser):
     """DRF's JSONParser; JSON nested deeper than Python's parser goes is a ParseError too, and so is a
     lone surrogate (``"\\udc00"`` is valid JSON but not text: an answer that repeats it, "'...' is not a
-    valid choice", could not be written as UTF-8)."""
+    valid choice", could not be written as UTF-8), and an object that gives one key twice (which
+    value is meant is unknown: Python's parser keeps the last, as a catalog import refuses to)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        text = codecs.getreader(parsers.get_encoding(parser_context or {}))(stream)
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = json.load(text, parse_constant=json.strict_constant if self.strict else None,
+                             object_pairs_hook=unique_keys)
+        except DuplicateKey as exc:
+            raise ParseError(f"JSON parse error - {exc}; give each key once.") from None
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
             raise ParseError("JSON parse error - the JSON is nested too deeply.") from None
         found = _lone_surrogate(data)

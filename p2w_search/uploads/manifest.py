@@ -172,7 +172,8 @@ class DuplicateKey(ValueError):
         self.key = key
 
 
-def _unique_keys(pairs):
+def unique_keys(pairs):
+    """``json``'s ``object_pairs_hook`` that raises DuplicateKey for a key given twice in one object."""
     value = {}
     for key, item in pairs:
         if key in value:
@@ -183,7 +184,7 @@ def _unique_keys(pairs):
 
 def load_json_line(line):
     """``json.loads``, but an object that gives one key twice raises DuplicateKey instead of keeping the last."""
-    return json.loads(line, object_pairs_hook=_unique_keys)
+    return json.loads(line, object_pairs_hook=unique_keys)
 
 
 def _text_lines(handle, *, chunk_size=1 << 16):
