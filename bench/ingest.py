@@ -447,7 +447,8 @@ def store_cost(model, size, task_batch):
     from p2w_search import index, indexing
     from p2w_search.models import ImageEmbedding
 
-    ids = list(ImageEmbedding.objects.filter(model=model).order_by("pk").values_list("pk", flat=True)[:size])
+    rows = list(ImageEmbedding.objects.filter(model=model).select_related("image").order_by("pk")[:size])
+    ids = [row.pk for row in rows]
     features = np.random.default_rng(0).standard_normal((task_batch, model.dimensions)).astype(np.float32)
     result = {}
     with transaction.atomic():
@@ -458,7 +459,7 @@ def store_cost(model, size, task_batch):
             ImageEmbedding.objects.filter(pk__in=ids).update(state=ImageEmbedding.State.PENDING)
             started = time.perf_counter()
             for start in range(0, len(ids), task_batch):
-                part = ids[start:start + task_batch]
+                part = rows[start:start + task_batch]
                 indexing._store_ready(part, features[:len(part)])
             result[label] = (time.perf_counter() - started) / len(ids)
         transaction.set_rollback(True)

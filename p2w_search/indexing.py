@@ -207,7 +207,8 @@ def embed_pending(model_id, embedding_ids, *, claim=None):
     of one batch at once embed each image once. The same task delivered again (its worker
     died before acknowledging it) claims its rows again; the sweep frees the claims of rows
     it queues anew. Rows that vanished or are already ready are skipped. An image that
-    cannot be read is marked failed with the reason; the others are embedded in one batch.
+    cannot be read is marked failed with the reason; the others are embedded in one batch. An
+    image given another file meanwhile (its old one deleted, maybe) keeps neither: it was queued again.
     """
     model = EmbeddingModel.objects.filter(pk=model_id).first()
     if model is None:
@@ -228,24 +229,28 @@ def embed_pending(model_id, embedding_ids, *, claim=None):
     loaded, failed = [], []
     for row, image in zip(rows, run_all(_read_or_refusal, [row.image for row in rows])):  # decoded side by side
         if isinstance(image, ImageRejected):
-            row.state, row.error, row.vector, row.norm = ImageEmbedding.State.FAILED, image.reason, None, None
-            failed.append(row)
+            failed.append((row, image.reason))
         else:
             loaded.append((row, image))
-    if failed:
-        ImageEmbedding.objects.bulk_update(failed, ["state", "error", "vector", "norm"])
+    for row, reason in failed:  # rare: an UPDATE each, kept to the file that was read (as _store_ready is)
+        ImageEmbedding.objects.filter(
+            pk=row.pk, state=ImageEmbedding.State.PENDING, image__file=row.image.file.name,
+            image__sha256=row.image.sha256,
+        ).update(state=ImageEmbedding.State.FAILED, error=reason, vector=None, norm=None)
     if not loaded:
         return 0
     features = embedder.embed_images([image for _, image in loaded], normalize=False)  # [n, dim]
-    return _store_ready([row.pk for row, _ in loaded], features)
+    return _store_ready([row for row, _ in loaded], features)
 
 
-def _store_ready(embedding_ids, features):
-    """Store the vectors of the rows that are still pending; return how many were stored.
+def _store_ready(rows, features):
+    """Store the vectors of ``rows`` (ImageEmbedding, their image loaded) still pending; return how many were stored.
 
-    A row deleted or already ready meanwhile is left alone. One UPDATE from arrays:
-    ``bulk_update`` builds a CASE per field and row, which cost about as much as half of
-    the forward pass of a batch on the demo model (bench/ingest.py measures it).
+    A row deleted or already ready meanwhile is left alone, and so is one whose image no longer
+    has the file that was read: replaced while this batch was embedded, it was queued again, and
+    the old picture's vector must not make it ready. One UPDATE from arrays: ``bulk_update``
+    builds a CASE per field and row, which cost about as much as half of the forward pass of a
+    batch on the demo model (bench/ingest.py measures it).
     """
     norms = np.linalg.norm(features, axis=1)  # [n]
     vectors = features / np.maximum(norms, 1e-12)[:, None]  # [n, dim]
@@ -253,10 +258,12 @@ def _store_ready(embedding_ids, features):
         cursor.execute(
             f"UPDATE {ImageEmbedding._meta.db_table} AS e "
             "SET state = %s, error = '', vector = v.vector, norm = v.norm, updated_at = now() "
-            "FROM unnest(%s::bigint[], %s::halfvec[], %s::float8[]) AS v(id, vector, norm) "
-            "WHERE e.id = v.id AND e.state = %s",
-            [ImageEmbedding.State.READY, list(embedding_ids), [HalfVector(v).to_text() for v in vectors],
-             norms.tolist(), ImageEmbedding.State.PENDING],
+            "FROM unnest(%s::bigint[], %s::halfvec[], %s::float8[], %s::text[], %s::text[]) "
+            f"AS v(id, vector, norm, file, sha256), {ProductImage._meta.db_table} AS i "
+            "WHERE e.id = v.id AND e.state = %s AND i.id = e.image_id AND i.file = v.file AND i.sha256 = v.sha256",
+            [ImageEmbedding.State.READY, [row.pk for row in rows], [HalfVector(v).to_text() for v in vectors],
+             norms.tolist(), [row.image.file.name for row in rows], [row.image.sha256 for row in rows],
+             ImageEmbedding.State.PENDING],
         )
         return cursor.rowcount
 

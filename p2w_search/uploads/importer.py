@@ -510,7 +510,7 @@ def attach_images(products, *, written):
     """Make each product's images the given list, in order; return the images added or changed.
 
     ``products`` is ``[(product, [PreparedImage, ...]), ...]``. An image whose upload has
-    the SHA-256 already at its position is left alone. One query finds the products'
+    the SHA-256 already at its position is left alone. One query finds (and locks) the products'
     current images and one INSERT adds the new ones (a query per product and image made
     the import the slow part of an ingest, bench/results/ingest.md). The names of the
     files written are appended to ``written``; files replaced or removed are deleted once
@@ -518,7 +518,11 @@ def attach_images(products, *, written):
     """
     current = defaultdict(dict)  # product id -> position -> image
     # This app's own images only: a mirror of the shop's image model (source_pk) and its file are the shop's.
-    for image in ProductImage.objects.filter(product_id__in=[product.pk for product, _ in products], source_pk=""):
+    # Locked until the import commits: one deleted meanwhile (in the admin, say) would be updated in vain below, and
+    # the rows that name it (its embeddings, the job's images) would fail the whole import at its commit.
+    locked = ProductImage.objects.select_for_update().filter(product_id__in=[product.pk for product, _ in products],
+                                                             source_pk="")
+    for image in locked:
         current[image.product_id][image.position] = image
     added, changed, replaced, removed, to_write = [], [], [], [], []
     for product, images in products:

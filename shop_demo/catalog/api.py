@@ -1,17 +1,44 @@
 """The demo shop's product API: anyone reads; a merchant changes only its own products."""
 
-from django.db import IntegrityError, transaction
+from contextlib import contextmanager
+
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import permissions, serializers, viewsets
-from rest_framework.exceptions import PermissionDenied
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.exceptions import APIException, PermissionDenied
 
 from p2w_search.api.pagination import PagePagination
 from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
 from shop_demo.catalog.serializers import DUPLICATE_SKU, ProductSerializer
+
+# How long a write waits for a product that another transaction is writing. An import holds the products it wrote
+# until it commits, minutes for a large catalog: a request waiting that long would hang its client and a web thread.
+LOCK_WAIT_MS = 5000
+
+
+class ProductBusy(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = ("Another change of this product is being written, most likely an import of your catalog that "
+                      "has not ended yet; try again once it has.")
+    default_code = "product_busy"
+
+
+@contextmanager
+def bounded_lock_wait():
+    """A transaction whose writes wait ``LOCK_WAIT_MS`` at most for a row another one holds; then a 409."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{LOCK_WAIT_MS}ms"])
+        try:
+            yield
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            raise ProductBusy() from None
 
 
 class IsOwningMerchantOrReadOnly(permissions.BasePermission):
@@ -37,10 +64,10 @@ class ProductPagination(PagePagination):
 @extend_schema_view(
     list=extend_schema(responses={200: ProductSerializer(many=True), **errors(400, 404)}),
     retrieve=extend_schema(responses={200: ProductSerializer, **errors(404)}),
-    create=extend_schema(responses={201: ProductSerializer, **errors(400, 401, 403)}),
-    update=extend_schema(responses={200: ProductSerializer, **errors(400, 401, 403, 404)}),
-    partial_update=extend_schema(responses={200: ProductSerializer, **errors(400, 401, 403, 404)}),
-    destroy=extend_schema(responses={204: None, **errors(401, 403, 404)}),
+    create=extend_schema(responses={201: ProductSerializer, **errors(400, 401, 403, 409)}),
+    update=extend_schema(responses={200: ProductSerializer, **errors(400, 401, 403, 404, 409)}),
+    partial_update=extend_schema(responses={200: ProductSerializer, **errors(400, 401, 403, 404, 409)}),
+    destroy=extend_schema(responses={204: None, **errors(401, 403, 404, 409)}),
 )
 class ProductViewSet(viewsets.ModelViewSet):
     queryset = Product.objects.filter(listed=True).select_related("merchant")
@@ -75,11 +102,15 @@ class ProductViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self._save(serializer)
 
+    def perform_destroy(self, instance):
+        with bounded_lock_wait():
+            instance.delete()
+
     @staticmethod
     def _save(serializer, **values):
         """Save; a SKU another request gave the merchant since the check is refused as the check refuses it."""
         try:
-            with transaction.atomic():
+            with bounded_lock_wait():
                 serializer.save(**values)
         except IntegrityError as error:
             if "catalog_unique_merchant_sku" not in str(error):

@@ -1,5 +1,6 @@
 """How one row of a merchant's catalog upload becomes a product of the demo shop."""
 
+from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from shop_demo.catalog.models import Merchant, Product
@@ -48,9 +49,14 @@ class ProductImportSerializer(serializers.Serializer):
 
         The import hands each chunk of rows here (SKUs are unique among them: a SKU on two
         rows rejects both), so a catalog costs a few queries per hundred rows, not three per row.
+        The products are locked as they are read (the UPDATE would lock them until the import
+        commits anyway): a product API edit or delete that commits between the read and the
+        UPDATE would be written over with the values read, or leave the import updating a
+        product that is gone. A SKU the API added since the read is read again and updated.
         """
+        skus = [row["sku"] for row in rows]
         existing = {product.sku: product
-                    for product in Product.objects.filter(merchant=merchant, sku__in=[row["sku"] for row in rows])}
+                    for product in Product.objects.select_for_update().filter(merchant=merchant, sku__in=skus)}
         products, new, changed = [], [], []
         for row in rows:
             values = {key: value for key, value in row.items() if key not in ("sku", "images")}
@@ -64,7 +70,13 @@ class ProductImportSerializer(serializers.Serializer):
                 changed.append(product)
             product.listed = True
             products.append(product)
-        Product.objects.bulk_create(new)
+        try:
+            with transaction.atomic():  # a savepoint: only this INSERT is undone when a SKU was added meanwhile
+                Product.objects.bulk_create(new)
+        except IntegrityError as error:
+            if "catalog_unique_merchant_sku" not in str(error):
+                raise
+            return cls.save_rows(merchant, rows)
         if changed:  # every field a row gave, but its SKU and images
             fields = sorted({key for row in rows for key in row} - {"sku", "images"})
             Product.objects.bulk_update(changed, [*fields, "listed"])

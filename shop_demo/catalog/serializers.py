@@ -29,6 +29,14 @@ class ProductSerializer(serializers.ModelSerializer):
         model = Product
         fields = ["id", "sku", "title", "description", "category", "price", "currency", "in_stock", "merchant"]
 
+    def update(self, instance, validated_data):
+        """Write only the fields the request gives: saving the whole row, a PATCH of the price wrote back the
+        title it had read, which an import or another request may have changed since (a lost update)."""
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        instance.save(update_fields=list(validated_data))
+        return instance
+
     def validate_sku(self, sku):
         merchant = self.instance.merchant if self.instance else self.context.get("merchant")
         others = Product.objects.filter(merchant=merchant, sku=sku)

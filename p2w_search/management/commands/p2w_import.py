@@ -42,7 +42,9 @@ class Command(BaseCommand):
     def handle(self, *, manifest, archive, merchant, policy, full_sync, confirm_unlist, **options):
         values = _checked_options(policy=policy, full_sync=full_sync, confirm_unlist=confirm_unlist)
         try:
-            import_serializer().merchant_by_key(merchant)
+            # The key as the API and the pages write it: "03" or " 3" names merchant 3 too, but under another import
+            # lock, and its import would run beside that merchant's other one.
+            merchant = str(import_serializer().merchant_by_key(merchant).pk)
         except Exception:
             raise CommandError(f"no merchant {merchant!r}") from None
         with _opened(manifest, "manifest") as handle:
