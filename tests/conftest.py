@@ -112,7 +112,12 @@ def empty_database(test_database_url, prefix="demo"):
 
 @pytest.fixture
 def start_worker(test_database_url, tmp_path_factory):
-    """Start real Celery workers for one test; all are stopped afterwards.
+    """Start real Celery workers for one test; all are killed afterwards (SIGKILL).
+
+    Not stopped: a warm shutdown costs a worker 1-3 s and is not under test here (the demo's
+    stop under load is: tests/test_demo_supervision.py). A message a killed worker held goes
+    back to its queue only after the visibility timeout, and names rows of its own test,
+    which the next test's workers skip as vanished.
 
     ``wait=False`` returns before the worker answers, so that several start side by side
     (each spends seconds importing torch); call ``wait_ready()`` on each before using them.
@@ -128,7 +133,7 @@ def start_worker(test_database_url, tmp_path_factory):
 
     yield start
     for worker in workers:
-        worker.stop()
+        worker.kill()
 
 
 def wait_for(condition, *, timeout=60, interval=0.2, message="condition"):

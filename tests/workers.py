@@ -39,8 +39,11 @@ class Worker:
         raise RuntimeError(f"worker did not answer within {timeout} s:\n{self.log()}")
 
     def kill(self):
-        """SIGKILL the whole worker, as a crash or the OOM killer would."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGKILL the whole worker, as a crash or the OOM killer would (nothing to do if it is gone)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.process.wait(timeout=10)
 
     def stop(self):
