@@ -2,6 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
@@ -21,8 +23,29 @@ from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, Product
 from p2w_search.uploads.progress import image_counts
 
 
+class NulRefusingChangeList(ChangeList):
+    """The admin's list, where a NUL in a filter's value is the admin's "incorrect lookup" answer, not a 500.
+
+    Django filters a list by any of the model's own fields and any value (``?state__exact=...``);
+    PostgreSQL refuses a text value with a NUL with an error.
+    """
+
+    def get_filters_params(self, params=None):
+        params = super().get_filters_params(params)
+        if any("\x00" in value for values in params.values() for value in values):
+            raise IncorrectLookupParameters("a filter's value holds a NUL")
+        return params
+
+
+class RefuseNulFilters:
+    """A ModelAdmin whose list answers a NUL in a filter's value as an incorrect lookup (NulRefusingChangeList)."""
+
+    def get_changelist(self, request, **kwargs):
+        return NulRefusingChangeList
+
+
 @admin.register(EmbeddingModel)
-class EmbeddingModelAdmin(admin.ModelAdmin):
+class EmbeddingModelAdmin(RefuseNulFilters, admin.ModelAdmin):
     list_display = ["__str__", "alias", "dimensions", "state", "serving_since", "created_at"]
     list_filter = ["state"]
     readonly_fields = ["alias", "architecture", "weights", "checksum", "dimensions", "state", "serving_since"]
@@ -151,7 +174,7 @@ def thumbnail(image, size=56):
 
 
 @admin.register(ProductImage)
-class ProductImageAdmin(ImageActions, admin.ModelAdmin):
+class ProductImageAdmin(RefuseNulFilters, ImageActions, admin.ModelAdmin):
     form = ProductImageForm
     list_display = ["id", "preview", "product", "position", "in_index", "states", "created_at"]
     list_filter = ["in_index", "embeddings__state", "embeddings__model"]
@@ -189,7 +212,7 @@ class ProductImageAdmin(ImageActions, admin.ModelAdmin):
 
 
 @admin.register(ImageEmbedding)
-class ImageEmbeddingAdmin(admin.ModelAdmin):
+class ImageEmbeddingAdmin(RefuseNulFilters, admin.ModelAdmin):
     list_display = ["id", "image", "model", "state", "attempts", "error", "updated_at"]
     list_filter = ["state", "model"]
     readonly_fields = ["image", "model", "state", "error", "attempts", "queued_at", "updated_at", "norm"]
@@ -200,7 +223,7 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(RefuseNulFilters, admin.ModelAdmin):
     list_display = ["id", "merchant_key", "owner", "state", "policy", "rows_total", "rows_accepted", "rows_rejected",
                     "embedded_images", "created_at"]
     list_filter = ["state", "policy", "full_sync"]

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import factory
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -44,7 +45,11 @@ def rival(db, django_user_model):
 
 @pytest.fixture
 def staff(db, django_user_model):
-    return django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    """Staff who may see every upload (as in the admin) and act for merchants (add and change their products)."""
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(
+        codename__in=["view_importjob", "add_product", "change_product"]))
+    return user
 
 
 def files(manifest, images=IMAGES, *, name="catalog.csv"):

@@ -1,7 +1,7 @@
 """Catalog uploads over the API: merchants send a manifest and images; a worker imports them.
 
-A merchant sees and downloads only its own uploads; staff see all of them. Uploaded files
-are kept in private storage (never under the public media URL) and downloaded here.
+A merchant sees and downloads only its own uploads; staff who may view import jobs see all of them.
+Uploaded files are kept in private storage (never under the public media URL) and downloaded here.
 """
 
 import logging
@@ -153,9 +153,16 @@ def merchant_key(user):
     return str(merchant.pk)
 
 
+def sees_every_job(user):
+    """Whether ``user`` sees every merchant's uploads: staff who may view import jobs, the admin's rule for them."""
+    opts = ImportJob._meta
+    return user.is_staff and any(user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
+                                 for action in ("view", "change"))
+
+
 def visible_jobs(user):
-    """The jobs ``user`` may see: all for staff, else its merchant's."""
-    if user.is_staff:
+    """The jobs ``user`` may see: all for staff who may view import jobs, else its merchant's."""
+    if sees_every_job(user):
         return ImportJob.objects.all()
     return ImportJob.objects.filter(merchant_key=merchant_key(user))
 

@@ -2,8 +2,8 @@
 
 A merchant user acts for its own merchant; staff act for any merchant the import
 serializer's optional ``merchants_for_staff(user)`` lists (their choice is kept in the
-session), or for their own. Jobs are the API's ``visible_jobs``: a merchant sees its own,
-staff see all.
+session), or for their own. A page acting for a merchant shows that merchant's jobs; one job's
+page shows it to whoever acts for its merchant or sees it through the API's ``visible_jobs``.
 """
 
 from contextlib import contextmanager
@@ -20,6 +20,7 @@ from django.urls import reverse
 from rest_framework import exceptions as api_exceptions
 
 from p2w_search.api import uploads as api
+from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import import_serializer
 
 __all__ = ["SESSION_KEY", "Acting", "login_url", "acting_for", "staff_choices", "merchant_page", "api_rules",
@@ -109,15 +110,16 @@ def merchant_page(view=None, *, needs_merchant=True):
 
 
 def jobs_for(request):
-    """The jobs of the merchant ``request`` acts for that its user may see (the API's ``visible_jobs``)."""
-    with api_rules():
-        return api.visible_jobs(request.user).filter(merchant_key=request.p2w_acting.key)
+    """The jobs of the merchant ``request`` acts for (``acting_for`` checked that its user may act for it)."""
+    return ImportJob.objects.filter(merchant_key=request.p2w_acting.key)
 
 
 def job_for(request, pk):
-    """Job ``pk`` if the user may see it (any merchant's, for staff), else Http404 in the API's words."""
-    with api_rules():
-        job = api.visible_jobs(request.user).filter(pk=pk).first()
+    """Job ``pk`` if it is the acting merchant's or the API shows it to the user, else Http404 in the API's words."""
+    job = jobs_for(request).filter(pk=pk).first() if request.p2w_acting is not None else None
+    if job is None:
+        with api_rules():
+            job = api.visible_jobs(request.user).filter(pk=pk).first()
     if job is None:
         raise Http404("You have no upload with this id.")
     return job

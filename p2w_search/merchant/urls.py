@@ -22,8 +22,8 @@ urlpatterns = [
     path("imports/<int:pk>/files/<str:name>/", views.job_file, name="import-file"),
     path("embed-again/", views.embed_again, name="embed-again"),
     path("act-for/", views.act_for, name="act-for"),
-    path("login/", auth_views.LoginView.as_view(template_name="p2w_search/merchant/login.html",
-                                                next_page=reverse_lazy("p2w_merchant:home"),
-                                                redirect_authenticated_user=True), name="login"),
+    path("login/", views.LoginView.as_view(template_name="p2w_search/merchant/login.html",
+                                           next_page=reverse_lazy("p2w_merchant:home"),
+                                           redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("p2w_merchant:login")), name="logout"),
 ]

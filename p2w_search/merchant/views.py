@@ -3,6 +3,7 @@
 import logging
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
@@ -25,7 +26,7 @@ from p2w_search.uploads.manifest import ERROR_COLUMN
 logger = logging.getLogger(__name__)
 
 __all__ = ["home", "upload", "upload_check", "imports", "job", "job_progress", "job_file", "template",
-           "embed_again", "act_for"]
+           "embed_again", "act_for", "LoginView"]
 
 TEMPLATES = "p2w_search/merchant/"
 FAILED_SHOWN = 20  # failed images listed on the catalog page
@@ -186,3 +187,14 @@ def act_for(request):
         error = "Choose one of the merchants in the list."
     return _page(request, "act_for.html", {"choices": choices, "next": target, "error": error},
                  section="", status=400 if error else 200)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, where a ``next`` back to this page sends a logged-in user home.
+
+    Django's own raises "Redirection loop for authenticated user detected" for it: a 500 for a link anyone can make.
+    """
+
+    def get_redirect_url(self):
+        url = super().get_redirect_url()
+        return "" if url.split("?", 1)[0] == self.request.path else url

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Prefetch
 
-from p2w_search.admin import ImageActions, ProductImageForm, thumbnail
+from p2w_search.admin import ImageActions, ProductImageForm, RefuseNulFilters, thumbnail
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Merchant, Product
 
@@ -48,7 +48,7 @@ class EmbeddingModelFilter(ChoiceFilter):
 
 
 @admin.register(Product)
-class ProductAdmin(ImageActions, admin.ModelAdmin):
+class ProductAdmin(RefuseNulFilters, ImageActions, admin.ModelAdmin):
     list_display = ["preview", "sku", "title", "category", "price", "in_stock", "merchant", "embedding"]
     list_display_links = ["sku", "title"]
     list_filter = [EmbeddingStateFilter, EmbeddingModelFilter, "merchant", "category", "in_stock"]
@@ -77,5 +77,5 @@ class ProductAdmin(ImageActions, admin.ModelAdmin):
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(RefuseNulFilters, admin.ModelAdmin):
     list_display = ["name", "slug", "user"]

@@ -107,8 +107,14 @@ class ProductImportSerializer(serializers.Serializer):
 
     @classmethod
     def merchants_for_staff(cls, user):
-        """The merchants staff member ``user`` may act for on the merchant pages: all of them."""
-        return Merchant.objects.order_by("name", "pk") if user.is_staff else Merchant.objects.none()
+        """The merchants staff member ``user`` may act for on the merchant pages: all, if it may add and change
+        products; none otherwise.
+
+        An upload does both (and a full sync unlists), so acting for a merchant needs what the admin needs for it.
+        """
+        if user.is_staff and user.has_perms(["catalog.add_product", "catalog.change_product"]):
+            return Merchant.objects.order_by("name", "pk")
+        return Merchant.objects.none()
 
     @classmethod
     def example_row(cls):
