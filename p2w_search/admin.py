@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import NotFound
 
 from p2w_search import dispatch, indexing, status
+from p2w_search.admin_writes import BoundedWrites
 from p2w_search.api.uploads import FILES, FilesUnreadable, download
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.files import image_url
@@ -45,7 +46,7 @@ class RefuseNulFilters:
 
 
 @admin.register(EmbeddingModel)
-class EmbeddingModelAdmin(RefuseNulFilters, admin.ModelAdmin):
+class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
     list_display = ["__str__", "alias", "dimensions", "state", "serving_since", "created_at"]
     list_filter = ["state"]
     readonly_fields = ["alias", "architecture", "weights", "checksum", "dimensions", "state", "serving_since"]
@@ -120,17 +121,19 @@ class ImageEmbeddingInline(admin.TabularInline):
     can_delete = False
 
 
-class ImageActions:
+class ImageActions(BoundedWrites):
     """Index actions on product images, shared by this admin and the shop's product admin.
 
     They change the index, so they need the permission to change product images
     (``p2w_search.change_productimage``) whatever admin shows them: staff who may only view, or
-    who may change the shop's products but not the index, do not see them.
+    who may change the shop's products but not the index, do not see them. They lock the images
+    first, waiting a bounded time (BoundedWrites): one deleted meanwhile is left out, where its
+    embedding row was added and failed the commit (a 500).
     """
 
     def images(self, queryset):
-        """The ProductImages the selected rows stand for."""
-        return list(queryset)
+        """The ProductImages the selected rows stand for, locked."""
+        return list(ProductImage.objects.select_for_update().filter(pk__in=queryset.values("pk")).order_by("pk"))
 
     def has_manage_index_permission(self, request):
         return request.user.has_perm(f"{ProductImage._meta.app_label}.change_productimage")
@@ -212,7 +215,7 @@ class ProductImageAdmin(RefuseNulFilters, ImageActions, admin.ModelAdmin):
 
 
 @admin.register(ImageEmbedding)
-class ImageEmbeddingAdmin(RefuseNulFilters, admin.ModelAdmin):
+class ImageEmbeddingAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
     list_display = ["id", "image", "model", "state", "attempts", "error", "updated_at"]
     list_filter = ["state", "model"]
     readonly_fields = ["image", "model", "state", "error", "attempts", "queued_at", "updated_at", "norm"]
@@ -223,7 +226,7 @@ class ImageEmbeddingAdmin(RefuseNulFilters, admin.ModelAdmin):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(RefuseNulFilters, admin.ModelAdmin):
+class ImportJobAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
     list_display = ["id", "merchant_key", "owner", "state", "policy", "rows_total", "rows_accepted", "rows_rejected",
                     "embedded_images", "created_at"]
     list_filter = ["state", "policy", "full_sync"]

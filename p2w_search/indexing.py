@@ -374,6 +374,10 @@ def switch_serving(model, *, force=False):
             "wait for the workers (or force the switch)."
         )
     with transaction.atomic():
+        # One switch at a time: two at once (to two models, from two admin pages) each retired the model that served
+        # when it looked, and the second broke the one-serving-model constraint (a 500). Few rows: all are locked, in
+        # order; NO KEY, as an import's new embedding rows hold a KEY SHARE lock on their model until it commits.
+        list(EmbeddingModel.objects.select_for_update(no_key=True).order_by("pk").values_list("pk"))
         EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).exclude(pk=model.pk).update(
             state=EmbeddingModel.State.RETIRED
         )

@@ -1,17 +1,44 @@
-"""PostgreSQL session advisory locks, taken by trying: a process never waits inside PostgreSQL for one.
+"""PostgreSQL locks: session advisory locks taken by trying, and row locks waited for a bounded time.
 
 A session lock goes away with its connection, so a process that dies does not keep it. It
 is tried (``pg_try_advisory_lock``), and polled where the caller must wait, rather than
 waited for in ``pg_advisory_lock``: a session waiting inside a statement holds a snapshot,
 which a concurrent index build waits for in turn (p2w_search/index.py).
+
+A request that writes rows waits for the rows another transaction holds at most ``LOCK_WAIT_MS``
+(``bounded_lock_wait``): an import holds the rows it wrote until it commits, minutes for a large
+catalog, and a request waiting that long would hang its client and a web thread.
 """
 
 import time
 from contextlib import contextmanager
 
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
-__all__ = ["advisory_lock", "advisory_lock_polled"]
+__all__ = ["advisory_lock", "advisory_lock_polled", "LOCK_WAIT_MS", "RowsBusy", "bounded_lock_wait"]
+
+LOCK_WAIT_MS = 5000
+
+
+class RowsBusy(Exception):
+    """A write waited ``LOCK_WAIT_MS`` for rows that another transaction holds, most likely an import's."""
+
+
+@contextmanager
+def bounded_lock_wait():
+    """A transaction whose writes wait ``LOCK_WAIT_MS`` at most for a row another one holds; then RowsBusy.
+
+    Nothing of the transaction is written then.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{LOCK_WAIT_MS}ms"])
+        try:
+            yield
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            raise RowsBusy() from None
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.db.models.signals import post_delete, post_save
 
-from p2w_search import indexing
+from p2w_search import indexing, locks
 from p2w_search.embedders import get_embedder
 from p2w_search.imaging import load_image
 from p2w_search.models import ImageEmbedding, ImportJob, ProductImage
@@ -224,7 +224,7 @@ def test_an_api_write_of_a_product_an_import_is_writing_is_a_409_at_once(merchan
     catalog, and hung their clients and the web threads so long."""
     tee = ProductFactory(merchant=merchant, sku="TEE", title="Tee")
     monkeypatch.setattr(importer, "CHUNK_ROWS", 1)  # each row written before the next one is counted
-    monkeypatch.setattr(catalog_api, "LOCK_WAIT_MS", 200)
+    monkeypatch.setattr(locks, "LOCK_WAIT_MS", 200)
     job = upload(api, HEADER + "TEE,Tee renamed,,t-shirt,5,red.png\nNEW,New,,mug,7,red.png\n", {"red.png": RED})
     answers = []
 

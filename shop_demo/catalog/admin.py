@@ -3,6 +3,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Prefetch
 
 from p2w_search.admin import ImageActions, ProductImageForm, RefuseNulFilters, thumbnail
+from p2w_search.admin_writes import BoundedWrites, SaveChangedFields
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from shop_demo.catalog.models import Merchant, Product
 
@@ -48,7 +49,7 @@ class EmbeddingModelFilter(ChoiceFilter):
 
 
 @admin.register(Product)
-class ProductAdmin(RefuseNulFilters, ImageActions, admin.ModelAdmin):
+class ProductAdmin(SaveChangedFields, RefuseNulFilters, ImageActions, admin.ModelAdmin):
     list_display = ["preview", "sku", "title", "category", "price", "in_stock", "merchant", "embedding"]
     list_display_links = ["sku", "title"]
     list_filter = [EmbeddingStateFilter, EmbeddingModelFilter, "merchant", "category", "in_stock"]
@@ -63,7 +64,7 @@ class ProductAdmin(RefuseNulFilters, ImageActions, admin.ModelAdmin):
             Prefetch("p2w_images", queryset=images))
 
     def images(self, queryset):
-        return list(ProductImage.objects.filter(product__in=queryset))
+        return list(ProductImage.objects.select_for_update().filter(product__in=queryset).order_by("pk"))
 
     @admin.display(description="image")
     def preview(self, obj):
@@ -77,5 +78,5 @@ class ProductAdmin(RefuseNulFilters, ImageActions, admin.ModelAdmin):
 
 
 @admin.register(Merchant)
-class MerchantAdmin(RefuseNulFilters, admin.ModelAdmin):
+class MerchantAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
     list_display = ["name", "slug", "user"]

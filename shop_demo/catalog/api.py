@@ -2,22 +2,19 @@
 
 from contextlib import contextmanager
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError
 from django.db.models import Q
 from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.exceptions import APIException, PermissionDenied
 
+from p2w_search import locks
 from p2w_search.api.pagination import PagePagination
 from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
 from shop_demo.catalog.serializers import DUPLICATE_SKU, ProductSerializer
-
-# How long a write waits for a product that another transaction is writing. An import holds the products it wrote
-# until it commits, minutes for a large catalog: a request waiting that long would hang its client and a web thread.
-LOCK_WAIT_MS = 5000
 
 
 class ProductBusy(APIException):
@@ -29,16 +26,12 @@ class ProductBusy(APIException):
 
 @contextmanager
 def bounded_lock_wait():
-    """A transaction whose writes wait ``LOCK_WAIT_MS`` at most for a row another one holds; then a 409."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{LOCK_WAIT_MS}ms"])
-        try:
+    """A transaction whose writes wait ``locks.LOCK_WAIT_MS`` at most for a row another one holds; then a 409."""
+    try:
+        with locks.bounded_lock_wait():
             yield
-        except OperationalError as error:
-            if getattr(error.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
-                raise
-            raise ProductBusy() from None
+    except locks.RowsBusy:
+        raise ProductBusy() from None
 
 
 class IsOwningMerchantOrReadOnly(permissions.BasePermission):
