@@ -57,6 +57,7 @@ from p2w_search.uploads.manifest import (
     manifest_format,
     raw_sku,
     read_manifest,
+    spreadsheet_cell,
 )
 
 __all__ = [
@@ -606,7 +607,8 @@ class _Report:
         error = "; ".join(f"{p['field']}: {p['reason']}" if p["field"] else p["reason"] for p in problems)
         if self.kind == "csv":
             cells = list(row.raw) if isinstance(row.raw, list) else []
-            self.writer.writerow([*(cells[i] if i < len(cells) else "" for i in self.kept), error])
+            self.writer.writerow([spreadsheet_cell(cell) for cell in
+                                  (*(cells[i] if i < len(cells) else "" for i in self.kept), error)])
         else:
             self.text.write(json.dumps(_jsonl_rejected(row.raw, error), ensure_ascii=False) + "\n")
 

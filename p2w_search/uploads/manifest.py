@@ -19,7 +19,7 @@ from itertools import chain
 
 __all__ = [
     "ManifestError", "Row", "IMAGE_SEPARATOR", "ERROR_COLUMN", "manifest_format", "read_manifest", "raw_sku",
-    "load_json_line",
+    "load_json_line", "spreadsheet_cell",
 ]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -30,6 +30,9 @@ ERROR_COLUMN = "error"
 _DELIMITERS = (",", ";", "\t")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _BREAK = re.compile(r"(\r\n|\r|\n)")
+# A cell a spreadsheet would run as a formula, after any apostrophes: =, +, -, @, tab or CR first
+# (https://owasp.org/www-community/attacks/CSV_Injection).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 
 class ManifestError(ValueError):
@@ -119,6 +122,7 @@ def _csv_rows(reader, columns):
             return
         if not any(cell.strip() for cell in cells):
             continue  # a blank line or a row of empty cells: nothing to import
+        cells = [_sent_cell(cell) for cell in cells]
         extra = [cell for cell in cells[len(columns):] if cell.strip()]
         if extra:
             yield Row(number, raw=cells, problem=f"the row has {len(cells)} cells, more than the {len(columns)} "
@@ -220,6 +224,22 @@ def _text_lines(handle, *, chunk_size=1 << 16):
             if pending:
                 yield pending
             return
+
+
+def spreadsheet_cell(text):
+    """``text`` as a CSV cell that a spreadsheet shows as text: an apostrophe before a cell that would be a formula.
+
+    The rejected-rows file goes to spreadsheets (the merchant's, and staff's from the admin): a
+    cell ``=HYPERLINK(...)`` sent in a manifest must not run there. A CSV manifest's cell is read
+    without that apostrophe again, so the file, corrected and uploaded, imports what was sent.
+    """
+    return f"'{text}" if _FORMULA.match(text) else text
+
+
+def _sent_cell(cell):
+    """The text a CSV cell stands for: without one apostrophe before what would be a formula, the one
+    ``spreadsheet_cell`` adds (``'=x`` is ``=x``, ``''=x`` is ``'=x``); any other cell as it is."""
+    return cell[1:] if cell.startswith("'") and _FORMULA.match(cell, 1) else cell
 
 
 def _split_images(cell):
