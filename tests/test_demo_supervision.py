@@ -227,7 +227,8 @@ def test_each_process_of_the_demo_comes_back_and_no_search_fails(demo):
     wait_for(lambda: not demo.sql("SELECT 1 FROM p2w_search_imageembedding WHERE state <> 'ready'"), timeout=180,
              message="every image embedded")
     assert demo.sql("SELECT count(*) FROM catalog_product")[0][0] == SIZE + UPLOADED
-    assert demo.sql("SELECT count(*), count(DISTINCT image_id) FROM p2w_search_imageembedding") == [(SIZE + UPLOADED,) * 2]
+    assert demo.sql("SELECT count(*), count(DISTINCT image_id) FROM p2w_search_imageembedding") == [
+        (SIZE + UPLOADED,) * 2]
     log = (demo.var_dir / "logs" / "query.log").read_text(errors="replace")
     succeeded = [line for line in log.splitlines() if "succeeded in" in line]
     assert succeeded and all("<result of" in line and len(line) < 300 for line in succeeded)

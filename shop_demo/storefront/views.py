@@ -1,4 +1,5 @@
-"""The shoppers' pages: browse and search (words, the shopper's photo, filters), and a product with "like this, but ...".
+"""The shoppers' pages: browse and search (words, the shopper's photo, filters), and a product with
+"like this, but ...".
 
 "Like this, but ..." (a product or the shopper's photo with changes, refined again, paged
 and filtered) is the app's shopper journey, rendered by its template tags
