@@ -37,7 +37,8 @@ def test_worker_embeds_queued_images_and_marks_broken_ones_failed(start_worker):
 
     ready = {row.image_id: row for row in ImageEmbedding.objects.filter(state="ready")}
     assert sorted(ready) == sorted(image.pk for image in images)
-    local = get_embedder().embed_images([load_image(image.file.path, max_bytes=10**7, max_pixels=10**7) for image in images])
+    local = get_embedder().embed_images([load_image(image.file.path, max_bytes=10**7, max_pixels=10**7)
+                                         for image in images])
     stored = np.array([ready[image.pk].vector for image in images], dtype=np.float32)
     assert (np.sum(local * stored, axis=1) > 0.999).all()  # the worker's vectors, through halfvec
     failed = ImageEmbedding.objects.get(image=broken)
@@ -151,8 +152,8 @@ def test_catalog_upload_is_imported_and_embedded_by_workers(start_worker, django
     response = client.post("/api/imports/", {"manifest": manifest, "archive": archive}, format="multipart")
     assert response.status_code == 202 and response.json()["state"] == "queued"
 
-    done = wait_for(lambda: (lambda p: p if p["images_embedded"] == 3 else None)(client.get(response.json()["url"]).json()),
-                    message="upload imported and embedded")
+    done = wait_for(lambda: (lambda p: p if p["images_embedded"] == 3 else None)(
+        client.get(response.json()["url"]).json()), message="upload imported and embedded")
     assert (done["state"], done["rows_accepted"], done["images_total"], done["images_failed"]) == ("done", 2, 3, 0)
 
 
@@ -297,6 +298,7 @@ def test_the_files_of_an_import_whose_worker_was_killed_are_swept_and_the_rerun_
     slow_rows = {"P2W_TEST_IMPORT_SERIALIZER": "tests.slow_rows.SlowProductImportSerializer",
                  "P2W_TEST_ROW_DELAY": "0.05"}
     slow = start_worker(queues=[bulk], env={**env, **slow_rows})
+    spare = start_worker(queues=[f"{bulk}-spare"], env=env, wait=False)
     merchant = MerchantFactory(user=django_user_model.objects.create_user("acme"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant.user).key}")
@@ -311,7 +313,7 @@ def test_the_files_of_an_import_whose_worker_was_killed_are_swept_and_the_rerun_
     dead = files()
     assert ImportJob.objects.get(pk=job).state == "running" and not ProductImage.objects.exists()
 
-    start_worker(queues=[bulk], env=env)
+    spare.wait_ready().consume(bulk)
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SWEEP_AFTER": 0}
     tasks.sweep_pending()  # sends the job again, as beat would for a job that looks stuck
     wait_for(lambda: ImportJob.objects.get(pk=job).state == "done", timeout=90, message="the import done again")

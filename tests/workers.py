@@ -38,6 +38,18 @@ class Worker:
                 return self
         raise RuntimeError(f"worker did not answer within {timeout} s:\n{self.log()}")
 
+    def consume(self, queue):
+        """Have the worker consume ``queue`` too (Celery's ``add_consumer``).
+
+        A test that needs a second worker only once the first is gone starts it on a queue of
+        its own meanwhile, and hands it the real queue then: ready, not seconds from it.
+        """
+        from shop_demo.celery import app
+
+        replies = app.control.add_consumer(queue, destination=[self.hostname], reply=True, timeout=10)
+        assert replies and "ok" in replies[0][self.hostname], replies
+        return self
+
     def kill(self):
         """SIGKILL the whole worker, as a crash or the OOM killer would (nothing to do if it is gone)."""
         try:
