@@ -57,9 +57,11 @@ def test_first_upload_registers_the_default_model_on_a_worker(start_worker):
     assert model.state == "serving" and model.architecture == "p2w-test-tiny"
 
 
-def test_images_of_a_worker_killed_mid_batch_end_ready_once(start_worker):
+def test_images_of_a_worker_killed_mid_batch_end_ready_once(start_worker, settings):
+    bulk = settings.P2W_SEARCH["BULK_QUEUE"]
     slow = start_worker(env={"P2W_TEST_BACKEND": "tests.slow_embedder.SlowOpenCLIPEmbedder",
                              "P2W_TEST_EMBED_DELAY": "30"})
+    spare = start_worker(queues=[f"{bulk}-spare"], wait=False)  # the next worker, ready when the first is gone
     indexing.register_model()
     images = add_images([(200, 100, 0), (0, 100, 200), (90, 90, 90), (10, 200, 10)])  # one batch of four
     # embed_pending counts the attempt before it embeds: the worker is now inside the batch.
@@ -67,7 +69,7 @@ def test_images_of_a_worker_killed_mid_batch_end_ready_once(start_worker):
     slow.kill()
     assert states() == ["pending"] * 4
 
-    start_worker()
+    spare.wait_ready().consume(bulk)
     assert indexing.sweep_pending(older_than=0) == 4  # what the periodic sweep does after SWEEP_AFTER
     wait_for(lambda: states() == ["ready"] * 4, message="re-queued batch ready")
 
