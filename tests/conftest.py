@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from tests import nested
+from tests import nested, warm_start
 from tests.workers import Worker
 
 
@@ -47,6 +47,14 @@ def nested_sessions(request, clip_checkpoints):
     yield started
     for session in started:
         session.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_starter(request):
+    """Start importing torch for the tests' workers with the first test, when a selected test starts workers."""
+    if any("start_worker" in item.fixturenames for item in request.session.items):
+        warm_start.starter.prepare()
+    return warm_start.starter
 
 
 @pytest.fixture(scope="session")
