@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -15,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import NotFound
 
 from p2w_search import dispatch, indexing, status
-from p2w_search.admin_writes import BoundedWrites
+from p2w_search.admin_writes import BoundedWrites, WriteRefused
 from p2w_search.api.uploads import FILES, FilesUnreadable, download
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.files import image_url
@@ -54,6 +55,52 @@ class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # models are registered from EMBEDDERS, by a worker that loads them
+
+    # Deleting the serving model deletes every vector of the catalog with it: every search would answer 503
+    # until a worker had embedded the whole catalog again (hours for a large one). It is refused.
+
+    def has_delete_permission(self, request, obj=None):
+        serving = obj is not None and obj.state == EmbeddingModel.State.SERVING
+        return not serving and super().has_delete_permission(request, obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        model = self.get_object(request, unquote(object_id))
+        may_delete = model is not None and super().has_delete_permission(request, model)
+        if may_delete and model.state == EmbeddingModel.State.SERVING:  # others get Django's answer: 403
+            self.message_user(request, serving_refusal(model), messages.ERROR)
+            return redirect("admin:p2w_search_embeddingmodel_change", model.pk)
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            delete_selected, name, description = actions["delete_selected"]
+
+            def delete_unless_serving(modeladmin, request, queryset):
+                serving = queryset.filter(state=EmbeddingModel.State.SERVING).first()
+                if serving is not None:
+                    modeladmin.message_user(request, serving_refusal(serving), messages.ERROR)
+                    return None  # the list again, nothing deleted
+                return delete_selected(modeladmin, request, queryset)
+
+            actions["delete_selected"] = (delete_unless_serving, name, description)
+        return actions
+
+    def delete_model(self, request, obj):
+        self._refuse_serving(EmbeddingModel.objects.filter(pk=obj.pk))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        self._refuse_serving(queryset)
+        super().delete_queryset(request, queryset)
+
+    def _refuse_serving(self, queryset):
+        """Checked again under the rows' locks, which a switch to serving takes too (indexing.switch_serving)."""
+        models = list(queryset.select_for_update().order_by("pk"))
+        serving = next((model for model in models if model.state == EmbeddingModel.State.SERVING), None)
+        if serving is not None:
+            raise WriteRefused(serving_refusal(serving),
+                               redirect_to=reverse("admin:p2w_search_embeddingmodel_changelist"))
 
     def get_urls(self):
         return [
@@ -111,6 +158,12 @@ class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
                 messages.error(request, str(exc))
                 return
             messages.success(request, f"{model} now serves searches.")
+
+
+def serving_refusal(model):
+    return (f"Nothing was deleted: {model} serves searches, and deleting it would delete every vector of the "
+            "catalog, so that every search would fail until the whole catalog was embedded again. Switch another "
+            "model to serving on the index page first.")
 
 
 class ImageEmbeddingInline(admin.TabularInline):

@@ -13,7 +13,15 @@ from django.http import HttpResponseRedirect
 
 from p2w_search import locks
 
-__all__ = ["BoundedWrites", "SaveChangedFields", "showing_initial"]
+__all__ = ["BoundedWrites", "SaveChangedFields", "WriteRefused", "showing_initial"]
+
+
+class WriteRefused(Exception):
+    """Raised inside a BoundedWrites admin's write: nothing of it is written, and ``redirect_to`` says why."""
+
+    def __init__(self, message, *, redirect_to):
+        super().__init__(message)
+        self.redirect_to = redirect_to
 
 
 class BoundedWrites:
@@ -45,6 +53,9 @@ class BoundedWrites:
         except locks.RowsBusy:
             self.message_user(request, self.busy_message, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+        except WriteRefused as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(refused.redirect_to)
 
     def response_action(self, request, queryset):
         try:

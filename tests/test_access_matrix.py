@@ -57,6 +57,7 @@ M_HOME = "/merchant/"
 ACT = "/merchant/act-for/"  # staff who have not chosen a merchant (or may act for none) choose first
 SAME = "{url}"
 CHANGE = "{url}change/"
+OBJECT = "{object}change/"  # the change page of the object whose page was asked (its delete page, say)
 LIST = "{list}"  # the admin list of the model whose page was asked (a saved change form, an action run)
 PHOTO = "/?photo="  # the kept photo's results
 
@@ -208,17 +209,18 @@ MATRIX = [
 # fmt: on
 
 # The model admins, each on one object (A's, where it has an owner): (app/model, target object, what index_staff may,
-# whether anyone may add, the answer of an empty POST to the change form by those who may change).
+# whether anyone may add, the answer of an empty POST to the change form by those who may change, the answer of its
+# delete page to those who may delete: the serving model's refuses, back to its change page).
 ADMIN_MODELS = [
-    ("auth/group", "group", False, True, 200),
-    ("auth/user", "a_user", False, True, 200),
-    ("authtoken/tokenproxy", "a_user", False, True, 200),
-    ("p2w_search/embeddingmodel", "model", True, False, LIST),
-    ("p2w_search/productimage", "a_image", True, True, 200),
-    ("p2w_search/imageembedding", "a_embedding", True, False, LIST),
-    ("p2w_search/importjob", "a_job", True, False, LIST),
-    ("catalog/product", "a_unlisted", False, True, 200),
-    ("catalog/merchant", "merchant_a", False, True, 200),
+    ("auth/group", "group", False, True, 200, 200),
+    ("auth/user", "a_user", False, True, 200, 200),
+    ("authtoken/tokenproxy", "a_user", False, True, 200, 200),
+    ("p2w_search/embeddingmodel", "model", True, False, LIST, OBJECT),
+    ("p2w_search/productimage", "a_image", True, True, 200, 200),
+    ("p2w_search/imageembedding", "a_embedding", True, False, LIST, 200),
+    ("p2w_search/importjob", "a_job", True, False, LIST, 200),
+    ("catalog/product", "a_unlisted", False, True, 200, 200),
+    ("catalog/merchant", "merchant_a", False, True, 200, 200),
 ]
 # Index actions on a changelist, selecting A's object: they need p2w_search.change_productimage (and the list's view).
 ACTIONS = {"p2w_search/productimage": "reembed", "catalog/product": "reembed"}
@@ -227,7 +229,7 @@ ACTIONS = {"p2w_search/productimage": "reembed", "catalog/product": "reembed"}
 def admin_rows():
     """The table's rows of each model admin: its list (and actions), add, history, delete, change and short URL."""
     rows = []
-    for name, target, index_may, addable, changed in ADMIN_MODELS:
+    for name, target, index_may, addable, changed, deleted in ADMIN_MODELS:
         may = 200 if index_may else 403  # index_staff: every p2w_search permission, none of the others
         denied = (LOGIN,) * 6  # not staff: the admin's login page
         base = f"admin/{name}/"
@@ -238,9 +240,11 @@ def admin_rows():
             Row(base + "add/", "GET", f"add:{name}", (*denied, 403, may if addable else 403, 200 if addable else 403)),
             Row(base + "add/", "POST", f"add:{name}", (*denied, 403, may if addable else 403, 200 if addable else 403)),
             Row(base + "<path:object_id>/history/", "GET", f"history:{name}:{target}", (*denied, 403, may, 200)),
-            Row(base + "<path:object_id>/delete/", "GET", f"delete:{name}:{target}", (*denied, 403, may, 200)),
+            Row(base + "<path:object_id>/delete/", "GET", f"delete:{name}:{target}",
+                (*denied, 403, deleted if index_may else 403, deleted)),
             # An empty POST to the delete page deletes nothing: the confirmation is shown again.
-            Row(base + "<path:object_id>/delete/", "POST", f"delete:{name}:{target}", (*denied, 403, may, 200)),
+            Row(base + "<path:object_id>/delete/", "POST", f"delete:{name}:{target}",
+                (*denied, 403, deleted if index_may else 403, deleted)),
             Row(base + "<path:object_id>/change/", "GET", f"change:{name}:{target}", (*denied, 403, may, 200)),
             Row(base + "<path:object_id>/change/", "POST", f"change:{name}:{target}",
                 (*denied, 403, changed if index_may else 403, changed)),
@@ -420,7 +424,8 @@ def matches(expected, response, url):
         return response.status_code == expected
     if response.status_code not in (301, 302, 303):
         return False
-    target = expected.replace("{url}", url).replace("{list}", "/".join(url.split("/")[:4]) + "/")
+    target = (expected.replace("{url}", url).replace("{list}", "/".join(url.split("/")[:4]) + "/")
+              .replace("{object}", "/".join(url.split("/")[:5]) + "/"))
     location = response["Location"]
     if "?" in target:
         return location.startswith(target)

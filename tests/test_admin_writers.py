@@ -166,6 +166,49 @@ def test_two_staff_members_switching_to_two_models_at_once_leave_the_later_one_s
         first.pk: "retired", second.pk: "retired", third.pk: "serving"}
 
 
+MODELS = "/admin/p2w_search/embeddingmodel/"
+
+
+def test_the_serving_model_cannot_be_deleted_from_its_page_or_the_list(admin_client, media):
+    """Deleting it deleted every vector of the catalog: every search failed until all was embedded again."""
+    serving, old = embedding_model("serving", "serving"), embedding_model("old", "retired")
+    refusal = (f"Nothing was deleted: {serving} serves searches, and deleting it would delete every vector of the "
+               "catalog, so that every search would fail until the whole catalog was embedded again. Switch another "
+               "model to serving on the index page first.")
+
+    page = admin_client.get(f"{MODELS}{serving.pk}/change/")
+    assert f"{MODELS}{serving.pk}/delete/" not in page.content.decode()  # no Delete link
+    for ask in (lambda path: staff_client().get(path), lambda path: staff_client().post(path, {"post": "yes"})):
+        answer = ask(f"{MODELS}{serving.pk}/delete/")
+        assert (answer.status_code, answer["Location"], said(answer)) == (
+            302, f"{MODELS}{serving.pk}/change/", [refusal])
+    answer = staff_client().post(MODELS, {"action": "delete_selected", "_selected_action": [serving.pk, old.pk],
+                                          "post": "yes"})
+    assert (answer.status_code, said(answer)) == (302, [refusal])
+    assert set(EmbeddingModel.objects.values_list("alias", flat=True)) == {"serving", "old"}
+
+    answer = staff_client().post(MODELS, {"action": "delete_selected", "_selected_action": [old.pk], "post": "yes"})
+    assert said(answer) == ["Successfully deleted 1 embedding model."]
+    assert list(EmbeddingModel.objects.values_list("alias", flat=True)) == ["serving"]
+
+
+def test_a_model_switched_to_serving_while_its_delete_was_confirmed_is_kept(admin_client, media, stop_at):  # noqa: F811
+    """The delete page was opened while it was building; the switch committed before the delete took the row."""
+    serving, building = embedding_model("serving", "serving"), embedding_model("building", "building")
+    stop = stop_at(post_save, EmbeddingModel)
+    switch = Writer(lambda: staff_client().post(INDEX, {"action": "switch", "model": building.pk}))
+    stop.wait()  # the switch holds the models' rows, building not serving yet as the admin reads it
+    delete = Writer(lambda: admin_client.post(f"{MODELS}{building.pk}/delete/", {"post": "yes"}))
+    wait_until_a_writer_waits_for_a_lock()
+    stop.go()
+
+    assert said(switch.result()) == [f"{building} now serves searches."]
+    answer = delete.result()
+    assert (answer.status_code, answer["Location"]) == (302, MODELS)
+    assert said(answer)[0].startswith(f"Nothing was deleted: {building} serves searches")
+    assert dict(EmbeddingModel.objects.values_list("alias", "state")) == {"serving": "retired", "building": "serving"}
+
+
 def test_embed_again_of_an_image_deleted_meanwhile_leaves_it_out(admin_client, media, stop_at):  # noqa: F811
     """The action added an embedding row for the image being deleted: the foreign key failed its commit, a 500."""
     model = embedding_model("serving", "serving")
