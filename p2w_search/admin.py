@@ -154,7 +154,7 @@ class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
                 return
             try:
                 indexing.switch_serving(model)
-            except indexing.IncompleteModel as exc:
+            except indexing.CannotServe as exc:
                 messages.error(request, str(exc))
                 return
             messages.success(request, f"{model} now serves searches.")

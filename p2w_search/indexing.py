@@ -37,7 +37,9 @@ __all__ = [
     "sweep_pending",
     "switch_serving",
     "embedder_for",
+    "CannotServe",
     "IncompleteModel",
+    "ModelGone",
     "retry_failed",
     "remove_from_index",
 ]
@@ -49,8 +51,16 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
-class IncompleteModel(Exception):
+class CannotServe(Exception):
+    """A switch to a model is refused; the message says why."""
+
+
+class IncompleteModel(CannotServe):
     """A model cannot serve yet: some images are still pending under it."""
+
+
+class ModelGone(CannotServe):
+    """The model was deleted before the switch took it."""
 
 
 def register_model(alias=DEFAULT_ALIAS):
@@ -377,7 +387,9 @@ def switch_serving(model, *, force=False):
         # One switch at a time: two at once (to two models, from two admin pages) each retired the model that served
         # when it looked, and the second broke the one-serving-model constraint (a 500). Few rows: all are locked, in
         # order; NO KEY, as an import's new embedding rows hold a KEY SHARE lock on their model until it commits.
-        list(EmbeddingModel.objects.select_for_update(no_key=True).order_by("pk").values_list("pk"))
+        locked = list(EmbeddingModel.objects.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+        if model.pk not in locked:  # deleted since it was read (the admin's delete, a moment before)
+            raise ModelGone(f"{model.key} was deleted meanwhile; nothing was switched.")
         EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).exclude(pk=model.pk).update(
             state=EmbeddingModel.State.RETIRED
         )

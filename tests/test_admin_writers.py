@@ -166,6 +166,22 @@ def test_two_staff_members_switching_to_two_models_at_once_leave_the_later_one_s
         first.pk: "retired", second.pk: "retired", third.pk: "serving"}
 
 
+def test_a_switch_to_a_model_deleted_at_that_moment_is_refused_in_words(admin_client, media, stop_at):  # noqa: F811
+    """The switch saved the deleted row's state: "Save with update_fields did not affect any rows", a 500."""
+    serving, old = embedding_model("serving", "serving"), embedding_model("old", "retired")
+    stop = stop_at(post_delete, EmbeddingModel)
+    delete = Writer(lambda: staff_client().post(f"{MODELS}{old.pk}/delete/", {"post": "yes"}))
+    stop.wait()  # deleted, not committed: the switch still finds the row and waits for its lock
+    switch = Writer(lambda: admin_client.post(INDEX, {"action": "switch", "model": old.pk}))
+    wait_until_a_writer_waits_for_a_lock()
+    stop.go()
+
+    assert delete.result().status_code == 302
+    answer = switch.result()
+    assert (answer.status_code, said(answer)) == (302, [f"{old.key} was deleted meanwhile; nothing was switched."])
+    assert dict(EmbeddingModel.objects.values_list("alias", "state")) == {"serving": "serving"}
+
+
 MODELS = "/admin/p2w_search/embeddingmodel/"
 
 

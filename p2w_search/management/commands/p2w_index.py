@@ -146,7 +146,7 @@ class Command(BaseCommand):
     def do_switch(self, *, model, force, **options):
         try:
             target = indexing.switch_serving(chosen_model(model), force=force)
-        except indexing.IncompleteModel as exc:
+        except indexing.CannotServe as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{target.key} now serves searches")
 
