@@ -5,6 +5,7 @@ the images and vectors. Every vector row names the model that made it, and every
 filters on that model, so vectors of two models are never compared.
 """
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -54,6 +55,16 @@ class EmbeddingModel(models.Model):
 
 # The longest file name a product image may have (characters, folders included).
 FILE_NAME_LENGTH = 1024
+IMAGE_FOLDER = "p2w/images"
+
+
+def image_path(instance, filename):
+    """Where the served copy of a product image is kept: the month's folder, the uploader's name cut short and 16
+    random hex digits after it. The folder is public; the digits keep the URL of an image no page shows (an
+    unlisted product's) from being guessed from a merchant's file names."""
+    stem, extension = short_stem(filename, "image"), base_name(filename).rpartition(".")[2][:16]
+    suffix = f".{extension}" if "." in base_name(filename) else ""
+    return f"{IMAGE_FOLDER}/{timezone.now():%Y/%m}/{stem}-{secrets.token_hex(8)}{suffix}"
 
 
 class ProductImage(models.Model):
@@ -64,7 +75,7 @@ class ProductImage(models.Model):
     )
     # A FileField, not an ImageField: Django would decode untrusted files on save; imaging.py does that safely.
     # Wide enough for a shop's own file names (IMAGE_MODEL), which the mirror stores as they are.
-    file = models.FileField(upload_to="p2w/images/%Y/%m/", max_length=FILE_NAME_LENGTH)
+    file = models.FileField(upload_to=image_path, max_length=FILE_NAME_LENGTH)
     sha256 = models.CharField(max_length=64, db_index=True)
     position = models.PositiveSmallIntegerField(default=0)
     # The key of the shop's own image this one mirrors (P2W_SEARCH["IMAGE_MODEL"]; shop_images.py):

@@ -25,15 +25,13 @@ from django.utils import timezone
 
 from p2w_search import product_images
 from p2w_search.files import delete_each
-from p2w_search.models import UPLOAD_FOLDER, ImportJob, ProductImage
+from p2w_search.models import IMAGE_FOLDER, UPLOAD_FOLDER, ImportJob, ProductImage
 from p2w_search.uploads.storage import UPLOAD_FIELDS, upload_backend
 
 __all__ = ["remove_orphan_files", "IMAGE_FOLDER", "UPLOAD_FOLDER", "ORPHAN_MIN_AGE"]
 
 logger = logging.getLogger(__name__)
 
-# The fixed folder of ProductImage.file's upload_to ("p2w/images"); the uploads' is models.UPLOAD_FOLDER.
-IMAGE_FOLDER = ProductImage._meta.get_field("file").upload_to.split("%", 1)[0].rstrip("/")
 # How old a file that no row refers to must be: a save in progress has written its file, not its row yet.
 ORPHAN_MIN_AGE = timedelta(hours=1)
 BATCH = 1000

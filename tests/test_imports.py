@@ -386,14 +386,11 @@ def test_fetcher_refuses_other_schemes(settings):
         fetch_image("file:///etc/passwd")
 
 
-def test_files_that_would_take_one_name_are_written_in_separate_rounds():
-    """Two threads must never pick one name at once: a storage without atomic creation would keep one file."""
-    from django.core.files.base import ContentFile
+def test_files_sent_under_one_name_are_stored_under_two():
+    """Threads write an import's files side by side: one name for two files would let a storage without atomic
+    creation (S3, say) keep one of them. Each stored name has 16 random hex digits."""
+    from p2w_search.models import image_path
 
-    from p2w_search.uploads.importer import PreparedImage, _without_common_names
-
-    def item(name):
-        return ProductImage(position=0), PreparedImage(sha256="0" * 64, file=ContentFile(b"", name=name))
-
-    first, again, other = item("front.png"), item("front.png"), item("back.png")
-    assert _without_common_names([first, again, other]) == [[first, other], [again]]
+    first, again = image_path(None, "front.png"), image_path(None, "front.png")
+    assert first != again and first.rsplit("-", 1)[0] == again.rsplit("-", 1)[0]
+    assert image_path(None, "x" * 300 + ".jpeg").endswith(".jpeg") and len(image_path(None, "x" * 300)) < 160

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,21 @@ def test_uploads_are_kept_out_of_public_media(merchant, media):
     assert storages["p2w_uploads"].exists(job.manifest.name)
     assert media_files(media) == [ProductImage.objects.get().file.name]  # only the served product image
     assert APIClient().get(f"/media/{job.manifest.name}").status_code == 404
+
+
+def test_a_product_images_public_name_cannot_be_guessed_from_the_merchants_file_name(merchant, media):
+    """It was p2w/images/YYYY/MM/red.png: the image of a product no page shows yet (unlisted) was at a URL anyone
+    could guess from the merchant's naming."""
+    client = client_for(merchant.user)
+    upload(client, HEADER + row("A-1") + row("A-2", images="blue.png"))
+    Product.objects.filter(sku="A-2").update(listed=False)
+    upload(client, HEADER + row("A-3", images="red.png"), files=(("red.png", BLUE),))
+    names = dict(ProductImage.objects.values_list("product__sku", "file"))
+    month = f"p2w/images/{timezone.now():%Y/%m}/"
+    for sku, stem in (("A-1", "red"), ("A-2", "blue"), ("A-3", "red")):
+        assert re.fullmatch(re.escape(f"{month}{stem}-") + "[0-9a-f]{16}" + re.escape(".png"), names[sku]), names
+    assert names["A-1"] != names["A-3"]
+    assert media_files(media) == sorted(names.values())
 
 
 def test_only_the_owner_and_staff_download_an_upload(merchant, media, django_user_model, client):

@@ -541,32 +541,14 @@ def attach_images(products, *, written):
             image.sha256 = prepared.sha256
             to_write.append((image, prepared))
         removed.extend(existing.values())  # positions the new list no longer has
-    for side_by_side in _without_common_names(to_write):
-        # Each name is noted as soon as its file exists: a failed write leaves the others to be deleted.
-        run_all(partial(_write_file, written=written), side_by_side)
+    # Side by side: each stored name is a new one (models.image_path). Each name is noted as soon as its file
+    # exists: a failed write leaves the others to be deleted.
+    run_all(partial(_write_file, written=written), to_write)
     ProductImage.objects.bulk_create(added)
     ProductImage.objects.bulk_update(changed, ["sha256", "file"])  # no save signals: queued by the caller
     ProductImage.objects.filter(pk__in=[image.pk for image in removed]).delete()  # files go with the signal
     delete_files_on_commit(replaced)
     return added + changed
-
-
-def _without_common_names(to_write):
-    """Split ``[(image, prepared)]`` into rounds whose files would not take the same name.
-
-    A storage without atomic creation (S3, say) finds a free name with ``exists()``; two
-    writes that want one name at once could both find it free, and one file would replace the
-    other. Those run one round after the other.
-    """
-    rounds = []
-    for image, prepared in to_write:
-        name = image.file.field.generate_filename(image, prepared.file.name)
-        free = next((names for names in rounds if name not in names), None)
-        if free is None:
-            free = {}
-            rounds.append(free)
-        free[name] = (image, prepared)
-    return [list(names.values()) for names in rounds]
 
 
 def _write_file(image_and_prepared, *, written):
