@@ -127,6 +127,17 @@ def test_bad_rows_are_skipped_with_row_numbers_and_reasons(api, merchant, media)
     assert list(Product.objects.filter(merchant=merchant).values_list("sku", flat=True)) == ["A-1"]
 
 
+def test_a_price_python_would_read_as_another_number_is_a_bad_row(api, merchant, media):
+    """Decimal("1_5") is 15, Decimal("1e3") 1000, and digits of other scripts count: each was imported so."""
+    manifest = HEADER + "".join(f"P-{n},Mug,,mug,{price},EUR,true,red.png\n" for n, price in enumerate(
+        ["1_5", "1e3", "\u0661\u0665", "1.5", " 7 ", ".5", "2."]))
+    job, progress = upload(api, manifest=manifest, policy="skip")
+    assert {(e["row"], e["field"]): e["reason"] for e in progress["errors"]} == {
+        (row, "price"): "A valid number is required." for row in (2, 3, 4)}
+    assert dict(Product.objects.values_list("sku", "price")) == {
+        "P-3": Decimal("1.50"), "P-4": Decimal("7.00"), "P-5": Decimal("0.50"), "P-6": Decimal("2.00")}
+
+
 def test_a_second_upload_updates_and_relists_the_products_it_names(api, merchant, media):
     """The demo's ``save_rows`` updates a chunk's existing products in place and creates the new ones."""
     upload(api)

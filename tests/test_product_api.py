@@ -71,6 +71,10 @@ def test_a_sku_taken_between_the_check_and_the_write_is_refused_by_name(api, mer
 
 @pytest.mark.parametrize("values, errors", [
     ({"price": "-1"}, {"price": ["Ensure this value is greater than or equal to 0."]}),
+    # Python's Decimal reads these as 15, 1000 and 15: a typo would be another price.
+    ({"price": "1_5"}, {"price": ["A valid number is required."]}),
+    ({"price": "1e3"}, {"price": ["A valid number is required."]}),
+    ({"price": "\u0661\u0665"}, {"price": ["A valid number is required."]}),
     ({"currency": "e"}, {"currency": ["Give a three-letter currency code, e.g. EUR."]}),
     ({"currency": "eur"}, {"currency": ["Give a three-letter currency code, e.g. EUR."]}),
 ])

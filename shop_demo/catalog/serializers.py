@@ -1,11 +1,28 @@
+import re
+
 from rest_framework import serializers
 
 from shop_demo.catalog.models import Product
 
 
+class PriceField(serializers.DecimalField):
+    """A decimal that, written as text, is ASCII digits with at most one dot (a sign before them allowed).
+
+    Python's Decimal, which DRF's field uses, also reads "1_5" as 15, "1e3" as 1000 and digits of
+    other scripts ("١٥"): a merchant's typo would become another price without a word.
+    """
+
+    plain = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not self.plain.fullmatch(data.strip()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def price_field(**kwargs):
     """A product's price, as the API and the catalog import both accept it."""
-    return serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, **kwargs)
+    return PriceField(max_digits=10, decimal_places=2, min_value=0, **kwargs)
 
 
 def currency_field(**kwargs):
