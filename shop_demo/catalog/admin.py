@@ -80,3 +80,19 @@ class ProductAdmin(SaveChangedFields, RefuseNulFilters, ImageActions, admin.Mode
 @admin.register(Merchant)
 class MerchantAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
     list_display = ["name", "slug", "user"]
+
+
+def refuse_nul_filters_on_the_accounts_admins():
+    """Django's and DRF's own admins (users, groups, tokens) registered again with the app's answer to a NUL in a
+    list filter (``?username=%00``): PostgreSQL refuses a text value with a NUL, a 500 otherwise."""
+    from django.contrib.auth.admin import GroupAdmin, UserAdmin
+    from django.contrib.auth.models import Group, User
+    from rest_framework.authtoken.admin import TokenAdmin
+    from rest_framework.authtoken.models import TokenProxy
+
+    for model, model_admin in ((User, UserAdmin), (Group, GroupAdmin), (TokenProxy, TokenAdmin)):
+        admin.site.unregister(model)
+        admin.site.register(model, type(model_admin.__name__, (RefuseNulFilters, model_admin), {}))
+
+
+refuse_nul_filters_on_the_accounts_admins()
