@@ -323,6 +323,28 @@ def test_management_command_imports_files_on_the_server(merchant, media, tmp_pat
     assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
 
 
+def test_management_command_shows_what_a_terminal_would_act_on_as_escapes(merchant, media, tmp_path, capsys,
+                                                                            monkeypatch):
+    """A shop's serializer that echoes a cell in its error put the cell's escape sequences on the terminal."""
+    from rest_framework import serializers
+
+    def echo(self, value):
+        if value != "mug":
+            raise serializers.ValidationError(f'"{value}" is not a valid choice.')
+        return value
+
+    monkeypatch.setattr(ProductImportSerializer, "validate_category", echo, raising=False)
+    (tmp_path / "c.csv").write_text(HEADER + "A-1,Mug,,\x1b]0;owned\x07\x1b[2J\u202egum,5.00,EUR,true,red.png\n"
+                                    + "A-2,Mug,,mug,5.00,EUR,true,red.png\n")
+    (tmp_path / "i.zip").write_bytes(zipped(IMAGES).getvalue())
+    call_command("p2w_import", str(tmp_path / "c.csv"), archive=str(tmp_path / "i.zip"), merchant=str(merchant.pk),
+                 policy="skip")
+    out = capsys.readouterr()
+    assert 'row 2: category: "\\x1b]0;owned\\x07\\x1b[2J\\u202egum" is not a valid choice.\n' in out.err
+    assert not any(ch in out.out + out.err for ch in "\x1b\x07\u202e")
+    assert ImportJob.objects.get().errors[0]["reason"].startswith('"\x1b]0;owned')  # stored as sent
+
+
 def hold_import_lock(database_url, merchant):
     """A connection of another process holding ``merchant``'s import lock, as a worker's import does."""
     holder = psycopg.connect(database_url, autocommit=True)

@@ -61,11 +61,11 @@ class Command(BaseCommand):
         job = _create_job(merchant, values, manifest, archive)
         job = self._run(job)
         for error in job.errors:
-            self.stderr.write(f"row {error['row']}: {error['field'] or '-'}: {error['reason']}")
+            self.stderr.write(shown(f"row {error['row']}: {error['field'] or '-'}: {error['reason']}"))
         if job.errors_total > len(job.errors):
             self.stderr.write(f"... {job.errors_total - len(job.errors)} more errors in the rejected rows file "
                               f"(import {job.pk})")
-        self.stdout.write(f"import {job.pk}: {job.state}; {job.message}")
+        self.stdout.write(shown(f"import {job.pk}: {job.state}; {job.message}"))
         if job.state == ImportJob.State.REJECTED:
             raise CommandError("upload rejected; nothing was imported")
 
@@ -118,3 +118,13 @@ def _create_job(merchant, values, manifest, archive):
     with _opened(manifest, "manifest") as handle, (_opened(archive, "--archive") if archive else nullcontext()) as zip_:
         files = {"manifest": File(handle, name=Path(manifest).name), "archive": File(zip_) if zip_ else None}
         return create_job(owner=None, merchant_key=merchant, values={**values, **files}, send=False)
+
+
+def shown(text):
+    """``text`` with what a terminal would act on written as Python escapes (``\\x1b``, ``\\u202e``).
+
+    A shop's serializer may echo a cell in its error ('"{input}" is not a valid choice.'): an
+    escape sequence there would rewrite the terminal's screen or title, a bidi override reorder it.
+    """
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
