@@ -77,6 +77,10 @@ DEFAULTS = {
     "IMPORT_MAX_MANIFEST_BYTES": 50 * 1024**2,
     "IMPORT_MAX_ROWS": 100_000,
     "IMPORT_MAX_IMAGES_PER_ROW": 20,
+    # Uploads one merchant may have waiting (queued or running); one more is refused (429) until one
+    # ends: each keeps up to IMPORT_MAX_BYTES in UPLOAD_STORAGE, and the bulk queue is every merchant's.
+    # None: no limit. p2w_import, run on the server, is not limited (uploads/limits.py).
+    "IMPORT_MAX_WAITING": 5,
     # Images compress little; an entry that inflates more than this is a zip bomb.
     "IMPORT_MAX_RATIO": 100,
     # Row errors a job's answer lists; all of them are in its rejected-rows file.

@@ -3,7 +3,8 @@
 A session lock goes away with its connection, so a process that dies does not keep it. It
 is tried (``pg_try_advisory_lock``), and polled where the caller must wait, rather than
 waited for in ``pg_advisory_lock``: a session waiting inside a statement holds a snapshot,
-which a concurrent index build waits for in turn (p2w_search/index.py).
+which a concurrent index build waits for in turn (p2w_search/index.py). A transaction lock
+(``advisory_xact_lock``) is waited for: it guards a few statements, never a long piece of work.
 
 A request that writes rows waits for the rows another transaction holds at most ``LOCK_WAIT_MS``
 (``bounded_lock_wait``): an import holds the rows it wrote until it commits, minutes for a large
@@ -11,11 +12,13 @@ catalog, and a request waiting that long would hang its client and a web thread.
 """
 
 import time
+import zlib
 from contextlib import contextmanager
 
 from django.db import OperationalError, connection, transaction
 
-__all__ = ["advisory_lock", "advisory_lock_polled", "LOCK_WAIT_MS", "RowsBusy", "bounded_lock_wait"]
+__all__ = ["advisory_lock", "advisory_lock_polled", "advisory_xact_lock", "text_key", "LOCK_WAIT_MS", "RowsBusy",
+           "bounded_lock_wait"]
 
 LOCK_WAIT_MS = 5000
 
@@ -75,3 +78,20 @@ def advisory_lock_polled(*keys, poll, waiting=None):
             waiting()
             told = True
         time.sleep(poll)
+
+
+def text_key(text):
+    """An int4 key of ``text`` for the two-key form of an advisory lock (two texts may share one: they take turns)."""
+    return zlib.crc32(text.encode()) - 2**31
+
+
+def advisory_xact_lock(*keys):
+    """Wait for the transaction advisory lock ``keys`` (one bigint, or two int4); it is held until the transaction ends.
+
+    Waited for in the statement, unlike the session locks above: only for sections that hold it
+    for a few statements (uploads.limits counts a merchant's jobs and saves one), so the
+    snapshot a waiter holds is held for no longer than that.
+    """
+    args = ", ".join(["%s"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock({args})", list(keys))

@@ -5,6 +5,7 @@ Uploaded files are kept in private storage (never under the public media URL) an
 """
 
 import logging
+from contextlib import contextmanager
 
 from django.core.files.base import ContentFile
 from django.http import FileResponse
@@ -24,6 +25,8 @@ from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive, pack_images
 from p2w_search.uploads.importer import check_manifest, create_job, import_serializer, known_columns
+from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
+from p2w_search.uploads.limits import TooManyWaiting, check_waiting
 from p2w_search.uploads.manifest import ManifestError
 from p2w_search.uploads.progress import job_progress
 
@@ -167,6 +170,26 @@ def visible_jobs(user):
     return ImportJob.objects.filter(merchant_key=merchant_key(user))
 
 
+class UploadsWaiting(APIException):
+    """429: the merchant has ``IMPORT_MAX_WAITING`` uploads waiting; the detail says how many and what to do."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "uploads_waiting"
+
+    def __init__(self, refusal):
+        super().__init__(str(refusal))
+        self.wait = WAITING_RETRY_AFTER  # DRF's exception handler sends it as Retry-After
+
+
+@contextmanager
+def uploads_waiting():
+    """Turn the merchant's limit on waiting uploads (uploads.limits.TooManyWaiting) into the API's 429."""
+    try:
+        yield
+    except TooManyWaiting as refusal:
+        raise UploadsWaiting(refusal) from None
+
+
 class JobPagination(PagePagination):
     page_size = 20
 
@@ -192,14 +215,22 @@ class ImportListView(APIView):
 
     @extend_schema(request=UploadSerializer, responses={
         202: JobSerializer, **errors(400, 401, 403),
+        429: OpenApiResponse(response=errors(429)[429].response, description=(
+            "You have IMPORT_MAX_WAITING uploads waiting to be imported (queued or running); send this one once one "
+            "of them has ended (Retry-After).")),
         503: OpenApiResponse(response=errors(503)[503].response, description="The server cannot store uploads now.")})
     def post(self, request):
         key = merchant_key(request.user)
+        with uploads_waiting():
+            # Before request.data: a refused upload's body is not parsed into temporary files (with a token; a
+            # session's CSRF check has read the form already).
+            check_waiting(key)
         upload = UploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
         try:
-            job = create_job(owner=request.user, merchant_key=key, values=upload.validated_data)
+            with uploads_waiting():  # create_job counts again, under the merchant's lock, and keeps no file then
+                job = create_job(owner=request.user, merchant_key=key, values=upload.validated_data)
         except OSError as exc:  # create_job deleted what it wrote, and saved no job
             logger.error("could not store an upload of merchant %s: %s", key, exc)
             return Response({"detail": NOT_STORED}, status=status.HTTP_503_SERVICE_UNAVAILABLE,

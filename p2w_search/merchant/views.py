@@ -4,7 +4,7 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
@@ -21,6 +21,8 @@ from p2w_search.merchant.forms import UploadForm, count_full_sync, flat_messages
 from p2w_search.merchant.jobs import progress_context, render_parts, submit
 from p2w_search.merchant.template_csv import columns, template_csv
 from p2w_search.uploads.importer import import_serializer
+from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
+from p2w_search.uploads.limits import TooManyWaiting, check_waiting
 from p2w_search.uploads.manifest import ERROR_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -58,30 +60,36 @@ def _failure(image):
 @merchant_page
 def upload(request):
     """The upload form; a valid upload becomes a job (as through the API), and the page follows it."""
-    acting, count, errors = request.p2w_acting, None, None
+    acting, count, errors, status = request.p2w_acting, None, None, 400
     if request.method == "POST":
-        values, errors = validate_upload(upload_data(request))
-        if values is not None and values["full_sync"]:
-            count = count_full_sync(values["manifest"], acting.merchant, confirm=values.get("confirm_unlist"))
-            if count.refusal:  # refused before anything happens, in the words the job would use
-                errors = {"confirm_unlist": [count.refusal]}
-        status = 400
-        if not errors:
-            try:
-                job = submit(owner=request.user, merchant_key=acting.key, values=values)
-            except OSError as exc:  # the upload storage refuses (a full disk); nothing was kept, as in the API
-                logger.error("could not store an upload of merchant %s: %s", acting.key, exc)
-                errors, status = {"manifest": [api.NOT_STORED]}, 503
-            else:
-                return redirect("p2w_merchant:import", pk=job.pk)
+        try:
+            check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
+            values, errors = validate_upload(upload_data(request))
+            if values is not None and values["full_sync"]:
+                count = count_full_sync(values["manifest"], acting.merchant, confirm=values.get("confirm_unlist"))
+                if count.refusal:  # refused before anything happens, in the words the job would use
+                    errors = {"confirm_unlist": [count.refusal]}
+            if not errors:
+                try:
+                    job = submit(owner=request.user, merchant_key=acting.key, values=values)
+                except OSError as exc:  # the upload storage refuses (a full disk); nothing was kept, as in the API
+                    logger.error("could not store an upload of merchant %s: %s", acting.key, exc)
+                    errors, status = {"manifest": [api.NOT_STORED]}, 503
+                else:
+                    return redirect("p2w_merchant:import", pk=job.pk)
+        except TooManyWaiting as refusal:  # submit counts again, under the merchant's lock, and keeps no file then
+            count, errors, status = None, {NON_FIELD_ERRORS: [str(refusal)]}, 429
         form = UploadForm(request.POST, request.FILES)
         form.show_errors(errors)
     else:
         form = UploadForm()
-    return _page(request, "upload.html", {
+    response = _page(request, "upload.html", {
         "form": form, "count": count, "files_sent": bool(request.FILES), "columns": columns(),
         "error_column": ERROR_COLUMN,
     }, section="upload", status=status if errors else 200)
+    if response.status_code == 429:
+        response["Retry-After"] = str(WAITING_RETRY_AFTER)
+    return response
 
 
 @require_POST
@@ -92,8 +100,13 @@ def upload_check(request):
     fields = ("manifest", "full_sync", "confirm_unlist")
     sent = {name: data[name] for name in fields if data.get(name) not in (None, "")}
     sent.setdefault("full_sync", "false")
-    values, errors = validate_upload(sent, partial=True)
-    count = None
+    count, status = None, 400
+    try:
+        check_waiting(request.p2w_acting.key)  # said when the file is chosen, before the images are sent
+    except TooManyWaiting as refusal:
+        values, errors, status = None, {NON_FIELD_ERRORS: [str(refusal)]}, 429
+    else:
+        values, errors = validate_upload(sent, partial=True)
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         count = count_full_sync(values["manifest"], request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
     html = render_to_string(TEMPLATES + "parts/upload_check.html", {"errors": errors, "count": count}, request).strip()
@@ -102,7 +115,7 @@ def upload_check(request):
         "full_sync": None if count is None else {"unlist": count.unlist, "listed": count.listed, "skus": count.skus,
                                                  "refusal": count.refusal},
         "html": html,
-    }, status=400 if errors else 200)
+    }, status=status if errors else 200)
 
 
 @merchant_page

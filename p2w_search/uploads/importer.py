@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import tempfile
-import zlib
 from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,10 +44,11 @@ from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.fetching import FetchRefused, fetch_image, is_url
 from p2w_search.files import public_file
 from p2w_search.imaging import ImageRejected
-from p2w_search.locks import advisory_lock
+from p2w_search.locks import advisory_lock, text_key
 from p2w_search.models import ImportJob, ProductImage
 from p2w_search.product_images import delete_files_now, delete_files_on_commit
 from p2w_search.threads import image_threads, run_all, thread_count
+from p2w_search.uploads import limits
 from p2w_search.uploads.archive import Archive, ArchiveRejected, EntryDamaged, normalise_name
 from p2w_search.uploads.manifest import (
     ERROR_COLUMN,
@@ -149,13 +149,14 @@ class _Refused(Exception):
     """The job is refused as a whole; nothing it wrote may stay."""
 
 
-def create_job(*, owner, merchant_key, values, send=True):
+def create_job(*, owner, merchant_key, values, send=True, limited=True):
     """Create the job of a checked upload (the API's ``UploadSerializer.validated_data``) and send it on commit.
 
     With Redis down the job is still saved, and the sweep sends it later. The API, the
     merchant pages and ``p2w_import`` (``send=False``: it imports the job itself) create jobs
-    here. When the job's row is not saved, its files are deleted again: no job would ever
-    refer to them.
+    here. ``limited``: the job takes one of the merchant's ``IMPORT_MAX_WAITING`` places, or
+    limits.TooManyWaiting is raised (``p2w_import`` is not limited). When the job's row is not
+    saved, its files are deleted again: no job would ever refer to them.
     """
     job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
                     confirm_unlist=values.get("confirm_unlist"))
@@ -165,6 +166,10 @@ def create_job(*, owner, merchant_key, values, send=True):
         if archive:
             job.archive.save("images.zip", archive, save=False)
         with transaction.atomic():
+            # After the files are stored, not around it: the merchant's other uploads wait for this lock, and copying
+            # 2 GiB takes long. The API and the page looked before reading the files (limits.check_waiting).
+            if limited:
+                limits.hold_place(merchant_key)
             job.save()
             if send:
                 dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
@@ -192,7 +197,7 @@ def merchant_lock(merchant_key):
 
 def merchant_lock_key(merchant_key):
     """The two keys of ``merchant_lock``'s advisory lock (int4 each, as the two-key form takes)."""
-    return [IMPORT_LOCK, zlib.crc32(merchant_key.encode()) - 2**31]
+    return [IMPORT_LOCK, text_key(merchant_key)]
 
 
 def run_import(job, *, progress=None):

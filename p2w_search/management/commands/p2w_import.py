@@ -19,6 +19,7 @@ from p2w_search.uploads.importer import (
     merchant_lock_key,
     run_import,
 )
+from p2w_search.uploads.limits import max_waiting, waiting_count
 from p2w_search.uploads.manifest import ManifestError
 
 # Seconds between two tries of a merchant's import lock held by another import.
@@ -58,6 +59,7 @@ class Command(BaseCommand):
                     check_archive(handle)
                 except ArchiveRejected as exc:
                     raise CommandError(f"archive refused: {exc}") from None
+        self._note_waiting(merchant)
         job = _create_job(merchant, values, manifest, archive)
         job = self._run(job)
         for error in job.errors:
@@ -69,6 +71,19 @@ class Command(BaseCommand):
         if job.state == ImportJob.State.REJECTED:
             raise CommandError("upload rejected; nothing was imported")
 
+    def _note_waiting(self, merchant):
+        """Say so when the merchant has no place left for an upload: this import runs all the same.
+
+        IMPORT_MAX_WAITING keeps what comes over the network (a runaway script, a stolen token)
+        from filling the upload storage and the bulk queue. This command is run by someone with
+        a shell on the server, imports its one job here rather than queueing it, and may be how
+        staff put a catalog right while the merchant's uploads wait; its job still takes one of
+        the merchant's places while it waits and runs.
+        """
+        limit = max_waiting()
+        if limit is not None and (waiting := waiting_count(merchant)) >= limit:
+            self.stderr.write(f"merchant {merchant!r} has {waiting} uploads waiting, and its uploads are refused at "
+                              f"{limit} (IMPORT_MAX_WAITING); this import from the server runs all the same")
 
     def _run(self, job):
         """Run ``job`` under its merchant's import lock, as a worker would, waiting while another import holds it.
@@ -117,7 +132,7 @@ def _create_job(merchant, values, manifest, archive):
     """The job of these files, saved (not sent to a worker: the command imports it here)."""
     with _opened(manifest, "manifest") as handle, (_opened(archive, "--archive") if archive else nullcontext()) as zip_:
         files = {"manifest": File(handle, name=Path(manifest).name), "archive": File(zip_) if zip_ else None}
-        return create_job(owner=None, merchant_key=merchant, values={**values, **files}, send=False)
+        return create_job(owner=None, merchant_key=merchant, values={**values, **files}, send=False, limited=False)
 
 
 def shown(text):
