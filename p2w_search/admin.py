@@ -22,7 +22,7 @@ from p2w_search.conf import app_settings, image_limits
 from p2w_search.files import image_url
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
-from p2w_search.uploads.progress import image_counts
+from p2w_search.uploads.progress import image_counts, job_errors, unlisted_skus
 
 
 class NulRefusingChangeList(ChangeList):
@@ -327,15 +327,19 @@ class ImportJobAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
         counts = image_counts(obj)
         return f"{counts['images_embedded']} / {counts['images_total']}"
 
+    # Both read the job's JSON as the poll answer does (progress.py): a row edited by hand, or written by another
+    # version, with numbers for SKUs or errors without a key, is shown, not a 500.
+
     @admin.display(description="unlisted SKUs (first)")
     def unlisted(self, obj):
-        return ", ".join(obj.unlisted_skus) or "-"
+        return ", ".join(unlisted_skus(obj)) or "-"
 
     @admin.display(description="first row errors")
     def row_errors(self, obj):
-        if not obj.errors:
+        errors = job_errors(obj)
+        if not errors:
             return "-"
         return format_html_join(
             "", "<div>row {}: <strong>{}</strong> {}</div>",
-            ((e["row"], e["field"] or "-", e["reason"]) for e in obj.errors),
+            ((e["row"] if e["row"] is not None else "-", e["field"] or "-", e["reason"]) for e in errors),
         )

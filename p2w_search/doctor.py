@@ -116,7 +116,7 @@ def _lost(processes):
     if not processes:
         return []
     now = timezone.now()
-    named = ", ".join(f"{p.hostname} pid {p.pid} ({'/'.join(p.queues)}, last seen "
+    named = ", ".join(f"{p.hostname} pid {p.pid} ({'/'.join(p.queues) or 'no queue'}, last seen "
                       f"{duration_text((now - p.seen_at).total_seconds())} ago)" for p in processes[:3])
     more = f" and {len(processes) - 3} more" if len(processes) > 3 else ""
     return [checks.Warning(

@@ -221,19 +221,27 @@ def _merge(into, counts):
 
 
 def _parse(fields):
-    """``{endpoint: {"status": {code: n}, "bins": {phase: {bin: n}}, "sums": {phase: us}}}`` of one bucket."""
+    """``{endpoint: {"status": {code: n}, "bins": {phase: {bin: n}}, "sums": {phase: us}}}`` of one bucket.
+
+    A field this version cannot read is left out: one of another version of this module (more
+    bins: an index past ``BOUNDS`` was an IndexError, a 500 of the index page), or a count that
+    is not above 0 (it would make a negative number of searches, or a percentile of nothing).
+    """
     endpoints = {}
     for field, value in fields.items():
         parts = field.split(":")
         counts = endpoints.setdefault(parts[0], _empty())
         try:
+            n = int(value)
+            if n <= 0:
+                continue
             if parts[1] == "s":
-                counts["status"][int(parts[2])] = int(value)
-            elif parts[1] == "h":
-                counts["bins"].setdefault(parts[2], {})[int(parts[3])] = int(value)
+                counts["status"][int(parts[2])] = n
+            elif parts[1] == "h" and 0 <= int(parts[3]) < len(BOUNDS):
+                counts["bins"].setdefault(parts[2], {})[int(parts[3])] = n
             elif parts[1] == "us":
-                counts["sums"][parts[2]] = int(value)
-        except (IndexError, ValueError):  # a field of another version of this module
+                counts["sums"][parts[2]] = n
+        except (IndexError, TypeError, ValueError):  # a field of another version of this module
             continue
     return endpoints
 

@@ -5,6 +5,8 @@ queue (their heartbeats, workers.py); each model's embedding rate and time left 
 search latency and answer counts (search_health.py); and what is wrong (doctor.py).
 """
 
+import json
+
 from django.db import connection
 from django.db.models import Count, Min
 
@@ -13,7 +15,8 @@ from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from p2w_search.svg_charts import line_chart
 
-__all__ = ["index_status", "queue_depths", "workers_by_queue", "charts", "flower_url", "file_deletions_left"]
+__all__ = ["index_status", "queue_depths", "workers_by_queue", "read_processes", "charts", "flower_url",
+           "file_deletions_left"]
 
 
 def queue_depths():
@@ -52,7 +55,7 @@ def workers_by_queue():
     process), ``devices``, ``models`` (loaded before the first task), ``ready_at`` (the
     earliest), ``last_task_at`` (the latest, or None), ``tasks`` (run by the live processes).
     """
-    alive = list(workers.alive())
+    alive = read_processes(workers.alive())
     result = []
     for queue in (app_settings.BULK_QUEUE, app_settings.QUERY_QUEUE):
         hosts = {}
@@ -61,6 +64,27 @@ def workers_by_queue():
                 hosts.setdefault(process.hostname, []).append(process)
         result.append({"queue": queue, "hosts": [_host(name, processes) for name, processes in sorted(hosts.items())]})
     return result
+
+
+def read_processes(processes):
+    """``processes`` (WorkerProcess rows) as a list, each one's ``queues`` and ``loaded_models`` a list of texts.
+
+    A heartbeat writes both as JSON lists of names; a row another version wrote, or one
+    edited by hand, may hold null, an object, numbers or lists there, which the page and
+    ``p2w_index status`` sorted and joined into a 500. Such a row reads as the names it
+    holds: a list's items (a name as it is, anything else as its JSON), nothing otherwise,
+    as the queue filter of ``workers.alive`` reads it.
+    """
+    found = list(processes)
+    for process in found:
+        process.queues, process.loaded_models = _names(process.queues), _names(process.loaded_models)
+    return found
+
+
+def _names(value):
+    if not isinstance(value, list):
+        return []
+    return [item if isinstance(item, str) else json.dumps(item) for item in value]
 
 
 def _host(hostname, processes):
@@ -102,7 +126,7 @@ def index_status(*, errors=10):
                        .select_related("image", "model").order_by("-updated_at")[:errors]),
         "aliases": sorted(app_settings.EMBEDDERS),
         "workers": workers_by_queue(),
-        "lost_workers": list(workers.lost()),
+        "lost_workers": read_processes(workers.lost()),
         "query_encoding": app_settings.QUERY_ENCODING,
         "search": search_health.summary(),
         "flower_url": flower_url(),

@@ -100,7 +100,8 @@ class UploadSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    row = serializers.IntegerField(help_text="As the merchant counts: a CSV's header is row 1; JSON Lines by line.")
+    row = serializers.IntegerField(allow_null=True, help_text=(
+        "As the merchant counts: a CSV's header is row 1; JSON Lines by line. Null for an error of no row."))
     field = serializers.CharField(allow_null=True)
     reason = serializers.CharField()
 

@@ -13,6 +13,7 @@ reads it back as ``rows_checked``. The cache must be shared by the web and the w
 as checked once the import ends.
 """
 
+import json
 import time
 
 from django.core.cache import cache
@@ -22,7 +23,8 @@ from p2w_search import workers
 from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob
 
-__all__ = ["job_progress", "image_counts", "row_reporter", "rows_checked", "ROWS_KEY", "ROWS_TTL"]
+__all__ = ["job_progress", "image_counts", "job_errors", "unlisted_skus", "row_reporter", "rows_checked", "ROWS_KEY",
+           "ROWS_TTL"]
 
 ROWS_KEY = "p2w:import:{}:rows"  # the cache key of job {}'s (rows checked, rows in all)
 ROWS_TTL = 24 * 3600  # seconds: an import that runs longer reports again with each write
@@ -53,20 +55,32 @@ def row_reporter(job_id, *, every=0.5):
 def rows_checked(job):
     """``(checked, in_all)``: the rows of ``job`` checked so far, live from the worker's reports while it runs."""
     if job.state in ImportJob.ENDED:
-        return job.rows_total, job.rows_total
+        return _rows_total(job), _rows_total(job)
     if job.state != ImportJob.State.RUNNING:
         return 0, 0
     try:
         reported = cache.get(ROWS_KEY.format(job.pk))
     except Exception:  # noqa: BLE001 - without the cache the count is unknown, not an error
         reported = None
-    return tuple(reported) if reported else (0, 0)
+    # What another version, or another app sharing the cache, wrote there is no count of this job's: unknown.
+    if (not isinstance(reported, (tuple, list)) or len(reported) != 2 or not all(map(_count, reported))
+            or reported[0] > reported[1]):
+        return 0, 0
+    return tuple(reported)
+
+
+COUNTS = ("images_total", "images_embedded", "images_failed")
 
 
 def image_counts(job):
-    """``{"images_total", "images_embedded", "images_failed"}`` of the job's images under the serving model."""
-    if job.final_counts is not None:
-        return job.final_counts
+    """``{"images_total", "images_embedded", "images_failed"}`` of the job's images under the serving model.
+
+    Stored counts that are not those three numbers (a row another version wrote, or one
+    edited by hand: each poll and page of the job was a 500) are counted again.
+    """
+    stored = job.final_counts
+    if isinstance(stored, dict) and all(_count(stored.get(key)) for key in COUNTS):
+        return {key: stored[key] for key in COUNTS}
     serving = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
     total = job.images.filter(in_index=True).count()
     states = {}
@@ -83,6 +97,43 @@ def image_counts(job):
     return counts
 
 
+def _rows_total(job):
+    """The job's rows in all: never fewer than it accepted and rejected ("5 of 0 rows imported", of a row edited)."""
+    return max(job.rows_total, job.rows_accepted + job.rows_rejected)
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def job_errors(job):
+    """The job's first errors as ``[{"row", "field", "reason"}]``, whatever its ``errors`` column holds.
+
+    The importer writes that list; a row another version wrote, or one edited by hand, may
+    hold an object, texts or errors without a key, which made the poll and the job's admin
+    page a 500. An entry that is no error object becomes one whose reason is its text; a
+    row that is no number is None, as is a missing field.
+    """
+    stored = job.errors if isinstance(job.errors, list) else []
+    errors = []
+    for error in stored:
+        if not isinstance(error, dict):
+            error = {"reason": error if isinstance(error, str) else json.dumps(error)}
+        row, field, reason = error.get("row"), error.get("field"), error.get("reason")
+        errors.append({
+            "row": row if isinstance(row, int) and not isinstance(row, bool) else None,
+            "field": field if isinstance(field, str) else None,
+            "reason": reason if isinstance(reason, str) else json.dumps(reason) if reason is not None else "",
+        })
+    return errors
+
+
+def unlisted_skus(job):
+    """The first SKUs the job's full sync unlisted, as texts (a number another version stored reads as its digits)."""
+    stored = job.unlisted_skus if isinstance(job.unlisted_skus, list) else []
+    return [sku if isinstance(sku, str) else json.dumps(sku) for sku in stored if sku is not None]
+
+
 def job_progress(job):
     """The poll answer of ``job`` (a dict; the API's JobSerializer documents its fields).
 
@@ -93,6 +144,7 @@ def job_progress(job):
     """
     counts = image_counts(job)
     ended = job.state in ImportJob.ENDED
+    rows_total = _rows_total(job)
     waiting = counts["images_total"] - counts["images_embedded"] - counts["images_failed"]
     finished = ended and waiting <= 0
     checked, in_all = rows_checked(job)
@@ -103,12 +155,12 @@ def job_progress(job):
     return {
         "id": job.pk, "state": job.state, "policy": job.policy, "full_sync": job.full_sync,
         "confirm_unlist": job.confirm_unlist,
-        "rows_total": job.rows_total, "rows_accepted": job.rows_accepted, "rows_rejected": job.rows_rejected,
+        "rows_total": rows_total, "rows_accepted": job.rows_accepted, "rows_rejected": job.rows_rejected,
         "rows_in_all": in_all, "rows_checked": checked,
-        "products_unlisted": job.products_unlisted, "unlisted_skus": job.unlisted_skus,
+        "products_unlisted": job.products_unlisted, "unlisted_skus": unlisted_skus(job),
         **counts,
         "finished": finished, "no_worker": no_worker,
-        "errors": job.errors, "errors_total": job.errors_total, "message": job.message,
+        "errors": job_errors(job), "errors_total": job.errors_total, "message": job.message,
         "created_at": job.created_at, "updated_at": job.updated_at, "started_at": job.started_at,
         "ended_at": job.ended_at,
         "files": {field: bool(getattr(job, field)) for field in ("manifest", "archive", "rejected_rows")},

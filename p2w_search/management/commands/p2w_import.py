@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from p2w_search.api.uploads import UploadSerializer
 from p2w_search.locks import advisory_lock_polled
+from p2w_search.management.terminal import shown
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive
 from p2w_search.uploads.importer import (
@@ -133,13 +134,4 @@ def _create_job(merchant, values, manifest, archive):
     with _opened(manifest, "manifest") as handle, (_opened(archive, "--archive") if archive else nullcontext()) as zip_:
         files = {"manifest": File(handle, name=Path(manifest).name), "archive": File(zip_) if zip_ else None}
         return create_job(owner=None, merchant_key=merchant, values={**values, **files}, send=False, limited=False)
-
-
-def shown(text):
-    """``text`` with what a terminal would act on written as Python escapes (``\\x1b``, ``\\u202e``).
-
-    A shop's serializer may echo a cell in its error ('"{input}" is not a valid choice.'): an
-    escape sequence there would rewrite the terminal's screen or title, a bidi override reorder it.
-    """
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 

@@ -10,6 +10,7 @@ from p2w_search import indexing, rates, status
 from p2w_search.conf import app_settings
 from p2w_search.embedders import DEFAULT_ALIAS, InvalidEmbedderError
 from p2w_search.management.model_choice import chosen_model
+from p2w_search.management.terminal import shown
 from p2w_search.models import ProductImage
 from p2w_search.rates import duration_text
 
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         for row in reversed(current["models"]):
             model, counts = row["model"], row["counts"]
             summary = ", ".join(f"{counts[state]} {state}" for state in ("ready", "pending", "failed", "missing"))
-            self.stdout.write(f"[{model.pk}] {model.key} ({model.dimensions}d, {model.state}): {summary}"
+            self.stdout.write(f"[{model.pk}] {shown(model.key)} ({model.dimensions}d, {model.state}): {summary}"
                               + _pace(row))
         self.stdout.write("workers:")
         for queue in current["workers"]:
@@ -170,8 +171,10 @@ def _host_line(host):
     last = (f"last task {duration_text((now - host['last_task_at']).total_seconds())} ago" if host["last_task_at"]
             else "no task yet")
     processes = f"{host['processes']} process{'es' if host['processes'] != 1 else ''}"
-    return (f"{host['hostname']} ({processes}, {'/'.join(host['devices'])}, models: "
-            f"{', '.join(host['models']) or 'none'}, {last}, {host['tasks']} tasks)")
+    # A hostname, a device and a model name come from the workers' rows: written with escapes (shown), as a
+    # terminal would act on an escape sequence in them.
+    return shown(f"{host['hostname']} ({processes}, {'/'.join(host['devices'])}, models: "
+                 f"{', '.join(host['models']) or 'none'}, {last}, {host['tasks']} tasks)")
 
 
 def _searches_line(stats):
@@ -185,5 +188,5 @@ def _searches_line(stats):
 def _finding_line(finding, *, label=False):
     """A check message as ``manage.py check`` writes it, optionally led by its level."""
     level = {checks.ERROR: "ERROR", checks.WARNING: "WARNING"}.get(finding.level, "INFO") + " " if label else ""
-    hint = f"\n\tHINT: {finding.hint}" if finding.hint else ""
-    return f"{level}({finding.id}) {finding.msg}{hint}"
+    hint = f"\n\tHINT: {shown(finding.hint)}" if finding.hint else ""
+    return f"{level}({finding.id}) {shown(finding.msg)}{hint}"
