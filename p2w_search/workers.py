@@ -15,6 +15,7 @@ import threading
 import time
 
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from p2w_search.conf import app_settings
@@ -122,7 +123,9 @@ def _beat_forever():
 def _beat():
     from p2w_search.models import WorkerProcess
 
-    now = timezone.now()
+    # The database's clock, which every web process compares with (alive, lost): a worker whose own clock is
+    # ahead wrote a "seen" in the future, and counted as alive for that long after it died.
+    now = Now()
     _last_beat[0] = time.monotonic()
     try:
         WorkerProcess.objects.update_or_create(
@@ -157,7 +160,7 @@ def alive(queue=None):
 
     from p2w_search.models import WorkerProcess
 
-    processes = WorkerProcess.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=ALIVE_SECONDS))
+    processes = WorkerProcess.objects.filter(seen_at__gte=Now() - timedelta(seconds=ALIVE_SECONDS))
     if queue is not None:
         processes = processes.filter(queues__contains=[queue])
     return processes
@@ -173,9 +176,8 @@ def lost(*, within=3600):
 
     from p2w_search.models import WorkerProcess
 
-    now = timezone.now()
-    return WorkerProcess.objects.filter(seen_at__lt=now - timedelta(seconds=ALIVE_SECONDS),
-                                        seen_at__gte=now - timedelta(seconds=within)).order_by("-seen_at")
+    return WorkerProcess.objects.filter(seen_at__lt=Now() - timedelta(seconds=ALIVE_SECONDS),
+                                        seen_at__gte=Now() - timedelta(seconds=within)).order_by("-seen_at")
 
 
 class ResultSummary(logging.Filter):

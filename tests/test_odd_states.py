@@ -76,6 +76,28 @@ def test_a_worker_whose_clock_is_ahead_was_seen_now_not_minus_an_hour_ago(admin_
     assert "bulk@host (1 process, cpu, models: none, last task 0 s ago, 3 tasks)" in command("status")
 
 
+def test_a_worker_whose_clock_is_ahead_beats_in_the_databases_time_and_is_dead_once_silent(db, settings,
+                                                                                           monkeypatch):
+    """Its heartbeat wrote its own clock's "seen": it counted as alive for an hour after it died."""
+    from p2w_search import workers
+
+    ahead = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(workers.timezone, "now", lambda: ahead)  # the worker's clock
+    monkeypatch.setitem(workers._worker, "hostname", "bulk@ahead")
+    monkeypatch.setitem(workers._worker, "queues", [settings.P2W_SEARCH["BULK_QUEUE"]])
+    workers._beat()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (database_now,) = cursor.fetchone()
+    row = WorkerProcess.objects.get(hostname="bulk@ahead")
+    assert abs((row.seen_at - database_now).total_seconds()) < 5 and row.ready_at == row.seen_at
+    assert list(workers.alive().values_list("hostname", flat=True)) == ["bulk@ahead"]
+
+    WorkerProcess.objects.filter(pk=row.pk).update(seen_at=row.seen_at - timedelta(seconds=workers.ALIVE_SECONDS + 1))
+    assert not workers.alive().exists()  # silent for longer than ALIVE_SECONDS: dead, and listed as lost
+    assert list(workers.lost().values_list("hostname", flat=True)) == ["bulk@ahead"]
+
+
 LIST_OF_ODD_ITEMS = """'[7, "b", null, ["x"], {"y": 2}]'"""
 
 
