@@ -211,6 +211,13 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-pk"]
+        indexes = [
+            # A merchant's jobs, newest first: its pages and the API's list.
+            models.Index(fields=["merchant_key", "-id"], name="p2w_job_merchant_newest"),
+            # Its jobs that have not ended, counted at each upload (uploads/limits.py); few rows at any time.
+            models.Index(fields=["merchant_key"], condition=Q(state__in=["queued", "running"]),
+                         name="p2w_job_merchant_waiting"),
+        ]
 
     def __str__(self):
         return f"import {self.pk} ({self.state})"

@@ -229,3 +229,23 @@ def test_p2w_import_at_the_limit_says_so_and_imports(acme, media, tmp_path):
             "this import from the server runs all the same") in err.getvalue()
     assert Product.objects.filter(merchant=acme, sku="TEE-1").exists()
     assert ImportJob.objects.latest("pk").state == DONE
+
+
+def test_a_merchants_waiting_uploads_and_its_newest_jobs_are_read_by_index(acme, rival):
+    """Both scanned every merchant's jobs, which are never deleted: each upload and each page of the list."""
+    from django.db import connection
+
+    ImportJob.objects.bulk_create(  # a merchant among many: most jobs are others', most jobs have ended
+        ImportJob(owner=merchant.user, merchant_key=str(merchant.pk), state=state, manifest="imports/earlier.csv")
+        for merchant, count in ((rival, 3000), (acme, 30)) for state in [DONE] * count + [QUEUED])
+    with connection.cursor() as cursor:  # the planner's choice on a table of years of jobs, not of 600 rows
+        cursor.execute("ANALYZE p2w_search_importjob")
+        cursor.execute("SET enable_seqscan = off")
+    try:
+        counted = ImportJob.objects.filter(merchant_key=str(acme.pk), state__in=limits.WAITING).explain()
+        newest = ImportJob.objects.filter(merchant_key=str(acme.pk)).order_by("-pk")[:20].explain()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET enable_seqscan")
+    assert "p2w_job_merchant_waiting" in counted, counted
+    assert "p2w_job_merchant_newest" in newest and "Sort" not in newest, newest
