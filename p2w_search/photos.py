@@ -30,6 +30,8 @@ __all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "KeptPhoto", "keep",
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "p2w_photos"
+LET_GO_KEY = "p2w_photos_let_go"  # tokens of this session's photos deleted for newer ones, the latest few
+LET_GO_REMEMBERED = 20
 FOLDER = "p2w-photos"
 KEPT_PER_SESSION = 5  # a session's older photos are deleted when it uploads more: storage per shopper is bounded
 PREVIEW_SIZE = 160
@@ -88,16 +90,26 @@ def keep(request, data):
         raise PhotoNotKept(NOT_KEPT) from None
     kept = dict(request.session.get(SESSION_KEY, {}))
     kept[token] = uploaded
+    let_go = list(request.session.get(LET_GO_KEY, []))
     for old in sorted(kept, key=kept.get)[:-KEPT_PER_SESSION]:
         _delete(storage, _name(old, kept.pop(old)))
+        let_go.append(old)
     request.session[SESSION_KEY] = kept
+    if let_go:
+        request.session[LET_GO_KEY] = let_go[-LET_GO_REMEMBERED:]
     remove_expired()
     return token
 
 
 def load(request, token):
-    """This session's photo ``token``: a KeptPhoto, or PhotoGone (expired: 410; unknown here: 404)."""
+    """This session's photo ``token``: a KeptPhoto, or PhotoGone (expired: 410; let go for a newer one, or unknown
+    here: 404, each with its message)."""
     uploaded = request.session.get(SESSION_KEY, {}).get(token)
+    if uploaded is None and token in request.session.get(LET_GO_KEY, ()):
+        # This browser's own photo, let go for a newer one: the message says so (404 as before for a token
+        # not kept here; "only for the browser that uploaded them" was wrong for it).
+        raise PhotoGone(f"Your photo is no longer kept: this browser keeps its {KEPT_PER_SESSION} latest photos. "
+                        "Upload it again to search with it.", status=404)
     if uploaded is None:
         raise PhotoGone("This photo is not available here: photos are kept only for the browser that uploaded "
                         "them. Upload it again to search with it.", status=404)

@@ -1,4 +1,5 @@
-"""The shopper's "like this, but ..." journey for any shop's pages: a product or the shopper's own photo, changed in words.
+"""The shopper's "like this, but ..." journey for any shop's pages: a product or the shopper's own photo, changed in
+words.
 
 ``journey`` runs it from a request (the search service underneath), ``forms`` reads the
 shopper's input, ``views.PhotoSearchView`` takes a photo upload, and the template tags of

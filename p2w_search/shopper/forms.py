@@ -1,12 +1,14 @@
 """What a shopper types or uploads for "like this, but ...": the changes in order, the method, a photo."""
 
+from urllib.parse import unquote_to_bytes
+
 from django import forms
 
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
 from p2w_search.files import read_query_photo
 from p2w_search.imaging import ImageRejected
 
-__all__ = ["METHOD_LABELS", "MAX_CHANGES", "CHANGE_MAX_LENGTH", "ChangesForm", "PhotoForm"]
+__all__ = ["METHOD_LABELS", "MAX_CHANGES", "CHANGE_MAX_LENGTH", "ChangesForm", "PhotoForm", "link_problem"]
 
 METHOD_LABELS = {
     "pic2word_plus_image": "Pic2Word + reference photo (composed)",
@@ -24,6 +26,39 @@ def _method_field():
     field = forms.ChoiceField(required=False, label="Method", choices=[(m, METHOD_LABELS.get(m, m)) for m in METHODS])
     field.initial = DEFAULT_METHOD
     return field
+
+
+def link_problem(request, *, single, read):
+    """Why the request's query string cannot be read as one search (a shopper's sentence), or None.
+
+    ``single``: the parameters a search takes once (of two values, which one is meant is
+    unknown: the API refuses it too); ``read``: every parameter the page reads, whose bytes
+    must be UTF-8 (Django reads other bytes as U+FFFD, which would be searched as if typed).
+    """
+    for name in single:
+        count = len(request.GET.getlist(name))
+        if count > 1:
+            return f"The link gives “{name}” {count} times; give it once."
+    raw = request.META.get("QUERY_STRING", "")
+    raw = raw.encode("latin-1", errors="replace") if isinstance(raw, str) else raw  # PEP 3333: bytes as latin-1
+    for pair in raw.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        try:
+            name = unquote_to_bytes(key.replace(b"+", b" ")).decode()
+        except UnicodeDecodeError:
+            continue  # not a name the page reads
+        if name in read:
+            try:
+                unquote_to_bytes(value.replace(b"+", b" ")).decode()
+            except UnicodeDecodeError:
+                return f"The link’s “{name}” is not text (its bytes are not UTF-8); type it again."
+    return None
+
+
+def given_more_than_once(data, names):
+    """``{name: reason}`` for each of ``names`` that the form ``data`` (a QueryDict) holds more than once."""
+    return {name: f"The form sent “{name}” {len(data.getlist(name))} times; send it once."
+            for name in names if len(data.getlist(name)) > 1}
 
 
 def _check(change):
@@ -73,11 +108,26 @@ class PhotoForm(forms.Form):
     status = 400  # of the page that shows the form's errors: 503 when the server could not keep a valid photo
     method = _method_field()
 
+    def __init__(self, *args, refused=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refused = refused  # why the photo is not read at all (the client's budget is spent), or None
+
     def clean_photo(self):
+        if self.refused:
+            raise forms.ValidationError(self.refused)
+        sent = len(self.files.getlist("photo"))
+        if sent > 1:  # without the page's script, a phone can send the file input's photo and the camera's
+            raise forms.ValidationError(f"Send one photo at a time; this form sent {sent}.")
         try:
             return read_query_photo(self.cleaned_data["photo"])
         except ImageRejected as exc:
             raise forms.ValidationError(f"This photo cannot be used: {exc.reason}.") from None
+
+    def clean(self):
+        data = super().clean()
+        for name, reason in given_more_than_once(self.data, ("change", "method")).items():
+            self.add_error(name, reason)
+        return data
 
     def clean_change(self):
         change = self.cleaned_data["change"].strip()

@@ -2,7 +2,9 @@
 
 The state is all in the query string, so every result page is a link (back, reload, share
 within the session): ``change`` once per change in the order asked, ``method``, ``page``,
-and ``photo`` (a kept photo's token, p2w_search.photos) for a photo. A second change is
+and ``photo`` (a kept photo's token, p2w_search.photos) for a photo; a link that gives
+``photo``, ``method`` or ``page`` twice, or bytes that are not UTF-8 in one of these or a
+change, is refused (400, naming it) and searches nothing. A second change is
 composed with the first as one sentence on the same reference (``chained_change``: measured
 against composing on the first result, README "Refining again"). Pages ask the search
 service for the top ``page * per_page`` (at most ``MAX_K``).
@@ -18,14 +20,15 @@ from dataclasses import dataclass, field
 from p2w_search import photos, search, search_health
 from p2w_search.composition import DEFAULT_METHOD
 from p2w_search.conf import app_settings
-from p2w_search.shopper.forms import METHOD_LABELS, ChangesForm, PhotoForm
+from p2w_search.shopper.forms import MAX_CHANGES, METHOD_LABELS, ChangesForm, PhotoForm, link_problem
 
 __all__ = ["SUGGESTED_CHANGES", "PHOTO", "CHANGE", "METHOD", "PAGE", "Card", "Outcome", "chained_change",
            "for_product", "for_photo", "for_text", "accept_photo", "posted_photo_form",
-           "shopper_message"]
+           "shopper_message", "refuse", "SINGLE"]
 
 SUGGESTED_CHANGES = ("in red", "in blue", "in black", "with stripes", "with polka dots", "with a star print")
 PHOTO, CHANGE, METHOD, PAGE = "photo", "change", "method", "page"
+SINGLE = (PHOTO, METHOD, PAGE)  # a link gives each of these once; ``change`` once per change
 NOT_INDEXED = "This product is not in the search index yet; try again once indexing is done."
 
 
@@ -166,7 +169,10 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
     if key not in memo:
         outcome = Outcome(kind="photo", request=request, suggestions=tuple(suggestions))
         token = request.GET.get(PHOTO)
-        if token:
+        problem = _link_problem(request)
+        if problem and any(request.GET.getlist(PHOTO)):  # of two photos, which one is meant is unknown
+            outcome.asked, outcome.status, outcome.notice = True, 400, problem
+        elif token:
             outcome.asked = True
             try:
                 outcome.photo = photos.load(request, token)
@@ -201,11 +207,18 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
     """Validate the request's changes and page, then search and fill ``outcome`` (status, cards, notice)."""
     request = outcome.request
     outcome.asked = True
+    problem = _link_problem(request)
+    if problem:
+        outcome.status, outcome.notice = 400, problem
+        search_health.record(f"page-{outcome.kind}", 400, {})
+        return
     asked = [str(c).strip() for c in request.GET.getlist(CHANGE) if str(c).strip()]
     if asked or changes_required:
         form = outcome.form = ChangesForm(request.GET)
         if not form.is_valid():
-            outcome.changes, outcome.status = asked, 400
+            # Shown with a link to take each back: one more than allowed at most (a link of 999 changes
+            # drew 999 links of 999 changes each, two minutes of CPU for one page).
+            outcome.changes, outcome.status = asked[:MAX_CHANGES + 1], 400
             search_health.record(f"page-{outcome.kind}", 400, {})  # as the API counts a refused request
             return
         outcome.changes, outcome.method = form.cleaned_data[CHANGE], form.cleaned_data[METHOD]
@@ -245,6 +258,16 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
     outcome.searched = True
 
 
+def refuse(request, reason):
+    """Refuse this request's link for the page's own reason (a shopper's sentence): the journey's outcomes of this
+    request say it (400) and search nothing, the boxes included."""
+    _memo(request)[("refused",)] = reason
+
+
+def _link_problem(request):
+    return _memo(request).get(("refused",)) or link_problem(request, single=SINGLE, read=(*SINGLE, CHANGE))
+
+
 def _counted_search(request, kind, run):
     """``run()`` within the client's budget, counted in the admin's search health as "page-<kind>" (as the API's)."""
     started, status, results = time.perf_counter(), 500, None
@@ -277,9 +300,16 @@ def accept_photo(request):
     query string of its result page: the request's own query string (filters) with ``photo``
     set to the kept photo's token, and the change and method.
     """
-    form = PhotoForm(request.POST, request.FILES)
+    try:  # each upload is decoded and kept for a while: it counts in the client's budget, as a search does
+        with search.search_budget(request):
+            form = PhotoForm(request.POST, request.FILES)
+            valid = form.is_valid()
+    except search.TooManySearches as exc:
+        form, valid = PhotoForm(request.POST, request.FILES, refused=str(exc)), False
+        form.status = 429
+        form.is_valid()
     _memo(request)[("photo_form",)] = form
-    if not form.is_valid():
+    if not valid:
         return form, None
     try:
         token = photos.keep(request, form.cleaned_data["photo"])

@@ -5,12 +5,14 @@
 and filtered) is the app's shopper journey, rendered by its template tags
 (``{% like_this %}``, ``{% like_your_photo %}``): the same journey a host shop gets. The
 views run it first, for the status: a bad filter, photo or change is a 400 with the reason,
-a photo gone 410 (or 404 from another browser), a search that cannot run now 503 with a
-message and the newest products to browse meanwhile; browsing needs no model.
+and so is a link that gives a parameter twice or bytes that are not UTF-8 (naming it), a
+photo gone 410 (or 404 from another browser), a search that cannot run now 503 with a
+message and the newest products to browse meanwhile, a page past the end 404 on the shop's
+page; browsing needs no model.
 """
 
 from django.core.paginator import InvalidPage, Paginator
-from django.http import Http404, HttpResponseRedirect
+from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
@@ -18,8 +20,9 @@ from django.views.decorators.http import require_http_methods
 from p2w_search.models import EmbeddingModel
 from p2w_search.search import Rejected
 from p2w_search.shopper import journey
+from p2w_search.shopper.forms import link_problem
 from shop_demo.storefront import search
-from shop_demo.storefront.forms import SearchForm
+from shop_demo.storefront.forms import FILTERS, SearchForm
 
 __all__ = ["home", "product"]
 
@@ -27,6 +30,7 @@ RESULTS = 24  # results and browsing, this many a page
 CHANGED = 12
 SIMILAR = 6
 JOURNEY = (journey.PHOTO, journey.CHANGE, journey.METHOD)
+SINGLE = ("q", *FILTERS, *journey.SINGLE)  # the parameters a link gives once each (``change`` once per change)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -37,7 +41,15 @@ def home(request):
     """
     form = SearchForm(request.GET, categories=search.categories())
     context = {"form": form, "mode": "browse", "photo_action": _link(request, drop=("q", *JOURNEY, "page"))}
+    problem = link_problem(request, single=SINGLE, read=(*SINGLE, journey.CHANGE))
+    if problem:  # a parameter given twice, or bytes that are not text: which search is meant is unknown
+        journey.refuse(request, problem)  # the photo box searches nothing either
+        blank = SearchForm(QueryDict(), categories=search.categories())  # the boxes empty: start again from them
+        blank.is_valid()
+        context.update(form=blank, mode="bad-link", problem=problem)
+        return _render(request, "storefront/home.html", context, status=400)
     if not form.is_valid():
+        journey.refuse(request, "Please check the filters.")  # no results are shown: the photo box searches nothing
         return _render(request, "storefront/home.html", context, status=400)
     products = form.filter(search.shop_products())
     context["products"] = products
@@ -57,8 +69,9 @@ def home(request):
     else:
         try:  # a page that does not exist is a 404, as in the API, not silently the last page
             page = Paginator(products.order_by("-created_at", "-pk"), RESULTS).page(request.GET.get("page") or 1)
-        except InvalidPage:
-            raise Http404("There is no such page.") from None
+        except InvalidPage:  # said on the shop's page, with the filters kept, not as a missing product
+            context.update(mode="no-page", first_page=_link(request, drop=("page",)))
+            return _render(request, "storefront/home.html", context, status=404)
         context.update(page=page, cards=search.browse_cards(page))
         return _render(request, "storefront/home.html", context)
     if outcome.status in (429, 503):  # the search cannot run now; the catalog can still be browsed
