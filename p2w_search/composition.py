@@ -11,6 +11,7 @@ normalised sum of the pic2word and image_plus_text queries.
 """
 
 import html
+import unicodedata
 from functools import cache
 
 import numpy as np
@@ -47,7 +48,7 @@ def check_change(text):
     fullwidth ``＊`` are a ``*`` there too. A change the tokenizer reads as nothing is refused too.
     """
     tokenized = as_tokenized(text)
-    if not tokenized:
+    if not _visible(tokenized):
         raise ValueError(NO_WORDS_IN_CHANGE)
     if "*" in tokenized:
         raise ValueError(STAR_IN_CHANGE)
@@ -55,7 +56,14 @@ def check_change(text):
 
 def has_words(text):
     """Whether the tokenizer reads anything of ``text`` (not only spaces, invisible or control characters)."""
-    return bool(as_tokenized(text))
+    return _visible(as_tokenized(text))
+
+
+def _visible(tokenized):
+    """Whether ``tokenized`` holds a character a shopper sees: ftfy keeps format characters (a zero-width space,
+    a soft hyphen, a bidi override), which the tokenizer then reads as bytes: a change of those alone was
+    composed as a change no one could read."""
+    return any(unicodedata.category(ch) != "Cf" for ch in tokenized.replace(" ", ""))
 
 
 def as_tokenized(text):

@@ -23,7 +23,8 @@ IMAGE = "/api/search/image/"
 COMPOSED = "/api/search/composed/"
 SIMILAR = "/api/search/similar/"
 # Texts the tokenizer cleans to nothing: an entity for a space, control characters, a byte order mark.
-NOTHING = ["&nbsp;", "\x01\x02", "\ufeff", "&nbsp;&#32;&#9;"]
+NOTHING = ["&nbsp;", "\x01\x02", "\ufeff", "&nbsp;&#32;&#9;",
+           "\u200b", "\u00ad \u202e\u2066", "&#8203;\u200c\u200d\u2060"]  # format characters only (Cf)
 _NO_WORDS = "has nothing the search model reads (only spaces, invisible or control characters, or entities like &nbsp;)"
 NO_WORDS_IN_TEXT = f"Write what you are looking for in words: this text {_NO_WORDS}."
 NO_WORDS_IN_CHANGE = f"Write the change in words: this one {_NO_WORDS}."
