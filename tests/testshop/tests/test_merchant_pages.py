@@ -28,3 +28,15 @@ def test_staff_act_for_a_brand_by_its_slug(catalog):
     home = browser.get(reverse("p2w_merchant:home"))
     assert "<h1>North &amp; Co: your catalog</h1>" in home.content.decode()
     assert home.context["glance"]["products"] == 3
+
+
+def test_staff_who_may_not_change_products_act_for_no_brand(catalog):
+    """Any staff account could act for any brand: upload a full sync that unlists its products."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("clerk@example.com", "pw", is_staff=True)
+    browser = logged_in("clerk@example.com")
+    chosen = browser.post(reverse("p2w_merchant:act-for"), {"merchant": "north"})
+    assert chosen.status_code == 400 and "North &amp; Co" not in chosen.content.decode()  # not among the choices
+    home = browser.get(reverse("p2w_merchant:home"))
+    assert (home.status_code, home["Location"]) == (302, reverse("p2w_merchant:act-for") + "?next=%2Fmerchant%2F")
