@@ -374,7 +374,8 @@ def remove_from_index(images):
 def switch_serving(model, *, force=False):
     """Make ``model`` serve searches, retiring the one that served before.
 
-    Refuses while images are still pending under ``model`` unless ``force``.
+    Refuses while images are still pending under ``model``, or when none of them could be embedded (every
+    search would find nothing), unless ``force``.
     """
     progress = model_progress(model)
     pending, missing = progress["pending"], progress["missing"]
@@ -382,6 +383,11 @@ def switch_serving(model, *, force=False):
         raise IncompleteModel(
             f"{model.key} is not complete: {pending} images pending and {missing} not queued; "
             "wait for the workers (or force the switch)."
+        )
+    if progress["total"] and not progress["ready"] and not force:
+        raise IncompleteModel(
+            f"{model.key} has no image embedded: all {progress['failed']} failed, so every search would find "
+            "nothing. The index page lists the errors (or force the switch)."
         )
     with transaction.atomic():
         # One switch at a time: two at once (to two models, from two admin pages) each retired the model that served

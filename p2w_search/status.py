@@ -111,6 +111,7 @@ def index_status(*, errors=10):
             "model": model, "counts": counts,
             "progress": done / counts["total"] if counts["total"] else 1.0,
             "complete": not counts["pending"] and not counts["missing"],
+            "finds_nothing": bool(counts["total"]) and not counts["ready"],  # every image failed: not switched to
             "index_bytes": _relation_size(index.hnsw_index_name(model)),
             "rate": rate, "seconds_left": None if retired else rates.seconds_left(counts, rate),
             "oldest_pending": ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.PENDING)

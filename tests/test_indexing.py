@@ -36,6 +36,24 @@ def test_first_model_serves_and_later_ones_build_beside_it(catalog):
     assert second.dimensions == 48 and first.dimensions == 32
 
 
+def test_a_model_none_of_whose_images_could_be_embedded_is_not_switched_to(catalog, admin_client):
+    """It was complete (nothing pending) and switched to: every search then found nothing."""
+    old = indexing.register_model()
+    indexing.queue_missing(old)
+    embed_all(old)
+    new = indexing.register_model("next")
+    indexing.queue_missing(new)
+    ImageEmbedding.objects.filter(model=new).update(state=ImageEmbedding.State.FAILED, error="cannot be read")
+
+    with pytest.raises(indexing.IncompleteModel, match=f"{new.key} has no image embedded: all 3 failed, so every "
+                                                       "search would find nothing"):
+        indexing.switch_serving(new)
+    assert index.serving_model() == old
+    page = admin_client.get("/admin/p2w_search/embeddingmodel/index/").content.decode()
+    assert 'disabled title="No image could be embedded">Serve searches with it' in page
+    assert indexing.switch_serving(new, force=True) == new  # the staff member's choice, said out loud
+
+
 def test_model_switch_never_mixes_vectors(catalog, django_capture_on_commit_callbacks):
     old = indexing.register_model()
     indexing.queue_missing(old)
