@@ -1,7 +1,10 @@
 """A shopper's search photo, kept for a short while so the search can be refined, paged and filtered.
 
 The photo is kept in the uploads' storage (``P2W_SEARCH["UPLOAD_STORAGE"]``, never served by
-a URL) under a random token, with a small JPEG preview beside it. Only the session that
+a URL) under a random token, with a small JPEG preview beside it. What is kept is a copy
+encoded anew from the pixels, its long side at most ``KEPT_LONG_SIDE``: a few hundred kB
+where the upload may be 10 MB, and nothing of the file but the picture (no EXIF, so no
+phone's GPS position). Only the session that
 uploaded it knows the token (the session holds its tokens and upload times, nothing else),
 so a link to it opened elsewhere is refused. ``PHOTO_KEEP_SECONDS`` after the upload it is
 refused with a message and deleted: at the first use after that, and by
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 
 from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import ImageRejected, load_image
+from p2w_search.imaging import Decoded, ImageRejected, decode_image, load_image, public_copy
 from p2w_search.uploads.storage import upload_backend
 
 __all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "KeptPhoto", "keep", "load", "remove_expired",
@@ -35,6 +38,8 @@ LET_GO_REMEMBERED = 20
 FOLDER = "p2w-photos"
 KEPT_PER_SESSION = 5  # a session's older photos are deleted when it uploads more: storage per shopper is bounded
 PREVIEW_SIZE = 160
+# The long side of the copy kept to search with: four times what a real CLIP's 224-pixel input needs.
+KEPT_LONG_SIDE = 1024
 
 
 class PhotoGone(Exception):
@@ -81,6 +86,7 @@ def keep(request, data):
     storage = upload_backend()
     token, uploaded = secrets.token_urlsafe(18), time.time()
     name = _name(token, uploaded)
+    data = _kept_copy(data)
     try:
         storage.save(name, ContentFile(data))
         storage.save(f"{name}.jpg", ContentFile(_thumbnail(data)))
@@ -152,6 +158,32 @@ def _delete(storage, name):
             storage.delete(path)
         except OSError as exc:  # gone already: the goal is reached
             logger.debug("kept photo %s: %s", path, exc)
+
+
+def _kept_copy(data):
+    """The copy of an accepted photo that is kept: encoded anew (``public_copy``), its long side cut to
+    ``KEPT_LONG_SIDE``, and never larger than the bytes sent (which the size limit accepted).
+
+    A JPEG encoded anew at quality 95 can outgrow a smaller one sent (a browser's, at quality 80 say):
+    then at lower qualities; the bytes as sent if none is smaller, or if they no longer decode under
+    today's limits (keep() is given accepted bytes, and a changed limit must not lose the photo).
+    """
+    try:
+        decoded = decode_image(data, **image_limits())
+    except ImageRejected:
+        return data
+    image = decoded.image
+    if max(image.size) > KEPT_LONG_SIDE:
+        image = image.copy()
+        image.thumbnail((KEPT_LONG_SIDE, KEPT_LONG_SIDE))
+    copy, extension = public_copy(Decoded(image=image, format=decoded.format))
+    for quality in (85, 75):
+        if len(copy) <= len(data) or extension != ".jpg":
+            break
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        copy = buffer.getvalue()
+    return copy if len(copy) <= len(data) else data
 
 
 def _thumbnail(data):

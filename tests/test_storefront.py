@@ -331,6 +331,28 @@ def test_a_kept_photo_is_refused_after_its_time_with_a_message_and_deleted(clien
     assert list((media.parent / "uploads" / "p2w-photos").iterdir()) == []
 
 
+def test_the_kept_photo_is_a_copy_of_at_most_1024_pixels_with_nothing_of_the_file_but_the_picture(client, shop,
+                                                                                                     media):
+    """The photo was kept as sent for 30 minutes: up to 10 MB each, and a phone's GPS position in its EXIF."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 0.0)}
+    buffer = io.BytesIO()
+    Image.new("RGB", (2400, 1200), (30, 50, 210)).save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    link, response = photo_search(client, buffer.getvalue())
+    assert response.status_code == 200 and 'data-grid="results"' in response.content.decode()
+    (kept,) = [p for p in (media.parent / "uploads" / "p2w-photos").iterdir() if p.suffix != ".jpg"]
+    with Image.open(kept) as image:
+        assert (image.format, image.size, dict(image.getexif())) == ("JPEG", (1024, 512), {})
+    small = list(kept.parent.iterdir())
+    link, _ = photo_search(client, png((30, 50, 210)))  # a small one keeps its size, and its exact pixels (PNG)
+    (kept,) = [p for p in kept.parent.iterdir() if p not in small and p.suffix != ".jpg"]
+    with Image.open(kept) as image:
+        assert (image.format, image.size) == ("PNG", load_image(png((30, 50, 210)), max_bytes=10**7,
+                                                                 max_pixels=10**8).size)
+
+
 def test_a_kept_photo_is_served_only_to_the_session_that_sent_it(client, shop):
     link, response = photo_search(client, png((30, 50, 210)))
     assert response.status_code == 200
