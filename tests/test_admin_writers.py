@@ -168,7 +168,8 @@ def test_two_staff_members_switching_to_two_models_at_once_leave_the_later_one_s
 
 def test_a_switch_to_a_model_deleted_at_that_moment_is_refused_in_words(admin_client, media, stop_at):  # noqa: F811
     """The switch saved the deleted row's state: "Save with update_fields did not affect any rows", a 500."""
-    serving, old = embedding_model("serving", "serving"), embedding_model("old", "retired")
+    embedding_model("serving", "serving")
+    old = embedding_model("old", "retired")
     stop = stop_at(post_delete, EmbeddingModel)
     delete = Writer(lambda: staff_client().post(f"{MODELS}{old.pk}/delete/", {"post": "yes"}))
     stop.wait()  # deleted, not committed: the switch still finds the row and waits for its lock
@@ -210,7 +211,8 @@ def test_the_serving_model_cannot_be_deleted_from_its_page_or_the_list(admin_cli
 
 def test_a_model_switched_to_serving_while_its_delete_was_confirmed_is_kept(admin_client, media, stop_at):  # noqa: F811
     """The delete page was opened while it was building; the switch committed before the delete took the row."""
-    serving, building = embedding_model("serving", "serving"), embedding_model("building", "building")
+    embedding_model("serving", "serving")
+    building = embedding_model("building", "building")
     stop = stop_at(post_save, EmbeddingModel)
     switch = Writer(lambda: staff_client().post(INDEX, {"action": "switch", "model": building.pk}))
     stop.wait()  # the switch holds the models' rows, building not serving yet as the admin reads it

@@ -25,8 +25,21 @@ from p2w_search.uploads import importer
 from shop_demo.catalog.models import Merchant, Product
 from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
 from tests.hostile import (
-    APPENDED, BLUE, HEADER, RED, SECRET, damaged_zip, encrypted_zip, jpeg_with_gps_and_appended_zip, json_row,
-    link_entry, nfd, png_header, row, wide_png, zip_bytes,
+    APPENDED,
+    BLUE,
+    HEADER,
+    RED,
+    SECRET,
+    damaged_zip,
+    encrypted_zip,
+    jpeg_with_gps_and_appended_zip,
+    json_row,
+    link_entry,
+    nfd,
+    png_header,
+    row,
+    wide_png,
+    zip_bytes,
 )
 
 IMAGES = [("red.png", RED), ("blue.png", BLUE)]
