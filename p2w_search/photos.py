@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 
 from p2w_search.conf import app_settings, image_limits
-from p2w_search.imaging import Decoded, ImageRejected, decode_image, load_image, public_copy
+from p2w_search.imaging import Decoded, ImageRejected, decode_image, public_copy
 from p2w_search.uploads.storage import upload_backend
 
 __all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "KeptPhoto", "keep", "load", "remove_expired",
@@ -86,10 +86,10 @@ def keep(request, data):
     storage = upload_backend()
     token, uploaded = secrets.token_urlsafe(18), time.time()
     name = _name(token, uploaded)
-    data = _kept_copy(data)
+    data, preview = _kept_files(data)
     try:
         storage.save(name, ContentFile(data))
-        storage.save(f"{name}.jpg", ContentFile(_thumbnail(data)))
+        storage.save(f"{name}.jpg", ContentFile(preview))
     except OSError as exc:  # the storage refuses (a full disk): nothing half-written is left to the expiry sweep
         logger.error("could not keep a shopper's photo %s: %s", name, exc)
         _delete(storage, name)
@@ -160,22 +160,23 @@ def _delete(storage, name):
             logger.debug("kept photo %s: %s", path, exc)
 
 
-def _kept_copy(data):
-    """The copy of an accepted photo that is kept: encoded anew (``public_copy``), its long side cut to
-    ``KEPT_LONG_SIDE``, and never larger than the bytes sent (which the size limit accepted).
+def _kept_files(data):
+    """``(photo, preview)`` of an accepted photo, from one decoding: the copy that is kept, encoded anew
+    (``public_copy``), its long side cut to ``KEPT_LONG_SIDE`` and never larger than the bytes sent (which
+    the size limit accepted); and the small JPEG the page shows.
 
     A JPEG encoded anew at quality 95 can outgrow a smaller one sent (a browser's, at quality 80 say):
-    then at lower qualities; the bytes as sent if none is smaller, or if they no longer decode under
-    today's limits (keep() is given accepted bytes, and a changed limit must not lose the photo).
+    then at lower qualities; the bytes as sent if none is smaller. The bytes as sent and no preview if
+    they no longer decode under today's limits (keep() is given accepted bytes, and a changed limit
+    must not lose the photo).
     """
     try:
         decoded = decode_image(data, **image_limits())
     except ImageRejected:
-        return data
+        return data, b""
     image = decoded.image
-    if max(image.size) > KEPT_LONG_SIDE:
-        image = image.copy()
-        image.thumbnail((KEPT_LONG_SIDE, KEPT_LONG_SIDE))
+    preview = _jpeg(image, PREVIEW_SIZE)
+    image.thumbnail((KEPT_LONG_SIDE, KEPT_LONG_SIDE))  # in place; an image within the bound is left as it is
     copy, extension = public_copy(Decoded(image=image, format=decoded.format))
     for quality in (85, 75):
         if len(copy) <= len(data) or extension != ".jpg":
@@ -183,14 +184,7 @@ def _kept_copy(data):
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=quality)
         copy = buffer.getvalue()
-    return copy if len(copy) <= len(data) else data
-
-
-def _thumbnail(data):
-    try:
-        return _jpeg(load_image(data, **image_limits()), PREVIEW_SIZE)
-    except ImageRejected:  # keep() is given accepted bytes; a changed limit must not lose the photo
-        return b""
+    return (copy if len(copy) <= len(data) else data), preview
 
 
 def _jpeg(image, size):
