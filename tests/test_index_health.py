@@ -272,25 +272,36 @@ def test_the_rate_and_time_left_of_a_known_run(known_run):
     assert rates.seconds_left(counts, 0.0) is None
 
 
+def run_rate_since(now, shown):
+    """Whether ``shown`` is the known run's rate read at some moment between ``now`` and this one.
+
+    72 images after the first batch: 0.8 a second at ``now``, less as the test goes on (a second
+    or two on a busy CI machine); a shown rate is rounded to 2 decimals at most.
+    """
+    slowest = 72 / (90 + (timezone.now() - now).total_seconds())
+    return slowest - 0.005 <= shown <= 0.8 + 0.005
+
+
 def test_the_page_the_status_and_the_wait_bar_show_the_known_rate_and_time_left(known_run, admin_client, capsys):
     model, now = known_run
     response = admin_client.get(PAGE)
     row = next(r for r in response.context["models"] if r["model"] == model)
-    assert row["rate"] == pytest.approx(0.8, rel=0.02)  # the page reads a moment after `now`
-    assert row["seconds_left"] == pytest.approx(70.0, rel=0.02)
+    assert run_rate_since(now, row["rate"])  # the page reads a moment after `now`
+    assert 70.0 <= row["seconds_left"] == pytest.approx(56 / row["rate"])
     cells = re.search(rf'<tr data-model="{model.pk}">(.*?)</tr>', response.content.decode(), re.S).group(1)
     shown_rate = float(re.search(r'class="rate">([\d.]+) img/s<', cells).group(1))
     shown_left = int(re.search(r'class="left">about (\d+) s<', cells).group(1))
-    assert shown_rate == pytest.approx(0.8, rel=0.02) and shown_left == pytest.approx(70, abs=1)
+    assert run_rate_since(now, shown_rate) and shown_left == pytest.approx(56 / shown_rate, abs=1)
 
     line = next(line for line in run_command("status").splitlines() if line.startswith(f"[{model.pk}]"))
-    assert re.search(r"110 ready, 40 pending, 3 failed, 16 missing; 0\.\d+ img/s, about (69|70|71) s left$", line), line
+    shown = re.search(r"110 ready, 40 pending, 3 failed, 16 missing; (0\.\d+) img/s, about (\d+) s left$", line)
+    assert shown and run_rate_since(now, float(shown[1])) and 69 <= int(shown[2]) <= 56 / float(shown[1]) + 1, line
 
     capsys.readouterr()
     with pytest.raises(CommandError, match=r"no image was embedded for 1 s and 56 are left") as error:
         call_command("p2w_index", "wait", "--model", str(model.pk), "--stall", "1")
     bar = capsys.readouterr().err
-    assert float(re.search(r"([\d.]+) img/s, about \d+ s left", bar).group(1)) == pytest.approx(0.8, rel=0.02)
+    assert run_rate_since(now, float(re.search(r"([\d.]+) img/s, about \d+ s left", bar).group(1)))
     assert "(p2w_search.H001) queue" in str(error.value)  # and why: no worker on the bulk queue
 
 
