@@ -189,6 +189,9 @@ class ImportJob(models.Model):
     archive = models.FileField(upload_to=upload_path, storage=upload_storage, max_length=300, blank=True)
     # The rows that were not imported, as the merchant wrote them, with an "error" column.
     rejected_rows = models.FileField(upload_to=upload_path, storage=upload_storage, max_length=300, blank=True)
+    # A full sync's: the SKUs that were listed when the upload was received (a JSON list of texts). The sync
+    # unlists only those: a product listed while the upload waited was not in the merchant's view of the file.
+    listed_at_upload = models.FileField(upload_to=upload_path, storage=upload_storage, max_length=300, blank=True)
     rows_total = models.PositiveIntegerField(default=0)
     rows_accepted = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)

@@ -261,6 +261,37 @@ def test_a_full_sync_spares_a_product_the_api_added_while_it_ran(merchant, api, 
                                                                   "E": False, "NEW": True}
 
 
+def test_a_full_sync_spares_the_products_listed_while_the_upload_waited(merchant, api, media):
+    """The file is what the merchant listed when they sent it; a product listed after that was not left out of it."""
+    for sku in ("A", "B", "E"):
+        ProductFactory(merchant=merchant, sku=sku)
+    ProductFactory(merchant=merchant, sku="OLD", listed=False)
+    job = upload(api, HEADER + "A,A,,mug,5,red.png\nB,B,,mug,5,red.png\n", {"red.png": RED}, full_sync="true")
+    # While the upload waits for a worker: a product added with the API, one listed again in the admin.
+    assert api.post("/api/products/", {"sku": "NEW", "title": "New", "category": "mug", "price": "2.00"},
+                    format="json").status_code == 201
+    Product.objects.filter(sku="OLD").update(listed=True)
+
+    job = importer.run_import(job)
+
+    assert (job.state, job.products_unlisted, job.unlisted_skus) == ("done", 1, ["E"])
+    assert job.message == ("2 rows imported, 2 images to embed, 1 products unlisted "
+                           "(2 listed after the upload was received stay listed)")
+    assert dict(Product.objects.values_list("sku", "listed")) == {"A": True, "B": True, "E": False, "NEW": True,
+                                                                  "OLD": True}
+
+
+def test_a_full_sync_saved_without_the_listed_skus_unlists_every_product_the_file_leaves_out(merchant, api, media):
+    """A job queued by a version that did not keep them runs as it would have."""
+    for sku in ("A", "E"):
+        ProductFactory(merchant=merchant, sku=sku)
+    job = upload(api, HEADER + "A,A,,mug,5,red.png\n", {"red.png": RED}, full_sync="true", confirm_unlist="2")
+    ProductFactory(merchant=merchant, sku="NEW")
+    job.listed_at_upload.delete(save=True)
+
+    assert importer.run_import(job).unlisted_skus == ["E", "NEW"]
+
+
 def test_the_command_given_a_merchant_key_with_a_leading_zero_waits_for_that_merchants_import(
         merchant, media, tmp_path, capsys, test_database_url):
     """It kept the key as given: "03" took another lock than the workers' "3", and both imports ran at once."""

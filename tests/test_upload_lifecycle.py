@@ -88,14 +88,17 @@ def test_only_the_owner_and_staff_download_an_upload(merchant, media, django_use
 
 def test_uploads_are_deleted_after_their_retention(merchant, media):
     api = client_for(merchant.user)
-    old, recent = (ImportJob.objects.get(pk=upload(api, HEADER + row(sku))["id"]) for sku in ("A-1", "A-2"))
+    old, recent = (ImportJob.objects.get(pk=upload(api, HEADER + row(sku), full_sync="true", confirm_unlist="0")["id"])
+                   for sku in ("A-1", "A-2"))
     ImportJob.objects.filter(pk=old.pk).update(ended_at=timezone.now() - timedelta(days=8))
-    names = [old.manifest.name, old.archive.name]
+    names = [old.manifest.name, old.archive.name, old.listed_at_upload.name]  # a full sync keeps what was listed
+    assert all(storages["p2w_uploads"].exists(name) for name in names)
 
     assert tasks.cleanup_storage() == {"uploads": 1, "image_files": 0}  # what beat runs every hour
     old.refresh_from_db()
     assert not any(storages["p2w_uploads"].exists(name) for name in names)
-    assert (old.manifest.name, old.archive.name, old.files_removed_at is not None) == ("", "", True)
+    assert (old.manifest.name, old.archive.name, old.listed_at_upload.name, old.files_removed_at is not None) == (
+        "", "", "", True)
     response = api.get(f"/api/imports/{old.pk}/files/manifest/")
     assert response.status_code == 404 and "deleted on" in response.json()["detail"]
     assert api.get(f"/api/imports/{recent.pk}/files/manifest/").status_code == 200

@@ -154,11 +154,12 @@ def test_the_schema_lists_the_429_of_an_upload(acme, client):
 
 # --- create_job: the rule every door goes through ----------------------------------------------------------
 
-def test_create_job_refused_over_the_limit_deletes_the_files_it_stored(acme, media):
+@pytest.mark.parametrize("full_sync", [False, True], ids=["an update", "a full sync (its listed SKUs too)"])
+def test_create_job_refused_over_the_limit_deletes_the_files_it_stored(acme, media, full_sync):
     """The doors look first; create_job counts again under the lock, after the files are stored, and deletes them."""
     jobs(acme, *[RUNNING] * 5)
     values = {"manifest": ContentFile(MANIFEST.encode(), name="catalog.csv"), "archive": ContentFile(ARCHIVE),
-              "policy": "skip", "full_sync": False}
+              "policy": "skip", "full_sync": full_sync}
 
     with pytest.raises(limits.TooManyWaiting, match=f"^{FIVE_WAITING}$"):
         importer.create_job(owner=acme.user, merchant_key=str(acme.pk), values=values)

@@ -18,6 +18,8 @@ What an import promises (README, "Merchants: catalog uploads"):
 - a SKU the manifest names is never unlisted by a full sync, whatever happened to its row,
   and a full sync that would unlist more than ``FULL_SYNC_MAX_UNLIST_SHARE`` of the listed
   products, or that accepted no row, is refused unless ``confirm_unlist`` is the exact count;
+- a full sync unlists only products that were listed when the upload was received: one the
+  merchant listed while the upload waited for a worker stays listed;
 - ambiguity is refused, never resolved silently: a SKU on two rows rejects both;
 - every rejected row is in the job's rejected-rows file, with the reason, ready to fix and send again.
 """
@@ -156,11 +158,14 @@ def create_job(*, owner, merchant_key, values, send=True, limited=True):
     merchant pages and ``p2w_import`` (``send=False``: it imports the job itself) create jobs
     here. ``limited``: the job takes one of the merchant's ``IMPORT_MAX_WAITING`` places, or
     limits.TooManyWaiting is raised (``p2w_import`` is not limited). When the job's row is not
-    saved, its files are deleted again: no job would ever refer to them.
+    saved, its files are deleted again: no job would ever refer to them. A full sync's job keeps
+    the SKUs listed now (``listed_at_upload``): the sync will unlist none listed later.
     """
     job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
                     confirm_unlist=values.get("confirm_unlist"))
     try:
+        if job.full_sync:
+            job.listed_at_upload.save("listed.json", ContentFile(_listed_now(merchant_key)), save=False)
         job.manifest.save(values["manifest"].name, values["manifest"], save=False)
         archive = values.get("archive") or values.get("images")
         if archive:
@@ -174,11 +179,26 @@ def create_job(*, owner, merchant_key, values, send=True, limited=True):
             if send:
                 dispatch.send(dispatch.RUN_IMPORT, args=(job.pk,))
     except BaseException:
-        for file in (job.manifest, job.archive):
+        for file in (job.manifest, job.archive, job.listed_at_upload):
             if file:
                 file.delete(save=False)
         raise
     return job
+
+
+def _listed_now(merchant_key):
+    """The merchant's listed SKUs now, as a full sync's job keeps them: a JSON list of texts."""
+    serializer_class = import_serializer()
+    listed = serializer_class.listed_skus(serializer_class.merchant_by_key(merchant_key))
+    return json.dumps(sorted(str(sku) for sku in listed)).encode()
+
+
+def _listed_at_upload(job):
+    """The texts of the SKUs listed when ``job``'s upload was received; None for a job saved without them."""
+    if not job.listed_at_upload:  # a job of a version before they were kept
+        return None
+    with job.listed_at_upload.open("rb") as handle:
+        return set(json.load(handle))
 
 
 # Namespace of the advisory locks that keep a merchant's imports to one at a time.
@@ -263,10 +283,12 @@ def _import(job, serializer_class, merchant, report, written, progress):
     sku_field = serializer_class().fields["sku"]
     skus, job.rows_total = _scan(job, sku_field)
     duplicates = {sku: numbers for sku, numbers in skus.items() if len(numbers) > 1}
-    to_unlist = []
+    to_unlist, listed_since = [], 0
     if job.full_sync:
         listed = set(serializer_class.listed_skus(merchant))
-        to_unlist = sorted(listed - set(skus))
+        missing, before = listed - set(skus), _listed_at_upload(job)
+        to_unlist = sorted(missing if before is None else {sku for sku in missing if str(sku) in before})
+        listed_since = len(missing) - len(to_unlist)
         _check_full_sync(job, len(to_unlist), listed=len(listed))
     known = known_columns(serializer_class)
     accepted = checked = 0
@@ -313,7 +335,8 @@ def _import(job, serializer_class, merchant, report, written, progress):
     job.state = ImportJob.State.DONE
     job.message = (f"{accepted} rows imported, {chunk.images_queued} images to embed"
                    + (f", {report.rows_rejected} rows skipped" if report.rows_rejected else "")
-                   + (f", {job.products_unlisted} products unlisted" if job.full_sync else ""))
+                   + (f", {job.products_unlisted} products unlisted" if job.full_sync else "")
+                   + (f" ({listed_since} listed after the upload was received stay listed)" if listed_since else ""))
 
 
 def _scan(job, sku_field):

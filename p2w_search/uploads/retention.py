@@ -35,7 +35,7 @@ def remove_expired_uploads(*, now=None):
         if failed:
             continue
         ImportJob.objects.filter(pk=job.pk).update(
-            manifest="", archive="", rejected_rows="", files_removed_at=timezone.now())
+            **dict.fromkeys(UPLOAD_FIELDS, ""), files_removed_at=timezone.now())
         removed += 1
     if removed:
         logger.info("removed the uploaded files of %d import jobs past their retention", removed)

@@ -16,7 +16,7 @@ from p2w_search.conf import P2WImproperlyConfigured, app_settings
 __all__ = ["UploadStorage", "upload_storage", "upload_backend", "UPLOAD_FIELDS"]
 
 # The ImportJob fields that hold uploaded or generated files.
-UPLOAD_FIELDS = ("manifest", "archive", "rejected_rows")
+UPLOAD_FIELDS = ("manifest", "archive", "rejected_rows", "listed_at_upload")
 
 logger = logging.getLogger(__name__)
 
