@@ -96,6 +96,9 @@ DEFAULTS = {
     # only by the session that sent it), so the search can be refined, paged and filtered without
     # uploading it again; then it is deleted and a link to it says so (p2w_search.photos).
     "PHOTO_KEEP_SECONDS": 30 * 60,
+    # At most this many shoppers' photos are kept at once, of all sessions together (each at most 1024 px on its
+    # long side): the newest stay, so many addresses cannot fill the disk. The oldest go first.
+    "PHOTO_KEEP_MAX": 2000,
     # Fetching image URLs named in a manifest is off: it reaches out from the server.
     "IMPORT_FETCH_URLS": False,
     # Product filter every search applies (e.g. {"listed": True} hides unlisted products).

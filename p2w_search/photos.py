@@ -8,7 +8,9 @@ phone's GPS position). Only the session that
 uploaded it knows the token (the session holds its tokens and upload times, nothing else),
 so a link to it opened elsewhere is refused. ``PHOTO_KEEP_SECONDS`` after the upload it is
 refused with a message and deleted: at the first use after that, and by
-``remove_expired()``, which every upload runs and which a periodic task may run too.
+``remove_expired()``, which every upload runs and which a periodic task may run too. It also
+keeps the photos of all sessions together to ``PHOTO_KEEP_MAX``, the newest: per-address
+budgets bound one shopper, this bounds the disk whatever the number of addresses.
 
     token = photos.keep(request, data)      # after load_image accepted the bytes
     kept = photos.load(request, token)      # KeptPhoto(token, data, preview) or PhotoGone
@@ -130,26 +132,32 @@ def load(request, token):
             data = handle.read()
         with storage.open(f"{name}.jpg", "rb") as handle:
             thumbnail = handle.read()
-    except OSError:  # swept by another process at the deadline, or the storage was cleared
-        raise PhotoGone("Your photo is no longer kept. Upload it again to search with it.", status=410) from None
+    except OSError:  # swept at the deadline, let go for newer photos of other shoppers, or the storage was cleared
+        raise PhotoGone("Your photo is no longer kept: the shop keeps a limited number of photos of all shoppers "
+                        "at once. Upload it again to search with it.", status=410) from None
     return KeptPhoto(token=token, data=data, preview=_data_url(thumbnail))
 
 
 def remove_expired(*, now=None):
-    """Delete every kept photo older than ``PHOTO_KEEP_SECONDS``, whichever session sent it; return how many."""
+    """Delete every kept photo older than ``PHOTO_KEEP_SECONDS``, whichever session sent it, and the oldest of
+    the others beyond ``PHOTO_KEEP_MAX``; return how many."""
     storage = upload_backend()
     cutoff = (now or time.time()) - keep_seconds()
     try:
         _, files = storage.listdir(FOLDER)
     except (FileNotFoundError, NotImplementedError):
         return 0
-    removed = 0
-    for file in files:
-        stamp = file.split("-", 1)[0]
-        if stamp.isdigit() and int(stamp) < cutoff and not file.endswith(".jpg"):
-            _delete(storage, f"{FOLDER}/{file}")
-            removed += 1
-    return removed
+    kept = sorted((int(file.split("-", 1)[0]), file) for file in files
+                  if file.split("-", 1)[0].isdigit() and not file.endswith(".jpg"))
+    fresh = [file for stamp, file in kept if stamp >= cutoff]
+    removed = [file for stamp, file in kept if stamp < cutoff] + fresh[:max(len(fresh) - _most_kept(), 0)]
+    for file in removed:
+        _delete(storage, f"{FOLDER}/{file}")
+    return len(removed)
+
+
+def _most_kept():
+    return max(int(app_settings.PHOTO_KEEP_MAX), 1)  # the photo just kept is one of them
 
 
 def _delete(storage, name):

@@ -216,7 +216,8 @@ def test_a_kept_photo_removed_from_storage_meanwhile_is_410_with_a_message(clien
         (media.parent / "uploads" / photos.FOLDER / name).unlink()
     response = client.get(link)
     assert response.status_code == 410
-    assert "Your photo is no longer kept. Upload it again to search with it." in alerts(response)
+    assert ("Your photo is no longer kept: the shop keeps a limited number of photos of all shoppers at once. "
+            "Upload it again to search with it.") in alerts(response)
     assert 'data-grid="results"' not in response.content.decode() and 'name="photo"' in response.content.decode()
 
 

@@ -5,6 +5,7 @@ search service called directly, which the API and the storefront also call.
 """
 
 import io
+import itertools
 import re
 import time
 from urllib.parse import urlencode
@@ -164,6 +165,27 @@ def test_remove_expired_deletes_every_sessions_old_photos_and_keeps_the_others(c
     assert kept_files(media) == []
     assert client.get(old).status_code == 410 and other.get(fresh).status_code == 410
     assert photos.remove_expired() == 0
+
+
+def test_the_photos_of_all_sessions_together_are_kept_to_the_most_the_newest_first(shop, media, settings,
+                                                                                    monkeypatch):
+    """Each address has its budget and each session its 5 photos; many addresses at once must not fill the disk."""
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "PHOTO_KEEP_MAX": 2}
+    clock = itertools.count(int(time.time()))  # a second between reads: the names order the uploads
+    monkeypatch.setattr(photos.time, "time", lambda: next(clock))
+    shoppers = [Client() for _ in range(3)]
+    links = [shopper.post("/shop/photo/", {"photo": upload(png((i * 60, 10, 10)))})["Location"]
+             for i, shopper in enumerate(shoppers)]
+
+    assert len(kept_files(media)) == 2 * 2  # each with its preview
+    gone = shoppers[0].get(links[0])
+    assert gone.status_code == 410
+    assert ("Your photo is no longer kept: the shop keeps a limited number of photos of all shoppers at once. "
+            "Upload it again to search with it.") in gone.content.decode()
+    assert [shopper.get(link).status_code for shopper, link in zip(shoppers[1:], links[1:])] == [200, 200]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "PHOTO_KEEP_MAX": 1}
+    assert photos.remove_expired() == 1 and shoppers[1].get(links[1]).status_code == 410
+    assert shoppers[2].get(links[2]).status_code == 200
 
 
 def test_the_tags_need_the_request_and_a_known_part(shop):
