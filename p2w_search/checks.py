@@ -6,13 +6,17 @@ before p2w_search's migrations have run, a missing ``vector`` extension is no er
 the first migration creates it.
 """
 
+import difflib
+import math
+from dataclasses import dataclass
+
 from django.apps import apps
 from django.core import checks
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
-from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.conf import DEFAULTS, P2WImproperlyConfigured, app_settings
 from p2w_search.embedders.base import image_weight
 from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
 
@@ -25,7 +29,8 @@ _MIN = ".".join(map(str, MIN_VERSION))
 def check_settings(app_configs=None, **kwargs):
     from django.conf import settings
 
-    errors = []
+    errors = [*_unknown_key_problems(getattr(settings, "P2W_SEARCH", {})), *_number_problems(),
+              *_rate_problems(), *_import_path_problems(), *_alias_problems()]
     label = getattr(settings, "P2W_SEARCH_PRODUCT_MODEL", None)
     if not label:
         errors.append(checks.Error(
@@ -41,6 +46,7 @@ def check_settings(app_configs=None, **kwargs):
                                    id="p2w_search.E002"))
         return errors
     errors.extend(_filter_problems(model, label))
+    errors.extend(_search_filter_problems(model, label))
     if "default" not in app_settings.EMBEDDERS:
         errors.append(checks.Error("P2W_SEARCH['EMBEDDERS'] needs a 'default' alias.", id="p2w_search.E004"))
     for alias, params in app_settings.EMBEDDERS.items():
@@ -61,6 +67,192 @@ def check_settings(app_configs=None, **kwargs):
         else:
             errors.extend(_file_name_problems(cfg))
     return errors
+
+
+def _unknown_key_problems(user):
+    """W013: a key p2w_search does not read (a typo) is ignored, so its default silently applies."""
+    problems = []
+    for key in user:
+        if key in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else "."
+        problems.append(checks.Warning(
+            f"P2W_SEARCH has the key {key!r}, which is no setting of p2w_search: it is ignored{guess}",
+            id="p2w_search.W013"))
+    return problems
+
+
+@dataclass(frozen=True)
+class _Number:
+    """What a numeric setting must be for the code that reads it."""
+
+    whole: bool = True  # int (some are used unconverted: file.read(MAX_IMAGE_BYTES + 1)), or any real number
+    least: float = 1
+    above: bool = False  # ``least`` itself is too little
+    most: float | None = None
+    none: str = ""  # what None means, where None is allowed
+    why: str = ""
+
+    def allows(self, value):
+        if value is None:
+            return bool(self.none)
+        if isinstance(value, bool) or not isinstance(value, int if self.whole else (int, float)):
+            return False
+        if not math.isfinite(value) or value < self.least or (self.above and value == self.least):
+            return False
+        return self.most is None or value <= self.most
+
+    def __str__(self):
+        if self.most is not None:
+            bounds = f"from {self.least} to {self.most}"
+        else:
+            bounds = f"{'above' if self.above else 'of at least'} {self.least}"
+        described = f"{'a whole number' if self.whole else 'a number'} {bounds}{self.why}"
+        return f"{described}, or None {self.none}" if self.none else described
+
+
+# The numeric settings, as their readers need them (grep app_settings.NAME).
+NUMBERS = {
+    "QUERY_TIMEOUT": _Number(whole=False, least=0, above=True, why=" (seconds)"),
+    "QUERY_BATCH_SIZE": _Number(),
+    "TASK_BATCH_SIZE": _Number(),
+    "IMAGE_THREADS": _Number(none="for as many as the process's cores, at most 4"),
+    "SWEEP_AFTER": _Number(whole=False, least=0, above=True, why=" (seconds)"),
+    "MAX_IMAGE_BYTES": _Number(),
+    "MAX_IMAGE_PIXELS": _Number(),
+    "MAX_IMAGE_ASPECT": _Number(whole=False),
+    "IMPORT_MAX_FILES": _Number(),
+    "IMPORT_MAX_BYTES": _Number(),
+    "IMPORT_MAX_MANIFEST_BYTES": _Number(),
+    "IMPORT_MAX_ROWS": _Number(),
+    "IMPORT_MAX_IMAGES_PER_ROW": _Number(),
+    "IMPORT_MAX_WAITING": _Number(none="for no limit"),
+    "IMPORT_MAX_RATIO": _Number(whole=False),
+    "IMPORT_ERRORS_SHOWN": _Number(least=0),
+    "FULL_SYNC_MAX_UNLIST_SHARE": _Number(whole=False, least=0, most=1, why=" (a share: 0.2 is 20 %)"),
+    "UPLOAD_RETENTION_DAYS": _Number(whole=False, least=0),
+    "PHOTO_KEEP_SECONDS": _Number(whole=False, least=0, above=True),
+    "PHOTO_KEEP_MAX": _Number(),
+    "DEFAULT_K": _Number(),
+    "MAX_K": _Number(),
+    "PAGE_SIZE": _Number(),
+    "EF_SEARCH": _Number(most=1000, why=", pgvector's range for hnsw.ef_search"),
+    "FILTER_EXACT_ROWS": _Number(least=0, none="(as 0: always walk the graph)"),
+    "HNSW_M": _Number(least=2, most=100, why=", pgvector's range for m"),
+    "HNSW_EF_CONSTRUCTION": _Number(least=4, most=1000, why=", pgvector's range for ef_construction"),
+}
+
+
+def _number_problems():
+    """E017: a number of the wrong type or range fails searches (500) or imports, or, like a share of 20
+    meant as 20 %, silently lifts a limit; E018: two numbers that contradict each other."""
+    wrong = [name for name, spec in NUMBERS.items() if not spec.allows(getattr(app_settings, name))]
+    problems = [checks.Error(f"P2W_SEARCH[{name!r}] must be {NUMBERS[name]}, not {getattr(app_settings, name)!r}.",
+                             id="p2w_search.E017") for name in wrong]
+    default_k, max_k = app_settings.DEFAULT_K, app_settings.MAX_K
+    if not {"DEFAULT_K", "MAX_K"} & set(wrong) and default_k > max_k:
+        problems.append(checks.Error(
+            f"P2W_SEARCH['DEFAULT_K'] is {default_k}, more than P2W_SEARCH['MAX_K'] ({max_k}): a search that asks "
+            "for no k would return more products than any search may ask for.", id="p2w_search.E018"))
+    m, ef_construction = app_settings.HNSW_M, app_settings.HNSW_EF_CONSTRUCTION
+    if not {"HNSW_M", "HNSW_EF_CONSTRUCTION"} & set(wrong) and ef_construction < 2 * m:
+        problems.append(checks.Error(
+            f"P2W_SEARCH['HNSW_EF_CONSTRUCTION'] is {ef_construction}, less than twice P2W_SEARCH['HNSW_M'] ({m}): "
+            "pgvector builds no HNSW index with ef_construction < 2 * m.", id="p2w_search.E018"))
+    return problems
+
+
+def _rate_problems():
+    """E019: DRF reads ANON_SEARCH_RATE on every search, so a rate it cannot parse is a 500 on each."""
+    from p2w_search.throttling import AnonSearchThrottle
+
+    rate = app_settings.ANON_SEARCH_RATE
+    try:
+        requests = AnonSearchThrottle().num_requests  # DRF parses the rate as it does for each search
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        requests = None
+    else:
+        if rate is None or requests >= 1:
+            return []
+    return [checks.Error(
+        f"P2W_SEARCH['ANON_SEARCH_RATE'] must be a rate of at least 1 search per second, minute, hour or day "
+        f"(e.g. '120/min'), or None for no limit, not {rate!r}.", id="p2w_search.E019")]
+
+
+def _import_path_problems():
+    """E020: a dotted path that cannot be imported fails every search (or upload) that needs it; E021: an
+    import serializer without what importer.py's contract asks fails the first upload."""
+    from django.utils.module_loading import import_string
+
+    problems, found = [], {}
+    for name in ("FILTERSET_CLASS", "PRODUCT_SERIALIZER", "PRODUCT_QUERYSET", "IMPORT_SERIALIZER"):
+        path = getattr(app_settings, name)
+        if not path or (name == "PRODUCT_QUERYSET" and callable(path)):  # it may be the callable itself
+            continue
+        try:
+            found[name] = import_string(path)
+        except (ImportError, TypeError, ValueError) as exc:
+            problems.append(checks.Error(f"P2W_SEARCH[{name!r}] is {path!r}, which cannot be imported: {exc}",
+                                         id="p2w_search.E020"))
+    if "IMPORT_SERIALIZER" in found:
+        problems.extend(_import_serializer_problems(found["IMPORT_SERIALIZER"]))
+    return problems
+
+
+IMPORT_METHODS = ("merchant_for", "merchant_by_key", "listed_skus", "unlist")
+IMPORT_FIELDS = ("sku", "images")
+
+
+def _import_serializer_problems(serializer_class):
+    from rest_framework.serializers import BaseSerializer
+
+    path = app_settings.IMPORT_SERIALIZER
+    hint = "Its contract is in the docstring of p2w_search/uploads/importer.py."
+    if not (isinstance(serializer_class, type) and issubclass(serializer_class, BaseSerializer)):
+        return [checks.Error(f"P2W_SEARCH['IMPORT_SERIALIZER'] ({path}) is not a DRF serializer class.", hint=hint,
+                             id="p2w_search.E021")]
+    methods = [f"{name}()" for name in IMPORT_METHODS if not callable(getattr(serializer_class, name, None))]
+    fields = [repr(name) for name in IMPORT_FIELDS if name not in serializer_class().fields]
+    missing = [f"the class method{'s' if len(methods) > 1 else ''} {', '.join(methods)}"] if methods else []
+    missing += [f"the field{'s' if len(fields) > 1 else ''} {', '.join(fields)}"] if fields else []
+    if not missing:
+        return []
+    return [checks.Error(f"P2W_SEARCH['IMPORT_SERIALIZER'] ({path}) lacks what an import needs: "
+                         f"{'; '.join(missing)}.", hint=hint, id="p2w_search.E021")]
+
+
+def _search_filter_problems(model, label):
+    """E022: SEARCH_FILTER is applied to every search: one the product model cannot take fails them all."""
+    from django.core.exceptions import FieldError, ValidationError
+
+    search_filter = app_settings.SEARCH_FILTER
+    if not isinstance(search_filter, dict):
+        return [checks.Error(f"P2W_SEARCH['SEARCH_FILTER'] must be a dict of field lookups, e.g. "
+                             f"{{'listed': True}}, not {search_filter!r}.", id="p2w_search.E022")]
+    try:
+        model._default_manager.filter(**search_filter)  # builds the query: no database is asked
+    except (FieldError, ValidationError, TypeError, ValueError) as exc:
+        return [checks.Error(f"P2W_SEARCH['SEARCH_FILTER'] {search_filter!r} cannot filter {label}: {exc}",
+                             id="p2w_search.E022")]
+    return []
+
+
+def _alias_problems():
+    """E023: a name its registry lacks: SEARCH_DATABASE fails every search (500), PROMPT every composed
+    one, and SEARCH_HEALTH_CACHE records nothing, with only a log line to say so."""
+    from django.conf import settings
+
+    problems = []
+    for name, where, known in [("SEARCH_DATABASE", "DATABASES", settings.DATABASES),
+                               ("SEARCH_HEALTH_CACHE", "CACHES", settings.CACHES),
+                               ("PROMPT", "P2W_SEARCH['PROMPTS']", app_settings.PROMPTS)]:
+        value = getattr(app_settings, name)
+        if (isinstance(value, str) and value in known) or (name == "SEARCH_HEALTH_CACHE" and value is None):
+            continue  # None: record nothing
+        problems.append(checks.Error(f"P2W_SEARCH[{name!r}] is {value!r}, which {where} does not have.",
+                                     id="p2w_search.E023"))
+    return problems
 
 
 def _file_name_problems(cfg):

@@ -5,6 +5,8 @@ database of their own (fresh, migrated without the extension, unreachable, not P
 are in tests/test_migrate.py, through ``manage.py`` as a user runs it.
 """
 
+import sys
+
 import pytest
 from django.core.checks import Error
 from django.core.management import call_command
@@ -142,8 +144,8 @@ def test_an_upload_storage_inside_media_root_is_E014(settings, tmp_path):
         "OPTIONS": {"location": str(tmp_path / "media" / "uploads")}}}
     messages = check_settings()
     assert found(messages) == [
-        ("p2w_search.E014", f"Merchants' uploads (STORAGES['p2w_uploads']) are kept in {tmp_path / 'media' / 'uploads'}, "
-                            "inside MEDIA_ROOT, which is served publicly.")]
+        ("p2w_search.E014", f"Merchants' uploads (STORAGES['p2w_uploads']) are kept in "
+                            f"{tmp_path / 'media' / 'uploads'}, inside MEDIA_ROOT, which is served publicly.")]
     assert messages[0].hint == "Give the upload storage a folder outside MEDIA_ROOT."
 
 
@@ -179,3 +181,172 @@ def test_a_shop_file_field_longer_than_the_mirrors_is_W012(settings, monkeypatch
         "p2w_search.W012", "p2w_search.ProductImage.file holds names of up to 1025 characters; p2w_search's mirror "
                            "of an image holds 1024.")]
     assert found(check_settings()) == expected
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("PHOTO_KEEP_SECOND", "P2W_SEARCH has the key 'PHOTO_KEEP_SECOND', which is no setting of p2w_search: it is "
+                          "ignored; did you mean 'PHOTO_KEEP_SECONDS'?"),
+    ("ANON_SEARCH_RATES", "P2W_SEARCH has the key 'ANON_SEARCH_RATES', which is no setting of p2w_search: it is "
+                          "ignored; did you mean 'ANON_SEARCH_RATE'?"),
+    ("COLOUR_SCHEME", "P2W_SEARCH has the key 'COLOUR_SCHEME', which is no setting of p2w_search: it is ignored."),
+])
+def test_a_key_p2w_search_does_not_read_is_W013_with_the_closest_setting(settings, key, message):
+    """A typo is ignored at run time: the default applies, and nothing else would say so."""
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, key: 60}
+    assert found(check_settings()) == [("p2w_search.W013", message)]
+
+
+@pytest.mark.parametrize(("name", "value", "must_be"), [
+    # What a search did before the check: PAGE_SIZE 0 or None, EF_SEARCH -1, 0 or 2000, DEFAULT_K "20": 500.
+    ("PAGE_SIZE", 0, "a whole number of at least 1"),
+    ("PAGE_SIZE", None, "a whole number of at least 1"),
+    ("PAGE_SIZE", "20", "a whole number of at least 1"),
+    ("EF_SEARCH", -1, "a whole number from 1 to 1000, pgvector's range for hnsw.ef_search"),
+    ("EF_SEARCH", 2000, "a whole number from 1 to 1000, pgvector's range for hnsw.ef_search"),
+    ("DEFAULT_K", "20", "a whole number of at least 1"),
+    ("DEFAULT_K", 0, "a whole number of at least 1"),  # every search answered no products
+    ("MAX_K", True, "a whole number of at least 1"),
+    ("MAX_IMAGE_BYTES", 10.5 * 1024**2, "a whole number of at least 1"),  # read(MAX_IMAGE_BYTES + 1) takes no float
+    ("MAX_IMAGE_ASPECT", float("inf"), "a number of at least 1"),
+    ("QUERY_TIMEOUT", 0, "a number above 0 (seconds)"),
+    ("PHOTO_KEEP_SECONDS", None, "a number above 0"),
+    ("UPLOAD_RETENTION_DAYS", -1, "a number of at least 0"),
+    ("IMPORT_ERRORS_SHOWN", -1, "a whole number of at least 0"),
+    # A share of 20, meant as 20 %, let a full sync unlist 90 of 100 products unconfirmed.
+    ("FULL_SYNC_MAX_UNLIST_SHARE", 20, "a number from 0 to 1 (a share: 0.2 is 20 %)"),
+    ("FULL_SYNC_MAX_UNLIST_SHARE", "20%", "a number from 0 to 1 (a share: 0.2 is 20 %)"),
+    # Refused at the upload (P2WImproperlyConfigured, a 500) before the check.
+    ("IMPORT_MAX_WAITING", "5", "a whole number of at least 1, or None for no limit"),
+    ("IMPORT_MAX_WAITING", 0, "a whole number of at least 1, or None for no limit"),
+    ("IMAGE_THREADS", "4", "a whole number of at least 1, or None for as many as the process's cores, at most 4"),
+    ("FILTER_EXACT_ROWS", -1, "a whole number of at least 0, or None (as 0: always walk the graph)"),
+    ("HNSW_M", 1, "a whole number from 2 to 100, pgvector's range for m"),
+    ("HNSW_EF_CONSTRUCTION", 2000, "a whole number from 4 to 1000, pgvector's range for ef_construction"),
+])
+def test_a_number_of_the_wrong_type_or_range_is_E017(settings, name, value, must_be):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, name: value}
+    assert found(check_settings()) == [("p2w_search.E017", f"P2W_SEARCH[{name!r}] must be {must_be}, not {value!r}.")]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("IMPORT_MAX_WAITING", None), ("IMAGE_THREADS", None), ("FILTER_EXACT_ROWS", None), ("FILTER_EXACT_ROWS", 0),
+    ("IMPORT_ERRORS_SHOWN", 0), ("FULL_SYNC_MAX_UNLIST_SHARE", 0), ("FULL_SYNC_MAX_UNLIST_SHARE", 1),
+    ("QUERY_TIMEOUT", 2), ("MAX_IMAGE_ASPECT", 1), ("EF_SEARCH", 1000), ("PAGE_SIZE", 500),  # one page: no harm
+    ("SEARCH_HEALTH_CACHE", None), ("FLOWER_URL", "http://flower:5555/"), ("ANON_SEARCH_RATE", None),
+    ("ANON_SEARCH_RATE", "120/minute"), ("ANON_SEARCH_RATE", "1/d"),
+])
+def test_values_the_settings_allow_are_no_error(settings, name, value):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, name: value}
+    assert check_settings() == []
+
+
+def test_a_default_k_above_max_k_is_E018(settings):
+    """Before the check, a search without k returned DEFAULT_K products, more than MAX_K lets anyone ask for."""
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "DEFAULT_K": 500, "MAX_K": 200}
+    assert found(check_settings()) == [(
+        "p2w_search.E018", "P2W_SEARCH['DEFAULT_K'] is 500, more than P2W_SEARCH['MAX_K'] (200): a search that asks "
+                           "for no k would return more products than any search may ask for.")]
+
+
+def test_an_ef_construction_below_twice_m_is_E018(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "HNSW_M": 32, "HNSW_EF_CONSTRUCTION": 40}
+    assert found(check_settings()) == [(
+        "p2w_search.E018", "P2W_SEARCH['HNSW_EF_CONSTRUCTION'] is 40, less than twice P2W_SEARCH['HNSW_M'] (32): "
+                           "pgvector builds no HNSW index with ef_construction < 2 * m.")]
+
+
+def test_numbers_of_the_wrong_type_are_not_compared_as_well(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "DEFAULT_K": "20", "HNSW_M": None}
+    assert [id for id, _ in found(check_settings())] == ["p2w_search.E017", "p2w_search.E017"]
+
+
+@pytest.mark.parametrize("rate", ["120 per min", "120/x", "abc/min", "120/", 120, "0/min", "-5/h"])
+def test_an_anonymous_search_rate_drf_cannot_parse_or_that_allows_none_is_E019(settings, rate):
+    """Before the check each search was a 500 (or, at 0/min, a 429 for every anonymous shopper)."""
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": rate}
+    assert found(check_settings()) == [(
+        "p2w_search.E019", "P2W_SEARCH['ANON_SEARCH_RATE'] must be a rate of at least 1 search per second, minute, "
+                           f"hour or day (e.g. '120/min'), or None for no limit, not {rate!r}.")]
+
+
+@pytest.mark.parametrize(("name", "path", "why"), [
+    ("PRODUCT_SERIALIZER", "shop_demo.catalog.serializers.ProductSerialiser",
+     'Module "shop_demo.catalog.serializers" does not define a "ProductSerialiser" attribute/class'),
+    ("PRODUCT_QUERYSET", "shop_demo.catalog.nowhere.prepare", "No module named 'shop_demo.catalog.nowhere'"),
+    ("FILTERSET_CLASS", "ProductFilterSet", "ProductFilterSet doesn't look like a module path"),
+    ("IMPORT_SERIALIZER", "shop_demo.catalog.imports.RowSerializer",
+     'Module "shop_demo.catalog.imports" does not define a "RowSerializer" attribute/class'),
+])
+def test_a_dotted_path_that_cannot_be_imported_is_E020(settings, name, path, why):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, name: path}
+    assert found(check_settings()) == [
+        ("p2w_search.E020", f"P2W_SEARCH[{name!r}] is {path!r}, which cannot be imported: {why}")]
+
+
+def test_a_product_queryset_given_as_a_callable_is_no_error(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "PRODUCT_QUERYSET": lambda products: products}
+    assert check_settings() == []
+
+
+def _import_serializer(monkeypatch, *, drop_methods=(), drop_fields=()):
+    """The dotted path of a shop's row serializer: the demo's, less the class methods and fields named."""
+    from shop_demo.catalog.imports import ProductImportSerializer
+
+    serializer = type("ShopRows", (ProductImportSerializer,), dict.fromkeys(drop_methods))
+    fields = serializer.get_fields
+    monkeypatch.setattr(serializer, "get_fields", lambda self: {
+        name: field for name, field in fields(self).items() if name not in drop_fields})
+    monkeypatch.setattr(sys.modules[__name__], "ShopRows", serializer, raising=False)
+    return f"{__name__}.ShopRows"
+
+
+def test_an_import_serializer_that_is_not_a_serializer_is_E021(settings):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_SERIALIZER": "shop_demo.catalog.models.Product"}
+    messages = check_settings()
+    assert found(messages) == [("p2w_search.E021", "P2W_SEARCH['IMPORT_SERIALIZER'] (shop_demo.catalog.models.Product) "
+                                                   "is not a DRF serializer class.")]
+    assert messages[0].hint == "Its contract is in the docstring of p2w_search/uploads/importer.py."
+
+
+@pytest.mark.parametrize(("methods", "fields", "lacks"), [
+    (["unlist"], [], "the class method unlist()"),
+    (["merchant_for", "listed_skus"], ["images"],
+     "the class methods merchant_for(), listed_skus(); the field 'images'"),
+    ([], ["sku", "images"], "the fields 'sku', 'images'"),
+])
+def test_an_import_serializer_without_the_contracts_methods_or_fields_is_E021(settings, monkeypatch, methods, fields,
+                                                                              lacks):
+    path = _import_serializer(monkeypatch, drop_methods=methods, drop_fields=fields)
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_SERIALIZER": path}
+    assert found(check_settings()) == [
+        ("p2w_search.E021", f"P2W_SEARCH['IMPORT_SERIALIZER'] ({path}) lacks what an import needs: {lacks}.")]
+
+
+def test_the_demo_import_serializer_with_the_whole_contract_is_no_error(settings, monkeypatch):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMPORT_SERIALIZER": _import_serializer(monkeypatch)}
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize(("search_filter", "message"), [
+    # Each was a 500 on every search before the check.
+    (None, "P2W_SEARCH['SEARCH_FILTER'] must be a dict of field lookups, e.g. {'listed': True}, not None."),
+    ("listed", "P2W_SEARCH['SEARCH_FILTER'] must be a dict of field lookups, e.g. {'listed': True}, not 'listed'."),
+    ({"published": True}, "P2W_SEARCH['SEARCH_FILTER'] {'published': True} cannot filter catalog.Product: Cannot "
+                          "resolve keyword 'published' into field. Choices are: "),  # then the product's fields
+])
+def test_a_search_filter_the_product_model_cannot_take_is_E022(settings, search_filter, message):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_FILTER": search_filter}
+    ((check_id, text),) = found(check_settings())
+    assert check_id == "p2w_search.E022"
+    assert text.startswith(message) if message.endswith("Choices are: ") else text == message
+
+
+@pytest.mark.parametrize(("name", "value", "where"), [
+    ("SEARCH_DATABASE", "replica1", "DATABASES"),  # every search was a 500
+    ("SEARCH_HEALTH_CACHE", "health", "CACHES"),  # the admin's search health stayed empty, a log line said why
+    ("PROMPT", "photo", "P2W_SEARCH['PROMPTS']"),
+])
+def test_a_name_its_registry_lacks_is_E023(settings, name, value, where):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, name: value}
+    assert found(check_settings()) == [("p2w_search.E023", f"P2W_SEARCH[{name!r}] is {value!r}, which {where} does "
+                                                           "not have.")]
