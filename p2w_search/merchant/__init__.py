@@ -9,5 +9,6 @@ decides which jobs a user sees, the same view serves their files. They need
 staff's choice of merchant and the template's example row.
 
 Templates live under ``p2w_search/merchant/`` (``base.html`` is the one a shop overrides to
-put the pages in its own layout); ``p2w_search/merchant.js`` polls a job's progress.
+put the pages in its own layout; ``not_found.html`` and ``forbidden.html`` say why a job or a
+file is refused, in the API's words); ``p2w_search/merchant.js`` polls a job's progress.
 """

@@ -29,6 +29,9 @@ __all__ = ["SESSION_KEY", "Acting", "login_url", "acting_for", "staff_choices", 
 # The merchant a staff member chose to act for (its key).
 SESSION_KEY = "p2w_merchant_key"
 
+FORBIDDEN = "p2w_search/merchant/forbidden.html"
+NOT_FOUND = "p2w_search/merchant/not_found.html"
+
 
 @dataclass(frozen=True)
 class Acting:
@@ -86,25 +89,36 @@ def api_rules():
         raise Http404(str(exc.detail)) from None
 
 
-def merchant_page(view=None, *, needs_merchant=True):
+def merchant_page(view=None, *, needs_merchant=True, back=None):
     """Decorate a page for merchants: log in first, 403 in words for users who are no merchant.
 
     With ``needs_merchant`` the page acts for one merchant (``request.p2w_acting``); staff
-    who have not chosen one are sent to choose.
+    who have not chosen one are sent to choose. Logging in or choosing ends with a GET of
+    the page asked, so a view that answers POST only names in ``back`` (a URL name) the page
+    to come back to: coming back to the view itself was a 405. The view's own 404 and 403
+    are merchant pages that say why, in the API's words: the shop's 404 page (the demo's
+    "the product may have been removed") and Django's bare "403 Forbidden" said nothing of
+    a job or a file.
     """
     def decorate(view):
         @wraps(view)
         def page(request, *args, **kwargs):
+            here = reverse(back) if back is not None else request.get_full_path()
             if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path(), login_url())
+                return redirect_to_login(here, login_url())
             try:
                 acting = acting_for(request)
             except PermissionDenied as exc:
-                return render(request, "p2w_search/merchant/forbidden.html", {"reason": str(exc)}, status=403)
+                return render(request, FORBIDDEN, {"reason": str(exc)}, status=403)
             if acting is None and needs_merchant:
-                return redirect(f"{reverse('p2w_merchant:act-for')}?{urlencode({'next': request.get_full_path()})}")
+                return redirect(f"{reverse('p2w_merchant:act-for')}?{urlencode({'next': here})}")
             request.p2w_acting = acting
-            return view(request, *args, **kwargs)
+            try:
+                return view(request, *args, **kwargs)
+            except Http404 as exc:
+                return render(request, NOT_FOUND, {"reason": str(exc), "acting": acting}, status=404)
+            except PermissionDenied as exc:
+                return render(request, FORBIDDEN, {"reason": str(exc), "acting": acting}, status=403)
         return page
     return decorate(view) if view is not None else decorate
 

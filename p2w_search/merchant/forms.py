@@ -13,10 +13,8 @@ from django.conf import settings
 from django.forms.utils import ErrorDict
 
 from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
-from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
-from p2w_search.uploads.importer import full_sync_refusal, import_serializer, row_sku
-from p2w_search.uploads.manifest import read_manifest
+from p2w_search.uploads.importer import full_sync_refusal, import_serializer
 
 __all__ = ["UploadForm", "images_per_request", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync",
            "flat_messages"]
@@ -91,9 +89,13 @@ def upload_data(request):
     return data
 
 
-def validate_upload(data, *, partial=False):
-    """``(validated_data, None)`` or ``(None, errors)``: the API's UploadSerializer on ``data``."""
-    serializer = UploadSerializer(data=data, partial=partial)
+def validate_upload(data, *, partial=False, skus=None):
+    """``(validated_data, None)`` or ``(None, errors)``: the API's UploadSerializer on ``data``.
+
+    With ``skus`` (a set), the SKUs the manifest names are added to it as the serializer
+    checks the file, for ``count_full_sync``: the file is read once.
+    """
+    serializer = UploadSerializer(data=data, partial=partial, context={"manifest_skus": skus})
     if serializer.is_valid():
         return serializer.validated_data, None
     return None, serializer.errors
@@ -109,23 +111,15 @@ class FullSyncCount:
     refusal: str | None  # the importer's refusal, in its words, when it would refuse the sync as it stands
 
 
-def count_full_sync(manifest, merchant, *, confirm=None):
-    """Count what a full sync of ``manifest`` (a valid upload) would unlist of ``merchant``'s listed products.
+def count_full_sync(named, merchant, *, confirm=None):
+    """Count what a full sync of a manifest that names the SKUs ``named`` (as ``validate_upload`` collected them
+    from a valid upload) would unlist of ``merchant``'s listed products.
 
     A SKU the manifest names is never unlisted, whatever its row holds (as in the import);
     the refusal is the importer's (``full_sync_refusal``). The import checks again
     when it runs: the listed products may change in between.
     """
     serializer_class = import_serializer()
-    sku_field = serializer_class().fields["sku"]
-    named = set()
-    manifest.seek(0)
-    columns, rows = read_manifest(manifest, manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
-    for row in rows:
-        sku = row_sku(row, columns, sku_field)
-        if sku is not None:
-            named.add(sku)
-    manifest.seek(0)
     listed = set(serializer_class.listed_skus(merchant))
     to_unlist = sorted(listed - named)
     count = len(to_unlist)

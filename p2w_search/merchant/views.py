@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from p2w_search.api import uploads as api
 from p2w_search.merchant import catalog
@@ -35,12 +35,17 @@ FAILED_SHOWN = 20  # failed images listed on the catalog page
 LATEST_JOBS = 5
 JOBS_PER_PAGE = 20
 
+# A page that shows and takes a form; the others only show (require_safe) or only take (require_POST). Any other
+# method is a 405: a DELETE of an upload's page answered 200 with the page, as if the upload were deleted.
+require_form = require_http_methods(["GET", "HEAD", "POST"])
+
 
 def _page(request, name, context, *, section, status=200):
     context = {"acting": getattr(request, "p2w_acting", None), "section": section, **context}
     return render(request, TEMPLATES + name, context, status=status)
 
 
+@require_safe
 @merchant_page
 def home(request):
     """The catalog at a glance, its failed images, and the latest uploads."""
@@ -57,6 +62,7 @@ def _failure(image):
     return next((e.error for e in image.embeddings.all() if e.state == "failed" and e.error), "")
 
 
+@require_form
 @merchant_page
 def upload(request):
     """The upload form; a valid upload becomes a job (as through the API), and the page follows it."""
@@ -64,9 +70,10 @@ def upload(request):
     if request.method == "POST":
         try:
             check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
-            values, errors = validate_upload(upload_data(request))
+            named = set()
+            values, errors = validate_upload(upload_data(request), skus=named)
             if values is not None and values["full_sync"]:
-                count = count_full_sync(values["manifest"], acting.merchant, confirm=values.get("confirm_unlist"))
+                count = count_full_sync(named, acting.merchant, confirm=values.get("confirm_unlist"))
                 if count.refusal:  # refused before anything happens, in the words the job would use
                     errors = {"confirm_unlist": [count.refusal]}
             if not errors:
@@ -93,7 +100,7 @@ def upload(request):
 
 
 @require_POST
-@merchant_page
+@merchant_page(back="p2w_merchant:upload")
 def upload_check(request):
     """Check a manifest before the upload (JSON): its errors, and what a full sync of it would unlist."""
     data = upload_data(request)
@@ -106,9 +113,10 @@ def upload_check(request):
     except TooManyWaiting as refusal:
         values, errors, status = None, {NON_FIELD_ERRORS: [str(refusal)]}, 429
     else:
-        values, errors = validate_upload(sent, partial=True)
+        named = set()
+        values, errors = validate_upload(sent, partial=True, skus=named)
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
-        count = count_full_sync(values["manifest"], request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
+        count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
     html = render_to_string(TEMPLATES + "parts/upload_check.html", {"errors": errors, "count": count}, request).strip()
     return JsonResponse({
         "errors": {name: list(flat_messages(texts)) for name, texts in (errors or {}).items()},
@@ -118,6 +126,7 @@ def upload_check(request):
     }, status=status if errors else 200)
 
 
+@require_safe
 @merchant_page
 def imports(request):
     """The merchant's uploads, newest first, twenty a page."""
@@ -126,6 +135,7 @@ def imports(request):
                  section="imports")
 
 
+@require_safe
 @merchant_page(needs_merchant=False)
 def job(request, pk):
     """One upload: its progress (live), its errors, its files."""
@@ -142,6 +152,7 @@ def _merchant_name(job):
         return job.merchant_key
 
 
+@require_safe
 @never_cache
 @merchant_page(needs_merchant=False)
 def job_progress(request, pk):
@@ -151,6 +162,7 @@ def job_progress(request, pk):
                          "finished": context["p"]["finished"]})
 
 
+@require_safe
 @merchant_page(needs_merchant=False)
 def job_file(request, pk, name):
     """Download a file of one upload: the API's download, under the API's rule."""
@@ -162,6 +174,7 @@ def job_file(request, pk, name):
             return HttpResponse(str(exc.detail), status=exc.status_code, content_type="text/plain; charset=utf-8")
 
 
+@require_safe
 @merchant_page(needs_merchant=False)
 def template(request):
     """The template CSV: a header and one example row."""
@@ -171,7 +184,7 @@ def template(request):
 
 
 @require_POST
-@merchant_page
+@merchant_page(back="p2w_merchant:home")
 def embed_again(request):
     """Queue the merchant's failed embeddings again."""
     count = catalog.embed_failed_again(request.p2w_acting.merchant)
@@ -179,6 +192,7 @@ def embed_again(request):
     return redirect("p2w_merchant:home")
 
 
+@require_form
 @merchant_page(needs_merchant=False)
 def act_for(request):
     """Staff choose the merchant they act for (kept in the session)."""
