@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.core import checks
-from django.db import connections
+from django.db import connections, models
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
@@ -66,6 +66,7 @@ def check_settings(app_configs=None, **kwargs):
             errors.append(checks.Error(str(exc), id="p2w_search.E015"))
         else:
             errors.extend(_file_name_problems(cfg))
+            errors.extend(_image_key_problems(cfg))
     return errors
 
 
@@ -268,6 +269,34 @@ def _file_name_problems(cfg):
         f"mirror of an image holds {FILE_NAME_LENGTH}.",
         hint="An image with a longer name is not searched: each sync logs it and counts it as failed.",
         id="p2w_search.W012")]
+
+
+def _image_key_problems(cfg):
+    """W014: a shop image model whose keys can be longer than the mirror's ``source_pk`` holds.
+
+    The mirror finds the shop's image by its key as text (``str(pk)``); a key that does not fit
+    (a CharField key of 100 characters, "products/tee/red-01/front.jpg", or a TextField's) made the
+    mirror's insert fail, so that image was never searched, with nothing but a logged traceback at
+    each sync. Integer and UUID keys always fit.
+    """
+    from p2w_search.models import ProductImage
+
+    pk = cfg["model"]._meta.pk
+    while pk.remote_field is not None:  # a key that is a one-to-one link to another model: that model's key
+        pk = pk.target_field
+    if not isinstance(pk, (models.CharField, models.TextField)):
+        return []
+    limit = ProductImage._meta.get_field("source_pk").max_length
+    length = pk.max_length
+    if length is not None and length <= limit:
+        return []
+    holds = f"up to {length} characters" if length is not None else "keys of any length"
+    return [checks.Warning(
+        f"{cfg['model']._meta.label}.{pk.name} holds {holds}; p2w_search's mirror of an image keeps "
+        f"the key of the shop's image in {limit}.",
+        hint="An image whose key is longer is not searched: each sync logs it and counts it as failed. Keep the "
+             f"image model's keys to {limit} characters (max_length), or key it by an integer or a UUID.",
+        id="p2w_search.W014")]
 
 
 def _filter_problems(model, label):

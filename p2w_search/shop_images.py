@@ -55,7 +55,35 @@ def config():
         if name is not None and name not in {f.name for f in model._meta.get_fields()}:
             raise P2WImproperlyConfigured(
                 f"P2W_SEARCH['IMAGE_MODEL'][{role.upper()!r}] is {name!r}, which {setting['MODEL']} does not have.")
+    _check_product_link(model, setting["MODEL"], names["product"])
     return {"model": model, **names}
+
+
+def _check_product_link(model, label, name):
+    """Raise P2WImproperlyConfigured unless ``model.<name>`` is a foreign key (or one-to-one) to the product model.
+
+    The mirror's ``product_id`` is taken from it: a plain field, or a key to another model (a
+    variant, the shop's merchant), made every mirror fail, or name a product it is no image of.
+    """
+    from p2w_search.conf import product_model_label
+
+    field = model._meta.get_field(name)
+    product_model = apps.get_model(product_model_label())
+    related = getattr(field.related_model, "_meta", None)
+    forward = field.concrete and (field.many_to_one or field.one_to_one)  # not a relation the product model holds
+    if not forward or related is None or related.concrete_model is not product_model._meta.concrete_model:
+        raise P2WImproperlyConfigured(
+            f"P2W_SEARCH['IMAGE_MODEL']['PRODUCT'] is {name!r}, which is no foreign key of {label} to "
+            f"{product_model._meta.label}, the product model (P2W_SEARCH_PRODUCT_MODEL).")
+
+
+def _product_by_other_field(cfg):
+    """Whether the shop image's foreign key to its product holds another field of the product than its key.
+
+    ``ForeignKey(Product, to_field="sku")``: the column holds the SKU, which the mirror would have
+    taken for the product's key (another product's images, or a failed mirror).
+    """
+    return not cfg["model"]._meta.get_field(cfg["product"]).target_field.primary_key
 
 
 def storage():
@@ -65,8 +93,24 @@ def storage():
 
 
 def _values(shop_image, cfg):
-    return {"product_id": getattr(shop_image, f"{cfg['product']}_id"), "name": getattr(shop_image, cfg["file"]).name,
+    return {"product_id": _product_key(shop_image, cfg), "name": getattr(shop_image, cfg["file"]).name,
             "position": _position(getattr(shop_image, cfg["order"])) if cfg["order"] else 0}
+
+
+def _product_key(shop_image, cfg):
+    """The primary key of the shop image's product (None: it has none), which the mirror's ``product_id`` stores.
+
+    The foreign key's column when it holds the product's key (no query); through the product
+    otherwise (``to_field``: ``sync`` reads the products with their images).
+    """
+    field = cfg["model"]._meta.get_field(cfg["product"])
+    value = getattr(shop_image, field.attname)
+    if value is None or not _product_by_other_field(cfg):
+        return value
+    try:
+        return getattr(shop_image, field.name).pk
+    except field.related_model.DoesNotExist:  # a key without a product (db_constraint=False): like no product
+        return None
 
 
 def _position(order):
@@ -167,7 +211,10 @@ def sync(*, content=False):
     mirrors = {image.source_pk: image for image in ProductImage.objects.exclude(source_pk="")}
     counts = {"created": 0, "changed": 0, "deleted": 0, "unchanged": 0, "failed": 0}
     seen = set()
-    for shop_image in cfg["model"]._default_manager.all().iterator(chunk_size=2000):
+    rows = cfg["model"]._default_manager.all()
+    if _product_by_other_field(cfg):  # each image's product key is read through its product: in the same query
+        rows = rows.select_related(cfg["product"])
+    for shop_image in rows.iterator(chunk_size=2000):
         source = str(shop_image.pk)
         seen.add(source)
         try:

@@ -79,6 +79,16 @@ def _stopped(**kwargs):
 
 
 @worker_shutdown.connect
+def _forget_main_process(**kwargs):
+    # The solo and threads pools (the README's query worker runs the threads pool) run their tasks, and beat,
+    # in the worker's main process, and Celery sends worker_process_shutdown only in the processes of the
+    # prefork pool: without this, every clean stop of such a worker left its row, read as a process lost
+    # (H006, "stopped reporting without a clean stop") for an hour after each restart. A prefork worker's
+    # main process has no row of its own, so this deletes nothing there.
+    workers.forget_process()
+
+
+@worker_shutdown.connect
 def _freeze_heap(**kwargs):
     # The worker has stopped consuming. Its exit would spend about 2 s in the interpreter's last
     # garbage collections over what torch and open_clip loaded; frozen, they are skipped (bench/exit.py).

@@ -35,6 +35,7 @@ TASK_BEAT_SECONDS = 2  # a task's end is reported this soon at the latest, not o
 _worker = {"hostname": None, "queues": []}
 _process = {"models": [], "device": "", "last_task_at": None, "tasks": 0, "started_at": None}
 _last_beat = [0.0]  # time.monotonic() of this process's last beat
+_stopped = [False]  # set when the process stops cleanly: a beat after that would write its row back
 UNNAMED = "unknown"  # the hostname of a beat before Celery told the worker's name
 
 
@@ -123,6 +124,8 @@ def _beat_forever():
 def _beat():
     from p2w_search.models import WorkerProcess
 
+    if _stopped[0]:  # forgotten on a clean stop; the heartbeat thread may wake once more before the exit
+        return
     # The database's clock, which every web process compares with (alive, lost): a worker whose own clock is
     # ahead wrote a "seen" in the future, and counted as alive for that long after it died.
     now = Now()
@@ -145,9 +148,11 @@ def _beat():
 
 
 def forget_process():
-    """Remove this process's row when it stops cleanly (Celery's ``worker_process_shutdown``)."""
+    """Remove this process's row when it stops cleanly (Celery's ``worker_process_shutdown`` in a prefork pool's
+    processes, ``worker_shutdown`` in the main process, where the solo and threads pools run), and beat no more."""
     from p2w_search.models import WorkerProcess
 
+    _stopped[0] = True
     try:
         WorkerProcess.objects.filter(hostname=_worker["hostname"] or UNNAMED, pid=os.getpid()).delete()
     except DatabaseError:
