@@ -100,7 +100,6 @@ def _host(hostname, processes):
 
 def index_status(*, errors=10):
     """Everything the index page shows; ``findings`` are doctor's check messages for it."""
-    images = ProductImage.objects.filter(in_index=True).count()
     models = []
     for model in EmbeddingModel.objects.order_by("-pk"):
         counts = indexing.model_progress(model)
@@ -118,7 +117,8 @@ def index_status(*, errors=10):
             .aggregate(oldest=Min("queued_at"))["oldest"],
         })
     result = {
-        "images": images,
+        # Each model's progress counted them (the same count), unless there is no model yet.
+        "images": models[0]["counts"]["total"] if models else ProductImage.objects.filter(in_index=True).count(),
         "serving": EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first(),
         "models": models,
         "table_bytes": _relation_size(ImageEmbedding._meta.db_table),

@@ -3,7 +3,8 @@
 The answer is bounded whatever the job's size (the first ``IMPORT_ERRORS_SHOWN`` errors;
 all of them are in the rejected-rows file), and so is its cost: the image counts are one
 aggregate query while images are still embedding, and stored in the job once none is
-pending, after which a poll reads one row.
+pending, after which a poll reads one row. A list of jobs counts them all at once
+(``prefetch_image_counts``): the same queries for a page of 100 jobs as for one.
 
 An import runs in one transaction, so its rows are invisible until it commits. While it
 runs, the worker reports how many rows it has checked in Django's cache
@@ -23,8 +24,8 @@ from p2w_search import workers
 from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob
 
-__all__ = ["job_progress", "image_counts", "job_errors", "unlisted_skus", "row_reporter", "rows_checked", "ROWS_KEY",
-           "ROWS_TTL"]
+__all__ = ["job_progress", "image_counts", "prefetch_image_counts", "prefetch_progress", "job_errors", "unlisted_skus",
+           "row_reporter", "rows_checked", "ROWS_KEY", "ROWS_TTL"]
 
 ROWS_KEY = "p2w:import:{}:rows"  # the cache key of job {}'s (rows checked, rows in all)
 ROWS_TTL = 24 * 3600  # seconds: an import that runs longer reports again with each write
@@ -78,23 +79,76 @@ def image_counts(job):
     Stored counts that are not those three numbers (a row another version wrote, or one
     edited by hand: each poll and page of the job was a 500) are counted again.
     """
-    stored = job.final_counts
-    if isinstance(stored, dict) and all(_count(stored.get(key)) for key in COUNTS):
-        return {key: stored[key] for key in COUNTS}
-    serving = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
-    total = job.images.filter(in_index=True).count()
-    states = {}
-    if serving is not None:
-        states = dict(
-            ImageEmbedding.objects.filter(image__import_jobs=job, image__in_index=True, model=serving)
-            .values_list("state").annotate(n=Count("id")).order_by()
-        )
-    counts = {"images_total": total, "images_embedded": states.get(ImageEmbedding.State.READY, 0),
-              "images_failed": states.get(ImageEmbedding.State.FAILED, 0)}
-    if job.state in ImportJob.ENDED and counts["images_embedded"] + counts["images_failed"] == total:
+    stored = _stored_counts(job)
+    if stored is not None:
+        return stored
+    counts = getattr(job, PREFETCHED, None)
+    if counts is None:
+        counts = _count_images([job])[job.pk]
+    if job.state in ImportJob.ENDED and counts["images_embedded"] + counts["images_failed"] == counts["images_total"]:
         ImportJob.objects.filter(pk=job.pk).update(final_counts=counts)
         job.final_counts = counts
     return counts
+
+
+PREFETCHED = "_p2w_image_counts"  # the attribute prefetch_image_counts sets on a job
+
+
+def prefetch_image_counts(jobs):
+    """Count the images of every job of ``jobs`` (e.g. a page of a list) at once, for ``image_counts`` to read.
+
+    Three queries however many jobs (the serving model, their images, their images' states),
+    where ``image_counts`` of each job made three of its own. Jobs whose counts are stored
+    cost none. Returns ``jobs`` as a list (a QuerySet is evaluated: its rows are the jobs counted).
+    """
+    jobs = list(jobs)
+    counted = [job for job in jobs if _stored_counts(job) is None]
+    if counted:
+        found = _count_images(counted)
+        for job in counted:
+            setattr(job, PREFETCHED, found[job.pk])
+    return jobs
+
+
+NO_WORKER = "_p2w_no_worker"  # the attribute prefetch_progress sets on a job
+
+
+def prefetch_progress(jobs):
+    """``prefetch_image_counts``, and whether a bulk worker is alive asked once for the list, not once per job that
+    waits on one (``job_progress``'s ``no_worker``). Returns ``jobs`` as a list."""
+    jobs = prefetch_image_counts(jobs)
+    if any(job.state == ImportJob.State.QUEUED or (job.state in ImportJob.ENDED and _stored_counts(job) is None)
+           for job in jobs):
+        no_worker = not workers.alive(app_settings.BULK_QUEUE).exists()
+        for job in jobs:
+            setattr(job, NO_WORKER, no_worker)
+    return jobs
+
+
+def _stored_counts(job):
+    """The job's stored counts, or None while there are none or they are not those three numbers."""
+    stored = job.final_counts
+    if isinstance(stored, dict) and all(_count(stored.get(key)) for key in COUNTS):
+        return {key: stored[key] for key in COUNTS}
+    return None
+
+
+def _count_images(jobs):
+    """``{job.pk: counts}`` of ``jobs``: their images in the index, and those embedded or failed under the serving
+    model (one query each, grouped by job)."""
+    ids = [job.pk for job in jobs]
+    serving = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
+    through = ImportJob.images.through
+    totals = dict(through.objects.filter(importjob_id__in=ids, productimage__in_index=True)
+                  .values_list("importjob_id").annotate(n=Count("id")).order_by())
+    states = {}
+    if serving is not None:
+        for job_id, state, n in (
+                ImageEmbedding.objects.filter(image__import_jobs__in=ids, image__in_index=True, model=serving)
+                .values_list("image__import_jobs", "state").annotate(n=Count("id")).order_by()):
+            states[job_id, state] = n
+    return {pk: {"images_total": totals.get(pk, 0), "images_embedded": states.get((pk, ImageEmbedding.State.READY), 0),
+                 "images_failed": states.get((pk, ImageEmbedding.State.FAILED), 0)} for pk in ids}
 
 
 def _rows_total(job):
@@ -150,8 +204,10 @@ def job_progress(job):
     checked, in_all = rows_checked(job)
     no_worker = False
     if job.state == ImportJob.State.QUEUED or (ended and not finished):
-        # One indexed query, only while the job waits on a worker.
-        no_worker = not workers.alive(app_settings.BULK_QUEUE).exists()
+        # One indexed query, only while the job waits on a worker (one for a list: prefetch_progress).
+        no_worker = getattr(job, NO_WORKER, None)
+        if no_worker is None:
+            no_worker = not workers.alive(app_settings.BULK_QUEUE).exists()
     return {
         "id": job.pk, "state": job.state, "policy": job.policy, "full_sync": job.full_sync,
         "confirm_unlist": job.confirm_unlist,
