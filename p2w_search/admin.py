@@ -8,6 +8,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -185,8 +186,17 @@ class ImageActions(BoundedWrites):
     """
 
     def images(self, queryset):
-        """The ProductImages the selected rows stand for, locked."""
-        return list(ProductImage.objects.select_for_update().filter(pk__in=queryset.values("pk")).order_by("pk"))
+        """The ProductImages the selected rows stand for, locked: the rows themselves, or the images of the
+        selected products in the shop's product admin.
+
+        A product's key was taken for an image's: with string keys a 500, with integer keys the
+        images whose ids happened to be the products' were embedded again or removed from the index.
+        """
+        if issubclass(queryset.model, ProductImage):
+            chosen = Q(pk__in=queryset.values("pk"))
+        else:
+            chosen = Q(product__in=queryset.values("pk"))
+        return list(ProductImage.objects.select_for_update().filter(chosen).order_by("pk"))
 
     def has_manage_index_permission(self, request):
         return request.user.has_perm(f"{ProductImage._meta.app_label}.change_productimage")

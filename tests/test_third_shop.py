@@ -21,7 +21,7 @@ import p2w_search.tasks  # noqa: F401  (connects the worker signals, as a worker
 from p2w_search import checks, shop_images, workers
 from p2w_search.models import ProductImage, WorkerProcess
 from shop_demo.catalog.models import Merchant, Product
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, ProductImageFactory
 
 
 def shop_image_model(key=None, **fields):
@@ -130,3 +130,19 @@ def test_an_image_model_keyed_to_the_product_model_passes_the_checks(settings, m
                         lambda label, *args: model if label == "tests.ShopPhoto" else get_model(label, *args))
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "IMAGE_MODEL": {"MODEL": "tests.ShopPhoto", "FILE": "picture"}}
     assert checks.check_settings() == []
+
+
+def test_the_image_actions_of_a_shops_product_admin_act_on_the_selected_products_images(db):
+    """``ImageActions.images`` took the selected products' keys for images' keys: with text keys a 500 (bigint =
+    character varying), with integer keys the images whose ids happened to be the products' (the demo's own
+    product admin hid it by overriding ``images``)."""
+    from django.db import transaction
+
+    from p2w_search.admin import ImageActions
+
+    first, second = ProductFactory(), ProductFactory()
+    ProductImageFactory.create_batch(3, product=second)  # image ids run ahead of product ids
+    mine = ProductImageFactory.create_batch(2, product=first)
+    with transaction.atomic():
+        assert ImageActions().images(Product.objects.filter(pk=first.pk)) == mine
+        assert ImageActions().images(ProductImage.objects.filter(pk=mine[1].pk)) == [mine[1]]

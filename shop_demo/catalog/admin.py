@@ -63,9 +63,6 @@ class ProductAdmin(SaveChangedFields, RefuseNulFilters, ImageActions, admin.Mode
         return super().get_queryset(request).select_related("merchant").prefetch_related(
             Prefetch("p2w_images", queryset=images))
 
-    def images(self, queryset):
-        return list(ProductImage.objects.select_for_update().filter(product__in=queryset).order_by("pk"))
-
     @admin.display(description="image")
     def preview(self, obj):
         images = list(obj.p2w_images.all())
