@@ -8,13 +8,14 @@ it makes on a table of years of rows, not of the few a test writes).
 from contextlib import contextmanager
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from p2w_search import indexing, status
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
 from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, ProductFactory
+from tests.factories import MerchantFactory, ProductFactory, token_client
 
 READY, FAILED, PENDING = ImageEmbedding.State.READY, ImageEmbedding.State.FAILED, ImageEmbedding.State.PENDING
 DONE = ImportJob.State.DONE
@@ -110,6 +111,19 @@ def test_a_merchants_uploads_page_counts_the_images_of_a_page_at_once(client, ac
     first = queries(lambda: client.get("/merchant/imports/"))
     add_jobs(acme, 5, model=serving)
     assert queries(lambda: client.get("/merchant/imports/")) == first
+
+
+def test_the_apis_list_of_uploads_counts_the_images_of_a_page_at_once(acme, serving, django_user_model):
+    """Staff see every merchant's uploads there: 84 queries for a page of 20 on the bench's shop."""
+    staff = django_user_model.objects.create_user("staff", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename="view_importjob"))
+    api = token_client(staff)
+    add_jobs(acme, 2, model=serving)
+    first = queries(lambda: api.get("/api/imports/"))
+    add_jobs(acme, 5, model=serving)
+    response = api.get("/api/imports/")
+    assert queries(lambda: api.get("/api/imports/")) == first
+    assert [(job["images_total"], job["images_embedded"]) for job in response.json()["results"]] == [(3, 1)] * 7
 
 
 def test_a_jobs_counts_from_a_list_are_those_it_counts_alone(acme, serving):
