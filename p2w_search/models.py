@@ -80,7 +80,8 @@ class ProductImage(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     # The key of the shop's own image this one mirrors (P2W_SEARCH["IMAGE_MODEL"]; shop_images.py):
     # its file is the shop's, read where it is. Empty for images this app stores itself.
-    source_pk = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # 255: a shop's text keys ("products/tee/red-01/front.jpg"); longer ones are warned of (checks.py, W014).
+    source_pk = models.CharField(max_length=255, blank=True, default="", db_index=True)
     # False: taken out of the index by an admin; not embedded, not searched.
     in_index = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -182,7 +183,8 @@ class ImportJob(models.Model):
     ENDED = (State.DONE, State.REJECTED, State.FAILED)
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    merchant_key = models.CharField(max_length=100, help_text="The merchant the products belong to.")
+    # The merchant's key as text: 255 holds an email address, for a shop whose merchants are keyed by one.
+    merchant_key = models.CharField(max_length=255, help_text="The merchant the products belong to.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     policy = models.CharField(max_length=16, choices=Policy.choices, default=Policy.SKIP)
     full_sync = models.BooleanField(default=False, help_text="Unlist the merchant's products missing from the file.")

@@ -19,7 +19,7 @@ from django.test.utils import isolate_apps
 
 import p2w_search.tasks  # noqa: F401  (connects the worker signals, as a worker's import of the tasks does)
 from p2w_search import checks, shop_images, workers
-from p2w_search.models import ProductImage, WorkerProcess
+from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 from shop_demo.catalog.models import Merchant, Product
 from tests.factories import ProductFactory, ProductImageFactory
 
@@ -47,13 +47,14 @@ def image_key_findings(settings, monkeypatch, model):
 
 
 @pytest.mark.parametrize("key, holds", [
-    (models.CharField(max_length=100, primary_key=True), "up to 100 characters"),
-    (models.SlugField(max_length=255, primary_key=True), "up to 255 characters"),
+    (models.CharField(max_length=300, primary_key=True), "up to 300 characters"),
+    (models.SlugField(max_length=256, primary_key=True), "up to 256 characters"),
     (models.TextField(primary_key=True), "keys of any length"),
 ])
 def test_a_shop_image_model_keyed_by_longer_texts_than_the_mirror_holds_is_W014(settings, monkeypatch, key, holds):
-    """The mirror keeps the shop image's key in ``source_pk`` (64 characters): a longer key made its insert fail
-    at every sync and save signal, so the image was never searched, with only a traceback in the log."""
+    """The mirror keeps the shop image's key in ``source_pk`` (255 characters, 64 before migration 0015): a longer
+    key made its insert fail at every sync and save signal, so the image was never searched, with only a
+    traceback in the log."""
     limit = ProductImage._meta.get_field("source_pk").max_length
     assert image_key_findings(settings, monkeypatch, shop_image_model(key)) == [(
         "p2w_search.W014", f"tests.ShopPhoto.key holds {holds}; p2w_search's mirror of an image keeps the key of the "
@@ -64,7 +65,8 @@ def test_a_shop_image_model_keyed_by_longer_texts_than_the_mirror_holds_is_W014(
     None,  # an integer
     models.UUIDField(primary_key=True, default=uuid.uuid4),
     models.CharField(max_length=40, primary_key=True),
-    models.CharField(max_length=64, primary_key=True),
+    models.CharField(max_length=100, primary_key=True),  # 64 held no more than that before migration 0015
+    models.CharField(max_length=255, primary_key=True),
 ])
 def test_a_shop_image_model_whose_keys_fit_the_mirror_is_no_W014(settings, monkeypatch, key):
     assert image_key_findings(settings, monkeypatch, shop_image_model(key)) == []
@@ -146,3 +148,15 @@ def test_the_image_actions_of_a_shops_product_admin_act_on_the_selected_products
     with transaction.atomic():
         assert ImageActions().images(Product.objects.filter(pk=first.pk)) == mine
         assert ImageActions().images(ProductImage.objects.filter(pk=mine[1].pk)) == [mine[1]]
+
+
+def test_the_mirror_and_the_jobs_hold_a_shops_long_text_keys(db):
+    """An image keyed by a path ("products/tee/red-01/front.jpg", 100 characters here) and a merchant keyed by its
+    email address did not fit (64 and 100 characters): the mirror's insert and the upload's job failed."""
+    image_key = "products/" + "tee-red-01/" * 7 + "front-view.jpg"
+    email = "orders." + "a" * 230 + "@shop.example"
+    mirror = ProductImage.objects.create(product=ProductFactory(), file="pictures/front.jpg", sha256="0" * 64,
+                                         source_pk=image_key)
+    job = ImportJob.objects.create(merchant_key=email, manifest="p2w/imports/catalog.csv")
+    assert (len(image_key), len(email)) == (100, 250)
+    assert ProductImage.objects.get(source_pk=image_key) == mirror and ImportJob.objects.get(merchant_key=email) == job
