@@ -379,6 +379,7 @@ def fixes_undone():
 
     from p2w_search import admin as p2w_admin
     from p2w_search import status
+    from p2w_search.api import uploads as api_uploads
     from p2w_search.merchant import views as merchant_views
 
     indexes = [(model, index) for name, names in ROUND_INDEXES.items()
@@ -393,6 +394,7 @@ def fixes_undone():
         with (mock.patch.object(p2w_admin, "prefetch_image_counts", list),
               mock.patch.object(p2w_admin.ImportJobAdmin, "list_select_related", False),
               mock.patch.object(merchant_views, "prefetch_progress", list),
+              mock.patch.object(api_uploads, "prefetch_progress", list),
               mock.patch.object(status, "index_status", _counting_images_again(status.index_status))):
             yield
     finally:
