@@ -281,6 +281,26 @@ def test_a_full_sync_spares_the_products_listed_while_the_upload_waited(merchant
                                                                   "OLD": True}
 
 
+def test_a_full_sync_counts_in_what_the_uploads_sent_before_it_list(merchant, api, media):
+    """The merchant sent an update, then a full sync, before either ran: the update's new product is one the sync
+    leaves out on purpose (it was sent after), so it goes; a product the API added meanwhile stays."""
+    for sku in "ABCDE":
+        ProductFactory(merchant=merchant, sku=sku)
+    update = upload(api, HEADER + "OLDNEW,Old new,,mug,5,red.png\n", {"red.png": RED})
+    sync = upload(api, HEADER + "".join(f"{sku},{sku},,mug,5,red.png\n" for sku in "ABCDE"), {"red.png": RED},
+                  full_sync="true")
+    assert api.post("/api/products/", {"sku": "APINEW", "title": "New", "category": "mug", "price": "2.00"},
+                    format="json").status_code == 201
+
+    assert importer.run_import(update).state == "done"
+    sync = importer.run_import(sync)
+
+    assert (sync.state, sync.unlisted_skus) == ("done", ["OLDNEW"])
+    assert sync.message.endswith("1 products unlisted (1 listed after the upload was received stay listed)")
+    assert dict(Product.objects.values_list("sku", "listed")) == {**dict.fromkeys("ABCDE", True), "OLDNEW": False,
+                                                                  "APINEW": True}
+
+
 def test_a_full_sync_saved_without_the_listed_skus_unlists_every_product_the_file_leaves_out(merchant, api, media):
     """A job queued by a version that did not keep them runs as it would have."""
     for sku in ("A", "E"):

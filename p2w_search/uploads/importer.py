@@ -18,8 +18,9 @@ What an import promises (README, "Merchants: catalog uploads"):
 - a SKU the manifest names is never unlisted by a full sync, whatever happened to its row,
   and a full sync that would unlist more than ``FULL_SYNC_MAX_UNLIST_SHARE`` of the listed
   products, or that accepted no row, is refused unless ``confirm_unlist`` is the exact count;
-- a full sync unlists only products that were listed when the upload was received: one the
-  merchant listed while the upload waited for a worker stays listed;
+- a full sync unlists only products that were listed when the upload was received, or that
+  the merchant's uploads still waiting then list: one the merchant listed otherwise while the
+  upload waited for a worker (the product API, the admin) stays listed;
 - ambiguity is refused, never resolved silently: a SKU on two rows rejects both;
 - every rejected row is in the job's rejected-rows file, with the reason, ready to fix and send again.
 """
@@ -174,8 +175,9 @@ def create_job(*, owner, merchant_key, values, send=True, limited=True):
     job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
                     confirm_unlist=values.get("confirm_unlist"))
     try:
-        if job.full_sync:
-            job.listed_at_upload.save("listed.json", ContentFile(_listed_now(merchant_key)), save=False)
+        listed = _listed_now(merchant_key) if job.full_sync else None
+        if listed is not None:
+            job.listed_at_upload.save("listed.json", ContentFile(listed), save=False)
         job.manifest.save(values["manifest"].name, values["manifest"], save=False)
         archive = values.get("archive") or values.get("images")
         if archive:
@@ -197,10 +199,25 @@ def create_job(*, owner, merchant_key, values, send=True, limited=True):
 
 
 def _listed_now(merchant_key):
-    """The merchant's listed SKUs now, as a full sync's job keeps them: a JSON list of texts."""
+    """What a full sync received now will count as listed: a JSON list of texts; None when it cannot be known.
+
+    The merchant's listed SKUs, and the SKUs its uploads still waiting name: those uploads were
+    sent first, so the merchant counts their products in (two full syncs sent one after the
+    other leave the second's catalog). The waiting uploads are read first: one that ends in
+    between has listed its products by the time they are read. None (the sync then unlists
+    every listed product its file leaves out) when a waiting upload's manifest cannot be read.
+    """
     serializer_class = import_serializer()
+    sku_field = serializer_class().fields["sku"]
+    named = set()
+    try:
+        for waiting in ImportJob.objects.filter(merchant_key=merchant_key, state__in=limits.WAITING):
+            named.update(_scan(waiting, sku_field)[0])
+    except (OSError, ManifestError) as exc:
+        logger.warning("a full sync of merchant %s will unlist all its file leaves out: %s", merchant_key, exc)
+        return None
     listed = serializer_class.listed_skus(serializer_class.merchant_by_key(merchant_key))
-    return json.dumps(sorted(str(sku) for sku in listed)).encode()
+    return json.dumps(sorted({str(sku) for sku in listed} | {str(sku) for sku in named})).encode()
 
 
 def _listed_at_upload(job):
