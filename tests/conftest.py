@@ -93,6 +93,35 @@ def media(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+# The demo's merchants of the merchant pages' tests (tests/test_merchant_pages.py and the files beside it); a file
+# whose tests need committed rows (transactional_db) has its own.
+
+@pytest.fixture
+def acme(db, django_user_model):
+    from tests.factories import MerchantFactory
+
+    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
+
+
+@pytest.fixture
+def rival(db, django_user_model):
+    from tests.factories import MerchantFactory
+
+    return MerchantFactory(name="Rival", slug="rival",
+                           user=django_user_model.objects.create_user("rival", password="pw"))
+
+
+@pytest.fixture
+def staff(db, django_user_model):
+    """Staff who may see every upload (as in the admin) and act for merchants (add and change their products)."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(
+        codename__in=["view_importjob", "add_product", "change_product"]))
+    return user
+
+
 @pytest.fixture(scope="session")
 def test_database_url(django_db_setup, django_db_blocker):
     """DATABASE_URL of the test database, for worker processes."""

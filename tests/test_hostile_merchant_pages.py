@@ -29,26 +29,6 @@ SHOP_404 = "We couldn’t find that page"  # the demo's storefront 404 page: no 
 
 
 @pytest.fixture
-def acme(db, django_user_model):
-    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
-
-
-@pytest.fixture
-def rival(db, django_user_model):
-    return MerchantFactory(name="Rival", slug="rival",
-                           user=django_user_model.objects.create_user("rival", password="pw"))
-
-
-@pytest.fixture
-def staff(db, django_user_model):
-    """Staff who may see every upload and act for merchants (add and change their products)."""
-    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(
-        codename__in=["view_importjob", "add_product", "change_product"]))
-    return user
-
-
-@pytest.fixture
 def client():
     return Client(raise_request_exception=False)
 

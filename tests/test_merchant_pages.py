@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import factory
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -25,31 +24,11 @@ from p2w_search.models import ImageEmbedding, ImportJob, ProductImage, WorkerPro
 from p2w_search.uploads import importer, progress
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, png
+from tests.factories import ProductFactory, ProductImageFactory, png
 from tests.hostile import BLUE, HEADER, RED, row, zip_bytes
 
 IMAGES = [("red.png", RED), ("blue.png", BLUE)]
 UPLOAD = "/merchant/upload/"
-
-
-@pytest.fixture
-def acme(db, django_user_model):
-    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
-
-
-@pytest.fixture
-def rival(db, django_user_model):
-    return MerchantFactory(name="Rival", slug="rival",
-                           user=django_user_model.objects.create_user("rival", password="pw"))
-
-
-@pytest.fixture
-def staff(db, django_user_model):
-    """Staff who may see every upload (as in the admin) and act for merchants (add and change their products)."""
-    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(
-        codename__in=["view_importjob", "add_product", "change_product"]))
-    return user
 
 
 def files(manifest, images=IMAGES, *, name="catalog.csv"):

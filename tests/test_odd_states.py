@@ -24,15 +24,9 @@ from rest_framework.test import APIClient
 from p2w_search import indexing, rates, search_health, status
 from p2w_search.models import EmbeddingModel, ImportJob, WorkerProcess
 from p2w_search.uploads.progress import ROWS_KEY
-from tests.factories import MerchantFactory
 from tests.test_index_health import add_rows
 
 PAGE = "/admin/p2w_search/embeddingmodel/index/"
-
-
-@pytest.fixture
-def acme(db, django_user_model):
-    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
 
 
 @pytest.fixture

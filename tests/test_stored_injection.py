@@ -75,11 +75,6 @@ def upload(client, text, images=(("red.png", RED),)):
 
 
 @pytest.fixture
-def acme(db, django_user_model):
-    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
-
-
-@pytest.fixture
 def hostile(db, media):
     """A product of a hostile merchant, every text of it hostile, with an image; and one titled like a URL."""
     merchant = MerchantFactory(name=SCRIPT, slug="hostile")
