@@ -170,7 +170,7 @@ def create_job(*, owner, merchant_key, values, send=True, limited=True):
     here. ``limited``: the job takes one of the merchant's ``IMPORT_MAX_WAITING`` places, or
     limits.TooManyWaiting is raised (``p2w_import`` is not limited). When the job's row is not
     saved, its files are deleted again: no job would ever refer to them. A full sync's job keeps
-    the SKUs listed now (``listed_at_upload``): the sync will unlist none listed later.
+    the SKUs it counts as listed (``listed_at_upload``, ``_listed_now``): it will unlist no other.
     """
     job = ImportJob(owner=owner, merchant_key=merchant_key, policy=values["policy"], full_sync=values["full_sync"],
                     confirm_unlist=values.get("confirm_unlist"))
