@@ -381,6 +381,7 @@ def fixes_undone():
     from p2w_search import status
     from p2w_search.api import uploads as api_uploads
     from p2w_search.merchant import views as merchant_views
+    from shop_demo.catalog import admin as catalog_admin
 
     indexes = [(model, index) for name, names in ROUND_INDEXES.items()
                for model in [apps.get_model("p2w_search", name)]
@@ -395,6 +396,7 @@ def fixes_undone():
               mock.patch.object(p2w_admin.ImportJobAdmin, "list_select_related", False),
               mock.patch.object(merchant_views, "prefetch_progress", list),
               mock.patch.object(api_uploads, "prefetch_progress", list),
+              mock.patch.object(catalog_admin.ChoiceFilter, "queryset", _distinct_filter),
               mock.patch.object(status, "index_status", _counting_images_again(status.index_status))):
             yield
     finally:
@@ -403,6 +405,17 @@ def fixes_undone():
                 editor.add_index(model, index)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE p2w_search_imageembedding")
+
+
+def _distinct_filter(self, request, queryset):
+    """The demo's product admin filter as it was: across the images and embeddings, the copies removed by DISTINCT."""
+    from django.contrib.admin.options import IncorrectLookupParameters
+
+    if not self.value():
+        return queryset
+    if self.value() not in {str(value) for value, _ in self.lookup_choices}:
+        raise IncorrectLookupParameters(f"{self.parameter_name} is none of its choices")
+    return queryset.filter(**{self.field: self.value()}).distinct()
 
 
 def _counting_images_again(index_status):
