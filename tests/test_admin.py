@@ -66,7 +66,8 @@ def test_start_sends_a_registration_task_to_the_bulk_queue(admin_client, indexed
 def test_product_actions_retry_failed_and_remove_from_index(admin_client, indexed, django_capture_on_commit_callbacks):
     images, broken, model = indexed
     with django_capture_on_commit_callbacks() as sent:
-        admin_client.post("/admin/catalog/product/", {"action": "retry_failed", "_selected_action": [broken.product_id]})
+        admin_client.post("/admin/catalog/product/",
+                          {"action": "retry_failed", "_selected_action": [broken.product_id]})
     assert ImageEmbedding.objects.get(image=broken).state == "pending" and len(sent) == 1
 
     admin_client.post("/admin/catalog/product/", {"action": "remove_from_index",
