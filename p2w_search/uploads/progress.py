@@ -14,6 +14,7 @@ reads it back as ``rows_checked``. The cache must be shared by the web and the w
 as checked once the import ends.
 """
 
+import functools
 import json
 import time
 
@@ -56,7 +57,8 @@ def row_reporter(job_id, *, every=0.5):
 def rows_checked(job):
     """``(checked, in_all)``: the rows of ``job`` checked so far, live from the worker's reports while it runs."""
     if job.state in ImportJob.ENDED:
-        return _rows_total(job), _rows_total(job)
+        total = _rows_total(job)
+        return total, total
     if job.state != ImportJob.State.RUNNING:
         return 0, 0
     try:
@@ -110,18 +112,22 @@ def prefetch_image_counts(jobs):
     return jobs
 
 
-NO_WORKER = "_p2w_no_worker"  # the attribute prefetch_progress sets on a job
+NO_WORKER = "_p2w_no_worker"  # the attribute prefetch_progress sets on a job: how it asks whether no worker runs
+
+
+def _no_bulk_worker():
+    """Whether no bulk worker is alive: one indexed query."""
+    return not workers.alive(app_settings.BULK_QUEUE).exists()
 
 
 def prefetch_progress(jobs):
-    """``prefetch_image_counts``, and whether a bulk worker is alive asked once for the list, not once per job that
-    waits on one (``job_progress``'s ``no_worker``). Returns ``jobs`` as a list."""
+    """``prefetch_image_counts``, and whether a bulk worker is alive asked at most once for the list, not once per
+    job that waits on one (``job_progress``'s ``no_worker``, which decides whether to ask). Returns ``jobs`` as a
+    list."""
     jobs = prefetch_image_counts(jobs)
-    if any(job.state == ImportJob.State.QUEUED or (job.state in ImportJob.ENDED and _stored_counts(job) is None)
-           for job in jobs):
-        no_worker = not workers.alive(app_settings.BULK_QUEUE).exists()
-        for job in jobs:
-            setattr(job, NO_WORKER, no_worker)
+    asked_once = functools.cache(_no_bulk_worker)
+    for job in jobs:
+        setattr(job, NO_WORKER, asked_once)
     return jobs
 
 
@@ -204,10 +210,8 @@ def job_progress(job):
     checked, in_all = rows_checked(job)
     no_worker = False
     if job.state == ImportJob.State.QUEUED or (ended and not finished):
-        # One indexed query, only while the job waits on a worker (one for a list: prefetch_progress).
-        no_worker = getattr(job, NO_WORKER, None)
-        if no_worker is None:
-            no_worker = not workers.alive(app_settings.BULK_QUEUE).exists()
+        # Only while the job waits on a worker; asked once for a list (prefetch_progress).
+        no_worker = getattr(job, NO_WORKER, _no_bulk_worker)()
     return {
         "id": job.pk, "state": job.state, "policy": job.policy, "full_sync": job.full_sync,
         "confirm_unlist": job.confirm_unlist,
