@@ -15,15 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from p2w_search import indexing, status
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
 from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, ProductFactory, token_client
+from tests.factories import ProductFactory, token_client
 
 READY, FAILED, PENDING = ImageEmbedding.State.READY, ImageEmbedding.State.FAILED, ImageEmbedding.State.PENDING
 DONE = ImportJob.State.DONE
-
-
-@pytest.fixture
-def acme(transactional_db, django_user_model):
-    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
 
 
 @pytest.fixture

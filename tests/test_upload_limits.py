@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -20,7 +19,7 @@ from p2w_search.conf import P2WImproperlyConfigured
 from p2w_search.models import ImportJob
 from p2w_search.uploads import importer, limits
 from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, post_catalog, token_client
+from tests.factories import post_catalog, token_client
 from tests.hostile import HEADER, RED, row, zip_bytes
 from tests.test_concurrent_writes import Writer, stop_at, wait_until_a_writer_waits_for_a_lock  # noqa: F401
 from tests.test_merchant_pages import UPLOAD, files, text
@@ -33,24 +32,8 @@ QUEUED, RUNNING = ImportJob.State.QUEUED, ImportJob.State.RUNNING
 DONE, FAILED, REJECTED = ImportJob.State.DONE, ImportJob.State.FAILED, ImportJob.State.REJECTED
 
 
-@pytest.fixture
-def acme(transactional_db, django_user_model):
-    return MerchantFactory(name="Acme", slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
-
-
-@pytest.fixture
-def rival(transactional_db, django_user_model):
-    return MerchantFactory(name="Rival", slug="rival",
-                           user=django_user_model.objects.create_user("rival", password="pw"))
-
-
-@pytest.fixture
-def staff(transactional_db, django_user_model):
-    """Staff who act for merchants on the pages (they may add and change products)."""
-    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(
-        codename__in=["view_importjob", "add_product", "change_product"]))
-    return user
+# Committed rows: the race test's writers run on connections of their own. The merchants are conftest's.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def jobs(merchant, *states, owner=None):
