@@ -59,5 +59,8 @@ P2W_SEARCH = {
 
 # A redelivery test gives its workers a short visibility timeout (P2W_VISIBILITY_TIMEOUT); kombu
 # looks for messages past it every interval x throttle seconds (100 s by default): every second here.
+# Each look holds a lock in Redis for a few milliseconds; the tests SIGKILL a hundred workers, and one
+# killed while it held the lock left it for kombu's 300 s, so that no worker of the next tests could
+# give a message again (the redelivery test timed out). Here a lock left so lasts 5 s.
 CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "unacked_restore_interval": 1,
-                                   "unacked_restore_throttle": 1}
+                                   "unacked_restore_throttle": 1, "unacked_mutex_expire": 5}
