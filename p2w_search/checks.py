@@ -8,6 +8,7 @@ the first migration creates it.
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 
 from django.apps import apps
@@ -30,7 +31,8 @@ def check_settings(app_configs=None, **kwargs):
     from django.conf import settings
 
     errors = [*_unknown_key_problems(getattr(settings, "P2W_SEARCH", {})), *_number_problems(),
-              *_rate_problems(), *_import_path_problems(), *_alias_problems()]
+              *_rate_problems(), *_import_path_problems(), *_alias_problems(), *_prompt_problems(),
+              *_backend_problems(), *_queue_problems(), *_index_memory_problems()]
     label = getattr(settings, "P2W_SEARCH_PRODUCT_MODEL", None)
     if not label:
         errors.append(checks.Error(
@@ -247,13 +249,102 @@ def _alias_problems():
     problems = []
     for name, where, known in [("SEARCH_DATABASE", "DATABASES", settings.DATABASES),
                                ("SEARCH_HEALTH_CACHE", "CACHES", settings.CACHES),
-                               ("PROMPT", "P2W_SEARCH['PROMPTS']", app_settings.PROMPTS)]:
+                               ("PROMPT", "P2W_SEARCH['PROMPTS']",
+                               app_settings.PROMPTS if isinstance(app_settings.PROMPTS, dict) else {})]:
         value = getattr(app_settings, name)
         if (isinstance(value, str) and value in known) or (name == "SEARCH_HEALTH_CACHE" and value is None):
             continue  # None: record nothing
         problems.append(checks.Error(f"P2W_SEARCH[{name!r}] is {value!r}, which {where} does not have.",
                                      id="p2w_search.E023"))
     return problems
+
+
+def _prompt_problems():
+    """E024: a template without ``*`` fails every composed search that uses it, and one without ``{text}`` (or
+    with ``{text}`` twice) drops or doubles the shopper's words without a word; another ``{...}`` is a typo."""
+    prompts = app_settings.PROMPTS
+    if not isinstance(prompts, dict) or not prompts:
+        return [checks.Error(f"P2W_SEARCH['PROMPTS'] must be a dict of prompt templates by name, e.g. "
+                             f"{{'paper': 'a photo of * , {{text}}'}}, not {prompts!r}.", id="p2w_search.E024")]
+    problems = []
+    for name, template in prompts.items():
+        where = f"P2W_SEARCH['PROMPTS'][{name!r}]"
+        if not isinstance(template, str):
+            problems.append(checks.Error(f"{where} must be a string, not {template!r}.", id="p2w_search.E024"))
+            continue
+        wrong = []
+        if template.count("*") != 1:
+            wrong.append(f"it has {template.count('*')} '*' (the photo's pseudo word), where it needs one")
+        if template.count("{text}") != 1:
+            wrong.append(f"it has {template.count('{text}')} '{{text}}' (the shopper's words), where it needs one")
+        others = sorted(set(re.findall(r"\{[^{}]*\}", template)) - {"{text}"})
+        if others:
+            wrong.append(f"{', '.join(others)} is no placeholder ('{{text}}' is the only one)")
+        if wrong:
+            problems.append(checks.Error(f"{where} is {template!r}: {'; '.join(wrong)}.",
+                                         hint="For example 'a photo of * , {text}'.", id="p2w_search.E024"))
+    return problems
+
+
+def _backend_problems():
+    """E020 for an embedder's BACKEND whose module does not exist: the worker that loads it fails at start.
+
+    Only the module is looked for (its parents are imported, not it): a web process without the
+    ``models`` extra has no torch, and must pass its checks all the same.
+    """
+    from importlib.util import find_spec
+
+    problems = []
+    for alias, params in app_settings.EMBEDDERS.items():
+        path = params.get("BACKEND") if isinstance(params, dict) else None
+        module, _, name = path.rpartition(".") if isinstance(path, str) else ("", "", "")
+        try:
+            found_module = bool(module and name) and find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package that does not exist, or an empty name
+            found_module = False
+        if not found_module:
+            problems.append(checks.Error(
+                f"P2W_SEARCH['EMBEDDERS'][{alias!r}]['BACKEND'] is {path!r}, which names no module that can be "
+                "imported.", hint="The dotted path of an embedder class, e.g. "
+                f"{DEFAULTS['EMBEDDERS']['default']['BACKEND']!r}.", id="p2w_search.E020"))
+    return problems
+
+
+def _queue_problems():
+    """E025: a queue name that is no text; W015: one queue for both, where queries wait behind whole catalogs."""
+    bulk, query = app_settings.BULK_QUEUE, app_settings.QUERY_QUEUE
+    problems = [checks.Error(f"P2W_SEARCH[{name!r}] must be a queue's name (text), not {value!r}.",
+                             id="p2w_search.E025")
+                for name, value in (("BULK_QUEUE", bulk), ("QUERY_QUEUE", query))
+                if not (isinstance(value, str) and value.strip())]
+    if not problems and bulk == query:
+        problems.append(checks.Warning(
+            f"P2W_SEARCH['BULK_QUEUE'] and P2W_SEARCH['QUERY_QUEUE'] are both {bulk!r}: a shopper's query waits "
+            "behind every embedding batch sent before it (a catalog's upload: minutes).",
+            hint="Give them different names, each with its own worker (README, 'Workers').", id="p2w_search.W015"))
+    return problems
+
+
+# PostgreSQL's memory units (case-sensitive, as the server reads them); a bare number is kB.
+_MEMORY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|kB|MB|GB|TB)?\s*")
+_KB = {"B": 1 / 1024, None: 1, "kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+
+
+def _index_memory_problems():
+    """E026: an INDEX_BUILD_MEMORY PostgreSQL cannot read (or below its 1MB) fails every index build."""
+    value = app_settings.INDEX_BUILD_MEMORY
+    match = _MEMORY.fullmatch(value) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        kb = value
+    elif match:
+        kb = float(match[1]) * _KB[match[2]]
+    else:
+        kb = None
+    if kb is not None and 1024 <= kb < 2**31:
+        return []
+    return [checks.Error(f"P2W_SEARCH['INDEX_BUILD_MEMORY'] is {value!r}: PostgreSQL's maintenance_work_mem takes "
+                         "from 1MB to 2TB, as a number and a unit (B, kB, MB, GB or TB, in that case; no unit: kB).",
+                         hint="For example '1GB'.", id="p2w_search.E026")]
 
 
 def _file_name_problems(cfg):

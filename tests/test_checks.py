@@ -350,3 +350,69 @@ def test_a_name_its_registry_lacks_is_E023(settings, name, value, where):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, name: value}
     assert found(check_settings()) == [("p2w_search.E023", f"P2W_SEARCH[{name!r}] is {value!r}, which {where} does "
                                                            "not have.")]
+
+
+@pytest.mark.parametrize(("template", "wrong"), [
+    # Each failed every composed search with it (no '*'), or composed without the shopper's words, or twice.
+    ("a photo of {text}", "it has 0 '*' (the photo's pseudo word), where it needs one"),
+    ("a photo of *", "it has 0 '{text}' (the shopper's words), where it needs one"),
+    ("* , {text} and * , {text}", "it has 2 '*' (the photo's pseudo word), where it needs one; it has 2 '{text}' "
+                                  "(the shopper's words), where it needs one"),
+    ("a photo of * , {txt}", "it has 0 '{text}' (the shopper's words), where it needs one; {txt} is no placeholder "
+                             "('{text}' is the only one)"),
+])
+def test_a_prompt_template_without_one_star_and_one_text_is_E024(settings, template, wrong):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "PROMPTS": {**settings.P2W_SEARCH["PROMPTS"], "mine": template}}
+    messages = check_settings()
+    assert found(messages) == [("p2w_search.E024", f"P2W_SEARCH['PROMPTS']['mine'] is {template!r}: {wrong}.")]
+    assert messages[0].hint == "For example 'a photo of * , {text}'."
+
+
+@pytest.mark.parametrize("prompts", [None, {}, "a photo of * , {text}"])
+def test_prompts_that_are_no_dict_of_templates_are_E024(settings, prompts):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "PROMPTS": prompts}
+    assert found(check_settings()) == [
+        ("p2w_search.E023", "P2W_SEARCH['PROMPT'] is 'paper', which P2W_SEARCH['PROMPTS'] does not have."),
+        ("p2w_search.E024", "P2W_SEARCH['PROMPTS'] must be a dict of prompt templates by name, e.g. "
+                            f"{{'paper': 'a photo of * , {{text}}'}}, not {prompts!r}.")]
+
+
+@pytest.mark.parametrize("backend", ["p2w_search.embedders.open_clip.OpenCLIPEmbedder", "no_such_package.Embedder",
+                                     "OpenCLIPEmbedder", None])
+def test_an_embedder_backend_in_no_module_is_E020(settings, backend):
+    embedders = settings.P2W_SEARCH["EMBEDDERS"]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH,
+                           "EMBEDDERS": {**embedders, "next": {**embedders["next"], "BACKEND": backend}}}
+    assert found(check_settings()) == [
+        ("p2w_search.E020", f"P2W_SEARCH['EMBEDDERS']['next']['BACKEND'] is {backend!r}, which names no module that "
+                            "can be imported.")]
+
+
+@pytest.mark.parametrize(("name", "value"), [("BULK_QUEUE", ""), ("QUERY_QUEUE", None), ("QUERY_QUEUE", 7)])
+def test_a_queue_name_that_is_no_text_is_E025(settings, name, value):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, name: value}
+    assert found(check_settings()) == [
+        ("p2w_search.E025", f"P2W_SEARCH[{name!r}] must be a queue's name (text), not {value!r}.")]
+
+
+def test_one_queue_for_bulk_work_and_queries_is_W015(settings):
+    queue = settings.P2W_SEARCH["BULK_QUEUE"]
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "QUERY_QUEUE": queue}
+    assert found(check_settings()) == [
+        ("p2w_search.W015", f"P2W_SEARCH['BULK_QUEUE'] and P2W_SEARCH['QUERY_QUEUE'] are both {queue!r}: a shopper's "
+                            "query waits behind every embedding batch sent before it (a catalog's upload: minutes).")]
+
+
+@pytest.mark.parametrize("memory", ["1 GiB", "1gb", "512KB", "-1GB", "", None, 1.5, 1023, "1000B", "3TB"])
+def test_an_index_build_memory_postgresql_cannot_take_is_E026(settings, memory):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "INDEX_BUILD_MEMORY": memory}
+    assert found(check_settings()) == [
+        ("p2w_search.E026", f"P2W_SEARCH['INDEX_BUILD_MEMORY'] is {memory!r}: PostgreSQL's maintenance_work_mem "
+                            "takes from 1MB to 2TB, as a number and a unit (B, kB, MB, GB or TB, in that case; no "
+                            "unit: kB).")]
+
+
+@pytest.mark.parametrize("memory", ["1GB", "64MB", " 2 GB ", "1.5GB", "1024", 1048576, "1048576B", "2047GB"])
+def test_an_index_build_memory_postgresql_takes_is_no_error(settings, memory):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "INDEX_BUILD_MEMORY": memory}
+    assert check_settings() == []
