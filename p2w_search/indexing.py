@@ -183,13 +183,22 @@ def model_progress(model):
 
 
 def queue_missing(model):
-    """Queue every image that has no embedding under ``model`` yet; return how many."""
+    """Queue every image that has no embedding under ``model`` yet; return how many were queued.
+
+    Pending rows of ``model`` that no task holds are queued too: those never queued, and those
+    queued longer ago than the sweep waits (their batch may be lost). A row queued more recently
+    is in a batch a worker has taken or will take: sending it again (a second start of the same
+    model, ``p2w_index embed`` beside a worker's start) would free its claim, so that two workers
+    embedded it.
+    """
     missing = ProductImage.objects.filter(in_index=True).exclude(embeddings__model=model).values_list("pk", flat=True)
     ImageEmbedding.objects.bulk_create(
         [ImageEmbedding(image_id=pk, model=model) for pk in missing.iterator()], ignore_conflicts=True
     )
+    in_flight_since = timezone.now() - timedelta(seconds=float(app_settings.SWEEP_AFTER))
     pending = list(
-        ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.PENDING).values_list("pk", flat=True)
+        ImageEmbedding.objects.filter(model=model, state=ImageEmbedding.State.PENDING)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=in_flight_since)).values_list("pk", flat=True)
     )
     _queue(model, pending)
     return len(pending)

@@ -116,6 +116,27 @@ def test_sweep_requeues_stale_rows_and_gives_up_on_poison(catalog, django_captur
     assert ImageEmbedding.objects.get(pk=rows[2].pk).state == "pending"  # recent: left to its task
 
 
+def test_a_second_start_leaves_the_batches_in_flight_to_their_workers(catalog, django_capture_on_commit_callbacks):
+    """Start pressed twice (or p2w_index embed beside a worker's start): only what no task holds is sent again."""
+    model = indexing.register_model()
+    with django_capture_on_commit_callbacks(execute=False) as first:
+        assert indexing.queue_missing(model) == 3
+    rows = list(model.embeddings.order_by("pk"))
+    ImageEmbedding.objects.filter(pk=rows[0].pk).update(claimed_by="task-1", attempts=1)  # a worker embeds it
+    lost = timezone.now() - timedelta(hours=1)
+    ImageEmbedding.objects.filter(pk=rows[1].pk).update(queued_at=lost)  # its batch went nowhere, long ago
+    ImageEmbedding.objects.filter(pk=rows[2].pk).update(queued_at=None)  # never queued (a raw insert)
+
+    with django_capture_on_commit_callbacks(execute=False) as second:
+        assert indexing.queue_missing(model) == 2
+
+    assert len(first) == 1 and len(second) == 1  # one embed_batch each
+    assert ImageEmbedding.objects.get(pk=rows[0].pk).claimed_by == "task-1"  # its worker's claim stands
+    assert set(ImageEmbedding.objects.filter(pk__in=[rows[1].pk, rows[2].pk]).values_list("claimed_by", flat=True)) \
+        == {""}
+    assert ImageEmbedding.objects.get(pk=rows[1].pk).queued_at > lost
+
+
 def test_rows_already_ready_are_not_embedded_again(catalog):
     model = indexing.register_model()
     indexing.queue_missing(model)
