@@ -1,29 +1,48 @@
 """A shopper's search photo, kept for a short while so the search can be refined, paged and filtered.
 
 The photo is kept in the uploads' storage (``P2W_SEARCH["UPLOAD_STORAGE"]``, never served by
-a URL) under a random token, with a small JPEG preview beside it. What is kept is a copy
+a URL) under a random name, with a small JPEG preview beside it. What is kept is a copy
 encoded anew from the pixels, its long side at most ``KEPT_LONG_SIDE``: a few hundred kB
 where the upload may be 10 MB, and nothing of the file but the picture (no EXIF, so no
-phone's GPS position). Only the session that
-uploaded it knows the token (the session holds its tokens and upload times, nothing else),
-so a link to it opened elsewhere is refused. ``PHOTO_KEEP_SECONDS`` after the upload it is
+phone's GPS position). ``PHOTO_KEEP_SECONDS`` after the upload it is
 refused with a message and deleted: at the first use after that, and by
 ``remove_expired()``, which every upload runs and which a periodic task may run too. It also
 keeps the photos of all sessions together to ``PHOTO_KEEP_MAX``, the newest: per-address
 budgets bound one shopper, this bounds the disk whatever the number of addresses.
+
+Who owns a photo does not depend on a read-modify-write of the session. Two requests of one
+browser may overlap (two tabs uploading at once, an upload while another tab's page saves the
+session), and the session's last save wins: a list of tokens in the session lost the other
+tab's photo. So the session holds one owner id, written once and the same in every copy of
+the session (derived from the session's key, or random for a session created by this very
+request), and everything else is in the storage's names: ``<seconds>-<microseconds>-<owner>-<nonce>``
+(the upload time first, so the sweep needs no database and no file metadata). The token the
+shopper's link carries is the upload time, the nonce and a MAC (``SECRET_KEY``) of both with
+the owner id: only the session that uploaded a photo can use its token (another browser, or
+a token altered, gets a 404), and the token still says it was this session's after its files
+are gone. A session's photos beyond ``KEPT_PER_SESSION`` (the oldest) are let go, counted
+from the storage's names, never from a list in the session.
+
+Sessions from before the owner id (their tokens and upload times in ``SESSION_KEY``, the
+tokens let go in ``LET_GO_KEY``) are still read, never written: their photos load until they
+expire (a 410), within ``PHOTO_KEEP_SECONDS``.
 
     token = photos.keep(request, data)      # after load_image accepted the bytes
     kept = photos.load(request, token)      # KeptPhoto(token, data, preview) or PhotoGone
 """
 
 import base64
+import binascii
+import hmac
 import io
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
+from django.utils.crypto import salted_hmac
 
 from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import Decoded, ImageRejected, decode_image, public_copy
@@ -34,14 +53,21 @@ __all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "KeptPhoto", "keep",
 
 logger = logging.getLogger(__name__)
 
-SESSION_KEY = "p2w_photos"
-LET_GO_KEY = "p2w_photos_let_go"  # tokens of this session's photos deleted for newer ones, the latest few
-LET_GO_REMEMBERED = 20
+OWNER_KEY = "p2w_photo_owner"  # the session's owner id of its photos: 32 hex digits, written once
+SESSION_KEY = "p2w_photos"  # before the owner id: {token: upload time}; read, never written
+LET_GO_KEY = "p2w_photos_let_go"  # before the owner id: tokens let go for newer ones; read, never written
 FOLDER = "p2w-photos"
 KEPT_PER_SESSION = 5  # a session's older photos are deleted when it uploads more: storage per shopper is bounded
 PREVIEW_SIZE = 160
 # The long side of the copy kept to search with: four times what a real CLIP's 224-pixel input needs.
 KEPT_LONG_SIDE = 1024
+
+_OWNER = re.compile(r"[0-9a-f]{32}")
+_STAMP_BYTES, _NONCE_BYTES, _MAC_BYTES = 8, 12, 12  # a token: upload time (microseconds), nonce, MAC
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # the 32 bytes in URL-safe base64, unpadded
+_KEPT_NAME = re.compile(r"(\d+)-(\d{6})-([0-9a-f]{32})-([0-9a-f]{24})")  # a photo kept with an owner id
+_OWNER_SALT = "p2w_search.photos.owner"
+_TOKEN_SALT = "p2w_search.photos.token"
 
 
 class PhotoGone(Exception):
@@ -78,16 +104,77 @@ def kept_for():
     return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
-def _name(token, uploaded):
-    # The upload time is in the name, so the sweep needs no database and no file metadata.
+def _legacy_name(token, uploaded):
+    # The layout before the owner id: the upload time in the name, the token the shopper's.
     return f"{FOLDER}/{int(uploaded)}-{token}"
+
+
+def _name(owner, stamp, nonce):
+    # The upload time first (the sweep reads it), then its microseconds (a session's photos in the order sent).
+    return f"{FOLDER}/{stamp // 1_000_000}-{stamp % 1_000_000:06d}-{owner}-{nonce.hex()}"
+
+
+def _mac(owner, stamp, nonce):
+    payload = owner.encode() + stamp.to_bytes(_STAMP_BYTES, "big") + nonce
+    return salted_hmac(_TOKEN_SALT, payload, algorithm="sha256").digest()[:_MAC_BYTES]
+
+
+def _token(owner, stamp, nonce):
+    return _text(stamp.to_bytes(_STAMP_BYTES, "big") + nonce + _mac(owner, stamp, nonce))
+
+
+def _text(raw):
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _read_token(owner, token):
+    """``(stamp, nonce)`` of ``token`` when it was given to ``owner``'s session, else None (another's, altered)."""
+    if owner is None or not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=")
+    except (binascii.Error, ValueError):
+        return None
+    if _text(raw) != token:  # one spelling per token: its last character's spare bits are zero
+        return None
+    stamp = int.from_bytes(raw[:_STAMP_BYTES], "big")
+    nonce, mac = raw[_STAMP_BYTES:_STAMP_BYTES + _NONCE_BYTES], raw[_STAMP_BYTES + _NONCE_BYTES:]
+    if not hmac.compare_digest(mac, _mac(owner, stamp, nonce)):
+        return None
+    return stamp, nonce
+
+
+def _owner(session):
+    """The session's owner id of its photos, without writing the session; None for a session not saved yet.
+
+    Stored once (``keep``); until then, and should the write be lost to another tab's save of the
+    session, it is derived from the session's key, so every request of the session reads the same.
+    It stays stored when the key changes (a login cycles it and keeps the session's data).
+    """
+    stored = session.get(OWNER_KEY)
+    if isinstance(stored, str) and _OWNER.fullmatch(stored):
+        return stored
+    key = session.session_key  # after the read above: None for a session unknown to the store
+    if not key:
+        return None
+    return salted_hmac(_OWNER_SALT, key, algorithm="sha256").hexdigest()[:32]
+
+
+def _owner_to_keep(session):
+    owner = _owner(session)
+    if owner is None:  # a session this request creates: no other request can hold it yet
+        owner = secrets.token_hex(16)
+    if session.get(OWNER_KEY) != owner:
+        session[OWNER_KEY] = owner  # once: each later save of the session, whichever tab's, writes the same
+    return owner
 
 
 def keep(request, data):
     """Keep ``data`` (a photo's bytes that ``load_image`` accepted) for this session; return its token."""
     storage = upload_backend()
-    token, uploaded = secrets.token_urlsafe(18), time.time()
-    name = _name(token, uploaded)
+    owner = _owner_to_keep(request.session)
+    stamp, nonce = int(time.time() * 1_000_000), secrets.token_bytes(_NONCE_BYTES)
+    name = _name(owner, stamp, nonce)
     data, preview = _kept_files(data)
     try:
         storage.save(name, ContentFile(data))
@@ -96,33 +183,35 @@ def keep(request, data):
         logger.error("could not keep a shopper's photo %s: %s", name, exc)
         _delete(storage, name)
         raise PhotoNotKept(NOT_KEPT) from None
-    kept = dict(request.session.get(SESSION_KEY, {}))
-    kept[token] = uploaded
-    let_go = list(request.session.get(LET_GO_KEY, []))
-    for old in sorted(kept, key=kept.get)[:-KEPT_PER_SESSION]:
-        _delete(storage, _name(old, kept.pop(old)))
-        let_go.append(old)
-    request.session[SESSION_KEY] = kept
-    if let_go:
-        request.session[LET_GO_KEY] = let_go[-LET_GO_REMEMBERED:]
+    # The session's latest photos, from the names (another tab's upload of this session included): the older go.
+    for old in _owned(storage, owner)[:-KEPT_PER_SESSION]:
+        _delete(storage, _name(owner, *old))
     remove_expired()
-    return token
+    return _token(owner, stamp, nonce)
 
 
 def load(request, token):
     """This session's photo ``token``: a KeptPhoto, or PhotoGone (expired: 410; let go for a newer one, or unknown
     here: 404, each with its message)."""
-    uploaded = request.session.get(SESSION_KEY, {}).get(token)
-    if uploaded is None and token in request.session.get(LET_GO_KEY, ()):
-        # This browser's own photo, let go for a newer one: the message says so (404 as before for a token
-        # not kept here; "only for the browser that uploaded them" was wrong for it).
-        raise PhotoGone(f"Your photo is no longer kept: this browser keeps its {KEPT_PER_SESSION} latest photos. "
-                        "Upload it again to search with it.", status=404)
-    if uploaded is None:
+    session = request.session
+    legacy = session.get(SESSION_KEY)
+    if isinstance(legacy, dict) and isinstance(legacy.get(token), (int, float)):
+        return _load(token, _legacy_name(token, legacy[token]), legacy[token])
+    let_go = session.get(LET_GO_KEY)
+    if isinstance(let_go, list) and token in let_go:
+        raise _let_go_for_newer()
+    owner = _owner(session)
+    read = _read_token(owner, token)
+    if read is None:
         raise PhotoGone("This photo is not available here: photos are kept only for the browser that uploaded "
                         "them. Upload it again to search with it.", status=404)
+    stamp, nonce = read
+    return _load(token, _name(owner, stamp, nonce), stamp / 1_000_000,
+                 let_go=lambda storage: len([p for p in _owned(storage, owner) if p > read]) >= KEPT_PER_SESSION)
+
+
+def _load(token, name, uploaded, *, let_go=None):
     storage = upload_backend()
-    name = _name(token, uploaded)
     if time.time() > uploaded + keep_seconds():
         _delete(storage, name)
         raise PhotoGone(f"Your photo is no longer kept: photos are kept for {kept_for()} after the upload. "
@@ -132,10 +221,37 @@ def load(request, token):
             data = handle.read()
         with storage.open(f"{name}.jpg", "rb") as handle:
             thumbnail = handle.read()
-    except OSError:  # swept at the deadline, let go for newer photos of other shoppers, or the storage was cleared
+    except OSError:  # swept at the deadline, let go for newer photos, or the storage was cleared
+        if let_go is not None and let_go(storage):
+            # This browser's own photo, let go for its newer ones: the message says so (a 404, as for a token
+            # not kept here; "only for the browser that uploaded them" was wrong for it).
+            raise _let_go_for_newer() from None
         raise PhotoGone("Your photo is no longer kept: the shop keeps a limited number of photos of all shoppers "
                         "at once. Upload it again to search with it.", status=410) from None
     return KeptPhoto(token=token, data=data, preview=_data_url(thumbnail))
+
+
+def _let_go_for_newer():
+    return PhotoGone(f"Your photo is no longer kept: this browser keeps its {KEPT_PER_SESSION} latest photos. "
+                     "Upload it again to search with it.", status=404)
+
+
+def _listing(storage):
+    try:
+        return storage.listdir(FOLDER)[1]
+    except (FileNotFoundError, NotImplementedError):
+        return []
+
+
+def _owned(storage, owner):
+    """``[(stamp, nonce)]`` of ``owner``'s photos in the storage, the oldest first."""
+    owned = []
+    for file in _listing(storage):
+        match = _KEPT_NAME.fullmatch(file)
+        if match and match.group(3) == owner:
+            seconds, micros, _, nonce = match.groups()
+            owned.append((int(seconds) * 1_000_000 + int(micros), bytes.fromhex(nonce)))
+    return sorted(owned)
 
 
 def remove_expired(*, now=None):
@@ -143,10 +259,8 @@ def remove_expired(*, now=None):
     the others beyond ``PHOTO_KEEP_MAX``; return how many."""
     storage = upload_backend()
     cutoff = (now or time.time()) - keep_seconds()
-    try:
-        _, files = storage.listdir(FOLDER)
-    except (FileNotFoundError, NotImplementedError):
-        return 0
+    files = _listing(storage)
+    # Both layouts' names start with the upload time's seconds; a preview ends with ".jpg".
     kept = sorted((int(file.split("-", 1)[0]), file) for file in files
                   if file.split("-", 1)[0].isdigit() and not file.endswith(".jpg"))
     fresh = [file for stamp, file in kept if stamp >= cutoff]
