@@ -140,8 +140,8 @@ MATRIX = [
         (M_LOGIN, 403,     400,     M_LOGIN, 400,     M_LOGIN, ACT,     ACT,     ACT)),
     Row("merchant/upload/check/", "GET", "m_check",
         (405,     405,     405,     405,     405,     405,     405,     405,     405)),
-    Row("merchant/upload/check/", "POST", "m_check",
-        (M_LOGIN, 403,     200,     M_LOGIN, 200,     M_LOGIN, ACT,     ACT,     ACT)),
+    Row("merchant/upload/check/", "POST", "m_check",  # {}: no manifest to check
+        (M_LOGIN, 403,     400,     M_LOGIN, 400,     M_LOGIN, ACT,     ACT,     ACT)),
     Row("merchant/template.csv", "GET", "m_template",
         (M_LOGIN, 403,     200,     M_LOGIN, 200,     M_LOGIN, 200,     200,     200)),
     Row("merchant/imports/", "GET", "m_imports",
@@ -574,6 +574,9 @@ def test_the_merchant_pages_and_session_writes_check_csrf(world):
         assert response.status_code == 403 and "CSRF verification failed" in response.content.decode(), url
     root = client_for(world, "superuser", enforce_csrf_checks=True)
     assert root.post("/merchant/act-for/", {"merchant": world.merchant_a.pk}).status_code == 403
+    stranger = Client(enforce_csrf_checks=True)  # a login form sent from another site: no session is made
+    response = stranger.post("/merchant/login/", {"username": "a", "password": "wrong"})
+    assert response.status_code == 403 and "CSRF verification failed" in response.content.decode()
     for url, data in (("/api/imports/", {}), ("/api/products/", {"sku": "C-2"})):
         response = a.post(url, data)
         assert (response.status_code, response.json()) == (403, {"detail": "CSRF Failed: CSRF cookie not set."}), url

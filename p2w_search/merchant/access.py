@@ -13,24 +13,31 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from rest_framework import exceptions as api_exceptions
 
 from p2w_search.api import uploads as api
+from p2w_search.api.parsers import limit_exceeded
 from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import import_serializer
 
 __all__ = ["SESSION_KEY", "Acting", "login_url", "acting_for", "staff_choices", "merchant_page", "api_rules",
-           "jobs_for", "job_for"]
+           "REQUEST_LIMITS", "read_request", "request_refusal", "bad_request", "jobs_for", "job_for"]
 
 # The merchant a staff member chose to act for (its key).
 SESSION_KEY = "p2w_merchant_key"
 
 FORBIDDEN = "p2w_search/merchant/forbidden.html"
 NOT_FOUND = "p2w_search/merchant/not_found.html"
+BAD_REQUEST = "p2w_search/merchant/bad_request.html"
+
+# Django's limits on what one request holds (DATA_UPLOAD_MAX_NUMBER_FILES, DATA_UPLOAD_MAX_NUMBER_FIELDS,
+# DATA_UPLOAD_MAX_MEMORY_SIZE): SuspiciousOperations, raised when the query string or the form is first read.
+REQUEST_LIMITS = (TooManyFilesSent, TooManyFieldsSent, RequestDataTooBig)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,25 @@ def api_rules():
         raise Http404(str(exc.detail)) from None
 
 
-def merchant_page(view=None, *, needs_merchant=True, back=None):
+def read_request(request):
+    """Read the query string and the form now: one of ``REQUEST_LIMITS`` is raised here, not in a view or a template."""
+    len(request.GET)  # each read of a form Django refuses raises again: a page that answers reads none of it
+    if request.method == "POST":
+        len(request.POST), len(request.FILES)
+
+
+def request_refusal(exc):
+    """The words of the API for one of ``REQUEST_LIMITS``: which limit, and the most this site takes."""
+    return str(limit_exceeded(exc).detail)
+
+
+def bad_request(request, reason):
+    """A merchant page that says why a request was not read (400). Nothing of the request is read again."""
+    return render(request, BAD_REQUEST, {"reason": reason, "acting": getattr(request, "p2w_acting", None)},
+                  status=400)
+
+
+def merchant_page(view=None, *, needs_merchant=True, back=None, refused=None):
     """Decorate a page for merchants: log in first, 403 in words for users who are no merchant.
 
     With ``needs_merchant`` the page acts for one merchant (``request.p2w_acting``); staff
@@ -99,8 +124,16 @@ def merchant_page(view=None, *, needs_merchant=True, back=None):
     are merchant pages that say why, in the API's words: the shop's 404 page (the demo's
     "the product may have been removed") and Django's bare "403 Forbidden" said nothing of
     a job or a file.
+
+    A request over one of Django's limits on a request (``REQUEST_LIMITS``: too many files,
+    fields or query parameters) is a 400 merchant page that names the limit, or what
+    ``refused(request, exc)`` answers: Django's own answer was the shop's generic 400 page.
+    Django's CSRF middleware reads the form before any view runs, so the page is exempt
+    from the middleware and checks the CSRF token itself, once the form has been read.
     """
     def decorate(view):
+        protected = csrf_protect(view)
+
         @wraps(view)
         def page(request, *args, **kwargs):
             here = reverse(back) if back is not None else request.get_full_path()
@@ -114,12 +147,16 @@ def merchant_page(view=None, *, needs_merchant=True, back=None):
                 return redirect(f"{reverse('p2w_merchant:act-for')}?{urlencode({'next': here})}")
             request.p2w_acting = acting
             try:
-                return view(request, *args, **kwargs)
+                read_request(request)
+            except REQUEST_LIMITS as exc:
+                return refused(request, exc) if refused is not None else bad_request(request, request_refusal(exc))
+            try:
+                return protected(request, *args, **kwargs)
             except Http404 as exc:
                 return render(request, NOT_FOUND, {"reason": str(exc), "acting": acting}, status=404)
             except PermissionDenied as exc:
                 return render(request, FORBIDDEN, {"reason": str(exc), "acting": acting}, status=403)
-        return page
+        return csrf_exempt(page)  # protected (csrf_protect) checks the token after read_request
     return decorate(view) if view is not None else decorate
 
 

@@ -16,8 +16,8 @@ from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
 from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import full_sync_refusal, import_serializer
 
-__all__ = ["UploadForm", "images_per_request", "upload_data", "validate_upload", "FullSyncCount", "count_full_sync",
-           "flat_messages"]
+__all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "validate_upload",
+           "FullSyncCount", "count_full_sync", "flat_messages"]
 
 SKUS_SHOWN = 20  # SKUs a full sync's count names on the page; the job lists up to IMPORT_ERRORS_SHOWN
 
@@ -61,11 +61,23 @@ class UploadForm(forms.Form):
                                                "together with a zip.")
 
     def show_errors(self, errors):
-        """Show ``errors`` (UploadSerializer's, field -> messages) on the form, and only those."""
-        self.full_clean()  # for cleaned_data; the form's own checks are not the ones that count
+        """Show ``errors`` (UploadSerializer's, field -> messages) on the form, and only those.
+
+        An unbound form (a request whose form was not read) shows them with its initial values.
+        """
+        if self.is_bound:
+            self.full_clean()  # for cleaned_data; the form's own checks are not the ones that count
+        else:
+            self.cleaned_data = {}
         self._errors = ErrorDict()
         for name, messages in errors.items():
             self.add_error(name if name in self.fields else None, list(flat_messages(messages)))
+
+
+def too_many_files():
+    """What the upload page says of more files than Django's ``DATA_UPLOAD_MAX_NUMBER_FILES`` in one upload."""
+    return (f"Too many files in one upload: it takes at most {images_per_request()} image files beside the catalog "
+            "file. Send the images as one zip in “Images as a zip” instead.")
 
 
 def images_per_request():
@@ -87,6 +99,11 @@ def upload_data(request):
     for name in request.FILES:
         data.setlist(name, request.FILES.getlist(name))
     return data
+
+
+def manifest_required():
+    """The API's words for an upload without a manifest (UploadSerializer's own)."""
+    return str(UploadSerializer().fields["manifest"].error_messages["required"])
 
 
 def validate_upload(data, *, partial=False, skus=None):

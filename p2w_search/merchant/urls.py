@@ -4,7 +4,6 @@ They need ``P2W_SEARCH["IMPORT_SERIALIZER"]`` (system check p2w_search.E013). A 
 its own login page sets ``LOGIN_URL``; otherwise the pages' own ``login/`` is used.
 """
 
-from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from p2w_search.merchant import views
@@ -25,5 +24,5 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(template_name="p2w_search/merchant/login.html",
                                            next_page=reverse_lazy("p2w_merchant:home"),
                                            redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("p2w_merchant:login")), name="logout"),
+    path("logout/", views.LogoutView.as_view(next_page=reverse_lazy("p2w_merchant:login")), name="logout"),
 ]

@@ -4,20 +4,41 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, TooManyFilesSent
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from p2w_search.api import uploads as api
 from p2w_search.merchant import catalog
-from p2w_search.merchant.access import SESSION_KEY, api_rules, job_for, jobs_for, merchant_page, staff_choices
-from p2w_search.merchant.forms import UploadForm, count_full_sync, flat_messages, upload_data, validate_upload
+from p2w_search.merchant.access import (
+    REQUEST_LIMITS,
+    SESSION_KEY,
+    api_rules,
+    bad_request,
+    job_for,
+    jobs_for,
+    merchant_page,
+    read_request,
+    request_refusal,
+    staff_choices,
+)
+from p2w_search.merchant.forms import (
+    UploadForm,
+    count_full_sync,
+    flat_messages,
+    manifest_required,
+    too_many_files,
+    upload_data,
+    validate_upload,
+)
 from p2w_search.merchant.jobs import progress_context, render_parts, submit
 from p2w_search.merchant.template_csv import columns, template_csv
 from p2w_search.uploads.importer import import_serializer
@@ -29,7 +50,7 @@ from p2w_search.uploads.progress import prefetch_progress
 logger = logging.getLogger(__name__)
 
 __all__ = ["home", "upload", "upload_check", "imports", "job", "job_progress", "job_file", "template",
-           "embed_again", "act_for", "LoginView"]
+           "embed_again", "act_for", "LoginView", "LogoutView"]
 
 TEMPLATES = "p2w_search/merchant/"
 FAILED_SHOWN = 20  # failed images listed on the catalog page
@@ -63,11 +84,41 @@ def _failure(image):
     return next((e.error for e in image.embeddings.all() if e.state == "failed" and e.error), "")
 
 
+def _upload_refused(request, exc):
+    """The upload page for a request over one of Django's limits: the form again, with the reason (400)."""
+    if isinstance(exc, TooManyFilesSent):
+        errors = {"images": [too_many_files()]}
+    else:
+        errors = {NON_FIELD_ERRORS: [request_refusal(exc)]}
+    form = UploadForm()  # the form was not read: its initial values, and nothing of the request
+    form.show_errors(errors)
+    return _upload_page(request, form, files_sent=request.method == "POST", status=400)
+
+
+def _check_refused(request, exc):
+    """The upload check's answer for a request over one of Django's limits (400), in its own shape."""
+    return _check_answer(request, {NON_FIELD_ERRORS: [request_refusal(exc)]}, None, status=400)
+
+
+def _upload_page(request, form, *, count=None, files_sent=False, full=None, status=200):
+    response = _page(request, "upload.html", {
+        "form": form, "count": count, "files_sent": files_sent, "columns": columns(), "error_column": ERROR_COLUMN,
+        "full": full,
+    }, section="upload", status=status)
+    if status == 429:
+        response["Retry-After"] = str(WAITING_RETRY_AFTER)
+    return response
+
+
 @require_form
-@merchant_page
+@merchant_page(refused=_upload_refused)
 def upload(request):
-    """The upload form; a valid upload becomes a job (as through the API), and the page follows it."""
-    acting, count, errors, status = request.p2w_acting, None, None, 400
+    """The upload form; a valid upload becomes a job (as through the API), and the page follows it.
+
+    A merchant with no place left for one more upload (``IMPORT_MAX_WAITING``) is told so by the
+    page itself, in the words of the refusal, and gets no form: it would only be refused once sent.
+    """
+    acting, count, errors, status, full = request.p2w_acting, None, None, 400, None
     if request.method == "POST":
         try:
             check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
@@ -86,22 +137,21 @@ def upload(request):
                 else:
                     return redirect("p2w_merchant:import", pk=job.pk)
         except TooManyWaiting as refusal:  # submit counts again, under the merchant's lock, and keeps no file then
-            count, errors, status = None, {NON_FIELD_ERRORS: [str(refusal)]}, 429
+            count, errors, status, full = None, {NON_FIELD_ERRORS: [str(refusal)]}, 429, str(refusal)
         form = UploadForm(request.POST, request.FILES)
         form.show_errors(errors)
     else:
         form = UploadForm()
-    response = _page(request, "upload.html", {
-        "form": form, "count": count, "files_sent": bool(request.FILES), "columns": columns(),
-        "error_column": ERROR_COLUMN,
-    }, section="upload", status=status if errors else 200)
-    if response.status_code == 429:
-        response["Retry-After"] = str(WAITING_RETRY_AFTER)
-    return response
+        try:
+            check_waiting(acting.key)  # said before the merchant chooses (and sends) files the POST would refuse
+        except TooManyWaiting as refusal:
+            full = str(refusal)
+    return _upload_page(request, form, count=count, files_sent=bool(request.FILES), full=full,
+                        status=status if errors else 200)
 
 
 @require_POST
-@merchant_page(back="p2w_merchant:upload")
+@merchant_page(back="p2w_merchant:upload", refused=_check_refused)
 def upload_check(request):
     """Check a manifest before the upload (JSON): its errors, and what a full sync of it would unlist."""
     data = upload_data(request)
@@ -116,15 +166,21 @@ def upload_check(request):
     else:
         named = set()
         values, errors = validate_upload(sent, partial=True, skus=named)
+        if "manifest" not in sent:  # partial: the serializer would not ask for it; a check of nothing is no pass
+            values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
+    return _check_answer(request, errors, count, status=status if errors else 200)
+
+
+def _check_answer(request, errors, count, *, status):
     html = render_to_string(TEMPLATES + "parts/upload_check.html", {"errors": errors, "count": count}, request).strip()
     return JsonResponse({
         "errors": {name: list(flat_messages(texts)) for name, texts in (errors or {}).items()},
         "full_sync": None if count is None else {"unlist": count.unlist, "listed": count.listed, "skus": count.skus,
                                                  "refusal": count.refusal},
         "html": html,
-    }, status=status if errors else 200)
+    }, status=status)
 
 
 @require_safe
@@ -218,7 +274,29 @@ def act_for(request):
                  section="", status=400 if error else 200)
 
 
-class LoginView(auth_views.LoginView):
+class _ReadFirst:
+    """Read a page's query string and form before Django's CSRF middleware does (see ``merchant_page``).
+
+    A request over one of Django's limits is then a 400 merchant page that names the limit, not the
+    shop's generic 400 page; the token is checked by the view's own ``csrf_protect`` once the form is read.
+    """
+
+    @method_decorator(csrf_exempt)
+    @method_decorator(never_cache)
+    def dispatch(self, request, *args, **kwargs):
+        if request.method.lower() in self.http_method_names:  # else the view's own 405
+            try:
+                read_request(request)
+            except REQUEST_LIMITS as exc:
+                return bad_request(request, request_refusal(exc))
+        return super().dispatch(request, *args, **kwargs)
+
+
+class LogoutView(_ReadFirst, auth_views.LogoutView):
+    """Django's logout (POST), whose form Django refuses to read is a merchant page that says why."""
+
+
+class LoginView(_ReadFirst, auth_views.LoginView):
     """Django's login page, where a ``next`` back to this page sends a logged-in user home.
 
     Django's own raises "Redirection loop for authenticated user detected" for it: a 500 for a link anyone can make.
