@@ -183,6 +183,12 @@ class ImageActions(BoundedWrites):
     who may change the shop's products but not the index, do not see them. They lock the images
     first, waiting a bounded time (BoundedWrites): one deleted meanwhile is left out, where its
     embedding row was added and failed the commit (a 500).
+
+    A whole catalog ("select all" of 70,000 products) is one request: the images are locked and read as ids,
+    the index is changed by a few set-based statements (indexing.queue_image_ids, retry_failed,
+    remove_from_index) in the request's one transaction, and the tasks are sent once it commits. A request cut
+    off before its commit changes nothing; one cut off while sending leaves its rows pending, which the sweep
+    sends again. Each message counts what was done: images out of the index are left out, and said so.
     """
 
     def images(self, queryset):
@@ -192,29 +198,51 @@ class ImageActions(BoundedWrites):
         A product's key was taken for an image's: with string keys a 500, with integer keys the
         images whose ids happened to be the products' were embedded again or removed from the index.
         """
+        return list(ProductImage.objects.select_for_update().filter(self._chosen(queryset)).order_by("pk"))
+
+    def selected_image_ids(self, queryset):
+        """``(in the index, out of it)``: the ids of the images the selected rows stand for, locked as ``images``
+        locks them, read as two lists of ids rather than as objects."""
+        rows = (ProductImage.objects.select_for_update().filter(self._chosen(queryset)).order_by("pk")
+                .values_list("pk", "in_index"))
+        indexed, out = [], []
+        for pk, in_index in rows:
+            (indexed if in_index else out).append(pk)
+        return indexed, out
+
+    def _chosen(self, queryset):
         if issubclass(queryset.model, ProductImage):
-            chosen = Q(pk__in=queryset.values("pk"))
-        else:
-            chosen = Q(product__in=queryset.values("pk"))
-        return list(ProductImage.objects.select_for_update().filter(chosen).order_by("pk"))
+            return Q(pk__in=queryset.values("pk"))
+        return Q(product__in=queryset.values("pk"))
 
     def has_manage_index_permission(self, request):
         return request.user.has_perm(f"{ProductImage._meta.app_label}.change_productimage")
 
     @admin.action(description="Embed the selected images again", permissions=["manage_index"])
     def reembed(self, request, queryset):
-        images = self.images(queryset)
-        indexing.queue_images(images)
-        self.message_user(request, f"Queued {len(images)} images.")
+        indexed, out = self.selected_image_ids(queryset)
+        queued = indexing.queue_image_ids(indexed)
+        self.message_user(request, f"Queued {queued} images.{_left_out(out, 'were left out')}")
 
     @admin.action(description="Retry the failed embeddings of the selected images", permissions=["manage_index"])
     def retry_failed(self, request, queryset):
-        self.message_user(request, f"Queued {indexing.retry_failed(self.images(queryset))} failed embeddings again.")
+        indexed, out = self.selected_image_ids(queryset)
+        retried = indexing.retry_failed(indexed)
+        self.message_user(request, f"Queued {retried} failed embeddings again.{_left_out(out, 'were left out')}")
 
     @admin.action(description="Remove the selected images from the search index", permissions=["manage_index"])
     def remove_from_index(self, request, queryset):
-        removed = indexing.remove_from_index(self.images(queryset))
-        self.message_user(request, f"Removed {removed} vectors; these images are no longer searched.")
+        indexed, out = self.selected_image_ids(queryset)
+        removed = indexing.remove_from_index(indexed + out)
+        self.message_user(request, f"Removed {removed} vectors; these images are no longer searched. "
+                                   f"{len(indexed)} images were taken out of the search index."
+                                   f"{_left_out(out, 'were out of it already')}")
+
+
+def _left_out(ids, what):
+    if not ids:
+        return ""
+    return f" {len(ids)} of the selected images are out of the search index and {what}."
 
 
 class ProductImageForm(forms.ModelForm):

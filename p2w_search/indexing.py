@@ -30,6 +30,7 @@ __all__ = [
     "register_model",
     "active_models",
     "queue_images",
+    "queue_image_ids",
     "queue_on_commit",
     "queue_missing",
     "model_progress",
@@ -112,27 +113,63 @@ def embedder_for(model):
 
 
 def queue_images(images):
-    """Mark ``images`` pending under every active model and queue them after commit.
+    """Mark ``images`` pending under every active model and queue them after commit; return how many were queued.
 
-    Their vectors under retired models are dropped: they show the picture as it was, and a
-    retired model registered again embeds the images it lacks. With no model registered
-    yet, a worker registers the default one first.
+    Images out of the index are left out. Their vectors under retired models are dropped: they
+    show the picture as it was, and a retired model registered again embeds the images it lacks.
+    With no model registered yet, a worker registers the default one first (and embeds them then).
     """
-    image_ids = [image.pk for image in images if image.in_index]
+    return queue_image_ids([image.pk for image in images if image.in_index])
+
+
+def queue_image_ids(image_ids):
+    """``queue_images`` of images ``image_ids`` (all in the index), whatever their number, in three statements.
+
+    Set-based: one DELETE of the retired models' rows, one INSERT ... ON CONFLICT DO UPDATE that adds the missing
+    rows and makes the others pending (queued now, unclaimed), each with the ids as one array parameter; then
+    ``embed_batch`` tasks of ``TASK_BATCH_SIZE`` rows sent after commit. The rows and the sends are as the
+    row-by-row code made them (a bulk_create of every row, an UPDATE with an IN list of every id, 70,000 images
+    in 25 s): a request cut off before its commit leaves nothing, after it the sweep sends what was not sent.
+    """
+    image_ids = sorted(set(image_ids))
     if not image_ids:
-        return
+        return 0
     models = list(active_models())
-    ImageEmbedding.objects.filter(image_id__in=image_ids).exclude(model__in=models).delete()
-    if not models:
-        dispatch.send(dispatch.START_MODEL, kwargs={"alias": DEFAULT_ALIAS})
-        return
-    for model in models:
-        ImageEmbedding.objects.bulk_create(
-            [ImageEmbedding(image_id=pk, model=model) for pk in image_ids], ignore_conflicts=True
+    table = ImageEmbedding._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE image_id = ANY(%s) AND NOT (model_id = ANY(%s))",
+                       [image_ids, [model.pk for model in models]])
+        if not models:
+            dispatch.send(dispatch.START_MODEL, kwargs={"alias": DEFAULT_ALIAS})
+            return len(image_ids)
+        now = timezone.now()
+        cursor.execute(
+            f"INSERT INTO {table} AS e (image_id, model_id, state, error, vector, norm, attempts, claimed_by, "
+            "queued_at, updated_at) "
+            "SELECT i, m, %s, '', NULL, NULL, 0, '', %s, %s FROM unnest(%s::bigint[]) i, unnest(%s::bigint[]) m "
+            "ORDER BY i, m "
+            "ON CONFLICT (image_id, model_id) DO UPDATE SET state = EXCLUDED.state, error = '', attempts = 0, "
+            "claimed_by = '', queued_at = EXCLUDED.queued_at RETURNING e.model_id, e.id",
+            [ImageEmbedding.State.PENDING, now, now, image_ids, [model.pk for model in models]],
         )
-        rows = ImageEmbedding.objects.filter(model=model, image_id__in=image_ids)
-        rows.update(state=ImageEmbedding.State.PENDING, error="", attempts=0)
-        _queue(model, list(rows.values_list("pk", flat=True)))
+        _send_batches(cursor.fetchall())
+    return len(image_ids)
+
+
+def _send_batches(rows):
+    """Send ``embed_batch`` tasks for ``rows`` ((model id, embedding id), already pending and queued) after commit.
+
+    A broker out of reach is logged, not raised (dispatch.send): the rows are committed pending, and the sweep
+    queues them again.
+    """
+    by_model = {}
+    for model_id, pk in rows:
+        by_model.setdefault(model_id, []).append(pk)
+    size = int(app_settings.TASK_BATCH_SIZE)
+    for model_id, ids in sorted(by_model.items()):
+        ids.sort()
+        for start in range(0, len(ids), size):
+            dispatch.send(dispatch.EMBED_BATCH, args=(model_id, ids[start:start + size]))
 
 
 def queue_on_commit(image_ids):
@@ -360,24 +397,54 @@ def _queue_unqueued(model, *, created_before):
 
 
 def retry_failed(images):
-    """Queue again the failed embeddings of ``images`` under the active models; return how many."""
-    failed = ImageEmbedding.objects.filter(image__in=images, state=ImageEmbedding.State.FAILED,
-                                           model__in=active_models(), image__in_index=True)
-    count = 0
-    for model in EmbeddingModel.objects.filter(pk__in=failed.values("model_id")):
-        rows = failed.filter(model=model)
-        ids = list(rows.values_list("pk", flat=True))
-        rows.update(state=ImageEmbedding.State.PENDING, error="", attempts=0)
-        _queue(model, ids)
-        count += len(ids)
-    return count
+    """Queue again the failed embeddings of ``images`` (ProductImages, their ids or a QuerySet) under the active
+    models, of those in the index; return how many.
+
+    One UPDATE ... RETURNING of the failed rows (the ids as one array parameter), and the tasks after commit.
+    """
+    image_ids = _image_ids(images)
+    if not image_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ImageEmbedding._meta.db_table} AS e SET state = %s, error = '', attempts = 0, claimed_by = '', "
+            f"queued_at = %s FROM {ProductImage._meta.db_table} AS i "
+            "WHERE e.image_id = ANY(%s) AND e.state = %s AND e.model_id = ANY(%s) AND i.id = e.image_id AND i.in_index "
+            "RETURNING e.model_id, e.id",
+            [ImageEmbedding.State.PENDING, timezone.now(), image_ids, ImageEmbedding.State.FAILED,
+             list(active_models().values_list("pk", flat=True))],
+        )
+        rows = cursor.fetchall()
+    _send_batches(rows)
+    return len(rows)
 
 
 def remove_from_index(images):
-    """Take ``images`` out of search: drop their vectors and keep them from being embedded again."""
-    ids = [image.pk for image in images]
-    ProductImage.objects.filter(pk__in=ids).update(in_index=False)
-    return ImageEmbedding.objects.filter(image_id__in=ids).delete()[0]
+    """Take ``images`` (ProductImages, their ids or a QuerySet) out of search: drop their vectors and keep them
+    from being embedded again.
+
+    Return how many vectors were dropped (rows pending or failed have none). Two statements, the ids as one array
+    parameter.
+    """
+    image_ids = _image_ids(images)
+    if not image_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {ProductImage._meta.db_table} SET in_index = false WHERE id = ANY(%s) AND in_index",
+                       [image_ids])
+        cursor.execute(
+            f"WITH gone AS (DELETE FROM {ImageEmbedding._meta.db_table} WHERE image_id = ANY(%s) "
+            "RETURNING vector IS NOT NULL AS had) SELECT count(*) FILTER (WHERE had) FROM gone",
+            [image_ids],
+        )
+        return cursor.fetchone()[0]
+
+
+def _image_ids(images):
+    """The ids of ``images``: ProductImages, their ids, or a QuerySet of them (read once, as ids)."""
+    if hasattr(images, "values_list"):
+        return sorted(set(images.values_list("pk", flat=True)))
+    return sorted({image if isinstance(image, int) else image.pk for image in images})
 
 
 def switch_serving(model, *, force=False):
