@@ -71,6 +71,8 @@ def like_your_photo(context, *, products=None, per_page=24, suggestions=journey.
     form = journey.posted_photo_form(request) or PhotoForm(initial={"method": outcome.method})
     values = {
         **_common(request, outcome, part=part, heading=heading, cards_template=cards_template),
-        "form": form, "action": action, "max_side": MAX_SIDE, "max_bytes": int(app_settings.MAX_IMAGE_BYTES),
+        # Read by like_this.js as numbers: text, so that a site that localizes numbers (USE_THOUSAND_SEPARATOR, "1 600")
+        # does not hand the script "1 600", which it read as 1 pixel (the templates unlocalize them too).
+        "form": form, "action": action, "max_side": str(MAX_SIDE), "max_bytes": str(int(app_settings.MAX_IMAGE_BYTES)),
     }
     return render_to_string("p2w_search/like_this/photo.html", values, request=request)
