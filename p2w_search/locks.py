@@ -31,10 +31,15 @@ class RowsBusy(Exception):
 def bounded_lock_wait():
     """A transaction whose writes wait ``LOCK_WAIT_MS`` at most for a row another one holds; then RowsBusy.
 
-    Nothing of the transaction is written then.
+    Nothing of the transaction is written then. Inside a transaction of the caller's (a savepoint:
+    ``ATOMIC_REQUESTS`` makes every request one), the wait the caller had is set back on the way
+    out: a setting made for the transaction lasts to its end, and the rest of the request ran with
+    this bound.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            (previous,) = cursor.fetchone()
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{LOCK_WAIT_MS}ms"])
         try:
             yield
@@ -42,6 +47,9 @@ def bounded_lock_wait():
             if getattr(error.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
                 raise
             raise RowsBusy() from None
+        # A rolled-back savepoint sets it back by itself; one that is kept does not.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
 
 @contextmanager

@@ -259,3 +259,26 @@ def test_a_selection_with_an_id_that_is_not_a_number_is_refused_in_words(admin_c
     assert (answer.status_code, answer["Location"], said(answer)) == (
         302, path, [f"The selection holds an id that is no {noun}'s: nothing was changed."])
     assert (ProductImage.objects.get().in_index, Product.objects.count()) == (True, 1)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_bounded_wait_inside_the_callers_transaction_gives_its_wait_back(fails):
+    """ATOMIC_REQUESTS (or any caller's transaction): the bound is the block's, not the rest of the transaction's."""
+    from contextlib import nullcontext
+
+    from django.db import connection, transaction
+
+    def lock_timeout():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '250ms'")
+        with pytest.raises(ZeroDivisionError) if fails else nullcontext():
+            with locks.bounded_lock_wait():
+                assert lock_timeout() == f"{locks.LOCK_WAIT_MS // 1000}s"
+                if fails:
+                    1 / 0
+        assert lock_timeout() == "250ms"
