@@ -167,20 +167,25 @@ def _number_problems():
 
 
 def _rate_problems():
-    """E019: DRF reads ANON_SEARCH_RATE on every search, so a rate it cannot parse is a 500 on each."""
-    from p2w_search.throttling import AnonSearchThrottle
+    """E019: DRF reads ANON_SEARCH_RATE on every search, so a rate it cannot parse is a 500 on each; the merchant
+    login page reads LOGIN_FAILURE_RATE on each attempt."""
+    from rest_framework.throttling import SimpleRateThrottle
 
-    rate = app_settings.ANON_SEARCH_RATE
-    try:
-        requests = AnonSearchThrottle().num_requests  # DRF parses the rate as it does for each search
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
-        requests = None
-    else:
-        if rate is None or requests >= 1:
-            return []
-    return [checks.Error(
-        f"P2W_SEARCH['ANON_SEARCH_RATE'] must be a rate of at least 1 search per second, minute, hour or day "
-        f"(e.g. '120/min'), or None for no limit, not {rate!r}.", id="p2w_search.E019")]
+    problems = []
+    for name, what in (("ANON_SEARCH_RATE", "search"), ("LOGIN_FAILURE_RATE", "failed login")):
+        rate = getattr(app_settings, name)
+        if rate is None:
+            continue
+        try:
+            requests, _ = SimpleRateThrottle.parse_rate(None, rate)  # as DRF parses it for each request
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            requests = None
+        if requests is not None and requests >= 1:
+            continue
+        problems.append(checks.Error(
+            f"P2W_SEARCH[{name!r}] must be a rate of at least 1 {what} per second, minute, hour or day "
+            f"(e.g. '{DEFAULTS[name]}'), or None for no limit, not {rate!r}.", id="p2w_search.E019"))
+    return problems
 
 
 def _import_path_problems():

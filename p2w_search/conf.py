@@ -110,6 +110,9 @@ DEFAULTS = {
     "FLOWER_URL": None,
     # Anonymous searches allowed per client address (DRF rate syntax, e.g. "60/min"); None: unlimited.
     "ANON_SEARCH_RATE": "120/min",
+    # Failed logins on the merchant pages allowed per client address and username (DRF rate syntax); one more is
+    # refused (429) without looking at the password, until the oldest failure is that old. None: unlimited.
+    "LOGIN_FAILURE_RATE": "10/hour",
     # Search results: default and largest top-k, and the page size.
     "DEFAULT_K": 20,
     "MAX_K": 200,

@@ -50,6 +50,7 @@ P2W_SEARCH = {
     "QUERY_ENCODING": os.environ.get("P2W_QUERY_ENCODING", "local"),
     "QUERY_TIMEOUT": 20.0,
     "ANON_SEARCH_RATE": None,  # tests/test_imports.py turns it on where it is the subject
+    "LOGIN_FAILURE_RATE": None,  # the session's failed logins share one address: tests/test_merchant_logins.py
     "PROMPTS": {"paper": "a photo of * , {text}", "that": "a photo of * that is {text}"},
     # Queues of this test session only: worker processes inherit the suffix through the environment,
     # and leftovers of an earlier, interrupted run in the same Redis are never consumed.

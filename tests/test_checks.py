@@ -269,6 +269,14 @@ def test_an_anonymous_search_rate_drf_cannot_parse_or_that_allows_none_is_E019(s
                            f"hour or day (e.g. '120/min'), or None for no limit, not {rate!r}.")]
 
 
+@pytest.mark.parametrize("rate", ["10 per hour", "0/hour", "ten/h"])
+def test_a_failed_login_rate_drf_cannot_parse_is_E019(settings, rate):
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "LOGIN_FAILURE_RATE": rate}
+    assert found(check_settings()) == [(
+        "p2w_search.E019", "P2W_SEARCH['LOGIN_FAILURE_RATE'] must be a rate of at least 1 failed login per second, "
+                           f"minute, hour or day (e.g. '10/hour'), or None for no limit, not {rate!r}.")]
+
+
 @pytest.mark.parametrize(("name", "path", "why"), [
     ("PRODUCT_SERIALIZER", "shop_demo.catalog.serializers.ProductSerialiser",
      'Module "shop_demo.catalog.serializers" does not define a "ProductSerialiser" attribute/class'),

@@ -4,8 +4,13 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, TooManyFilesSent
+from django.core.exceptions import (
+    NON_FIELD_ERRORS,
+    ObjectDoesNotExist,
+    TooManyFilesSent,
+)
 from django.core.paginator import Paginator
+from django.forms.utils import ErrorDict
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -14,10 +19,14 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import (
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from p2w_search.api import uploads as api
-from p2w_search.merchant import catalog
+from p2w_search.merchant import catalog, logins
 from p2w_search.merchant.access import (
     REQUEST_LIMITS,
     SESSION_KEY,
@@ -300,7 +309,29 @@ class LoginView(_ReadFirst, auth_views.LoginView):
     """Django's login page, where a ``next`` back to this page sends a logged-in user home.
 
     Django's own raises "Redirection loop for authenticated user detected" for it: a 500 for a link anyone can make.
+    Failed logins are counted per address and username (``logins``): past ``LOGIN_FAILURE_RATE`` the form is
+    refused (429) before the password is looked at.
     """
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        wait = logins.refused_for(request, username)
+        if not wait:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form()
+        form.cleaned_data, form._errors = {}, ErrorDict()  # not validated: that would try the password
+        form.add_error(None, logins.refusal(wait))
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response["Retry-After"] = str(wait)
+        return response
+
+    def form_valid(self, form):
+        logins.succeeded(self.request, self.request.POST.get("username", ""))
+        return super().form_valid(form)
+
+    def form_invalid(self, form):
+        logins.failed(self.request, self.request.POST.get("username", ""))
+        return super().form_invalid(form)
 
     def get_redirect_url(self):
         url = super().get_redirect_url()
