@@ -22,25 +22,19 @@ from p2w_search import dispatch
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
 from p2w_search.templatetags.p2w_search import MAX_SIDE
+from tests import test_storefront
 from tests.factories import MerchantFactory, png
 from tests.test_merchant_pages import HEADER, files, row
-from tests.test_storefront import embed_catalog, make_catalog
 
 PHOTO = png((30, 50, 210))
 URLS = "tests.conventions_urls"
+shop = test_storefront.shop  # a fixture: the storefront's catalog, embedded
 
 
 def photo():
     file = io.BytesIO(PHOTO)
     file.name = "photo.png"
     return file
-
-
-@pytest.fixture
-def shop(db, media):
-    products = make_catalog()
-    embed_catalog()
-    return products
 
 
 def links(response):
