@@ -8,7 +8,12 @@ phone's GPS position). ``PHOTO_KEEP_SECONDS`` after the upload it is
 refused with a message and deleted: at the first use after that, and by
 ``remove_expired()``, which every upload runs and which a periodic task may run too. It also
 keeps the photos of all sessions together to ``PHOTO_KEEP_MAX``, the newest: per-address
-budgets bound one shopper, this bounds the disk whatever the number of addresses.
+budgets bound one shopper, this bounds the disk whatever the number of addresses. An upload lists
+the folder once for both bounds; a storage that cannot list keeps no photo (``PhotoNotKept``, a
+503), since neither bound could hold. The sweep touches only names this module writes (another
+app's file in the folder stays) and removes a preview left without its photo once its time is
+past. A photo whose upload time is more than ``CLOCK_SLACK`` ahead of the clock (kept before the
+clock was set back) counts as expired: a clock set back never keeps a photo longer.
 
 Who owns a photo does not depend on a read-modify-write of the session. Two requests of one
 browser may overlap (two tabs uploading at once, an upload while another tab's page saves the
@@ -36,6 +41,7 @@ import binascii
 import hmac
 import io
 import logging
+import math
 import re
 import secrets
 import time
@@ -65,7 +71,14 @@ KEPT_LONG_SIDE = 1024
 _OWNER = re.compile(r"[0-9a-f]{32}")
 _STAMP_BYTES, _NONCE_BYTES, _MAC_BYTES = 8, 12, 12  # a token: upload time (microseconds), nonce, MAC
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # the 32 bytes in URL-safe base64, unpadded
-_KEPT_NAME = re.compile(r"(\d+)-(\d{6})-([0-9a-f]{32})-([0-9a-f]{24})")  # a photo kept with an owner id
+# The names this module writes, and only these (another app's files in the folder are not its own): a photo
+# kept with an owner id, and one of the layout before (its token 24 characters); each with its ".jpg" preview.
+_KEPT_NAME = re.compile(r"([0-9]{1,12})-([0-9]{6})-([0-9a-f]{32})-([0-9a-f]{24})")
+_LEGACY_NAME = re.compile(r"([0-9]{1,12})-[A-Za-z0-9_-]{24}")
+# How far ahead of this clock an upload time may be (servers' clocks differ a little): a photo whose time is
+# further ahead was kept before this clock went back, and is treated as expired, so that a clock set back never
+# keeps a photo longer than PHOTO_KEEP_SECONDS and this.
+CLOCK_SLACK = 60.0
 _OWNER_SALT = "p2w_search.photos.owner"
 _TOKEN_SALT = "p2w_search.photos.token"
 
@@ -183,10 +196,19 @@ def keep(request, data):
         logger.error("could not keep a shopper's photo %s: %s", name, exc)
         _delete(storage, name)
         raise PhotoNotKept(NOT_KEPT) from None
+    try:  # one listing an upload, for both bounds
+        files = _listing(storage)
+    except Exception as exc:  # noqa: BLE001 (any storage's error: S3's are not OSError)
+        # Without a listing neither this session's photos nor all sessions' can be bounded: not kept, and not
+        # left behind (a 500 here used to leave the photo unlisted and unanswered).
+        logger.error("could not list the kept photos, so %s is not kept: %r", name, exc)
+        _delete(storage, name)
+        raise PhotoNotKept(NOT_KEPT) from None
     # The session's latest photos, from the names (another tab's upload of this session included): the older go.
-    for old in _owned(storage, owner)[:-KEPT_PER_SESSION]:
-        _delete(storage, _name(owner, *old))
-    remove_expired()
+    let_go = {_name(owner, *old) for old in _owned(files, owner)[:-KEPT_PER_SESSION]}
+    for old in sorted(let_go):
+        _delete(storage, old)
+    remove_expired(listing=[file for file in files if f"{FOLDER}/{file.removesuffix('.jpg')}" not in let_go])
     return _token(owner, stamp, nonce)
 
 
@@ -195,8 +217,9 @@ def load(request, token):
     here: 404, each with its message)."""
     session = request.session
     legacy = session.get(SESSION_KEY)
-    if isinstance(legacy, dict) and isinstance(legacy.get(token), (int, float)):
-        return _load(token, _legacy_name(token, legacy[token]), legacy[token])
+    uploaded = legacy.get(token) if isinstance(legacy, dict) else None
+    if isinstance(uploaded, (int, float)) and math.isfinite(uploaded):  # int(inf) was a 500
+        return _load(token, _legacy_name(token, uploaded), uploaded)
     let_go = session.get(LET_GO_KEY)
     if isinstance(let_go, list) and token in let_go:
         raise _let_go_for_newer()
@@ -205,14 +228,26 @@ def load(request, token):
     if read is None:
         raise PhotoGone("This photo is not available here: photos are kept only for the browser that uploaded "
                         "them. Upload it again to search with it.", status=404)
+    if session.get(OWNER_KEY) != owner:
+        # keep()'s write of the owner id was lost to another request's save of the session (a page of another
+        # tab): made again by the first use, or a login (a new session key) would lose this browser's photos.
+        session[OWNER_KEY] = owner
     stamp, nonce = read
-    return _load(token, _name(owner, stamp, nonce), stamp / 1_000_000,
-                 let_go=lambda storage: len([p for p in _owned(storage, owner) if p > read]) >= KEPT_PER_SESSION)
+
+    def let_go(storage):
+        try:
+            files = _listing(storage)
+        except Exception as exc:  # noqa: BLE001 (any storage's error)
+            logger.warning("could not list the kept photos: %r", exc)
+            return False
+        return len([p for p in _owned(files, owner) if p > read]) >= KEPT_PER_SESSION
+
+    return _load(token, _name(owner, stamp, nonce), stamp / 1_000_000, let_go=let_go)
 
 
 def _load(token, name, uploaded, *, let_go=None):
     storage = upload_backend()
-    if time.time() > uploaded + keep_seconds():
+    if _expired(uploaded, time.time()):
         _delete(storage, name)
         raise PhotoGone(f"Your photo is no longer kept: photos are kept for {kept_for()} after the upload. "
                         "Upload it again to search with it.", status=410)
@@ -236,17 +271,33 @@ def _let_go_for_newer():
                      "Upload it again to search with it.", status=404)
 
 
+def _expired(uploaded, now, keep=None):
+    """Whether a photo uploaded at ``uploaded`` (seconds) is no longer kept at ``now``: past its keeping time, or
+    kept before this clock went back (``CLOCK_SLACK``)."""
+    return now > uploaded + (keep_seconds() if keep is None else keep) or uploaded > now + CLOCK_SLACK
+
+
 def _listing(storage):
+    """The names of the files in the folder; a storage's error is raised (the caller says what it means)."""
     try:
         return storage.listdir(FOLDER)[1]
     except (FileNotFoundError, NotImplementedError):
         return []
 
 
-def _owned(storage, owner):
-    """``[(stamp, nonce)]`` of ``owner``'s photos in the storage, the oldest first."""
+def _uploaded(file):
+    """The upload time (seconds) in the name of a photo this module kept, None for any other name."""
+    match = _KEPT_NAME.fullmatch(file)
+    if match:
+        return int(match.group(1)) + int(match.group(2)) / 1_000_000
+    match = _LEGACY_NAME.fullmatch(file)
+    return float(match.group(1)) if match else None
+
+
+def _owned(files, owner):
+    """``[(stamp, nonce)]`` of ``owner``'s photos among the folder's names ``files``, the oldest first."""
     owned = []
-    for file in _listing(storage):
+    for file in files:
         match = _KEPT_NAME.fullmatch(file)
         if match and match.group(3) == owner:
             seconds, micros, _, nonce = match.groups()
@@ -254,18 +305,33 @@ def _owned(storage, owner):
     return sorted(owned)
 
 
-def remove_expired(*, now=None):
+def remove_expired(*, now=None, listing=None):
     """Delete every kept photo older than ``PHOTO_KEEP_SECONDS``, whichever session sent it, and the oldest of
-    the others beyond ``PHOTO_KEEP_MAX``; return how many."""
+    the others beyond ``PHOTO_KEEP_MAX``; return how many. ``listing``: the folder's names, when the caller has
+    just listed them.
+
+    Only names this module writes are its own: another app's file in the folder is left as it is (a name
+    such as "²-notes" made every upload a 500). A preview whose photo is gone (a delete cut short) goes
+    when its time is past."""
     storage = upload_backend()
-    cutoff = (now or time.time()) - keep_seconds()
-    files = _listing(storage)
-    # Both layouts' names start with the upload time's seconds; a preview ends with ".jpg".
-    kept = sorted((int(file.split("-", 1)[0]), file) for file in files
-                  if file.split("-", 1)[0].isdigit() and not file.endswith(".jpg"))
-    fresh = [file for stamp, file in kept if stamp >= cutoff]
-    removed = [file for stamp, file in kept if stamp < cutoff] + fresh[:max(len(fresh) - _most_kept(), 0)]
-    for file in removed:
+    now, keep = time.time() if now is None else now, keep_seconds()
+    files = _listing(storage) if listing is None else listing
+    names = set(files)
+    kept, orphans = [], []
+    for file in files:
+        if not file.endswith(".jpg"):
+            uploaded = _uploaded(file)
+            if uploaded is not None:
+                kept.append((uploaded, file))
+        elif file[:-4] not in names:
+            uploaded = _uploaded(file[:-4])
+            if uploaded is not None and _expired(uploaded, now, keep):
+                orphans.append(file[:-4])
+    kept.sort()
+    expired = [file for uploaded, file in kept if _expired(uploaded, now, keep)]
+    fresh = [file for uploaded, file in kept if not _expired(uploaded, now, keep)]
+    removed = expired + fresh[:max(len(fresh) - _most_kept(), 0)]
+    for file in removed + orphans:
         _delete(storage, f"{FOLDER}/{file}")
     return len(removed)
 
