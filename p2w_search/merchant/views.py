@@ -310,17 +310,18 @@ class LoginView(_ReadFirst, auth_views.LoginView):
 
     Django's own raises "Redirection loop for authenticated user detected" for it: a 500 for a link anyone can make.
     Failed logins are counted per address and username (``logins``): past ``LOGIN_FAILURE_RATE`` the form is
-    refused (429) before the password is looked at.
+    refused (429) before the password is looked at. Each attempt takes its place in the count before its password
+    is tried (attempts in parallel cannot all pass); a failed one keeps it, one that succeeds gives it back.
     """
 
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
-        wait = logins.refused_for(request, username)
+        wait, whose = logins.attempt(request, username)  # a place in the count, taken before the password is tried
         if not wait:
             return super().post(request, *args, **kwargs)
         form = self.get_form()
         form.cleaned_data, form._errors = {}, ErrorDict()  # not validated: that would try the password
-        form.add_error(None, logins.refusal(wait))
+        form.add_error(None, logins.refusal(wait, whose))
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(wait)
         return response
@@ -328,10 +329,6 @@ class LoginView(_ReadFirst, auth_views.LoginView):
     def form_valid(self, form):
         logins.succeeded(self.request, self.request.POST.get("username", ""))
         return super().form_valid(form)
-
-    def form_invalid(self, form):
-        logins.failed(self.request, self.request.POST.get("username", ""))
-        return super().form_invalid(form)
 
     def get_redirect_url(self):
         url = super().get_redirect_url()
