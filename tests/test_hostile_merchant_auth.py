@@ -6,25 +6,17 @@ import time
 
 import pytest
 from django.contrib.auth import forms as auth_forms
-from django.core.cache import cache
 from django.test import Client
 
 from p2w_search.merchant import logins
+from tests import test_merchant_logins
+from tests.test_merchant_logins import LOGIN, WRONG
 
 pytestmark = pytest.mark.django_db
 
-LOGIN = "/merchant/login/"
-WRONG = "Please enter a correct username and password. Note that both fields may be case-sensitive."
+three_an_hour = test_merchant_logins.three_an_hour  # autouse: LOGIN_FAILURE_RATE "3/hour", an empty cache
 REFUSED = "Too many failed logins for this username from your address: try again in 60 minutes."
 ADDRESS_REFUSED = "Too many failed logins from your address: try again in 60 minutes."
-
-
-@pytest.fixture(autouse=True)
-def three_an_hour(settings):
-    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "LOGIN_FAILURE_RATE": "3/hour"}
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
