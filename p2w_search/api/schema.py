@@ -14,6 +14,7 @@ _DESCRIPTIONS = {
     403: "Not allowed (e.g. not this product's merchant).",
     404: "No such object, or no such page.",
     409: "The object is being written by another change (an import of the catalog, say); try again once it ends.",
+    415: "The body's media type is none this endpoint reads (multipart, a form or JSON), or the request names none.",
     429: "Too many requests; try again later.",
     503: "Search is unavailable: no model serves yet, or no worker answered in time.",
 }

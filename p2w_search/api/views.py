@@ -43,6 +43,7 @@ __all__ = [
 
 
 SEARCH_ERRORS = errors(400, 404, 429, 503)
+BODY_SEARCH_ERRORS = errors(400, 404, 415, 429, 503)  # a search with a body: one of a media type no parser reads
 
 
 class ServiceUnavailable(APIException):
@@ -168,7 +169,7 @@ class ImageSearchView(_SearchView):
     parser_classes = [_PhotoParser, FormParser, JSONParser]
 
     @extend_schema(parameters=[SearchParams], request=ImageSearchParams,
-                   responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
+                   responses={200: SearchResultSerializer(many=True), **BODY_SEARCH_ERRORS})
     def post(self, request):
         params = self.params(request.query_params, _plain(request.data))
         return self.respond(partial(search.image, params.get("image"), image_id=params.get("image_id")), params)
@@ -181,7 +182,7 @@ class ComposedSearchView(_SearchView):
     parser_classes = [_PhotoParser, FormParser, JSONParser]
 
     @extend_schema(parameters=[SearchParams], request=ComposedSearchParams,
-                   responses={200: SearchResultSerializer(many=True), **SEARCH_ERRORS})
+                   responses={200: SearchResultSerializer(many=True), **BODY_SEARCH_ERRORS})
     def post(self, request):
         params = self.params(request.query_params, _plain(request.data))
         return self.respond(partial(
