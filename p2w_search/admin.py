@@ -195,28 +195,24 @@ class ImageActions(BoundedWrites):
         css = {"all": ["p2w_search/admin.css"]}  # the thumbnails' style
 
     def images(self, queryset):
-        """The ProductImages the selected rows stand for, locked: the rows themselves, or the images of the
-        selected products in the shop's product admin.
+        """The ProductImages the selected rows stand for, locked, in id order (a queryset): the rows themselves, or
+        the images of the selected products in the shop's product admin.
 
         A product's key was taken for an image's: with string keys a 500, with integer keys the
         images whose ids happened to be the products' were embedded again or removed from the index.
         """
-        return list(ProductImage.objects.select_for_update().filter(self._chosen(queryset)).order_by("pk"))
+        if issubclass(queryset.model, ProductImage):
+            chosen = Q(pk__in=queryset.values("pk"))
+        else:
+            chosen = Q(product__in=queryset.values("pk"))
+        return ProductImage.objects.select_for_update().filter(chosen).order_by("pk")
 
     def selected_image_ids(self, queryset):
-        """``(in the index, out of it)``: the ids of the images the selected rows stand for, locked as ``images``
-        locks them, read as two lists of ids rather than as objects."""
-        rows = (ProductImage.objects.select_for_update().filter(self._chosen(queryset)).order_by("pk")
-                .values_list("pk", "in_index"))
+        """``(in the index, out of it)``: the ids of ``images``, read as two lists of ids rather than as objects."""
         indexed, out = [], []
-        for pk, in_index in rows:
+        for pk, in_index in self.images(queryset).values_list("pk", "in_index"):
             (indexed if in_index else out).append(pk)
         return indexed, out
-
-    def _chosen(self, queryset):
-        if issubclass(queryset.model, ProductImage):
-            return Q(pk__in=queryset.values("pk"))
-        return Q(product__in=queryset.values("pk"))
 
     def has_manage_index_permission(self, request):
         return request.user.has_perm(f"{ProductImage._meta.app_label}.change_productimage")

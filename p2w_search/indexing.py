@@ -157,19 +157,12 @@ def queue_image_ids(image_ids):
 
 
 def _send_batches(rows):
-    """Send ``embed_batch`` tasks for ``rows`` ((model id, embedding id), already pending and queued) after commit.
-
-    A broker out of reach is logged, not raised (dispatch.send): the rows are committed pending, and the sweep
-    queues them again.
-    """
+    """``_send`` for ``rows`` ((model id, embedding id), already pending and queued), model by model."""
     by_model = {}
     for model_id, pk in rows:
         by_model.setdefault(model_id, []).append(pk)
-    size = int(app_settings.TASK_BATCH_SIZE)
     for model_id, ids in sorted(by_model.items()):
-        ids.sort()
-        for start in range(0, len(ids), size):
-            dispatch.send(dispatch.EMBED_BATCH, args=(model_id, ids[start:start + size]))
+        _send(model_id, sorted(ids))
 
 
 def queue_on_commit(image_ids):
@@ -250,9 +243,18 @@ def _queue(model, embedding_ids):
     if not embedding_ids:
         return
     ImageEmbedding.objects.filter(pk__in=embedding_ids).update(queued_at=timezone.now(), claimed_by="")
+    _send(model.pk, embedding_ids)
+
+
+def _send(model_id, embedding_ids):
+    """Send ``embed_batch`` tasks of ``TASK_BATCH_SIZE`` rows for ``embedding_ids`` once the transaction commits.
+
+    A broker out of reach is logged, not raised (dispatch.send): the rows are committed pending, and the sweep
+    queues them again.
+    """
     size = int(app_settings.TASK_BATCH_SIZE)
     for start in range(0, len(embedding_ids), size):
-        dispatch.send(dispatch.EMBED_BATCH, args=(model.pk, embedding_ids[start:start + size]))
+        dispatch.send(dispatch.EMBED_BATCH, args=(model_id, embedding_ids[start:start + size]))
 
 
 def embed_pending(model_id, embedding_ids, *, claim=None):

@@ -146,8 +146,8 @@ def test_the_image_actions_of_a_shops_product_admin_act_on_the_selected_products
     ProductImageFactory.create_batch(3, product=second)  # image ids run ahead of product ids
     mine = ProductImageFactory.create_batch(2, product=first)
     with transaction.atomic():
-        assert ImageActions().images(Product.objects.filter(pk=first.pk)) == mine
-        assert ImageActions().images(ProductImage.objects.filter(pk=mine[1].pk)) == [mine[1]]
+        assert list(ImageActions().images(Product.objects.filter(pk=first.pk))) == mine
+        assert list(ImageActions().images(ProductImage.objects.filter(pk=mine[1].pk))) == [mine[1]]
 
 
 def test_the_mirror_and_the_jobs_hold_a_shops_long_text_keys(db):
