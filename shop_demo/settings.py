@@ -226,8 +226,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task of a worker that died unacknowledged goes back to the queue after this many seconds.
+# Workers look for such tasks under a lock in Redis held for milliseconds; one killed while it held
+# the lock leaves it until it expires (kombu's default 300 s, which would hold every redelivery back).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("P2W_VISIBILITY_TIMEOUT", 600, minimum=1),
+    "unacked_mutex_expire": 30,
 }
 CELERY_BEAT_SCHEDULE = {
     "p2w-sweep-pending": {

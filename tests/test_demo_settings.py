@@ -59,6 +59,11 @@ def test_debug_is_off_unless_asked_for():
     assert demo_setting("DEBUG", DJANGO_DEBUG="1") == "True"
 
 
+def test_a_worker_killed_while_it_looked_for_lost_tasks_holds_their_redelivery_back_30_s_at_most():
+    """kombu's lock over that look would otherwise outlive the killed worker by 300 s (tests/settings.py)."""
+    assert demo_setting("CELERY_BROKER_TRANSPORT_OPTIONS['unacked_mutex_expire']") == "30"
+
+
 def test_no_forwarded_address_is_trusted_unless_proxies_are_declared():
     assert demo_setting("REST_FRAMEWORK['NUM_PROXIES']") == "0"
     assert demo_setting("REST_FRAMEWORK['NUM_PROXIES']", P2W_NUM_PROXIES="1") == "1"
