@@ -6,6 +6,8 @@
   take hours to render and embed on a CPU.
 - ``exact_top_k`` and ``recall_at_k``: brute-force neighbours by cosine similarity and the
   share of an approximate answer that is among them.
+- ``random_halfvec_sql`` and ``insert_embedded``: embedding rows written by SQL, for the page and
+  admin benchmarks, where no model runs.
 """
 
 import os
@@ -13,7 +15,7 @@ import os
 import numpy as np
 
 __all__ = ["setup_django", "embed_products", "as_halfvec_values", "normalise", "clustered_vectors",
-           "exact_top_k", "recall_at_k"]
+           "exact_top_k", "recall_at_k", "random_halfvec_sql", "insert_embedded"]
 
 
 def setup_django():
@@ -107,3 +109,27 @@ def recall_at_k(found_sims, exact_sims, *, tolerance=1e-5):
     kth = np.array([row[n - 1] if n else np.inf for row, n in zip(exact_sims, available)], dtype=np.float32)
     hits = (found_sims >= (kth - tolerance)[:, None]).sum(axis=1)
     return np.minimum(hits, available) / np.maximum(available, 1)
+
+
+def random_halfvec_sql(dimensions):
+    """SQL of one random ``halfvec`` of ``dimensions`` values in [0, 1): as ``FROM ... {it} v(v)``, one for all rows."""
+    return (f"(SELECT ('[' || array_to_string(array(SELECT round(random()::numeric, 3) FROM "
+            f"generate_series(1, {int(dimensions)})), ',') || ']')::halfvec)")
+
+
+def insert_embedded(cursor, model_pk, dimensions, *, at, where="true", params=None):
+    """Write the embedding rows of model ``model_pk`` for the images ``i`` that match ``where``: every 50th failed,
+    the others ready with one random vector.
+
+    ``at`` is the SQL of the rows' ``queued_at`` and ``updated_at``; ``where`` and ``at`` may use ``params``
+    (``%(name)s``).
+    """
+    cursor.execute(f"""
+        INSERT INTO p2w_search_imageembedding (image_id, model_id, state, error, vector, norm, attempts,
+                                               claimed_by, queued_at, updated_at)
+        SELECT i.id, %(model)s, CASE WHEN i.id %% 50 = 0 THEN 'failed' ELSE 'ready' END,
+               CASE WHEN i.id %% 50 = 0 THEN 'cannot identify image file' ELSE '' END,
+               CASE WHEN i.id %% 50 = 0 THEN NULL ELSE v.v END, CASE WHEN i.id %% 50 = 0 THEN NULL ELSE 9.5 END,
+               1, '', {at}, {at}
+        FROM p2w_search_productimage i, {random_halfvec_sql(dimensions)} v(v) WHERE {where} ORDER BY i.id""",
+                   {**(params or {}), "model": model_pk})

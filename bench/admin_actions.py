@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from bench._vectors import insert_embedded
+
 NAME = "admin_actions"
 ACTIONS = ["reembed", "retry_failed", "remove_from_index"]
 ADMINS = {"product": "/admin/catalog/product/", "image": "/admin/p2w_search/productimage/"}
@@ -118,19 +120,10 @@ def reset(args):
     from p2w_search.models import EmbeddingModel
 
     model = EmbeddingModel.objects.get()
-    vector = (f"(SELECT ('[' || array_to_string(array(SELECT round(random()::numeric, 3) FROM "
-              f"generate_series(1, {int(args.dimensions)})), ',') || ']')::halfvec)")
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE p2w_search_imageembedding")
         cursor.execute("UPDATE p2w_search_productimage SET in_index = id % 100 <> 0")
-        cursor.execute(f"""
-            INSERT INTO p2w_search_imageembedding (image_id, model_id, state, error, vector, norm, attempts,
-                                                   claimed_by, queued_at, updated_at)
-            SELECT i.id, %(model)s, CASE WHEN i.id %% 50 = 0 THEN 'failed' ELSE 'ready' END,
-                   CASE WHEN i.id %% 50 = 0 THEN 'cannot identify image file' ELSE '' END,
-                   CASE WHEN i.id %% 50 = 0 THEN NULL ELSE v.v END, CASE WHEN i.id %% 50 = 0 THEN NULL ELSE 9.5 END,
-                   1, '', now() - interval '2 hours', now() - interval '2 hours'
-            FROM p2w_search_productimage i, {vector} v(v) WHERE i.in_index ORDER BY i.id""", {"model": model.pk})
+        insert_embedded(cursor, model.pk, args.dimensions, where="i.in_index", at="now() - interval '2 hours'")
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE p2w_search_imageembedding")
         cursor.execute("VACUUM ANALYZE p2w_search_productimage")

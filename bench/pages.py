@@ -25,6 +25,8 @@ import statistics
 import time
 from io import StringIO
 
+from bench._vectors import insert_embedded, random_halfvec_sql
+
 NAME = "pages"
 
 
@@ -135,20 +137,11 @@ def build(args):
                                             dimensions=args.dimensions, state="serving")
     building = EmbeddingModel.objects.create(alias="next", architecture="ViT-L-14", weights="bench-building",
                                              dimensions=args.dimensions, state="building")
+    vector = random_halfvec_sql(args.dimensions)
     with connection.cursor() as cursor:
-        vector = f"(SELECT ('[' || array_to_string(array(SELECT round(random()::numeric, 3) FROM " \
-                 f"generate_series(1, {int(args.dimensions)})), ',') || ']')::halfvec)"
         # Serving: every image, 2 % failed, the rest ready, made ready over the last days (the newest last minutes).
-        cursor.execute(f"""
-            INSERT INTO p2w_search_imageembedding (image_id, model_id, state, error, vector, norm, attempts,
-                                                   claimed_by, queued_at, updated_at)
-            SELECT i.id, %(model)s, CASE WHEN i.id %% 50 = 0 THEN 'failed' ELSE 'ready' END,
-                   CASE WHEN i.id %% 50 = 0 THEN 'cannot identify image file' ELSE '' END,
-                   CASE WHEN i.id %% 50 = 0 THEN NULL ELSE v.v END, CASE WHEN i.id %% 50 = 0 THEN NULL ELSE 9.5 END,
-                   1, '', now() - ((%(n)s - i.id) * 3 || ' seconds')::interval,
-                   now() - ((%(n)s - i.id) * 3 || ' seconds')::interval
-            FROM p2w_search_productimage i, {vector} v(v) ORDER BY i.id""",
-                       {"model": serving.pk, "n": _scalar(cursor, "SELECT max(id) FROM p2w_search_productimage")})
+        insert_embedded(cursor, serving.pk, args.dimensions, at="now() - ((%(n)s - i.id) * 3 || ' seconds')::interval",
+                        params={"n": _scalar(cursor, "SELECT max(id) FROM p2w_search_productimage")})
         # Building: 60 % ready (the last of them in the last minutes), 5 % pending, the rest missing.
         cursor.execute(f"""
             INSERT INTO p2w_search_imageembedding (image_id, model_id, state, error, vector, norm, attempts,
