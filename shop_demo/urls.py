@@ -5,6 +5,7 @@ from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from p2w_search.merchant.logins import limit_failed_logins
 from shop_demo.catalog.api import ProductViewSet
 
 router = DefaultRouter()
@@ -19,6 +20,9 @@ def media(request, path):
 
 urlpatterns = [
     path("", include("shop_demo.storefront.urls")),
+    # The admin's login with the merchant login's limit on failed attempts (LOGIN_FAILURE_RATE); before
+    # admin.site.urls, whose own login path is the same.
+    path("admin/login/", limit_failed_logins(admin.site.login)),
     path("admin/", admin.site.urls),
     path("merchant/", include("p2w_search.merchant.urls")),  # the merchant pages (uploads, progress, catalog)
     path("api/", include("p2w_search.api.urls")),

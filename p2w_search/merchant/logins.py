@@ -18,16 +18,21 @@ succeeds; a failure keeps it for a period. Usernames are counted as the login fo
 them (stripped, NFKC: ``UsernameField``), then case- and accent-folded, so that every
 spelling the backend takes for one user, on any collation, shares one count.
 
+Another login page (the Django admin's, a host shop's own) gets the same count by wrapping its
+view in ``limit_failed_logins``.
+
 A cache that is down is logged and counts nothing (the password alone decides): a cache
 outage must not lock every merchant out, nor be a 500.
 """
 
+import functools
 import hashlib
 import ipaddress
 import logging
 import time
 import unicodedata
 
+from django.contrib import messages
 from django.contrib.auth.forms import UsernameField
 from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
@@ -35,7 +40,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from p2w_search.conf import app_settings
 from p2w_search.throttling import client_address
 
-__all__ = ["ADDRESS_FACTOR", "username_key", "attempt", "succeeded", "refusal"]
+__all__ = ["ADDRESS_FACTOR", "username_key", "attempt", "succeeded", "refusal", "limit_failed_logins"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,3 +162,33 @@ def refusal(wait, whose="username"):
     which = "for this username from your address" if whose == "username" else "from your address"
     return (f"Too many failed logins {which}: try again in {when}. "
             "Ask the shop's staff to reset the password if it is lost.")
+
+
+def limit_failed_logins(login_view):
+    """``login_view``, any Django login view (the admin's ``admin.site.login``, a shop's own), with this count.
+
+    A POST takes its place before the view tries the password. Past the rate the view is not asked to: its login
+    page is shown as a GET shows it, with the refusal as a message (``django.contrib.messages``, which the admin's
+    page lists), answered 429 with ``Retry-After``. A POST after which the user is logged in and sent on gives its
+    place back.
+    """
+
+    @functools.wraps(login_view)
+    def view(request, *args, **kwargs):
+        if request.method != "POST":
+            return login_view(request, *args, **kwargs)
+        username = request.POST.get("username", "")  # AuthenticationForm's field, whatever USERNAME_FIELD is
+        wait, whose = attempt(request, username)
+        if not wait:
+            response = login_view(request, *args, **kwargs)
+            if response.status_code in (301, 302, 303) and request.user.is_authenticated:
+                succeeded(request, username)
+            return response
+        messages.error(request, refusal(wait, whose), fail_silently=True)
+        request.method = "GET"  # the page without a form to read: nothing is tried
+        response = login_view(request, *args, **kwargs)
+        response.status_code = 429
+        response["Retry-After"] = str(wait)
+        return response
+
+    return view
