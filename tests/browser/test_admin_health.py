@@ -21,8 +21,11 @@ PAGE = "/admin/p2w_search/embeddingmodel/index/"
 
 @pytest.fixture
 def shop_under_load(transactional_db, settings, start_worker, django_user_model):
-    """24 products served by the default model; a real bulk worker embeds them with model "next" (1 s a batch of 4)."""
-    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": "60/min", "TASK_BATCH_SIZE": 4,
+    """24 products served by the default model; a real bulk worker embeds them with model "next" (1 s a batch of 4).
+
+    20 anonymous searches a minute: the two shoppers pass it in 8 s even on a loaded machine (60 were not reached).
+    """
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "ANON_SEARCH_RATE": "20/min", "TASK_BATCH_SIZE": 4,
                            "SEARCH_HEALTH_CACHE": "p2w-health"}
     settings.CACHES = {**settings.CACHES, "p2w-health": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}}
