@@ -5,7 +5,13 @@ deployment declares (DRF's ``NUM_PROXIES``), the one the nearest of them saw: a 
 ``X-Forwarded-For`` from the client itself never buys a new budget. A search refused for
 its own input (a 4xx) costs the shopper nothing; one that was answered, or that reached
 the encoding workers and timed out (5xx), is counted.
+
+The counts live in Django's default cache (Redis in the demo). A cache that cannot be reached
+is logged and counts nothing: searches go on unlimited until it is back (as the failed-login
+count does, p2w_search/merchant/logins.py), rather than every search answering 500.
 """
+
+import logging
 
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle
@@ -13,6 +19,8 @@ from rest_framework.throttling import AnonRateThrottle
 from p2w_search.conf import app_settings
 
 __all__ = ["AnonSearchThrottle", "client_address", "counts"]
+
+logger = logging.getLogger(__name__)
 
 
 def client_address(request):
@@ -54,7 +62,7 @@ class AnonSearchThrottle(AnonRateThrottle):
         if self.key is None:  # signed-in users are not throttled here
             return True
         self.now = self.timer()
-        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
+        self.history = [t for t in self._read(self.key) if t > self.now - self.duration]
         if len(self.history) >= self.num_requests:
             return self.throttle_failure()
         return True
@@ -67,5 +75,20 @@ class AnonSearchThrottle(AnonRateThrottle):
         if key is None:
             return
         now = self.timer()
-        history = [t for t in self.cache.get(key, []) if t > now - self.duration]
-        self.cache.set(key, [now, *history], self.duration)
+        history = [t for t in self._read(key) if t > now - self.duration]
+        try:
+            self.cache.set(key, [now, *history], self.duration)
+        except Exception as exc:  # the cache's own errors (redis.ConnectionError, ...): no common base class
+            _cache_down(exc)
+
+    def _read(self, key):
+        """The search times kept for ``key``; none when the cache cannot be reached."""
+        try:
+            return self.cache.get(key, [])
+        except Exception as exc:
+            _cache_down(exc)
+            return []
+
+
+def _cache_down(exc):
+    logger.error("anonymous searches are not counted: the cache is unavailable (%s: %s)", type(exc).__name__, exc)

@@ -113,6 +113,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A database that cannot be reached is a 503 that says so, not a 500 (the app's API answers it itself).
+    "shop_demo.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "shop_demo.urls"

@@ -242,6 +242,7 @@ def test_searches_answer_503_while_redis_is_down_and_recover_when_it_is_back(pri
     started = time.monotonic()
     down = client.get("/api/search/text/", {"q": "red"})
     assert down.status_code == 503 and down.json()["detail"].startswith("The task queue cannot be reached (")
+    assert down["Retry-After"] == "30"
     assert time.monotonic() - started < 5
 
     private_redis.start()

@@ -16,7 +16,8 @@ _DESCRIPTIONS = {
     409: "The object is being written by another change (an import of the catalog, say); try again once it ends.",
     415: "The body's media type is none this endpoint reads (multipart, a form or JSON), or the request names none.",
     429: "Too many requests; try again later.",
-    503: "Search is unavailable: no model serves yet, or no worker answered in time.",
+    503: "Unavailable for now (Retry-After): no model serves yet, no worker answered in time, or the database "
+         "cannot be reached.",
 }
 _DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from p2w_search.api.outages import DatabaseOutageMixin
 from p2w_search.api.pagination import PagePagination
 from p2w_search.api.parsers import FormParser, MultiPartParser
 from p2w_search.api.schema import errors
@@ -197,19 +198,23 @@ class JobPagination(PagePagination):
     page_size = 20
 
 
+DATABASE_DOWN = OpenApiResponse(response=errors(503)[503].response,
+                                description="The database cannot be reached; try again after Retry-After seconds.")
+
+
 class UploadParser(MultiPartParser):
     # Django's DATA_UPLOAD_MAX_NUMBER_FILES (100 by default) bounds the files of every request the site parses,
     # an anonymous form's too, so it is not raised for uploads: many images go in one zip.
     files_hint = " Send the images as one zip in 'archive' instead."
 
 
-class ImportListView(APIView):
+class ImportListView(DatabaseOutageMixin, APIView):
     """Upload a catalog (202, a job to poll), or list your uploads (newest first, paginated)."""
 
     permission_classes = [IsAuthenticated]
     parser_classes = [UploadParser, FormParser]
 
-    @extend_schema(responses={200: JobSerializer(many=True), **errors(400, 401, 403, 404)})
+    @extend_schema(responses={200: JobSerializer(many=True), **errors(400, 401, 403, 404), 503: DATABASE_DOWN})
     def get(self, request):
         paginator = JobPagination()
         page = paginator.paginate_queryset(visible_jobs(request.user), request, view=self)
@@ -222,7 +227,8 @@ class ImportListView(APIView):
         429: OpenApiResponse(response=errors(429)[429].response, description=(
             "You have IMPORT_MAX_WAITING uploads waiting to be imported (queued or running); send this one once one "
             "of them has ended (Retry-After).")),
-        503: OpenApiResponse(response=errors(503)[503].response, description="The server cannot store uploads now.")})
+        503: OpenApiResponse(response=errors(503)[503].response, description=(
+            "The server cannot store uploads now, or its database cannot be reached (Retry-After)."))})
     def post(self, request):
         key = merchant_key(request.user)
         with uploads_waiting():
@@ -243,12 +249,12 @@ class ImportListView(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-class ImportDetailView(APIView):
+class ImportDetailView(DatabaseOutageMixin, APIView):
     """The progress of one of your uploads."""
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: JobSerializer, **errors(401, 403, 404)})
+    @extend_schema(responses={200: JobSerializer, **errors(401, 403, 404), 503: DATABASE_DOWN})
     def get(self, request, pk):
         job = visible_jobs(request.user).filter(pk=pk).first()
         if job is None:
@@ -256,12 +262,14 @@ class ImportDetailView(APIView):
         return Response(JobSerializer(job_progress(job), context={"request": request}).data)
 
 
-class ImportFileView(APIView):
+class ImportFileView(DatabaseOutageMixin, APIView):
     """Download a file of one of your uploads: ``manifest``, ``archive`` or ``rejected-rows``."""
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(401, 403, 404)})
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(401, 403, 404),
+                              503: OpenApiResponse(response=errors(503)[503].response, description=(
+                                  "The server cannot read the file, or its database cannot be reached."))})
     def get(self, request, pk, name):
         job = visible_jobs(request.user).filter(pk=pk).first()
         if job is None:

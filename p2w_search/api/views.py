@@ -21,6 +21,7 @@ from rest_framework.permissions import AllowAny
 
 from p2w_search import search, search_health
 from p2w_search.api.filters import product_filterset
+from p2w_search.api.outages import RETRY_AFTER_SECONDS, DatabaseOutageMixin
 from p2w_search.api.pagination import PagePagination
 from p2w_search.api.parsers import FormParser, JSONParser, MultiPartParser, limit_exceeded
 from p2w_search.api.schema import errors
@@ -51,6 +52,10 @@ class ServiceUnavailable(APIException):
     default_detail = "Search is unavailable right now. Try again shortly."
     default_code = "service_unavailable"
 
+    def __init__(self, detail=None, code=None):
+        super().__init__(detail, code)
+        self.wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
+
 
 class SearchPagination(PagePagination):
     page_size_query_param = "page_size"
@@ -65,7 +70,7 @@ class _PhotoParser(MultiPartParser):
     max_files = 1  # a search takes one photo, whatever the site's DATA_UPLOAD_MAX_NUMBER_FILES
 
 
-class _SearchView(GenericAPIView):
+class _SearchView(DatabaseOutageMixin, GenericAPIView):
     """The API's door onto the search service (search.py): parameters in, a page of results out."""
 
     permission_classes = [AllowAny]
