@@ -67,21 +67,23 @@ def check_settings(app_configs=None, **kwargs):
         except P2WImproperlyConfigured as exc:
             errors.append(checks.Error(str(exc), id="p2w_search.E015"))
         else:
+            errors.extend(_unknown_key_problems(app_settings.IMAGE_MODEL, shop_images.KEYS,
+                                                "P2W_SEARCH['IMAGE_MODEL']"))
             errors.extend(_file_name_problems(cfg))
             errors.extend(_image_key_problems(cfg))
     return errors
 
 
-def _unknown_key_problems(user):
+def _unknown_key_problems(user, known=DEFAULTS, where="P2W_SEARCH"):
     """W013: a key p2w_search does not read (a typo) is ignored, so its default silently applies."""
     problems = []
     for key in user:
-        if key in DEFAULTS:
+        if key in known:
             continue
-        close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        close = difflib.get_close_matches(str(key), known, n=1)
         guess = f"; did you mean {close[0]!r}?" if close else "."
         problems.append(checks.Warning(
-            f"P2W_SEARCH has the key {key!r}, which is no setting of p2w_search: it is ignored{guess}",
+            f"{where} has the key {key!r}, which is no setting of p2w_search: it is ignored{guess}",
             id="p2w_search.W013"))
     return problems
 
@@ -415,7 +417,8 @@ def _filter_problems(model, label):
 
 
 def _upload_problems():
-    """E013: uploads are mounted but cannot run; E014: their storage is missing or served publicly."""
+    """E013: uploads are mounted but cannot run; E014: their storage (where the photo search keeps shoppers' photos
+    too) is missing or served publicly."""
     from pathlib import Path
 
     from django.conf import settings
@@ -424,9 +427,14 @@ def _upload_problems():
     try:
         reverse("p2w_uploads:import-list")
     except NoReverseMatch:
-        return []  # this shop takes no catalog uploads
+        uploads = False  # this shop takes no catalog uploads
+    else:
+        uploads = True
+    photo_page = _photo_search_route()
+    if not uploads and photo_page is None:
+        return []
     problems = []
-    if not app_settings.IMPORT_SERIALIZER:
+    if uploads and not app_settings.IMPORT_SERIALIZER:
         problems.append(checks.Error(
             "The upload URLs (p2w_search.api.upload_urls) are mounted, but P2W_SEARCH['IMPORT_SERIALIZER'] is not set.",
             hint="Set it to the serializer of one catalog row, or do not include p2w_search.api.upload_urls.",
@@ -436,7 +444,11 @@ def _upload_problems():
     try:
         backend = upload_backend()
     except P2WImproperlyConfigured as exc:
-        return [*problems, checks.Error(str(exc), id="p2w_search.E014")]
+        message = str(exc) if uploads else (  # the photo page alone: every photo a shopper sent was a 500
+            f"STORAGES has no {app_settings.UPLOAD_STORAGE!r} storage (P2W_SEARCH['UPLOAD_STORAGE']), where the "
+            f"photo search at /{photo_page} (PhotoSearchView) keeps shoppers' photos: add one that is never served "
+            "publicly, e.g. a FileSystemStorage outside MEDIA_ROOT.")
+        return [*problems, checks.Error(message, id="p2w_search.E014")]
     location = getattr(backend, "location", None)
     media = getattr(settings, "MEDIA_ROOT", None)
     if location and media and Path(location).resolve().is_relative_to(Path(media).resolve()):
@@ -445,6 +457,29 @@ def _upload_problems():
             "MEDIA_ROOT, which is served publicly.", hint="Give the upload storage a folder outside MEDIA_ROOT.",
             id="p2w_search.E014"))
     return problems
+
+
+def _photo_search_route(patterns=None, prefix=""):
+    """The route of the first view of the URLconf that is a PhotoSearchView (or a subclass), or None.
+
+    Such a page keeps each photo a shopper sends in the upload storage (p2w_search.photos), whether or
+    not the shop takes catalog uploads.
+    """
+    from django.urls import URLResolver, get_resolver
+
+    from p2w_search.shopper.views import PhotoSearchView
+
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            found = _photo_search_route(pattern.url_patterns, route)
+            if found is not None:
+                return found
+        else:
+            view_class = getattr(pattern.callback, "view_class", None)
+            if isinstance(view_class, type) and issubclass(view_class, PhotoSearchView):
+                return route
+    return None
 
 
 @checks.register(checks.Tags.database)

@@ -6,6 +6,9 @@ names it and its fields::
     P2W_SEARCH["IMAGE_MODEL"] = {"MODEL": "catalogue.ProductImage", "PRODUCT": "product",
                                  "FILE": "original", "ORDER": "display_order"}
 
+and, when a flag rather than the order marks a product's main picture, that flag (``"MAIN":
+"is_main"``): the main picture comes first whatever its order, as the shop shows it.
+
 Each of its images then has a mirror, a p2w_search ``ProductImage`` whose ``source_pk`` is
 the shop image's key and whose file is the shop's stored file, read where it is: never
 copied, rewritten, served or deleted by this app. Save and delete signals keep the mirrors
@@ -34,12 +37,16 @@ logger = logging.getLogger(__name__)
 _READ_ERRORS = (OSError, SuspiciousFileOperation)
 
 
+# The keys of IMAGE_MODEL that config() reads (another is a typo: manage.py check warns, p2w_search.W013).
+KEYS = ("MODEL", "PRODUCT", "FILE", "ORDER", "MAIN")
+
+
 def configured():
     return bool(app_settings.IMAGE_MODEL)
 
 
 def config():
-    """``{"model", "product", "file", "order"}`` of ``IMAGE_MODEL``, checked.
+    """``{"model", "product", "file", "order", "main"}`` of ``IMAGE_MODEL``, checked.
 
     P2WImproperlyConfigured names what is wrong.
     """
@@ -50,7 +57,7 @@ def config():
         raise P2WImproperlyConfigured(
             "P2W_SEARCH['IMAGE_MODEL'] needs 'MODEL', the shop's image model as 'app_label.ModelName'.") from None
     names = {"product": setting.get("PRODUCT", "product"), "file": setting.get("FILE", "image"),
-             "order": setting.get("ORDER")}
+             "order": setting.get("ORDER"), "main": setting.get("MAIN")}
     for role, name in names.items():
         if name is not None and name not in {f.name for f in model._meta.get_fields()}:
             raise P2WImproperlyConfigured(
@@ -94,7 +101,19 @@ def storage():
 
 def _values(shop_image, cfg):
     return {"product_id": _product_key(shop_image, cfg), "name": getattr(shop_image, cfg["file"]).name,
-            "position": _position(getattr(shop_image, cfg["order"])) if cfg["order"] else 0}
+            "position": _image_position(shop_image, cfg)}
+
+
+def _image_position(shop_image, cfg):
+    """The mirror's position: the shop's order (0 without ``ORDER``), and with ``MAIN`` the main picture first.
+
+    A product is searched by its first image ("more like this", "like this, but ..."): with a
+    ``MAIN`` flag, the picture the shop shows first is it, not the one of lowest order.
+    """
+    position = _position(getattr(shop_image, cfg["order"])) if cfg["order"] else 0
+    if not cfg.get("main"):
+        return position
+    return 0 if getattr(shop_image, cfg["main"]) else _position(position + 1)
 
 
 def _product_key(shop_image, cfg):
