@@ -165,7 +165,7 @@ def _visible(product, field_name, missing=None):
     pk = getattr(product, "pk", product)
     found = visible_products().filter(pk=pk).first()
     if found is None:
-        raise Rejected(missing or f"There is no product with id {pk}.", field=field_name)
+        raise Rejected(missing or f"There is no product with id {pk}.", field=field_name, code="not_visible")
     return found
 
 

@@ -16,6 +16,7 @@ from django.template import Context, Template, TemplateSyntaxError
 from django.test import Client, RequestFactory
 
 from p2w_search import photos, search
+from p2w_search.shopper import journey
 from tests.factories import png
 from tests.hostile import wide_png
 from tests.test_storefront import embed_catalog, make_catalog
@@ -194,3 +195,16 @@ def test_the_tags_need_the_request_and_a_known_part(shop):
     request = RequestFactory().get("/")
     with pytest.raises(TemplateSyntaxError, match="part must be 'box' or 'results', not 'both'"):
         Template('{% load p2w_search %}{% like_your_photo part="both" %}').render(Context({"request": request}))
+
+
+def test_the_box_of_a_product_the_search_leaves_out_says_so_instead_of_waiting_for_indexing(shop, settings):
+    """It was a 503 with "not in the search index yet; try again once indexing is done", for ever: the page of a
+    product that SEARCH_FILTER leaves out (out of stock here), which a shop may still show."""
+    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_FILTER": {"listed": True, "in_stock": True}}
+    hidden = next(product for product in shop if not product.in_stock)
+    request = RequestFactory().get(f"/shop/product/{hidden.pk}/", {"change": "in red"})
+    html = Template("{% load p2w_search %}{% like_this product %}").render(
+        Context({"request": request, "product": hidden}))
+    assert journey.for_product(request, hidden).status == 200  # the memo of this request: the box's own outcome
+    assert "This product is not among the products searched now, so there is nothing to search by." in html
+    assert "indexing" not in html and 'data-grid="changed"' not in html

@@ -30,6 +30,8 @@ SUGGESTED_CHANGES = ("in red", "in blue", "in black", "with stripes", "with polk
 PHOTO, CHANGE, METHOD, PAGE = "photo", "change", "method", "page"
 SINGLE = (PHOTO, METHOD, PAGE)  # a link gives each of these once; ``change`` once per change
 NOT_INDEXED = "This product is not in the search index yet; try again once indexing is done."
+# On the page of a product that SEARCH_FILTER leaves out of searches (out of stock, say), which the shop still shows.
+NOT_SEARCHED = "This product is not among the products searched now, so there is nothing to search by."
 
 
 def chained_change(changes):
@@ -238,10 +240,10 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
         outcome.status, outcome.notice = 503, shopper_message(exc)
         return
     except search.Rejected as exc:
-        if exc.field == "product" and exc.code == "no_images":  # no image to search by: waiting will not help
-            outcome.notice = exc.reason
-        elif exc.field == "product":  # the product is not embedded yet: the change is fine, the search waits
+        if exc.field == "product" and exc.code == "not_embedded":  # the change is fine, the search waits
             outcome.status, outcome.notice = 503, NOT_INDEXED
+        elif exc.field == "product":  # no image to search by, or a product the search leaves out: waiting will not help
+            outcome.notice = NOT_SEARCHED if exc.code == "not_visible" else exc.reason
         elif outcome.form is not None and exc.field == "text":
             outcome.form.add_error(CHANGE, exc.reason)
             outcome.status = 400

@@ -90,7 +90,7 @@ def product(request, pk):
     except search.SearchUnavailable as exc:
         context["similar_unavailable"] = search.shopper_message(exc)
     except Rejected as exc:
-        context["similar_unavailable"] = exc.reason if exc.code == "no_images" else journey.NOT_INDEXED
+        context["similar_unavailable"] = journey.NOT_INDEXED if exc.code == "not_embedded" else exc.reason
     return _render(request, "storefront/product.html", context, status=outcome.status)
 
 
