@@ -109,6 +109,20 @@ def test_more_like_this_excludes_the_product(client, shop):
     assert_ranking(ids(response), product_scores(query, among=[p for n, p in shop.items() if n not in ("red", "black")]))
 
 
+
+def test_exclude_reads_one_csv_line_so_that_a_text_key_may_hold_a_comma():
+    """A shop keyed by text ("Hemd, rot") had the key split in two at its comma: nothing excluded, and no word said."""
+    from p2w_search.api.serializers import SearchParams
+
+    def exclude(value):
+        params = SearchParams(data={"exclude": value})
+        return params.validated_data["exclude"] if params.is_valid() else params.errors["exclude"][0]
+
+    assert exclude('12, "13",14') == [12, 13, 14]
+    assert exclude('12,"13,14"') == "'13,14' is not a product id. Give product ids separated by commas."
+    assert exclude('12,"13') == ('Give product ids separated by commas, an id with a comma or a quote in double '
+                                 'quotes ("tee, red"; a quote inside doubled: "the ""best"" tee").')
+
 @pytest.mark.parametrize(
     ("path", "params", "field", "reason"),
     [

@@ -1,5 +1,7 @@
 """Request parameters and result shapes of the search API."""
 
+import csv
+
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
@@ -35,7 +37,8 @@ class ProductIdField(serializers.CharField):
 class SearchParams(serializers.Serializer):
     k = serializers.IntegerField(required=False, min_value=1, help_text="How many products to return in all.")
     exclude = serializers.CharField(
-        required=False, help_text="Comma-separated ids of products to leave out of the results."
+        required=False, help_text=('Comma-separated ids of products to leave out of the results; an id with a comma '
+                                   'in double quotes, as in a CSV line: 12,"tee, red".')
     )
 
     def validate_k(self, value):
@@ -46,8 +49,14 @@ class SearchParams(serializers.Serializer):
     def validate_exclude(self, value):
         from p2w_search.search import Rejected, parse_product_id
 
+        try:  # one CSV line, so that a shop's text keys may hold commas ("tee, red" in double quotes)
+            parts = next(csv.reader([value], skipinitialspace=True, strict=True), [])
+        except csv.Error:
+            raise serializers.ValidationError(
+                'Give product ids separated by commas, an id with a comma or a quote in double quotes ("tee, red"; '
+                'a quote inside doubled: "the ""best"" tee").') from None
         try:
-            return [parse_product_id(part.strip()) for part in value.split(",") if part.strip()]
+            return [parse_product_id(part.strip()) for part in parts if part.strip()]
         except Rejected as exc:  # which one, in the shop's key type (12, a UUID, a slug ...)
             raise serializers.ValidationError(f"{exc.reason} Give product ids separated by commas.") from None
 
