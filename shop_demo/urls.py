@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -31,6 +33,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media),
+    # Browsers ask every page's site for /favicon.ico: the shop's, the merchant pages' and the admin's.
+    path("favicon.ico", RedirectView.as_view(url=static("storefront/favicon.svg"), permanent=True)),
 ]
 
 handler404 = "shop_demo.errors.not_found"
