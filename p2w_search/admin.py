@@ -47,6 +47,19 @@ class RefuseNulFilters:
         return NulRefusingChangeList
 
 
+def _start_message(alias):
+    """What Start does for ``alias``: only the worker loads its weights, so whether they are a new model is its call.
+
+    It said "embedding the catalog beside the serving model" for the serving model's own alias, where the worker
+    found the same weights and had nothing to embed.
+    """
+    serving = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING, alias=alias).first()
+    if serving is None:
+        return f"A worker is registering {alias!r} and embedding the catalog beside the serving model."
+    return (f"A worker is loading {alias!r}, the serving model's alias: with the serving model's weights there is "
+            "nothing to embed. New weights go under a new alias in P2W_SEARCH['EMBEDDERS'], started here once added.")
+
+
 @admin.register(EmbeddingModel)
 class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
     list_display = ["__str__", "alias", "dimensions", "state", "serving_since", "created_at"]
@@ -143,8 +156,7 @@ class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
             except dispatch.QueueUnavailable as exc:
                 messages.error(request, f"Could not start {alias!r}: {exc}")
                 return
-            messages.success(request, f"A worker is registering {alias!r} and embedding the catalog beside "
-                                      "the serving model.")
+            messages.success(request, _start_message(alias))
         elif action == "switch":
             try:
                 model = EmbeddingModel.objects.filter(pk=request.POST.get("model")).first()

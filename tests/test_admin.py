@@ -63,6 +63,20 @@ def test_start_sends_a_registration_task_to_the_bulk_queue(admin_client, indexed
     assert "There is no embedder alias &#x27;gpu&#x27;" in response.content.decode()
 
 
+def test_start_on_the_serving_models_alias_does_not_promise_an_embedding(admin_client, indexed, monkeypatch):
+    """It said "embedding the catalog beside the serving model"; the worker found the serving weights: nothing to do."""
+    from celery import current_app
+
+    monkeypatch.setattr(current_app, "send_task", lambda name, **kw: None)
+    page = admin_client.post(INDEX, {"action": "start", "alias": "default"}, follow=True).content.decode()
+    assert ("A worker is loading &#x27;default&#x27;, the serving model&#x27;s alias: with the serving model&#x27;s "
+            "weights there is nothing to embed. New weights go under a new alias in "
+            "P2W_SEARCH[&#x27;EMBEDDERS&#x27;], started here once added.") in page
+    assert "embedding the catalog beside the serving model" not in page
+    page = admin_client.post(INDEX, {"action": "start", "alias": "next"}, follow=True).content.decode()
+    assert "A worker is registering &#x27;next&#x27; and embedding the catalog beside the serving model." in page
+
+
 def test_product_actions_retry_failed_and_remove_from_index(admin_client, indexed, django_capture_on_commit_callbacks):
     images, broken, model = indexed
     with django_capture_on_commit_callbacks() as sent:
