@@ -179,11 +179,15 @@ def upload_check(request):
             values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
-    return _check_answer(request, errors, count, status=status if errors else 200)
+    return _check_answer(request, errors, count, status=status if errors else 200,
+                         products=None if errors else len(named))
 
 
-def _check_answer(request, errors, count, *, status):
-    html = render_to_string(TEMPLATES + "parts/upload_check.html", {"errors": errors, "count": count}, request).strip()
+def _check_answer(request, errors, count, *, status, products=None):
+    """The check's JSON; its ``html`` says what is wrong, what a full sync unlists, or that the file reads well
+    (``products``: how many SKUs it names), so that a merchant sees the check ran."""
+    html = render_to_string(TEMPLATES + "parts/upload_check.html",
+                            {"errors": errors, "count": count, "products": products}, request).strip()
     return JsonResponse({
         "errors": {name: list(flat_messages(texts)) for name, texts in (errors or {}).items()},
         "full_sync": None if count is None else {"unlist": count.unlist, "listed": count.listed, "skus": count.skus,
