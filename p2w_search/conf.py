@@ -28,8 +28,9 @@ DEFAULTS = {
     "PRODUCT_QUERYSET": None,
     # The shop's own image model, if it has one: {"MODEL": "catalogue.ProductImage", "PRODUCT":
     # "product", "FILE": "original", "ORDER": "display_order"}, and "MAIN": "is_main" where a flag marks
-    # a product's main picture (searched by first). The index follows it (its files are read where
-    # they are, never copied); without it, images are p2w_search's ProductImage.
+    # a product's main picture (searched by first), and "FILTER": {"type": "IMAGE"}, field lookups its
+    # images match, where it holds other media too (videos). The index follows it (its files are read
+    # where they are, never copied); without it, images are p2w_search's ProductImage.
     "IMAGE_MODEL": None,
     # Embedder backends by alias, like CACHES; "default" embeds new images.
     "EMBEDDERS": {

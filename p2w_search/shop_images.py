@@ -7,7 +7,10 @@ names it and its fields::
                                  "FILE": "original", "ORDER": "display_order"}
 
 and, when a flag rather than the order marks a product's main picture, that flag (``"MAIN":
-"is_main"``): the main picture comes first whatever its order, as the shop shows it.
+"is_main"``): the main picture comes first whatever its order, as the shop shows it. A model
+that holds other media too (Saleor's ``ProductMedia``: images and videos) says which rows are
+images with ``"FILTER"``, field lookups as ``SEARCH_FILTER``'s (``{"type": "IMAGE"}``): the
+others are not mirrored, and a row that stops matching loses its mirror.
 
 Each of its images then has a mirror, a p2w_search ``ProductImage`` whose ``source_pk`` is
 the shop image's key and whose file is the shop's stored file, read where it is: never
@@ -21,7 +24,7 @@ import hashlib
 import logging
 
 from django.apps import apps
-from django.core.exceptions import SuspiciousFileOperation
+from django.core.exceptions import FieldError, SuspiciousFileOperation, ValidationError
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -38,7 +41,7 @@ _READ_ERRORS = (OSError, SuspiciousFileOperation)
 
 
 # The keys of IMAGE_MODEL that config() reads (another is a typo: manage.py check warns, p2w_search.W013).
-KEYS = ("MODEL", "PRODUCT", "FILE", "ORDER", "MAIN")
+KEYS = ("MODEL", "PRODUCT", "FILE", "ORDER", "MAIN", "FILTER")
 
 
 def configured():
@@ -46,7 +49,7 @@ def configured():
 
 
 def config():
-    """``{"model", "product", "file", "order", "main"}`` of ``IMAGE_MODEL``, checked.
+    """``{"model", "product", "file", "order", "main", "filter"}`` of ``IMAGE_MODEL``, checked.
 
     P2WImproperlyConfigured names what is wrong.
     """
@@ -63,7 +66,23 @@ def config():
             raise P2WImproperlyConfigured(
                 f"P2W_SEARCH['IMAGE_MODEL'][{role.upper()!r}] is {name!r}, which {setting['MODEL']} does not have.")
     _check_product_link(model, setting["MODEL"], names["product"])
-    return {"model": model, **names}
+    return {"model": model, **names, "filter": _image_filter(model, setting)}
+
+
+def _image_filter(model, setting):
+    """``IMAGE_MODEL["FILTER"]`` (``{}``: every row is an image), checked against ``model`` without a query."""
+    lookups = setting.get("FILTER") or {}
+    label = setting["MODEL"]
+    if not isinstance(lookups, dict):
+        raise P2WImproperlyConfigured(
+            f"P2W_SEARCH['IMAGE_MODEL']['FILTER'] must be a dict of field lookups of {label} that its images "
+            f"match, e.g. {{'type': 'IMAGE'}}, not {lookups!r}.")
+    try:
+        model._default_manager.filter(**lookups)  # builds the query: no database is asked
+    except (FieldError, ValidationError, TypeError, ValueError) as exc:
+        raise P2WImproperlyConfigured(
+            f"P2W_SEARCH['IMAGE_MODEL']['FILTER'] {lookups!r} cannot filter {label}: {exc}") from None
+    return lookups
 
 
 def _check_product_link(model, label, name):
@@ -132,6 +151,12 @@ def _product_key(shop_image, cfg):
         return None
 
 
+def _is_image(shop_image, cfg):
+    """Whether ``shop_image`` is one of the rows ``FILTER`` says are images (one query, with a filter only)."""
+    lookups = cfg.get("filter")
+    return not lookups or cfg["model"]._default_manager.filter(pk=shop_image.pk, **lookups).exists()
+
+
 def _position(order):
     """The shop's order as the mirror's position: the nearest value the column holds (None is 0).
 
@@ -154,7 +179,8 @@ def _hash(name):
 
 
 def mirror(shop_image, *, content=True):
-    """Create or update the mirror of ``shop_image``; return it (None when the shop image has no file or product).
+    """Create or update the mirror of ``shop_image``; return it (None when the shop image has no file or product,
+    or is no image by ``FILTER``: a mirror it had is deleted).
 
     A new mirror, or one whose file or product changed, is queued for embedding (the save
     signal of ProductImage does it when the transaction commits). With ``content`` (what a
@@ -168,7 +194,7 @@ def mirror(shop_image, *, content=True):
     values = _values(shop_image, cfg)
     source = str(shop_image.pk)
     current = ProductImage.objects.filter(source_pk=source).first()
-    if not values["name"] or values["product_id"] is None:
+    if not values["name"] or values["product_id"] is None or not _is_image(shop_image, cfg):
         if current is not None:
             current.delete()
         return None
@@ -222,7 +248,8 @@ def sync(*, content=False):
     this every minute). With ``content``, every file under an unchanged name is read and
     compared by its SHA-256 as well (``p2w_index sync --content``, after files were rewritten
     in place without a save). An image that cannot be mirrored is logged with the reason and
-    counted as ``failed``; the others go on, and the next sync tries it again.
+    counted as ``failed``; the others go on, and the next sync tries it again. Rows that ``FILTER``
+    leaves out are not read, and their mirrors are deleted.
     """
     from p2w_search.models import ProductImage
 
@@ -230,11 +257,13 @@ def sync(*, content=False):
     mirrors = {image.source_pk: image for image in ProductImage.objects.exclude(source_pk="")}
     counts = {"created": 0, "changed": 0, "deleted": 0, "unchanged": 0, "failed": 0}
     seen = set()
-    rows = cfg["model"]._default_manager.all()
+    rows = cfg["model"]._default_manager.filter(**cfg["filter"])
     if _product_by_other_field(cfg):  # each image's product key is read through its product: in the same query
         rows = rows.select_related(cfg["product"])
     for shop_image in rows.iterator(chunk_size=2000):
         source = str(shop_image.pk)
+        if source in seen:  # a FILTER across a multi-valued relation returns a row once per match
+            continue
         seen.add(source)
         try:
             with transaction.atomic():
