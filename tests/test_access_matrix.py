@@ -60,6 +60,7 @@ CHANGE = "{url}change/"
 OBJECT = "{object}change/"  # the change page of the object whose page was asked (its delete page, say)
 LIST = "{list}"  # the admin list of the model whose page was asked (a saved change form, an action run)
 PHOTO = "/?photo="  # the kept photo's results
+ICON = "/static/storefront/favicon.svg"
 
 Row = namedtuple("Row", "route method target expected")
 
@@ -131,6 +132,8 @@ MATRIX = [
         (200,     200,     200,     200,     200,     200,     200,     200,     200)),
     Row("media/<path:path>", "GET", "a_image_file",
         (200,     200,     200,     200,     200,     200,     200,     200,     200)),
+    Row("favicon.ico", "GET", "favicon",
+        (ICON,    ICON,    ICON,    ICON,    ICON,    ICON,    ICON,    ICON,    ICON)),
     # --- the merchant pages: log in; a merchant acts for its own merchant; staff choose one they may act for
     Row("merchant/", "GET", "m_home",
         (M_LOGIN, 403,     200,     M_LOGIN, 200,     M_LOGIN, ACT,     ACT,     ACT)),
@@ -383,6 +386,7 @@ def request_for(w, target):
         "api_root": ("/api/", None, None),
         "api_root_json": ("/api/.json", None, None),
         "schema": ("/api/schema/", None, None),
+        "favicon": ("/favicon.ico", None, None),
         "docs": ("/api/docs/", None, None),
         "a_image_file": (w.a_image.file.url, None, None),
         "m_home": ("/merchant/", {}, None),
