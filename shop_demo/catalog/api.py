@@ -4,6 +4,7 @@ from contextlib import contextmanager
 
 from django.db import IntegrityError
 from django.db.models import Q
+from django.shortcuts import get_object_or_404
 from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
@@ -15,6 +16,8 @@ from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
 from shop_demo.catalog.serializers import DUPLICATE_SKU, ProductSerializer
+
+NOT_A_MERCHANT = "Only merchants add and change products: this account sells for no merchant."
 
 
 class ProductBusy(APIException):
@@ -38,7 +41,15 @@ class IsOwningMerchantOrReadOnly(permissions.BasePermission):
     message = "Only the merchant that sells this product may change it."
 
     def has_permission(self, request, view):
-        return request.method in permissions.SAFE_METHODS or request.user.is_authenticated
+        """Anyone reads; only a merchant writes, refused before its body is judged (a shopper's or staff's POST
+        with a bad price was a 400 about the price, then a 403 once corrected)."""
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        if not request.user.is_authenticated:
+            return False  # 401
+        if view.merchant is None:  # ProductViewSet.merchant
+            raise PermissionDenied(NOT_A_MERCHANT)
+        return True
 
     def has_object_permission(self, request, view, obj):
         if request.method in permissions.SAFE_METHODS:
@@ -74,6 +85,26 @@ class ProductViewSet(viewsets.ModelViewSet):
         user = getattr(self.request, "user", None)
         return ProductImportSerializer.merchant_for(user) if user is not None else None
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.check_query_parameters(request.query_params)
+
+    def check_query_parameters(self, query):
+        """Refuse a query parameter the request does not read, or one given twice, naming it (a 400).
+
+        ``?ordering=-price``, ``?merchant=rival`` or ``?listed=false`` answered the whole catalog
+        as if they had been applied, and ``?page=1&page=2`` the last page.
+        """
+        known = {"format"}
+        if self.action == "list":
+            known |= {self.paginator.page_query_param, self.paginator.page_size_query_param}
+        problems = {name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
+                    for name in sorted(set(query) - known)}
+        problems.update({name: [f"Give {name} once; it was given {len(query.getlist(name))} times."]
+                         for name in sorted(known & set(query)) if len(query.getlist(name)) > 1})
+        if problems:
+            raise serializers.ValidationError(problems)
+
     def get_queryset(self):
         queryset = super().get_queryset()
         if self.request.method not in permissions.SAFE_METHODS:
@@ -88,16 +119,23 @@ class ProductViewSet(viewsets.ModelViewSet):
         return context
 
     def perform_create(self, serializer):
-        if self.merchant is None:
-            raise PermissionDenied("Only merchants add products.")
         self._save(serializer, merchant=self.merchant)
 
     def perform_update(self, serializer):
-        self._save(serializer)
+        with bounded_lock_wait():
+            self._lock_or_404(serializer.instance)
+            self._save(serializer)
 
     def perform_destroy(self, instance):
         with bounded_lock_wait():
+            self._lock_or_404(instance)
             instance.delete()
+
+    @staticmethod
+    def _lock_or_404(product):
+        """Lock the product before it is written: gone since the request read it, it is a 404 as for any id that is
+        no product (a delete committed meanwhile made the UPDATE find no row: a 500)."""
+        get_object_or_404(Product.objects.select_for_update().only("pk"), pk=product.pk)
 
     @staticmethod
     def _save(serializer, **values):

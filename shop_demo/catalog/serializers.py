@@ -1,5 +1,8 @@
 import re
+import unicodedata
+from collections.abc import Mapping
 
+from django.db.models import CharField, F, Func
 from rest_framework import serializers
 
 from shop_demo.catalog.models import Product
@@ -17,7 +20,8 @@ class PriceField(serializers.DecimalField):
     def to_internal_value(self, data):
         if isinstance(data, str) and not self.plain.fullmatch(data.strip()):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        return abs(value) if value == 0 else value  # "-0" is 0: the database stores it so, the answer says it so
 
 
 def price_field(**kwargs):
@@ -29,6 +33,12 @@ def currency_field(**kwargs):
     """A three-letter code in capitals, as the API and the catalog import both accept it."""
     return serializers.RegexField(r"^[A-Z]{3}$", error_messages={"invalid": "Give a three-letter currency code, "
                                                                             "e.g. EUR."}, **kwargs)
+
+
+DESCRIPTION_MAX_LENGTH = 131_072  # a CSV manifest's cell holds as much (Python's csv limit)
+# Why each read-only field stays as it is, said when a request gives it another value.
+READ_ONLY_REASONS = {"id": "the shop gives each product its id", "merchant": "a product stays in the catalog of the "
+                                                                             "merchant that added it"}
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -45,6 +55,47 @@ class ProductSerializer(serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = ["id", "sku", "title", "description", "category", "price", "currency", "in_stock", "merchant"]
+        # Every list and search result that shows the product carries its description.
+        extra_kwargs = {"description": {"max_length": DESCRIPTION_MAX_LENGTH}}
+
+    def to_internal_value(self, data):
+        """The written fields; a key that is no writable field is a 400 naming it, with the other fields' errors.
+
+        DRF leaves such keys out without a word: ``{"listed": false}`` or ``{"merchant": "rival"}``
+        answered 200 and changed nothing. A read-only field may come back as the product shows it
+        (a PUT of what a GET answered).
+        """
+        problems = self._unwritable(data) if isinstance(data, Mapping) else {}
+        try:
+            values = super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError({**problems, **error.detail}) from None
+        if problems:
+            raise serializers.ValidationError(problems)
+        return values
+
+    def _unwritable(self, data):
+        """``{key: [reason]}`` for the keys of ``data`` that are unknown, or read-only and not the product's value."""
+        writable = sorted(name for name, field in self.fields.items() if not field.read_only)
+        shown = self._shown()
+        problems = {}
+        for key in data:
+            if key not in self.fields and key != "csrfmiddlewaretoken":  # the browsable API's form sends its token
+                problems[key] = [f"Unknown field; the fields a request may write are: {', '.join(writable)}."]
+            elif key in self.fields and self.fields[key].read_only and (
+                    key not in shown or str(data[key]) != str(shown[key])):
+                reason = READ_ONLY_REASONS.get(key, "the shop sets it")
+                whose = "this product's" if self.instance is not None else "a new product's"
+                problems[key] = [f"This field is read-only ({reason})"
+                                 + (f": {whose} is {shown[key]!r}." if key in shown else ".")]
+        return problems
+
+    def _shown(self):
+        """The read-only fields' values as this product shows them (a new one: its merchant's)."""
+        if self.instance is not None:
+            return {"id": self.instance.pk, "merchant": self.instance.merchant.slug}
+        merchant = self.context.get("merchant")
+        return {"merchant": merchant.slug} if merchant is not None else {}
 
     def update(self, instance, validated_data):
         """Write only the fields the request gives: saving the whole row, a PATCH of the price wrote back the
@@ -55,13 +106,23 @@ class ProductSerializer(serializers.ModelSerializer):
         return instance
 
     def validate_sku(self, sku):
+        """Refuse a SKU the merchant has, or has written in other Unicode code points that read the same (``café``
+        composed and decomposed): two products that no one can tell apart by their SKU."""
         merchant = self.instance.merchant if self.instance else self.context.get("merchant")
-        others = Product.objects.filter(merchant=merchant, sku=sku)
+        if merchant is None:
+            return sku
+        others = Product.objects.filter(merchant=merchant)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
-        if merchant is not None and others.exists():
+        if others.filter(sku=sku).exists():
             raise serializers.ValidationError(DUPLICATE_SKU)
+        same = others.alias(nfc=Func(F("sku"), template="normalize(%(expressions)s, NFC)", output_field=CharField()))
+        found = same.filter(nfc=unicodedata.normalize("NFC", sku)).values_list("sku", flat=True).first()
+        if found is not None:
+            raise serializers.ValidationError(SAME_LOOKING_SKU.format(found=found))
         return sku
 
 
 DUPLICATE_SKU = "You already have a product with this sku."
+SAME_LOOKING_SKU = ("You already have a product with a sku that reads the same, written in other Unicode code points "
+                    "({found!r}); give that one, or another sku.")
