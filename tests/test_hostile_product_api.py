@@ -5,6 +5,7 @@ names the field it refuses and why, never answers 200 for what it left out, neve
 """
 
 import unicodedata
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -14,8 +15,20 @@ from rest_framework.test import APIClient
 from p2w_search.models import ImageEmbedding, ProductImage
 from shop_demo.catalog.api import NOT_A_MERCHANT
 from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, ProductFactory, ProductImageFactory, embed_catalog, png, token_client
-from tests.test_concurrent_writes import Writer, requesting, stop_at, wait_until_a_writer_waits_for_a_lock
+from tests.factories import (
+    MerchantFactory,
+    ProductFactory,
+    ProductImageFactory,
+    embed_catalog,
+    png,
+    token_client,
+)
+from tests.test_concurrent_writes import (
+    Writer,
+    requesting,
+    stop_at,
+    wait_until_a_writer_waits_for_a_lock,
+)
 
 __all__ = ["stop_at"]  # a fixture of test_concurrent_writes, used here
 
@@ -94,6 +107,19 @@ def test_a_negative_zero_price_is_answered_as_it_is_stored(api, mine, price):
     response = api.patch(f"/api/products/{mine.pk}/", {"price": price}, format="json")
     assert (response.status_code, response.json()["price"]) == (200, "0.00")
     assert api.get(f"/api/products/{mine.pk}/").json()["price"] == "0.00"
+
+
+@pytest.mark.parametrize(("body", "answer"), [
+    ('{"price": 1.00000000000000001}', (400, {"price": ["Ensure that there are no more than 10 digits in total."]})),
+    ('{"price": 9.5}', (200, "9.50")),
+    ('{"price": 1e3}', (200, "1000.00")),
+])
+def test_a_json_number_is_read_as_written_not_as_a_float(api, mine, body, answer):
+    """1.00000000000000001 was read as the float 1.0 and stored as 1.00; the same as a string was refused."""
+    response = api.generic("PATCH", f"/api/products/{mine.pk}/", body, content_type="application/json")
+    got = response.json() if response.status_code == 400 else response.json()["price"]
+    assert (response.status_code, got) == answer
+    assert stored(mine)["price"] == (Decimal(answer[1]) if answer[0] == 200 else Decimal("7.00"))
 
 
 def test_a_description_is_at_most_as_long_as_a_manifests_cell(api, mine):

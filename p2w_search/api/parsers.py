@@ -8,6 +8,7 @@ them for a shop's other views.
 """
 
 import codecs
+import decimal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -45,13 +46,15 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSONParser; JSON nested deeper than Python's parser goes is a ParseError too, and so is a
     lone surrogate (``"\\udc00"`` is valid JSON but not text: an answer that repeats it, "'...' is not a
     valid choice", could not be written as UTF-8), and an object that gives one key twice (which
-    value is meant is unknown: Python's parser keeps the last, as a catalog import refuses to)."""
+    value is meant is unknown: Python's parser keeps the last, as a catalog import refuses to).
+    A number with a fraction is read as the Decimal it is written as, not a float: a price of
+    1.00000000000000001 was rounded to 1.00 and stored, where the same as a string is refused."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         text = codecs.getreader(parsers.get_encoding(parser_context or {}))(stream)
         try:
             data = json.load(text, parse_constant=json.strict_constant if self.strict else None,
-                             object_pairs_hook=unique_keys)
+                             object_pairs_hook=unique_keys, parse_float=decimal.Decimal)
         except DuplicateKey as exc:
             raise ParseError(f"JSON parse error - {exc}; give each key once.") from None
         except ValueError as exc:
