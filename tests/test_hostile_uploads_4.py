@@ -105,3 +105,14 @@ def test_a_file_gone_from_the_storage_is_a_404_not_a_500(attacker, settings, med
     response = attacker.get(f"/api/imports/{job.pk}/files/{name}/")
     assert (response.status_code, response.json()) == (404, {"detail": f"The {name} file of this upload is no "
                                                                        "longer kept."})
+
+
+def test_a_json_lines_description_is_as_long_as_a_csv_cell_at_most(attacker, settings, media):
+    """A CSV cell stops at 131,072 characters; a JSON Lines row had no bound (3 MB were stored, and sent again in
+    every result that showed the product). The product API has the same bound."""
+    manifest = json_row("LD-1", description="x" * 131_073) + json_row("LD-2", description="x" * 131_072)
+    status, body = send(attacker, Case("long", manifest, manifest_name="catalog.jsonl"), settings)
+    assert (body["state"], body["rows_accepted"], body["rows_rejected"]) == ("done", 1, 1)
+    assert body["errors"] == [{"row": 1, "field": "description",
+                               "reason": "Ensure this field has no more than 131072 characters."}]
+    assert list(Product.objects.values_list("sku", flat=True)) == ["LD-2"]

@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from shop_demo.catalog.models import Merchant, Product
-from shop_demo.catalog.serializers import currency_field, price_field
+from shop_demo.catalog.serializers import DESCRIPTION_MAX_LENGTH, currency_field, price_field
 
 
 class ProductImportSerializer(serializers.Serializer):
@@ -24,7 +24,8 @@ class ProductImportSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200, help_text="The product's name, as shoppers see it.")
     # The optional columns have no default here: a row that leaves one out (or its cell empty) keeps an existing
     # product's value, and a new product gets the model's default (no description, EUR, in stock).
-    description = serializers.CharField(required=False, allow_blank=True,
+    # As long as a CSV cell holds, in JSON Lines too: the product API's bound (every result showing it carries it).
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH,
                                         help_text="A longer text about the product. Left out or empty: a product "
                                                   "you already have keeps its description.")
     category = serializers.CharField(max_length=64, help_text="One word or two, e.g. dress, sneaker, mug.")
