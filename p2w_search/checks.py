@@ -398,7 +398,7 @@ def _image_key_problems(cfg):
 
 
 def _filter_problems(model, label):
-    from p2w_search.api.filters import filter_specs, resolve_path
+    from p2w_search.api.filters import filter_specs, resolve_path, resolve_where
 
     if app_settings.FILTERSET_CLASS:
         return []
@@ -407,10 +407,12 @@ def _filter_problems(model, label):
     except P2WImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="p2w_search.E003")]
     problems = []
-    for _, paths, _ in specs:
-        for path in paths:
+    for name, paths, _, wheres in specs:
+        for i, (path, where) in enumerate(zip(paths, wheres)):
             try:
                 resolve_path(model, path)
+                if where not in wheres[:i]:  # one error for a where that several paths repeat
+                    resolve_where(model, name, where)
             except P2WImproperlyConfigured as exc:
                 problems.append(checks.Error(str(exc), id="p2w_search.E003"))
     return problems

@@ -15,9 +15,11 @@ __all__ = ["DEFAULTS", "app_settings", "product_model_label", "image_limits", "P
 DEFAULTS = {
     # Filters of search requests: product fields by name ("category"), or {parameter: path} with
     # "__" paths across relations ({"price": "stockrecords__price"}), several paths for one
-    # parameter ({"price": ["stockrecords__price", "children__stockrecords__price"]}: any matches)
-    # and category trees ({"category": {"path": "categories", "descendants": True}}). README,
-    # "Add p2w-search to an existing shop".
+    # parameter ({"price": ["stockrecords__price", "children__stockrecords__price"]}: any matches),
+    # category trees ({"category": {"path": "categories", "descendants": True}}) and fixed lookups
+    # the same related row must meet ({"price": {"path": "variants__channel_listings__price_amount",
+    # "where": {"variants__channel_listings__channel__slug": "default-channel"}}}; several paths:
+    # [{"path": ..., "where": ...}, ...]). README, "Add p2w-search to an existing shop", "Filters".
     "FILTER_FIELDS": [],
     # Or a django-filter FilterSet of the shop's own for the product model (dotted path).
     "FILTERSET_CLASS": None,

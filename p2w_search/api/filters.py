@@ -5,15 +5,19 @@ spec is a ``__`` path across relations (``"stockrecords__price"``), a list of pa
 which any may match (variants: ``["stockrecords__price", "children__stockrecords__price"]``),
 or a dict ``{"path": ..., "descendants": True}`` for a category tree (a category finds the
 products of its subcategories too; the related model needs ``get_descendants()``, as
-django-treebeard's and django-mptt's nodes have). ``P2W_SEARCH["FILTERSET_CLASS"]`` replaces
-all of this with a FilterSet of the shop's own.
+django-treebeard's and django-mptt's nodes have). A dict's ``"where"`` holds fixed lookups
+from the product (``{"variants__channel_listings__channel__slug": "default-channel"}``) that
+the row the path reaches must meet too: a price is the shop's channel's, not any channel's;
+with several paths each has its own (``[{"path": ..., "where": ...}, ...]``).
+``P2W_SEARCH["FILTERSET_CLASS"]`` replaces all of this with a FilterSet of the shop's own.
 
 Each parameter gets the filter a shopper expects of the type at the end of its path:
 numbers a range (``price_min``, ``price_max``), booleans ``true``/``false``, relations the
 related objects' keys (typed as their primary key: integers, UUIDs or text), other fields
 exact values; several values are separated by commas or given by repeating the parameter.
 Conditions on one multi-valued relation hold for one related row (``together``): a price
-range and a stock bound through ``stockrecords__`` are met by one stock record.
+range and a stock bound through ``stockrecords__`` are met by one stock record, and that record
+meets their paths' ``where``.
 A value the database could not hold (``price_max=1e-200000``) and a range bound given
 twice are refused with a 400 that names the parameter.
 """
@@ -22,7 +26,7 @@ from decimal import Decimal
 
 import django_filters
 from django import forms
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.forms.utils import ErrorDict, ErrorList
@@ -31,7 +35,8 @@ from django_filters.fields import BaseCSVField
 
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, product_model_label
 
-__all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "together"]
+__all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "resolve_where", "matching",
+           "together"]
 
 _NUMBER_FIELDS = (models.IntegerField, models.DecimalField, models.FloatField)
 # Numbers a filter takes: any price or quantity a shop has, never one that overflows PostgreSQL's numeric.
@@ -120,7 +125,7 @@ class ProductFilterSet(django_filters.FilterSet):
         return crossed
 
     def filter_queryset(self, queryset):
-        """Apply the filters: those of ``FILTER_FIELDS`` together in one ``filter()`` call (``together``)."""
+        """Apply the filters: those of ``FILTER_FIELDS`` together in one ``filter()`` call (``matching``)."""
         conditions = []
         for name, value in self.form.cleaned_data.items():
             declared = self.filters[name]
@@ -130,7 +135,7 @@ class ProductFilterSet(django_filters.FilterSet):
                     conditions.append(condition)
             else:
                 queryset = declared.filter(queryset, value)
-        return queryset.filter(together(conditions)) if conditions else queryset
+        return matching(queryset, conditions) if conditions else queryset
 
     @property
     def errors(self):
@@ -144,7 +149,8 @@ class ProductFilterSet(django_filters.FilterSet):
 
 
 def filter_specs():
-    """``[(parameter, [paths], descendants)]`` of ``FILTER_FIELDS``, or P2WImproperlyConfigured naming the entry."""
+    """``[(parameter, [paths], descendants, [wheres])]`` of ``FILTER_FIELDS`` (a where for each path, ``{}`` where
+    it has none), or P2WImproperlyConfigured naming the entry."""
     specs = []
     for entry in app_settings.FILTER_FIELDS:
         items = [(entry, entry)] if isinstance(entry, str) else list(entry.items()) if isinstance(entry, dict) else None
@@ -152,12 +158,41 @@ def filter_specs():
             raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS'] entry {entry!r} is neither a field name nor "
                                           "a {parameter: path} mapping.")
         for name, spec in items:
-            descendants = False
-            if isinstance(spec, dict):
-                descendants, spec = bool(spec.get("descendants")), spec.get("path", name)
-            paths = [spec] if isinstance(spec, str) else list(spec)
-            specs.append((name, paths, descendants))
+            descendants = isinstance(spec, dict) and bool(spec.get("descendants"))
+            pairs = _paths_of(name, spec, _SPEC_KEYS)
+            specs.append((name, [path for path, _ in pairs], descendants, [where for _, where in pairs]))
     return specs
+
+
+_SPEC_KEYS = ("path", "descendants", "where")
+
+
+def _paths_of(name, spec, keys):
+    """``[(path, where)]`` of one parameter's spec: a path, a dict of ``keys``, or a list of paths and
+    ``{"path", "where"}`` dicts. A typo in a key (``"wehre"``) would drop its lookups without a word: refused."""
+    if isinstance(spec, dict):
+        unknown = sorted(map(repr, set(spec) - set(keys)))
+        if unknown:
+            raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the spec of {name!r} has "
+                                          f"{', '.join(unknown)}, which is no key of a spec (its keys: "
+                                          f"{', '.join(keys)}).")
+        path, where = spec.get("path", name), spec.get("where", {})
+        if not isinstance(where, dict):
+            raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the where of {name!r} must be a dict of "
+                                          f"field lookups, e.g. {{'variants__channel_listings__channel__slug': "
+                                          f"'default-channel'}}, not {where!r}.")
+        if isinstance(path, str):
+            return [(path, where)]
+        if where:
+            raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: {name!r} has several paths and one where; "
+                                          "give each path its own: [{'path': ..., 'where': {...}}, ...].")
+        spec = path
+    if isinstance(spec, str):
+        return [(spec, {})]
+    if isinstance(spec, (list, tuple)) and spec:
+        return [pair for item in spec for pair in _paths_of(name, item, ("path", "where"))]
+    raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the path of {name!r} must be a '__' path, a list "
+                                  f"of them or a dict with 'path', not {spec!r}.")
 
 
 def resolve_path(model, path):
@@ -178,6 +213,16 @@ def resolve_path(model, path):
     return field
 
 
+def resolve_where(model, name, where):
+    """Check that ``model`` can take the lookups ``where`` of parameter ``name``, or P2WImproperlyConfigured."""
+    try:
+        model._default_manager.filter(**where)  # builds the query: no database is asked
+    except (FieldError, ValidationError, TypeError, ValueError) as exc:
+        reason = " ".join(exc.messages) if isinstance(exc, ValidationError) else exc
+        raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the where of {name!r}, {where!r}, cannot filter "
+                                      f"{model._meta.label}: {reason}") from None
+
+
 def _in_filter_for_key(key_field):
     if isinstance(key_field, models.UUIDField):
         return _UUIDInFilter
@@ -194,8 +239,11 @@ def _kind(field):
     return "number" if isinstance(field, _NUMBER_FIELDS) else "text"
 
 
-def _filters_for(name, paths, descendants, model):
+def _filters_for(name, paths, descendants, wheres, model):
     fields = [resolve_path(model, path) for path in paths]
+    for where in wheres:
+        resolve_where(model, name, where)
+    rows = {"paths": paths, "wheres": wheres}
     field = fields[0]
     if len({_kind(f) for f in fields}) > 1:
         raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the paths of {name!r} end in fields of "
@@ -204,37 +252,38 @@ def _filters_for(name, paths, descendants, model):
     if isinstance(field, models.BooleanField):
         # A typed choice, not BooleanFilter: that one ignores a value it cannot read instead of refusing it.
         return {name: _on_paths(django_filters.TypedChoiceFilter)(
-            paths=paths, lookup="exact", choices=[("true", "true"), ("false", "false")],
+            **rows, lookup="exact", choices=[("true", "true"), ("false", "false")],
             coerce=lambda value: value == "true")}
     if field.is_relation:
         related = field.related_model
         expand = (lambda keys: _with_descendants(related, keys)) if descendants else None
-        return {name: _on_paths(_in_filter_for_key(related._meta.pk))(paths=paths, lookup="in", transform=expand)}
+        return {name: _on_paths(_in_filter_for_key(related._meta.pk))(**rows, lookup="in", transform=expand)}
     if descendants:
         raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: {name!r} asks for descendants, but its path "
                                       "does not end in a relation to a tree of categories.")
     if isinstance(field, _NUMBER_FIELDS):
-        return {f"{name}_min": _on_paths(_NumberFilter)(paths=paths, lookup="gte"),
-                f"{name}_max": _on_paths(_NumberFilter)(paths=paths, lookup="lte")}
-    return {name: _on_paths(_CharInFilter)(paths=paths, lookup="in")}
+        return {f"{name}_min": _on_paths(_NumberFilter)(**rows, lookup="gte"),
+                f"{name}_max": _on_paths(_NumberFilter)(**rows, lookup="lte")}
+    return {name: _on_paths(_CharInFilter)(**rows, lookup="in")}
 
 
 class _OnPaths:
-    """A filter of ``FILTER_FIELDS``: ``lookup`` on any of ``paths``, applied by ProductFilterSet with the others."""
+    """A filter of ``FILTER_FIELDS``: ``lookup`` on any of ``paths`` (each with its ``where``), applied by
+    ProductFilterSet with the others."""
 
-    def __init__(self, *args, paths, lookup, transform=None, **kwargs):
+    def __init__(self, *args, paths, wheres, lookup, transform=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.paths, self.lookup, self.transform = tuple(paths), lookup, transform
+        self.paths, self.wheres, self.lookup, self.transform = tuple(paths), tuple(wheres), lookup, transform
 
     def condition(self, value):
-        """``(paths, lookup, value)``, or None when the request leaves this filter out."""
+        """``(paths, lookup, value, wheres)``, or None when the request leaves this filter out."""
         if value in (None, "", []):
             return None
-        return self.paths, self.lookup, self.transform(value) if self.transform else value
+        return self.paths, self.lookup, self.transform(value) if self.transform else value, self.wheres
 
     def filter(self, queryset, value):  # alone (a shop's FilterSet calling it): its own filter() call
         condition = self.condition(value)
-        return queryset if condition is None else queryset.filter(together([condition]))
+        return queryset if condition is None else matching(queryset, [condition])
 
 
 _path_filters = {}
@@ -246,27 +295,61 @@ def _on_paths(filter_class):
     return _path_filters[filter_class]
 
 
+def matching(queryset, conditions):
+    """The products of ``queryset`` that meet ``conditions`` (``together``), each once: in one ``filter()`` call
+    across a multi-valued relation a product comes once per matching row (two variants in the price range), so
+    such a filter goes in a subquery of keys. Filters on the product's own row stay a plain ``filter()``."""
+    model, found = queryset.model, together(conditions)
+    lookups = [path for paths, _, _, wheres in conditions for path in (*paths, *(key for where in wheres
+                                                                                 for key in where))]
+    if not any(_through_many(model, lookup) for lookup in lookups):
+        return queryset.filter(found)
+    return queryset.filter(pk__in=model._base_manager.filter(found).values("pk"))
+
+
+def _through_many(model, lookup):
+    """Whether ``lookup`` (``variants__listings__price``, ``categories``) crosses a relation of many rows."""
+    for part in lookup.split("__"):
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False  # a lookup or transform (``gte``, ``year``): the fields end here
+        if field.many_to_many or field.one_to_many:
+            return True
+        if not field.is_relation:
+            return False
+        model = field.related_model
+    return False
+
+
 def together(conditions):
-    """One Q for ``conditions`` (``(paths, lookup, value)``), in which those on one related row hold for one row.
+    """One Q for ``conditions`` (``(paths, lookup, value, wheres)``), where those on one related row hold for one row.
 
     A product has many stock records (and its variants theirs): ``price_min=10&price_max=20``
     means one record priced 10 to 20, not one at 5 and another at 30, and a price with a stock
     bound means both of one record. Conditions whose paths run through the same relations
     (the paths without their last field, in order) form a group: the i-th paths of its
-    conditions must hold together, and any i may (the product's own records, or its
-    variants'). Groups must all hold. Passed to one ``filter()`` call, where Django joins each
-    relation once, this is what Django's "conditions in one filter() call apply to the same
-    related object" gives a hand-written query.
+    conditions must hold together, with the i-th ``where`` of each (the record is the shop's
+    channel's), and any i may (the product's own records, or its variants'). Groups must all
+    hold. Passed to one ``filter()`` call, where Django joins each relation once, this is what
+    Django's "conditions in one filter() call apply to the same related object" gives a
+    hand-written query; so two parameters through one relation share its row, and wheres that
+    differ there match nothing together.
     """
     groups = {}
-    for paths, lookup, value in conditions:
+    for paths, lookup, value, wheres in conditions:
         key = tuple(path.rpartition("__")[0] for path in paths)
-        groups.setdefault(key, []).append((paths, lookup, value))
+        groups.setdefault(key, []).append((paths, lookup, value, wheres))
     combined = Q()
     for members in groups.values():
         alternatives = Q()
         for i in range(len(members[0][0])):
-            alternatives |= Q(*(Q(**{f"{paths[i]}__{lookup}": value}) for paths, lookup, value in members))
+            rows = []
+            for *_, wheres in members:
+                if wheres[i] and wheres[i] not in rows:
+                    rows.append(wheres[i])
+            alternatives |= Q(*(Q(**{f"{paths[i]}__{lookup}": value}) for paths, lookup, value, _ in members),
+                              *(Q(**where) for where in rows))
         combined &= alternatives
     return combined
 
@@ -295,8 +378,8 @@ def product_filterset():
     if key not in _cache:
         model = apps.get_model(label)
         declared = {}
-        for name, paths, descendants in specs:
-            declared.update(_filters_for(name, paths, descendants, model))
+        for name, paths, descendants, wheres in specs:
+            declared.update(_filters_for(name, paths, descendants, wheres, model))
         meta = type("Meta", (), {"model": model, "fields": []})
         _cache[key] = type("ProductFilterSet", (ProductFilterSet,), {**declared, "Meta": meta})
     return _cache[key]
