@@ -17,7 +17,7 @@ from django.db import connections, models
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import DatabaseError
 
-from p2w_search.conf import DEFAULTS, P2WImproperlyConfigured, app_settings
+from p2w_search.conf import DEFAULTS, P2WImproperlyConfigured, app_settings, lookups_problem
 from p2w_search.embedders.base import image_weight
 from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
 
@@ -234,16 +234,13 @@ def _import_serializer_problems(serializer_class):
 
 def _search_filter_problems(model, label):
     """E022: SEARCH_FILTER is applied to every search: one the product model cannot take fails them all."""
-    from django.core.exceptions import FieldError, ValidationError
-
     search_filter = app_settings.SEARCH_FILTER
     if not isinstance(search_filter, dict):
         return [checks.Error(f"P2W_SEARCH['SEARCH_FILTER'] must be a dict of field lookups, e.g. "
                              f"{{'listed': True}}, not {search_filter!r}.", id="p2w_search.E022")]
-    try:
-        model._default_manager.filter(**search_filter)  # builds the query: no database is asked
-    except (FieldError, ValidationError, TypeError, ValueError) as exc:
-        return [checks.Error(f"P2W_SEARCH['SEARCH_FILTER'] {search_filter!r} cannot filter {label}: {exc}",
+    reason = lookups_problem(model, search_filter)
+    if reason:
+        return [checks.Error(f"P2W_SEARCH['SEARCH_FILTER'] {search_filter!r} cannot filter {label}: {reason}",
                              id="p2w_search.E022")]
     return []
 

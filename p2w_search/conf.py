@@ -10,7 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-__all__ = ["DEFAULTS", "app_settings", "product_model_label", "image_limits", "P2WImproperlyConfigured"]
+__all__ = ["DEFAULTS", "app_settings", "product_model_label", "image_limits", "lookups_problem",
+           "P2WImproperlyConfigured"]
 
 DEFAULTS = {
     # Filters of search requests: product fields by name ("category"), or {parameter: path} with
@@ -179,6 +180,23 @@ def image_limits():
         "max_pixels": int(app_settings.MAX_IMAGE_PIXELS),
         "max_aspect": float(app_settings.MAX_IMAGE_ASPECT),
     }
+
+
+def lookups_problem(model, lookups):
+    """Why ``model`` cannot take the field lookups ``lookups`` (a setting's ``{"type": "IMAGE"}``), or None.
+
+    The query is built, never run: a check needs no database. The reason is Django's, without
+    the brackets of a ValidationError's list.
+    """
+    from django.core.exceptions import FieldError, ValidationError
+
+    try:
+        model._default_manager.filter(**lookups)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    except (FieldError, TypeError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 @receiver(setting_changed)

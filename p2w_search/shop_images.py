@@ -24,11 +24,11 @@ import hashlib
 import logging
 
 from django.apps import apps
-from django.core.exceptions import FieldError, SuspiciousFileOperation, ValidationError
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
-from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.conf import P2WImproperlyConfigured, app_settings, lookups_problem
 from p2w_search.files import shop_image_storage
 
 __all__ = ["configured", "config", "storage", "mirror", "forget", "sync", "connect"]
@@ -77,11 +77,10 @@ def _image_filter(model, setting):
         raise P2WImproperlyConfigured(
             f"P2W_SEARCH['IMAGE_MODEL']['FILTER'] must be a dict of field lookups of {label} that its images "
             f"match, e.g. {{'type': 'IMAGE'}}, not {lookups!r}.")
-    try:
-        model._default_manager.filter(**lookups)  # builds the query: no database is asked
-    except (FieldError, ValidationError, TypeError, ValueError) as exc:
+    reason = lookups_problem(model, lookups)
+    if reason:
         raise P2WImproperlyConfigured(
-            f"P2W_SEARCH['IMAGE_MODEL']['FILTER'] {lookups!r} cannot filter {label}: {exc}") from None
+            f"P2W_SEARCH['IMAGE_MODEL']['FILTER'] {lookups!r} cannot filter {label}: {reason}")
     return lookups
 
 

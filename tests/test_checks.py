@@ -341,6 +341,9 @@ def test_the_demo_import_serializer_with_the_whole_contract_is_no_error(settings
     ("listed", "P2W_SEARCH['SEARCH_FILTER'] must be a dict of field lookups, e.g. {'listed': True}, not 'listed'."),
     ({"published": True}, "P2W_SEARCH['SEARCH_FILTER'] {'published': True} cannot filter catalog.Product: Cannot "
                           "resolve keyword 'published' into field. Choices are: "),  # then the product's fields
+    # Django's reason without the brackets of a ValidationError's list (it read "['“x” value must be ...']").
+    ({"price": "x"}, "P2W_SEARCH['SEARCH_FILTER'] {'price': 'x'} cannot filter catalog.Product: “x” value must be a "
+                     "decimal number."),
 ])
 def test_a_search_filter_the_product_model_cannot_take_is_E022(settings, search_filter, message):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SEARCH_FILTER": search_filter}

@@ -26,14 +26,14 @@ from decimal import Decimal
 
 import django_filters
 from django import forms
-from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.forms.utils import ErrorDict, ErrorList
 from django.utils.module_loading import import_string
 from django_filters.fields import BaseCSVField
 
-from p2w_search.conf import P2WImproperlyConfigured, app_settings, product_model_label
+from p2w_search.conf import P2WImproperlyConfigured, app_settings, lookups_problem, product_model_label
 
 __all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "resolve_where", "matching",
            "together"]
@@ -215,12 +215,10 @@ def resolve_path(model, path):
 
 def resolve_where(model, name, where):
     """Check that ``model`` can take the lookups ``where`` of parameter ``name``, or P2WImproperlyConfigured."""
-    try:
-        model._default_manager.filter(**where)  # builds the query: no database is asked
-    except (FieldError, ValidationError, TypeError, ValueError) as exc:
-        reason = " ".join(exc.messages) if isinstance(exc, ValidationError) else exc
+    reason = lookups_problem(model, where)
+    if reason:
         raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: the where of {name!r}, {where!r}, cannot filter "
-                                      f"{model._meta.label}: {reason}") from None
+                                      f"{model._meta.label}: {reason}")
 
 
 def _in_filter_for_key(key_field):
