@@ -1,6 +1,7 @@
 /* The "like this, but ..." boxes in the browser; the pages work without it.
  *
- * - A form that searches says so while the page waits (encoding a photo takes a second or two).
+ * - A form that searches says so while the page waits (encoding a photo takes a second or two), in
+ *   a role="status" that is on the page from the start, empty, so that screen readers announce it.
  * - A photo larger than the form's data-max-side (pixels, long side) or data-max-bytes is scaled
  *   down to a JPEG here before it is sent: a phone's 12-megapixel photo becomes a few hundred kB.
  * - A photo can be dropped on the box; the chosen photo is previewed; a suggestion fills the change.
@@ -12,7 +13,7 @@
 
   function say(form, text) {
     var status = form.querySelector(".p2w-busy");
-    if (status) { status.textContent = text; status.hidden = false; }
+    if (status) { status.textContent = text; }
     form.classList.add("p2w-is-busy");
     form.setAttribute("aria-busy", "true");
   }
@@ -110,7 +111,7 @@
       form.removeAttribute("aria-busy");
       delete form.dataset.p2wScaled;
       var status = form.querySelector(".p2w-busy");
-      if (status) { status.hidden = true; }
+      if (status) { status.textContent = ""; }
     });
   });
 

@@ -53,8 +53,20 @@
     var token = form.querySelector('input[name="csrfmiddlewaretoken"]');
     var asked = 0;
 
+    /* The check's answer describes the file field, and marks it invalid when the file cannot be used:
+       a screen reader on the field reads why, not only the live region's one announcement. */
+    function describe() {
+      var ids = (manifest.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && id !== output.id;
+      });
+      if (output.textContent.trim()) { ids.push(output.id); }
+      manifest.setAttribute("aria-describedby", ids.join(" "));
+      if (output.querySelector('[data-check="errors"]')) { manifest.setAttribute("aria-invalid", "true"); }
+      else { manifest.removeAttribute("aria-invalid"); }
+    }
+
     function check() {
-      if (!manifest.files.length) { output.innerHTML = ""; return; }
+      if (!manifest.files.length) { output.innerHTML = ""; describe(); return; }
       var body = new FormData();
       body.append("manifest", manifest.files[0]);
       body.append("full_sync", fullSync.checked ? "true" : "false");
@@ -68,6 +80,7 @@
           if (mine !== asked) { return; }  // a newer check is on its way
           output.innerHTML = answer.html.trim();
           output.removeAttribute("aria-busy");
+          describe();
         })
         .catch(function () { output.removeAttribute("aria-busy"); });
     }
