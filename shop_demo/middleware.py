@@ -9,17 +9,12 @@ The same web process answers again once the database is back: Django opens a new
 and ``CONN_HEALTH_CHECKS`` replaces a kept one (``CONN_MAX_AGE``) that the restart ended.
 """
 
-import logging
-
-from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
-from p2w_search.api.outages import RETRY_AFTER_SECONDS, DatabaseUnavailable
+from p2w_search.api.outages import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_down
 
 __all__ = ["DatabaseUnavailableMiddleware"]
-
-logger = logging.getLogger(__name__)
 
 
 class DatabaseUnavailableMiddleware:
@@ -32,10 +27,8 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not isinstance(exception, (OperationalError, InterfaceError)):
+        if not database_down(request, exception):
             return None
-        logger.error("%s %s: the database cannot be reached (%s: %s)", request.method, request.path,
-                     type(exception).__name__, exception)
         message = DatabaseUnavailable.default_detail
         if request.path_info.startswith("/api/"):
             response = JsonResponse({"detail": message}, status=503)

@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-__all__ = ["DatabaseUnavailable", "DatabaseOutageMixin", "RETRY_AFTER_SECONDS"]
+__all__ = ["DatabaseUnavailable", "DatabaseOutageMixin", "RETRY_AFTER_SECONDS", "database_down"]
 
 RETRY_AFTER_SECONDS = 30
 
@@ -25,18 +25,22 @@ class DatabaseUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The catalog database cannot be reached right now; nothing was changed. Try again shortly."
     default_code = "database_unavailable"
+    wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
 
-    def __init__(self):
-        super().__init__()
-        self.wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
+
+def database_down(request, exc):
+    """Whether ``exc`` says the database cannot be reached (then logged, with the request it failed)."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    logger.error("%s %s: the database cannot be reached (%s: %s)", request.method, request.path,
+                 type(exc).__name__, exc)
+    return True
 
 
 class DatabaseOutageMixin:
     """For a DRF view: a database that cannot be reached is a 503 (DatabaseUnavailable), logged once."""
 
     def handle_exception(self, exc):
-        if isinstance(exc, (OperationalError, InterfaceError)):
-            logger.error("%s %s: the database cannot be reached (%s: %s)", self.request.method, self.request.path,
-                         type(exc).__name__, exc)
+        if database_down(self.request, exc):
             exc = DatabaseUnavailable()
         return super().handle_exception(exc)

@@ -51,10 +51,7 @@ class ServiceUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Search is unavailable right now. Try again shortly."
     default_code = "service_unavailable"
-
-    def __init__(self, detail=None, code=None):
-        super().__init__(detail, code)
-        self.wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
+    wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
 
 
 class SearchPagination(PagePagination):
