@@ -33,6 +33,7 @@ from django.forms.utils import ErrorDict, ErrorList
 from django.utils.module_loading import import_string
 from django_filters.fields import BaseCSVField
 
+from p2w_search.api.parameters import repeated_parameters
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, lookups_problem, product_model_label
 
 __all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "resolve_where", "matching",
@@ -140,9 +141,8 @@ class ProductFilterSet(django_filters.FilterSet):
     @property
     def errors(self):
         errors = ErrorDict(super().errors)
-        for name, times in self.repeated.items():
-            errors[name] = ErrorList([ValidationError(f"Give {name} once; it was given {times} times.",
-                                                      code="repeated")])
+        for name, [reason] in repeated_parameters(self.data, self.repeated).items():
+            errors[name] = ErrorList([ValidationError(reason, code="repeated")])
         for name, reason in self._crossed().items():
             errors[name] = ErrorList([ValidationError(reason, code="crossed")])
         return errors

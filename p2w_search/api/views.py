@@ -23,6 +23,7 @@ from p2w_search import search, search_health
 from p2w_search.api.filters import product_filterset
 from p2w_search.api.outages import RETRY_AFTER_SECONDS, DatabaseOutageMixin
 from p2w_search.api.pagination import PagePagination
+from p2w_search.api.parameters import repeated_parameters, unknown_parameters
 from p2w_search.api.parsers import FormParser, JSONParser, MultiPartParser, limit_exceeded
 from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
@@ -119,11 +120,10 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
         params = self.params_class(data=data, context=self.get_serializer_context())
         in_query = {*self.filterset_class.base_filters, "page", "page_size"}
         known = {*params.fields, *in_query}
-        problems = {name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
-                    for name in sorted(set(data) - known)}
+        problems = unknown_parameters(data, known)
         # One value each (the filters judge their own): a second k or page was silently the one used.
         single = [name for name, field in params.fields.items() if not isinstance(field, serializers.ListField)]
-        problems.update(_given_twice(query, {*single, "page", "page_size"}))
+        problems.update(repeated_parameters(query, {*single, "page", "page_size"}))
         problems.update({name: [f"Give {name} once: in the query string or in the body, not both."]
                          for name in sorted(set(body or ()) & set(query) & set(params.fields))})
         problems.update({name: [f"Send {name} in the query string (?{name}=...), not in the body: filters and "
@@ -209,18 +209,11 @@ def server_timing(timings):
     return ", ".join(f"{name};dur={value:.2f}" for name, value in timings.items())
 
 
-def _given_twice(query_dict, names):
-    """``{name: [reason]}`` for each of ``names`` that ``query_dict`` (a QueryDict) holds more than once."""
-    counts = {name: len(query_dict.getlist(name)) for name in names}
-    return {name: [f"Give {name} once; it was given {count} times."] for name, count in sorted(counts.items())
-            if count > 1}
-
-
 def _plain(data):
     """Flatten a QueryDict (one value per key: a key given twice is refused) and keep a dict as it is; refuse
     any other body."""
     if hasattr(data, "dict"):
-        repeated = _given_twice(data, data)
+        repeated = repeated_parameters(data, data)
         if repeated:
             raise ValidationError(repeated)
         return data.dict()

@@ -12,6 +12,7 @@ from rest_framework.exceptions import APIException, PermissionDenied
 
 from p2w_search import locks
 from p2w_search.api.pagination import PagePagination
+from p2w_search.api.parameters import repeated_parameters, unknown_parameters
 from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
 from shop_demo.catalog.models import Product
@@ -98,10 +99,7 @@ class ProductViewSet(viewsets.ModelViewSet):
         known = {"format"}
         if self.action == "list":
             known |= {self.paginator.page_query_param, self.paginator.page_size_query_param}
-        problems = {name: [f"Unknown parameter. The parameters are: {', '.join(sorted(known))}."]
-                    for name in sorted(set(query) - known)}
-        problems.update({name: [f"Give {name} once; it was given {len(query.getlist(name))} times."]
-                         for name in sorted(known & set(query)) if len(query.getlist(name)) > 1})
+        problems = {**unknown_parameters(query, known), **repeated_parameters(query, known)}
         if problems:
             raise serializers.ValidationError(problems)
 
