@@ -161,6 +161,13 @@ class Load:
                 time.sleep(0.05)
             n += 1
 
+    def wait_for_answers(self, *, after, kind=None, count):
+        """Wait until ``count`` searches (of ``kind``, or any) that started after ``after`` (``time.monotonic()``) were
+        answered with a 200."""
+        wait_for(lambda: sum(1 for started, _, asked, outcome, *_ in self.results
+                             if started > after and outcome == 200 and kind in (None, asked)) >= count,
+                 timeout=60, interval=0.1, message=f"{count} {kind or 'search'} answers")
+
     def stop(self):
         self.stopped.set()
         for thread in self.threads:
@@ -179,7 +186,7 @@ def test_each_process_of_the_demo_comes_back_and_no_search_fails(demo):
         "from shop_demo.catalog.models import Merchant; u = User.objects.create_user('acme'); "
         "Merchant.objects.create(name='Acme', slug='acme', user=u); print(Token.objects.create(user=u).key)")
     load = Load(demo.base, products)
-    time.sleep(5)
+    load.wait_for_answers(after=0, kind="composed", count=6)
     warm = [encode_ms(r[4]) for r in load.results if r[2] == "composed" and r[3] == 200 and encode_ms(r[4])]
     recovery, windows = {}, {}
     for name in ("web", "bulk", "query", "beat"):
@@ -197,7 +204,7 @@ def test_each_process_of_the_demo_comes_back_and_no_search_fails(demo):
                      message=f"{name} ready again")
         recovery[name] = time.monotonic() - killed
         windows[name] = (killed, time.monotonic())
-        time.sleep(4)
+        load.wait_for_answers(after=windows[name][1], kind="composed", count=2)  # searches are served again
     first_after = next(r for r in load.results if r[2] == "composed" and r[0] > windows["query"][1] and r[3] == 200)
     load.stop()
 
@@ -261,7 +268,7 @@ def test_a_stop_under_load_answers_every_request_and_resets_none(demo):
     products = [pk for (pk,) in demo.sql("SELECT id FROM catalog_product ORDER BY id LIMIT 4")]
     processes = {name: demo.pids(name) for name in ("web", "bulk", "query", "beat")}
     load = Load(demo.base, products, clients=3)
-    time.sleep(3)
+    load.wait_for_answers(after=0, count=6)
     asked = time.monotonic()
     demo.process.send_signal(signal.SIGINT)  # as Ctrl-C or `kill -INT` to bin/demo
     assert demo.process.wait(timeout=180) == 0, demo.read()[-3000:]
