@@ -14,7 +14,7 @@ from django.forms.utils import ErrorDict
 
 from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
 from p2w_search.models import ImportJob
-from p2w_search.uploads.importer import full_sync_refusal, import_serializer
+from p2w_search.uploads.importer import full_sync_refusal, import_serializer, unnamed
 
 __all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "validate_upload",
            "FullSyncCount", "count_full_sync", "flat_messages"]
@@ -138,7 +138,7 @@ def count_full_sync(named, merchant, *, confirm=None):
     """
     serializer_class = import_serializer()
     listed = set(serializer_class.listed_skus(merchant))
-    to_unlist = sorted(listed - named)
+    to_unlist = unnamed(listed, named)  # compared as the import compares them (sku_key)
     count = len(to_unlist)
     refusal = full_sync_refusal(count, len(listed), confirm=confirm)  # the importer's rule and words
     return FullSyncCount(unlist=count, listed=len(listed), skus=to_unlist[:SKUS_SHOWN], refusal=refusal)

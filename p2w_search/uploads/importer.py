@@ -4,7 +4,10 @@ The shop decides what a row is: ``P2W_SEARCH["IMPORT_SERIALIZER"]`` names a DRF
 serializer for one row (with ``sku`` and ``images`` fields) whose ``save(merchant=...)``
 creates or updates the product with that SKU, and four class methods:
 ``merchant_for(user)``, ``merchant_by_key(key)``, ``listed_skus(merchant)`` and
-``unlist(merchant, skus)`` (returns how many it unlisted). Optional, for speed:
+``unlist(merchant, skus)`` (returns how many it unlisted). SKUs are compared in Unicode NFC
+(``manifest.sku_key``): rows that name one SKU in two forms are duplicates, and a full sync
+spares a listed product whose SKU reads as one the manifest names; the shop's ``save``
+(``save_rows``) should match an existing product the same way. Optional, for speed:
 ``save_rows(merchant, rows)``, which saves the validated data of many rows at once and
 returns their products in the same order; with it, one serializer instance validates every
 row (as DRF's ``many=True`` does) instead of a new one per row. Optional, for the merchant
@@ -21,7 +24,8 @@ What an import promises (README, "Merchants: catalog uploads"):
 - a full sync unlists only products that were listed when the upload was received, or that
   the merchant's uploads still waiting then list: one the merchant listed otherwise while the
   upload waited for a worker (the product API, the admin) stays listed;
-- ambiguity is refused, never resolved silently: a SKU on two rows rejects both;
+- ambiguity is refused, never resolved silently: a SKU on two rows rejects both, written alike or
+  in two Unicode forms that read the same;
 - every rejected row is in the job's rejected-rows file, with the reason, ready to fix and send again.
 """
 
@@ -60,11 +64,12 @@ from p2w_search.uploads.manifest import (
     manifest_format,
     raw_sku,
     read_manifest,
+    sku_key,
     spreadsheet_cell,
 )
 
 __all__ = [
-    "import_serializer", "known_columns", "row_sku", "check_manifest", "create_job", "full_sync_refusal",
+    "import_serializer", "known_columns", "row_sku", "unnamed", "check_manifest", "create_job", "full_sync_refusal",
     "run_import", "merchant_lock", "attach_images", "PreparedImage",
 ]
 
@@ -98,7 +103,8 @@ def row_sku(row, columns, sku_field):
     """The SKU a row names as the row serializer's ``sku_field`` stores it, whether or not the row is valid.
 
     None when it names none. Duplicates are found, and a full sync spares SKUs, by this
-    value: a JSON Lines ``1.5`` and ``"1.5"`` are one product once stored.
+    value's ``sku_key``: a JSON Lines ``1.5`` and ``"1.5"`` are one product once stored, and so
+    are ``café`` composed and decomposed.
     """
     value = raw_sku(row, columns)
     if value is None:
@@ -108,6 +114,15 @@ def row_sku(row, columns, sku_field):
     except ValidationError:  # not a value the field takes (a list, say): the row's own error says so
         return None
     return None if sku == "" else sku
+
+
+def unnamed(listed, named):
+    """The SKUs of ``listed`` (as the shop stores them) that no key of ``named`` (``sku_key``s) reads as, sorted.
+
+    What a full sync of a manifest that names ``named`` unlists of the listed products; the
+    import and the merchant pages' count both ask here.
+    """
+    return sorted(sku for sku in listed if sku_key(sku) not in named)
 
 
 def _names(names):
@@ -121,9 +136,10 @@ def check_manifest(upload, *, columns_known, skus=None):
 
     Row-level problems are the import's to report; here: the format, the size, the text
     encoding, the header (a column given twice, without a name, or unknown), quotes that
-    never close and the row limit. With ``skus`` (a set), the SKU each row names
-    (``row_sku``) is added to it on the same read: the merchant pages count a full sync from
-    them, where reading a 50 MB manifest a second time doubled the cost of each check.
+    never close and the row limit. With ``skus`` (a set), the key of the SKU each row names
+    (``sku_key(row_sku(...))``) is added to it on the same read: the merchant pages count a
+    full sync from them (``unnamed``), where reading a 50 MB manifest a second time doubled the
+    cost of each check.
     """
     manifest_format(upload.name)
     if upload.size > app_settings.IMPORT_MAX_MANIFEST_BYTES:
@@ -137,7 +153,7 @@ def check_manifest(upload, *, columns_known, skus=None):
             count += 1
             sku = row_sku(row, columns, sku_field)
             if sku is not None:
-                skus.add(sku)
+                skus.add(sku_key(sku))
     upload.seek(0)
     if columns is not None:
         unknown = [name for name in columns if name not in columns_known]
@@ -217,15 +233,16 @@ def _listed_now(merchant_key):
         logger.warning("a full sync of merchant %s will unlist all its file leaves out: %s", merchant_key, exc)
         return None
     listed = serializer_class.listed_skus(serializer_class.merchant_by_key(merchant_key))
-    return json.dumps(sorted({str(sku) for sku in listed} | {str(sku) for sku in named})).encode()
+    return json.dumps(sorted({sku_key(str(sku)) for sku in listed} | {str(sku) for sku in named})).encode()
 
 
 def _listed_at_upload(job):
-    """The texts of the SKUs listed when ``job``'s upload was received; None for a job saved without them."""
+    """The keys (``sku_key``) of the texts of the SKUs listed when ``job``'s upload was received; None for a job
+    saved without them."""
     if not job.listed_at_upload:  # a job of a version before they were kept
         return None
     with job.listed_at_upload.open("rb") as handle:
-        return set(json.load(handle))
+        return {sku_key(sku) for sku in json.load(handle)}  # kept as written by versions before keys were
 
 
 # Namespace of the advisory locks that keep a merchant's imports to one at a time.
@@ -308,13 +325,13 @@ def _end(job, report):
 
 def _import(job, serializer_class, merchant, report, written, progress):
     sku_field = serializer_class().fields["sku"]
-    skus, job.rows_total = _scan(job, sku_field)
-    duplicates = {sku: numbers for sku, numbers in skus.items() if len(numbers) > 1}
+    skus, job.rows_total, mixed = _scan(job, sku_field)
+    duplicates = {key: numbers for key, numbers in skus.items() if len(numbers) > 1}
     to_unlist, listed_since = [], 0
     if job.full_sync:
         listed = set(serializer_class.listed_skus(merchant))
-        missing, before = listed - set(skus), _listed_at_upload(job)
-        to_unlist = sorted(missing if before is None else {sku for sku in missing if str(sku) in before})
+        missing, before = unnamed(listed, skus), _listed_at_upload(job)
+        to_unlist = missing if before is None else [sku for sku in missing if sku_key(str(sku)) in before]
         listed_since = len(missing) - len(to_unlist)
         _check_full_sync(job, len(to_unlist), listed=len(listed))
     known = known_columns(serializer_class)
@@ -343,7 +360,7 @@ def _import(job, serializer_class, merchant, report, written, progress):
         report.start(columns, job.manifest.name)
         ahead = deque()  # rows whose images are being prepared, in the manifest's order
         for row in rows:
-            problems, valid, names = _check_row(row, columns, known, writer, sku_field, duplicates)
+            problems, valid, names = _check_row(row, columns, known, writer, sku_field, duplicates, mixed)
             ahead.append((row, problems, valid, threads.submit(_prepare_images, names, archive) if valid else None))
             if len(ahead) > rows_ahead:
                 settle(*ahead.popleft())
@@ -367,17 +384,28 @@ def _import(job, serializer_class, merchant, report, written, progress):
 
 
 def _scan(job, sku_field):
-    """The first pass over the manifest: ``({sku: [row numbers]}, rows)`` of every row, valid or not."""
-    skus = defaultdict(list)
+    """The first pass over the manifest: ``({sku_key: [row numbers]}, rows, mixed)`` of every row, valid or not.
+
+    ``mixed``: the keys whose rows write them in more than one form (``café`` composed on one
+    row, decomposed on another). Only a SKU whose first row is not in NFC costs a second string.
+    """
+    skus, first_forms, mixed = defaultdict(list), {}, set()
     rows_total = 0
     with job.manifest.open("rb") as handle:
         columns, rows = read_manifest(handle, job.manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
         for row in rows:
             rows_total += 1
             sku = row_sku(row, columns, sku_field)
-            if sku is not None:
-                skus[sku].append(row.number)
-    return skus, rows_total
+            if sku is None:
+                continue
+            key = sku_key(sku)
+            numbers = skus[key]
+            if not numbers and sku != key:
+                first_forms[key] = sku
+            elif numbers and sku != first_forms.get(key, key):
+                mixed.add(key)
+            numbers.append(row.number)
+    return skus, rows_total, mixed
 
 
 def full_sync_refusal(count, listed, *, confirm):
@@ -422,7 +450,7 @@ def _opened(job):
                 job.archive.close()
 
 
-def _check_row(row, columns, known, writer, sku_field, duplicates):
+def _check_row(row, columns, known, writer, sku_field, duplicates, mixed):
     """Return ``(problems, valid, image names)`` of one row's cells; ``valid`` is None when they are invalid.
 
     ``valid`` is what ``writer.save`` takes; the images are checked apart (``_prepare_images``).
@@ -434,9 +462,15 @@ def _check_row(row, columns, known, writer, sku_field, duplicates):
     if unknown:
         problems.append({"field": None, "reason": f"unknown fields: {_names(unknown)}"})
     sku = row_sku(row, columns, sku_field)
-    if sku in duplicates:
-        numbers = ", ".join(str(n) for n in duplicates[sku][:10])
-        problems.append({"field": "sku", "reason": f"sku {sku!r} is on rows {numbers}; give each product once"})
+    key = sku_key(sku)
+    if key in duplicates:
+        numbers = ", ".join(str(n) for n in duplicates[key][:10])
+        if key in mixed:  # repr shows both forms alike: say why the rows are one SKU
+            reason = (f"sku {key!r} is on rows {numbers}, written in other Unicode code points on some of them "
+                      "(they read the same); give each product once")
+        else:
+            reason = f"sku {sku!r} is on rows {numbers}; give each product once"
+        problems.append({"field": "sku", "reason": reason})
     valid, data, errors = writer.validate({key: value for key, value in row.values.items() if key in known})
     if errors:
         for field, messages in errors.items():

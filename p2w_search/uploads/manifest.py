@@ -14,12 +14,13 @@ import codecs
 import csv
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from itertools import chain
 
 __all__ = [
     "ManifestError", "Row", "IMAGE_SEPARATOR", "ERROR_COLUMN", "manifest_format", "read_manifest", "raw_sku",
-    "load_json_line", "spreadsheet_cell",
+    "sku_key", "load_json_line", "spreadsheet_cell",
 ]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -94,6 +95,16 @@ def raw_sku(row, columns):
         index = columns.index("sku")
         value = row.raw[index] if index < len(row.raw) else None
     return value
+
+
+def sku_key(sku):
+    """The form in which two SKUs are compared: Unicode NFC, so that SKUs that read the same are one product.
+
+    ``café`` has two spellings in code points: composed (NFC, as most tools write it) and
+    decomposed (NFD: ``e`` and a combining accent, as macOS tools and some spreadsheet exports
+    write it). A SKU that is no text (a host shop's integer field, say) is its own key.
+    """
+    return unicodedata.normalize("NFC", sku) if isinstance(sku, str) else sku
 
 
 def _columns(header):

@@ -3,7 +3,8 @@
 from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
-from shop_demo.catalog.models import Merchant, Product
+from p2w_search.uploads.manifest import sku_key
+from shop_demo.catalog.models import Merchant, Product, sku_taken
 from shop_demo.catalog.serializers import DESCRIPTION_MAX_LENGTH, currency_field, price_field
 
 
@@ -50,18 +51,26 @@ class ProductImportSerializer(serializers.Serializer):
 
         The import hands each chunk of rows here (SKUs are unique among them: a SKU on two
         rows rejects both), so a catalog costs a few queries per hundred rows, not three per row.
+        A row's SKU matches a product whose SKU reads the same (``sku_key``: ``café`` composed or
+        decomposed), which keeps its SKU as first written; the (merchant, NFC of the SKU) index
+        finds them.
         The products are locked as they are read (the UPDATE would lock them until the import
         commits anyway): a product API edit or delete that commits between the read and the
         UPDATE would be written over with the values read, or leave the import updating a
-        product that is gone. A SKU the API added since the read is read again and updated.
+        product that is gone. A SKU the API added since the read is read again and updated,
+        once: rows that a second read does not explain (two of them reading the same, which the
+        import never hands here) raise the IntegrityError, where they were tried again forever.
         """
-        skus = [row["sku"] for row in rows]
-        existing = {product.sku: product
-                    for product in Product.objects.select_for_update().filter(merchant=merchant, sku__in=skus)}
+        return cls._save_rows(merchant, rows, read_again=True)
+
+    @classmethod
+    def _save_rows(cls, merchant, rows, *, read_again):
+        existing = {sku_key(product.sku): product for product in Product.objects.select_for_update().filter(
+            merchant=merchant).reading_as([row["sku"] for row in rows])}
         products, new, changed = [], [], []
         for row in rows:
             values = {key: value for key, value in row.items() if key not in ("sku", "images")}
-            product = existing.get(row["sku"])
+            product = existing.get(sku_key(row["sku"]))
             if product is None:
                 product = Product(merchant=merchant, sku=row["sku"], **values)
                 new.append(product)
@@ -75,9 +84,9 @@ class ProductImportSerializer(serializers.Serializer):
             with transaction.atomic():  # a savepoint: only this INSERT is undone when a SKU was added meanwhile
                 Product.objects.bulk_create(new)
         except IntegrityError as error:
-            if "catalog_unique_merchant_sku" not in str(error):
+            if not (sku_taken(error) and read_again):
                 raise
-            return cls.save_rows(merchant, rows)
+            return cls._save_rows(merchant, rows, read_again=False)
         if changed:  # every field a row gave, but its SKU and images
             fields = sorted({key for row in rows for key in row} - {"sku", "images"})
             Product.objects.bulk_update(changed, [*fields, "listed"])
@@ -93,12 +102,13 @@ class ProductImportSerializer(serializers.Serializer):
 
     @classmethod
     def listed_skus(cls, merchant):
-        """The SKUs of the merchant's products that shoppers see."""
+        """The SKUs of the merchant's products that shoppers see, as stored (the import compares them in NFC)."""
         return Product.objects.filter(merchant=merchant, listed=True).values_list("sku", flat=True)
 
     @classmethod
     def unlist(cls, merchant, skus):
-        """Unlist the merchant's products with these SKUs; return how many were listed."""
+        """Unlist the merchant's products with these SKUs (as ``listed_skus`` gave them); return how many were
+        listed."""
         return Product.objects.filter(merchant=merchant, listed=True, sku__in=skus).update(listed=False)
 
     @classmethod

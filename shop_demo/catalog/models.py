@@ -3,6 +3,20 @@
 from django.conf import settings
 from django.db import models
 
+from p2w_search.uploads.manifest import sku_key
+
+# The constraints that keep one product per SKU of a merchant: as written, and as it reads (NFC).
+SKU_CONSTRAINTS = ("catalog_unique_merchant_sku", "catalog_unique_merchant_sku_nfc")
+SAME_LOOKING_IN_ADMIN = ("This merchant has a product whose SKU reads the same (the same letters, maybe written in "
+                         "other Unicode code points); give that one, or another SKU.")
+
+
+class NFC(models.Func):
+    """PostgreSQL's ``normalize(text, NFC)``: ``sku_key`` in SQL. IMMUTABLE, so an index may hold it."""
+
+    template = "normalize(%(expressions)s, NFC)"
+    output_field = models.CharField()
+
 
 class Merchant(models.Model):
     name = models.CharField(max_length=200)
@@ -13,6 +27,20 @@ class Merchant(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class ProductQuerySet(models.QuerySet):
+    def reading_as(self, skus):
+        """The products whose SKU reads as one of ``skus`` (compared in NFC, ``sku_key``).
+
+        Filtered by merchant too, it is read through the (merchant, NFC of the SKU) index.
+        """
+        return self.alias(sku_nfc=NFC("sku")).filter(sku_nfc__in=[sku_key(sku) for sku in skus])
+
+
+def sku_taken(error):
+    """Whether the IntegrityError ``error`` refuses a SKU the merchant has, written alike or reading the same."""
+    return any(name in str(error) for name in SKU_CONSTRAINTS)
 
 
 class Product(models.Model):
@@ -27,9 +55,17 @@ class Product(models.Model):
     listed = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = ProductQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["merchant", "sku"], name="catalog_unique_merchant_sku")]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "sku"], name=SKU_CONSTRAINTS[0]),
+            # Two writers at once (an import and the product API) pass their checks: the database holds the promise
+            # that SKUs that read the same are one product. Its index also finds an import's products by NFC.
+            models.UniqueConstraint(models.F("merchant"), NFC("sku"), name=SKU_CONSTRAINTS[1],
+                                    violation_error_message=SAME_LOOKING_IN_ADMIN),
+        ]
 
     def __str__(self):
         return f"{self.sku} {self.title}"

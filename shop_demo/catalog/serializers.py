@@ -1,8 +1,6 @@
 import re
-import unicodedata
 from collections.abc import Mapping
 
-from django.db.models import CharField, F, Func
 from rest_framework import serializers
 
 from shop_demo.catalog.models import Product
@@ -114,12 +112,11 @@ class ProductSerializer(serializers.ModelSerializer):
         others = Product.objects.filter(merchant=merchant)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
-        if others.filter(sku=sku).exists():
+        found = list(others.reading_as([sku]).values_list("sku", flat=True))
+        if sku in found:
             raise serializers.ValidationError(DUPLICATE_SKU)
-        same = others.alias(nfc=Func(F("sku"), template="normalize(%(expressions)s, NFC)", output_field=CharField()))
-        found = same.filter(nfc=unicodedata.normalize("NFC", sku)).values_list("sku", flat=True).first()
-        if found is not None:
-            raise serializers.ValidationError(SAME_LOOKING_SKU.format(found=found))
+        if found:
+            raise serializers.ValidationError(SAME_LOOKING_SKU.format(found=found[0]))
         return sku
 
 
