@@ -104,10 +104,10 @@ def test_the_product_page_shows_a_merchants_text_as_text(client, hostile):
 def test_the_shops_grid_and_filters_show_a_merchants_text_as_text(client, hostile):
     page = body(client.get("/"))
     assert_escaped(page, IMG, SVG)
-    assert f'<h3 class="card__title">{escape(IMG)}</h3>' in page
+    assert f'<h2 class="card__title">{escape(IMG)}</h2>' in page  # right under the page's h1
     assert f'<span class="eyebrow">{escape(SVG)}</span>' in page
     assert f'<option value="{escape(SVG)}">' in page
-    assert f'<h3 class="card__title">{JS_URL}</h3>' in page and 'href="javascript:' not in page
+    assert f'<h2 class="card__title">{JS_URL}</h2>' in page and 'href="javascript:' not in page
 
 
 def test_like_this_but_shows_the_shoppers_change_and_the_results_as_text(client, hostile):

@@ -13,11 +13,12 @@ from django.conf import settings
 from django.forms.utils import ErrorDict
 
 from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
+from p2w_search.form_data import given_more_than_once
 from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import full_sync_refusal, import_serializer, unnamed
 
 __all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "validate_upload",
-           "FullSyncCount", "count_full_sync", "flat_messages"]
+           "FullSyncCount", "count_full_sync", "flat_messages", "UPLOAD_ONCE", "sent_more_than_once"]
 
 SKUS_SHOWN = 20  # SKUs a full sync's count names on the page; the job lists up to IMPORT_ERRORS_SHOWN
 
@@ -99,6 +100,19 @@ def upload_data(request):
     for name in request.FILES:
         data.setlist(name, request.FILES.getlist(name))
     return data
+
+
+# The upload's fields that take one value each (``images`` takes several files).
+UPLOAD_ONCE = ("manifest", "archive", "policy", "full_sync", "confirm_unlist")
+
+
+def sent_more_than_once(data, names=UPLOAD_ONCE):
+    """``{name: [reason]}`` for each of ``names`` that ``data`` (``upload_data``'s) holds more than once.
+
+    The serializer would read the last of them (``mode=skip&mode=reject``: reject), silently: which
+    one the merchant meant is unknown, so the upload is refused before either is read.
+    """
+    return {name: [reason] for name, reason in given_more_than_once(data, names).items()}
 
 
 def manifest_required():

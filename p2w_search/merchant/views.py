@@ -26,6 +26,7 @@ from django.views.decorators.http import (
 )
 
 from p2w_search.api import uploads as api
+from p2w_search.form_data import given_more_than_once
 from p2w_search.merchant import catalog, logins
 from p2w_search.merchant.access import (
     REQUEST_LIMITS,
@@ -44,6 +45,7 @@ from p2w_search.merchant.forms import (
     count_full_sync,
     flat_messages,
     manifest_required,
+    sent_more_than_once,
     too_many_files,
     upload_data,
     validate_upload,
@@ -131,8 +133,10 @@ def upload(request):
     if request.method == "POST":
         try:
             check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
-            named = set()
-            values, errors = validate_upload(upload_data(request), skus=named)
+            named, data = set(), upload_data(request)
+            values, errors = None, sent_more_than_once(data)  # a field sent twice: neither value is read
+            if not errors:
+                values, errors = validate_upload(data, skus=named)
             if values is not None and values["full_sync"]:
                 count = count_full_sync(named, acting.merchant, confirm=values.get("confirm_unlist"))
                 if count.refusal:  # refused before anything happens, in the words the job would use
@@ -167,16 +171,17 @@ def upload_check(request):
     fields = ("manifest", "full_sync", "confirm_unlist")
     sent = {name: data[name] for name in fields if data.get(name) not in (None, "")}
     sent.setdefault("full_sync", "false")
-    count, status = None, 400
+    count, status, named = None, 400, set()
     try:
         check_waiting(request.p2w_acting.key)  # said when the file is chosen, before the images are sent
     except TooManyWaiting as refusal:
         values, errors, status = None, {NON_FIELD_ERRORS: [str(refusal)]}, 429
     else:
-        named = set()
-        values, errors = validate_upload(sent, partial=True, skus=named)
-        if "manifest" not in sent:  # partial: the serializer would not ask for it; a check of nothing is no pass
-            values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
+        values, errors = None, sent_more_than_once(data, fields)  # a field sent twice: neither value is checked
+        if not errors:
+            values, errors = validate_upload(sent, partial=True, skus=named)
+            if "manifest" not in sent:  # partial: the serializer would not ask for it; a check of nothing is no pass
+                values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
     return _check_answer(request, errors, count, status=status if errors else 200,
@@ -271,13 +276,17 @@ def act_for(request):
         return _page(request, "forbidden.html", {"reason": "Only staff choose a merchant to act for."},
                      section="", status=403)
     choices = staff_choices(request.user)
-    target = request.POST.get("next") or request.GET.get("next") or ""
+    # A field sent twice: which merchant (or page after) was meant is unknown; neither is taken.
+    repeated = given_more_than_once(request.POST, ("merchant", "next")) if request.method == "POST" else {}
+    target = "" if "next" in repeated else request.POST.get("next") or request.GET.get("next") or ""
     # A path on this site only: redirect() would also take "x" for a URL name (a 500 when none has it).
     if not target.startswith("/") or not url_has_allowed_host_and_scheme(
             target, {request.get_host()}, require_https=request.is_secure()):
         target = ""
     error = None
-    if request.method == "POST":
+    if repeated:
+        error = " ".join(repeated.values())
+    elif request.method == "POST":
         key = request.POST.get("merchant", "")
         if key in {str(merchant.pk) for merchant in choices}:
             request.session[SESSION_KEY] = key
@@ -316,24 +325,38 @@ class LoginView(_ReadFirst, auth_views.LoginView):
     Failed logins are counted per address and username (``logins``): past ``LOGIN_FAILURE_RATE`` the form is
     refused (429) before the password is looked at. Each attempt takes its place in the count before its password
     is tried (attempts in parallel cannot all pass); a failed one keeps it, one that succeeds gives it back.
+    A field sent twice is refused (400, naming it) before either value is read: no password is tried, none counted.
     """
 
+    ONCE = ("username", "password", "next")
+
     def post(self, request, *args, **kwargs):
+        repeated = given_more_than_once(request.POST, self.ONCE)
+        if repeated:
+            return self._refused({name if name in ("username", "password") else None: reason
+                                  for name, reason in repeated.items()}, status=400)
         username = request.POST.get("username", "")
         wait, whose = logins.attempt(request, username)  # a place in the count, taken before the password is tried
         if not wait:
             return super().post(request, *args, **kwargs)
-        form = self.get_form()
-        form.cleaned_data, form._errors = {}, ErrorDict()  # not validated: that would try the password
-        form.add_error(None, logins.refusal(wait, whose))
-        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response = self._refused({None: logins.refusal(wait, whose)}, status=429)
         response["Retry-After"] = str(wait)
         return response
+
+    def _refused(self, errors, *, status):
+        """The form again with ``errors`` ({field or None: reason}), not validated: that would try the password."""
+        form = self.get_form()
+        form.cleaned_data, form._errors = {}, ErrorDict()
+        for name, reason in errors.items():
+            form.add_error(name, reason)
+        return self.render_to_response(self.get_context_data(form=form), status=status)
 
     def form_valid(self, form):
         logins.succeeded(self.request, self.request.POST.get("username", ""))
         return super().form_valid(form)
 
     def get_redirect_url(self):
+        if len(self.request.POST.getlist(self.redirect_field_name)) > 1:  # neither of two is followed (nor kept)
+            return ""
         url = super().get_redirect_url()
         return "" if url.split("?", 1)[0] == self.request.path else url

@@ -6,6 +6,7 @@ from django import forms
 
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
 from p2w_search.files import read_query_photo
+from p2w_search.form_data import given_more_than_once
 from p2w_search.imaging import ImageRejected
 
 __all__ = ["METHOD_LABELS", "MAX_CHANGES", "CHANGE_MAX_LENGTH", "ChangesForm", "PhotoForm", "link_problem"]
@@ -53,12 +54,6 @@ def link_problem(request, *, single, read):
             except UnicodeDecodeError:
                 return f"The link’s “{name}” is not text (its bytes are not UTF-8); type it again."
     return None
-
-
-def given_more_than_once(data, names):
-    """``{name: reason}`` for each of ``names`` that the form ``data`` (a QueryDict) holds more than once."""
-    return {name: f"The form sent “{name}” {len(data.getlist(name))} times; send it once."
-            for name in names if len(data.getlist(name)) > 1}
 
 
 def _check(change):

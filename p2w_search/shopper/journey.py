@@ -4,7 +4,10 @@ The state is all in the query string, so every result page is a link (back, relo
 within the session): ``change`` once per change in the order asked, ``method``, ``page``,
 and ``photo`` (a kept photo's token, p2w_search.photos) for a photo; a link that gives
 ``photo``, ``method`` or ``page`` twice, or bytes that are not UTF-8 in one of these or a
-change, is refused (400, naming it) and searches nothing. A second change is
+change, is refused (400, naming it) and searches nothing. So is a change or a method with
+nothing to change: on a product's page without a change (``method`` alone), on a page whose
+only reference is the shopper's photo without a photo (``for_photo(photo_only=True)``); the
+change stays in the box, for the shopper to add the photo to. A second change is
 composed with the first as one sentence on the same reference (``chained_change``: measured
 against composing on the first result, README "Refining again"). Pages ask the search
 service for the top ``page * per_page`` (at most ``MAX_K``).
@@ -18,13 +21,13 @@ import time
 from dataclasses import dataclass, field
 
 from p2w_search import photos, search, search_health
-from p2w_search.composition import DEFAULT_METHOD
+from p2w_search.composition import DEFAULT_METHOD, METHODS
 from p2w_search.conf import app_settings
 from p2w_search.shopper.forms import MAX_CHANGES, METHOD_LABELS, ChangesForm, PhotoForm, link_problem
 
 __all__ = ["SUGGESTED_CHANGES", "PHOTO", "CHANGE", "METHOD", "PAGE", "Card", "Outcome", "chained_change",
            "for_product", "for_photo", "for_text", "accept_photo", "posted_photo_form",
-           "shopper_message", "refuse", "SINGLE"]
+           "shopper_message", "refuse", "SINGLE", "NOTHING_TO_CHANGE"]
 
 SUGGESTED_CHANGES = ("in red", "in blue", "in black", "with stripes", "with polka dots", "with a star print")
 PHOTO, CHANGE, METHOD, PAGE = "photo", "change", "method", "page"
@@ -32,6 +35,8 @@ SINGLE = (PHOTO, METHOD, PAGE)  # a link gives each of these once; ``change`` on
 NOT_INDEXED = "This product is not in the search index yet; try again once indexing is done."
 # On the page of a product that SEARCH_FILTER leaves out of searches (out of stock, say), which the shop still shows.
 NOT_SEARCHED = "This product is not among the products searched now, so there is nothing to search by."
+# A change (or a method) on a page whose only reference is the shopper's photo, with no photo: it was dropped unsaid.
+NOTHING_TO_CHANGE = "There is nothing to change yet: choose a product or add your photo, then say what to change."
 
 
 def chained_change(changes):
@@ -72,6 +77,7 @@ class Outcome:
     reference: object = None  # the product, for kind "product"
     photo: object = None  # photos.KeptPhoto, for kind "photo"
     suggestions: tuple = SUGGESTED_CHANGES
+    unplaced: bool = False  # a change or method asked with no photo to change (NOTHING_TO_CHANGE)
 
     @property
     def method_label(self):
@@ -89,6 +95,24 @@ class Outcome:
     @property
     def sentence(self):
         return chained_change(self.changes)
+
+    @property
+    def typed(self):
+        """The request's changes as typed, blank ones dropped (one more than allowed at most): what a box shows
+        again when they were refused before any search, so that the shopper does not type them again."""
+        typed = (str(text).strip() for text in self.request.GET.getlist(CHANGE))
+        return [text for text in typed if text][:MAX_CHANGES + 1]
+
+    @property
+    def change_to_keep(self):
+        """What a box's change field shows. A product's: the first change asked, as typed when the link was refused
+        before any search. The photo box: the changes typed, as one sentence, when a link was refused before any
+        photo was searched (no photo to change, two photos); else "" (the box is for another photo)."""
+        if self.kind == "product":
+            return (self.changes or self.typed or [""])[0]
+        if self.kind != "photo" or self.photo is not None or self.status != 400:
+            return ""
+        return chained_change(self.typed)
 
     # Links: the request's query string with the journey's parameters changed, the rest (filters) kept.
     def _link(self, **params):
@@ -147,24 +171,28 @@ def for_product(request, product, *, products=None, per_page=12, suggestions=SUG
     """"Like ``product``, but ``?change=...``": the Outcome of this request (run once, then remembered on it).
 
     ``products`` (a queryset) limits the results, e.g. to the page's filters; the product
-    itself is left out. Without a change in the request, the Outcome only holds an empty form.
+    itself is left out. Without a change or a method in the request (or a refusal: ``refuse``),
+    the Outcome only holds an empty form; a method without a change is refused (400, "Say what to change").
     """
     key = ("product", product.pk)
     memo = _memo(request)
     if key not in memo:
         outcome = Outcome(kind="product", request=request, reference=product, suggestions=tuple(suggestions))
-        if request.GET.getlist(CHANGE):
+        if CHANGE in request.GET or METHOD in request.GET or ("refused",) in memo:
             _run(outcome, products, per_page, lambda text, method, k, products: search.composed(
                 text=text, product=product, method=method, products=products, k=k))
         memo[key] = outcome
     return memo[key]
 
 
-def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES):
+def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES, photo_only=False):
     """The shopper's kept photo (``?photo=<token>``), with the changes asked if any: this request's Outcome.
 
     Without a change it is a search by the photo alone. A photo this session did not upload
     is refused (404), one past ``PHOTO_KEEP_SECONDS`` too (410), each with a message.
+    ``photo_only``: the page has no other reference than the photo (no words, no product), so a
+    change or method without a photo is refused (400, ``NOTHING_TO_CHANGE``) instead of dropped
+    unsaid; the box shows the change again (``change_to_keep``) and the method.
     """
     key = ("photo",)
     memo = _memo(request)
@@ -172,8 +200,14 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
         outcome = Outcome(kind="photo", request=request, suggestions=tuple(suggestions))
         token = request.GET.get(PHOTO)
         problem = _link_problem(request)
-        if problem and any(request.GET.getlist(PHOTO)):  # of two photos, which one is meant is unknown
+        unplaced = photo_only and not token and (CHANGE in request.GET or METHOD in request.GET)
+        if problem and (any(request.GET.getlist(PHOTO)) or unplaced):  # of two photos, which one is meant is unknown
             outcome.asked, outcome.status, outcome.notice = True, 400, problem
+        elif unplaced:
+            outcome.asked, outcome.unplaced, outcome.status, outcome.notice = True, True, 400, NOTHING_TO_CHANGE
+            if request.GET.get(METHOD) in METHODS:  # shown chosen in the box
+                outcome.method = request.GET[METHOD]
+            search_health.record("page-photo", 400, {})  # as _run counts a refused request
         elif token:
             outcome.asked = True
             try:
@@ -221,6 +255,7 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
             # Shown with a link to take each back: one more than allowed at most (a link of 999 changes
             # drew 999 links of 999 changes each, two minutes of CPU for one page).
             outcome.changes, outcome.status = asked[:MAX_CHANGES + 1], 400
+            outcome.method = form.cleaned_data.get(METHOD) or outcome.method  # a valid method stays chosen
             search_health.record(f"page-{outcome.kind}", 400, {})  # as the API counts a refused request
             return
         outcome.changes, outcome.method = form.cleaned_data[CHANGE], form.cleaned_data[METHOD]

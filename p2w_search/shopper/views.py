@@ -6,7 +6,8 @@ The template renders ``{% like_your_photo %}`` (``{% load p2w_search %}``). A PO
 photo (p2w_search.photos) and answers 303 to this page's results (``?photo=<token>&change=...``),
 so reload, back and paging never send the photo again; a photo or change that cannot be used
 is answered 400 on the page, the reasons at the fields. A GET answers with the status of the
-search it shows (400, 404/410 for a photo gone, 429, 503), the page itself rendered in every case.
+search it shows (400, 404/410 for a photo gone, 429, 503), the page itself rendered in every case;
+a change or method without a photo is a 400 that says to add one (the change kept in the box).
 """
 
 from django.http import HttpResponseRedirect
@@ -26,7 +27,8 @@ class PhotoSearchView(TemplateView):
         return None  # noqa: RET501 (the hook's contract: None means every visible product)
 
     def get(self, request, *args, **kwargs):
-        outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page)
+        # photo_only: the page's one reference is the photo, so a change without one is refused, not dropped unsaid
+        outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page, photo_only=True)
         context = self.get_context_data(outcome=outcome, **kwargs)
         return self.render_to_response(context, status=outcome.status)
 

@@ -8,7 +8,9 @@ views run it first, for the status: a bad filter, photo or change is a 400 with 
 and so is a link that gives a parameter twice or bytes that are not UTF-8 (naming it), a
 photo gone 410 (or 404 from another browser), a search that cannot run now 503 with a
 message and the newest products to browse meanwhile, a page past the end 404 on the shop's
-page; browsing needs no model.
+page; browsing needs no model. A change (or a method) with nothing to change, no words and no
+photo on the first page, a photo on a product's page, is a 400 that says what to do, the change
+kept in the box.
 """
 
 from django.core.paginator import InvalidPage, Paginator
@@ -31,6 +33,9 @@ CHANGED = 12
 SIMILAR = 6
 JOURNEY = (journey.PHOTO, journey.CHANGE, journey.METHOD)
 SINGLE = ("q", *FILTERS, *journey.SINGLE)  # the parameters a link gives once each (``change`` once per change)
+# A photo's link on a product's page: the product would be changed, not the photo the link meant.
+NOT_A_PHOTO_PAGE = ("This page changes the product shown, not a photo: to change your photo, add it in “Search with "
+                    "your photo” on the shop’s first page.")
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -59,8 +64,14 @@ def home(request):
             return HttpResponseRedirect(reverse("storefront:home") + link, status=303)
         context["mode"] = "photo-refused"
         return _render(request, "storefront/home.html", context, status=photo_form.status)
-    if request.GET.get(journey.PHOTO):
-        outcome = journey.for_photo(request, products=products, per_page=RESULTS)
+    outcome = None
+    if request.GET.get(journey.PHOTO) or not form.text:  # without words, a change can only be a photo's
+        outcome = journey.for_photo(request, products=products, per_page=RESULTS, photo_only=True)
+    if outcome is not None and outcome.unplaced:  # a change or method with nothing to change: say what to do
+        newest = products.order_by("-created_at", "-pk")[:RESULTS]  # a product to choose
+        context.update(mode="nothing-to-change", outcome=outcome, browse=search.browse_cards(newest))
+        return _render(request, "storefront/home.html", context, status=outcome.status)
+    if outcome is not None and outcome.asked:
         # The filters form adds the method the search ran with (a link may name none).
         context.update(mode="photo", outcome=outcome, kept=_params(request, journey.PHOTO, journey.CHANGE))
     elif form.text:
@@ -83,6 +94,8 @@ def home(request):
 def product(request, pk):
     """A product, "more like this", and "like this, but ``?change=...``" (refined by more ``change``s)."""
     item = get_object_or_404(search.shop_products().select_related("merchant"), pk=pk)
+    if request.GET.get(journey.PHOTO):
+        journey.refuse(request, NOT_A_PHOTO_PAGE)  # the box says it, and searches nothing
     outcome = journey.for_product(request, item, products=search.shop_products(), per_page=CHANGED)
     context = {"product": item, "images": list(item.p2w_images.order_by("position", "pk")), "outcome": outcome}
     try:
