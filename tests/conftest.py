@@ -14,6 +14,16 @@ from tests import nested, warm_start
 from tests.workers import Worker
 
 
+def pytest_ignore_collect(collection_path, config):
+    """In a whole run the browser tests are a session of their own beside this one (test_browser_session.py);
+    otherwise they are collected here, and that file is not."""
+    if collection_path == nested.BROWSER_TESTS:
+        return True if nested.browser_tests_beside(config) else None
+    if collection_path == nested.BROWSER_TESTS.parent / "test_browser_session.py":
+        return None if nested.browser_tests_beside(config) else True
+    return None
+
+
 @pytest.fixture(autouse=True)
 def empty_cache():
     """Every test starts from an empty default cache: the anonymous search budget is counted there."""

@@ -1,13 +1,15 @@
-"""Slow work that runs beside this session: the test shops' own pytest sessions, and the demo's two starts.
+"""Slow work that runs beside this session: the test shops' own pytest sessions, the browser tests, the demo's starts.
 
 The Oscar shop (tests/oscar_shop/) and the test shop (tests/testshop/) are Django projects of
 their own, so their tests run as pytest sessions of their own, on this run's PostgreSQL and
-Redis with databases and queues of their own. ``test_demo_weights.py`` starts the demo twice
-(about 25 s each, mostly waiting on its processes), on a database and a Redis of its own.
-All three start when this session's first test does (tests/conftest.py) and run while it
-goes on; the tests that report them wait for their end. A test that restarts the shared
-PostgreSQL, or that times the machine, first waits for them (the ``nested_sessions_done``
-fixture).
+Redis with databases and queues of their own. The browser tests (tests/browser/) spend most
+of their time waiting on chromium and the live server, so in a whole run they are a session
+of their own too, on the second core (``browser_tests_beside``). ``test_demo_weights.py``
+starts the demo twice (about 25 s each, mostly waiting on its processes), on a database and
+a Redis of its own. All of these start when this session's first test does
+(tests/conftest.py) and run while it goes on; the tests that report them wait for their
+end. A test that restarts the shared PostgreSQL, or that times the machine, first waits for
+them (the ``nested_sessions_done`` fixture).
 """
 
 import importlib
@@ -19,8 +21,13 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.workers import REPO_DIR
+
+BROWSER_TESTS = REPO_DIR / "tests" / "browser"
 
 
 class NestedSession:
@@ -72,6 +79,19 @@ class NestedSession:
             self.stop()
         self.output.seek(0)
         return self.process.returncode, self.output.read()
+
+    def report(self, request, *, title, tail=8000):
+        """The test that reports the session: wait for its end, then fail with the tail of its output, or skip when
+        none of its tests matched the markers passed on."""
+        returncode, output = self.start(request).wait()
+        if self.timed_out:
+            pytest.fail(f"{title}'s session ran longer than {self.limit} s:\n{output[-tail:]}", pytrace=False)
+        if returncode == 5 and self.markers:
+            pytest.skip(f"no test of {title}'s session matches {' '.join(self.markers)}")
+        if returncode != 0:
+            pytest.fail(f"{title}'s session ({' '.join(self.command[2:])}) exited with {returncode}:\n"
+                        f"{output[-tail:]}", pytrace=False)
+        assert " passed" in output.strip().splitlines()[-1], output[-tail:]
 
     def stop(self):
         """Interrupt the session if it still runs (SIGINT to its group), then kill it after a minute."""
@@ -146,6 +166,9 @@ SESSIONS = {
     "test_testshop.py": NestedSession(
         "testshop", "test_the_test_shops_suite_passes", "tests/testshop/tests", "tests.testshop.settings", limit=540,
         queue_suffix_variable="P2W_TESTSHOP_QUEUE_SUFFIX", options=["-q", "-rfEX", "--color=no"], pass_markers=True),
+    "test_browser_session.py": NestedSession(
+        "browser", "test_the_browser_tests_pass", "tests/browser", "tests.browser.settings", limit=840,
+        queue_suffix_variable="P2W_TEST_QUEUE_SUFFIX", options=["-q", "-rfEX", "--color=no"]),
     "test_demo_weights.py": BackgroundRun(
         "demo-weights", "test_a_demo_started_with_new_weights_switches_its_searches_to_them",
         "tests.test_demo_weights:two_demo_starts", limit=420),
@@ -156,3 +179,10 @@ def start_selected(request):
     """Start the work whose reporting test is among the session's selected tests; return it."""
     selected = {(item.path.name, item.name) for item in request.session.items if item.path.parent.name == "tests"}
     return [work.start(request) for file, work in SESSIONS.items() if (file, work.test) in selected]
+
+
+def browser_tests_beside(config):
+    """Whether this session runs the browser tests as a session of its own beside it: in a whole run, not when it
+    names them, nor when ``-k`` or ``-m`` chooses among the tests (they are collected here then)."""
+    named = any(Path(arg.split("::")[0]).resolve().is_relative_to(BROWSER_TESTS) for arg in config.args)
+    return not (named or config.option.keyword or config.option.markexpr)

@@ -13,15 +13,9 @@ from tests.nested import SESSIONS
 
 pytestmark = [pytest.mark.worker, pytest.mark.browser]
 
-TAIL = 6000  # characters of the session's output shown when it fails
 SESSION = SESSIONS["test_oscar_shop.py"]
 
 
 @pytest.mark.timeout(SESSION.limit + 90)
 def test_the_oscar_shop_suite_passes(nested_sessions, request):
-    returncode, output = SESSION.start(request).wait()
-    if SESSION.timed_out:
-        pytest.fail(f"the Oscar shop's session ran longer than {SESSION.limit} s:\n{output[-TAIL:]}", pytrace=False)
-    if returncode != 0:
-        pytest.fail(f"the Oscar shop's session ({' '.join(SESSION.command[2:])}) exited with {returncode}:\n"
-                    f"{output[-TAIL:]}", pytrace=False)
+    SESSION.report(request, title="the Oscar shop", tail=6000)
