@@ -9,12 +9,13 @@ import io
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from p2w_search.models import ImportJob
 from p2w_search.uploads.storage import upload_backend
 from shop_demo.catalog.models import Merchant, Product
 from tests import test_hostile_uploads as earlier
-from tests.hostile import HEADER, json_row, row
+from tests.hostile import BLUE, HEADER, RED, json_row, row, zip_bytes
 from tests.test_hostile_uploads import Case, send
 
 attacker = earlier.attacker  # a merchant's API client (a fixture)
@@ -116,3 +117,27 @@ def test_a_json_lines_description_is_as_long_as_a_csv_cell_at_most(attacker, set
     assert body["errors"] == [{"row": 1, "field": "description",
                                "reason": "Ensure this field has no more than 131072 characters."}]
     assert list(Product.objects.values_list("sku", flat=True)) == ["LD-2"]
+
+
+@pytest.mark.parametrize("field, values", [("policy", ["reject", "skip"]), ("full_sync", ["true", "false"]),
+                                           ("confirm_unlist", ["0", "5"]), ("archive", "two zips")])
+def test_an_upload_field_given_twice_is_refused_naming_it_and_keeps_nothing(attacker, media, field, values):
+    """``policy=reject&policy=skip``: the serializer read the last value, silently (a skip job where reject may have
+    been meant); the merchant pages refused it already. Several image files still make one upload."""
+    def archive():
+        return SimpleUploadedFile("images.zip", zip_bytes([("red.png", RED)]))
+
+    data = {"manifest": SimpleUploadedFile("c.csv", (HEADER + row("TW-1")).encode()), "archive": archive(),
+            field: [archive(), archive()] if values == "two zips" else values}
+    response = attacker.post("/api/imports/", data, format="multipart")
+    assert (response.status_code, response.json()) == (400, {field: [f"Give {field} once; it was given 2 times."]})
+    assert not ImportJob.objects.exists()
+    assert earlier.uploaded_files(media) == []
+
+
+def test_several_image_files_are_still_one_upload(attacker, settings, media):
+    images = [SimpleUploadedFile(name, png) for name, png in (("red.png", RED), ("blue.png", BLUE))]
+    response = attacker.post("/api/imports/", {
+        "manifest": SimpleUploadedFile("c.csv", (HEADER + row("TW-1") + row("TW-2", "blue.png")).encode()),
+        "images": images}, format="multipart")
+    assert response.status_code == 202, response.content

@@ -12,7 +12,7 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from p2w_search.api.outages import DatabaseOutageMixin
 from p2w_search.api.pagination import PagePagination
+from p2w_search.api.parameters import repeated_parameters
 from p2w_search.api.parsers import FormParser, MultiPartParser
 from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
@@ -64,6 +65,11 @@ class UploadSerializer(serializers.Serializer):
                   "that unlists more than FULL_SYNC_MAX_UNLIST_SHARE of your listed products, or imports no row, "
                   "runs only with it.")
 
+
+    @classmethod
+    def given_once(cls):
+        """The fields an upload gives once each: every one but ``images`` (several files)."""
+        return tuple(name for name, field in cls().fields.items() if not isinstance(field, serializers.ListField))
     def validate_manifest(self, upload):
         try:
             # context["manifest_skus"]: a set the SKUs the manifest names are added to (the merchant pages' count
@@ -235,6 +241,10 @@ class ImportListView(DatabaseOutageMixin, APIView):
             # Before request.data: a refused upload's body is not parsed into temporary files (with a token; a
             # session's CSRF check has read the form already).
             check_waiting(key)
+        # A field given twice (policy=skip&policy=reject): the serializer would read the last, silently.
+        repeated = repeated_parameters(request.data, UploadSerializer.given_once())
+        if repeated:
+            raise ValidationError(repeated)
         upload = UploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         # With Redis down the job is still accepted: it is saved, and the sweep sends it later.

@@ -18,7 +18,7 @@ from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import full_sync_refusal, import_serializer, unnamed
 
 __all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "validate_upload",
-           "FullSyncCount", "count_full_sync", "flat_messages", "UPLOAD_ONCE", "sent_more_than_once"]
+           "FullSyncCount", "count_full_sync", "flat_messages", "sent_more_than_once"]
 
 SKUS_SHOWN = 20  # SKUs a full sync's count names on the page; the job lists up to IMPORT_ERRORS_SHOWN
 
@@ -102,16 +102,14 @@ def upload_data(request):
     return data
 
 
-# The upload's fields that take one value each (``images`` takes several files).
-UPLOAD_ONCE = ("manifest", "archive", "policy", "full_sync", "confirm_unlist")
-
-
-def sent_more_than_once(data, names=UPLOAD_ONCE):
-    """``{name: [reason]}`` for each of ``names`` that ``data`` (``upload_data``'s) holds more than once.
+def sent_more_than_once(data, names=None):
+    """``{name: [reason]}`` for each of ``names`` (by default the upload's fields given once,
+    ``UploadSerializer.given_once``) that ``data`` (``upload_data``'s) holds more than once.
 
     The serializer would read the last of them (``mode=skip&mode=reject``: reject), silently: which
     one the merchant meant is unknown, so the upload is refused before either is read.
     """
+    names = UploadSerializer.given_once() if names is None else names
     return {name: [reason] for name, reason in given_more_than_once(data, names).items()}
 
 
