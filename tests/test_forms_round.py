@@ -7,7 +7,6 @@ library's HTML parser.
 """
 
 import html
-import io
 import re
 from html.parser import HTMLParser
 from urllib.parse import urlencode
@@ -15,36 +14,18 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth import SESSION_KEY as USER_SESSION_KEY
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from p2w_search.merchant.access import SESSION_KEY
 from p2w_search.models import ImportJob
 from p2w_search.shopper.journey import NOTHING_TO_CHANGE
 from shop_demo.storefront.views import NOT_A_PHOTO_PAGE
-from tests.factories import embed_catalog, png
+from tests import test_hostile_storefront as storefront_round
 from tests.hostile import BLUE, HEADER, RED, row, zip_bytes
-from tests.test_storefront import grid_ids, make_catalog
+from tests.test_hostile_uploads import uploaded_files
+from tests.test_storefront import grid_ids
 
-PHOTO = png((30, 50, 210))
 NOTHING = f"Please check your search. {NOTHING_TO_CHANGE}"
-
-
-@pytest.fixture
-def shop(db, media):
-    products = make_catalog()
-    embed_catalog()
-    return products
-
-
-@pytest.fixture
-def client():
-    return Client(raise_request_exception=True)
-
-
-def upload(data=PHOTO, name="photo.png"):
-    file = io.BytesIO(data)
-    file.name = name
-    return file
+shop, client, upload = storefront_round.shop, storefront_round.client, storefront_round.upload  # fixtures and a helper
 
 
 def alerts(response):
@@ -174,11 +155,6 @@ def page_text(response):
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
-def kept_uploads(media):
-    folder = media.parent / "uploads"
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-
-
 @pytest.mark.parametrize(("name", "fields"), [
     ("policy", {"policy": ["skip", "reject"]}),
     ("full_sync", {"full_sync": ["on", "on"]}),
@@ -195,7 +171,7 @@ def test_an_upload_field_sent_twice_is_400_naming_it_and_keeps_nothing(acme, cli
     assert reason in page_text(response)
     assert re.search(r'<form[^>]*enctype="multipart/form-data"', response.content.decode())  # the form again
     assert not ImportJob.objects.exists()
-    assert kept_uploads(media) == []
+    assert uploaded_files(media) == []
 
 
 def test_several_image_files_are_still_one_upload(acme, client, media):
