@@ -174,7 +174,9 @@ def test_an_api_write_that_meets_a_same_looking_sku_added_meanwhile_is_a_400(mer
     monkeypatch.setattr(ProductSerializer, "validate_sku", lambda self, sku: sku)
     response = token_client(merchant.user).post("/api/products/", {
         "sku": CAFE_NFD, "title": "t", "category": "mug", "price": "1"}, format="json")
-    assert (response.status_code, response.json()) == (400, {"sku": ["You already have a product with this sku."]})
+    assert (response.status_code, response.json()) == (400, {"sku": [
+        "You already have a product with a sku that reads the same, written in other Unicode code points; give that "
+        "one, or another sku."]})
     assert list(Product.objects.filter(merchant=merchant).values_list("sku", flat=True)) == [CAFE]
 
 

@@ -15,8 +15,8 @@ from p2w_search.api.pagination import PagePagination
 from p2w_search.api.parameters import repeated_parameters, unknown_parameters
 from p2w_search.api.schema import errors
 from shop_demo.catalog.imports import ProductImportSerializer
-from shop_demo.catalog.models import Product
-from shop_demo.catalog.serializers import DUPLICATE_SKU, ProductSerializer
+from shop_demo.catalog.models import Product, sku_reads_the_same, sku_taken
+from shop_demo.catalog.serializers import DUPLICATE_SKU, ProductSerializer, same_looking_sku
 
 NOT_A_MERCHANT = "Only merchants add and change products: this account sells for no merchant."
 
@@ -142,6 +142,7 @@ class ProductViewSet(viewsets.ModelViewSet):
             with bounded_lock_wait():
                 serializer.save(**values)
         except IntegrityError as error:
-            if "catalog_unique_merchant_sku" not in str(error):
+            if not sku_taken(error):
                 raise
-            raise serializers.ValidationError({"sku": [DUPLICATE_SKU]}) from None
+            reason = same_looking_sku() if sku_reads_the_same(error) else DUPLICATE_SKU
+            raise serializers.ValidationError({"sku": [reason]}) from None

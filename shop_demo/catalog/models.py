@@ -43,6 +43,12 @@ def sku_taken(error):
     return any(name in str(error) for name in SKU_CONSTRAINTS)
 
 
+def sku_reads_the_same(error):
+    """Whether the IntegrityError ``error`` is the NFC constraint's: a SKU that reads as one the merchant has, written
+    in other code points (PostgreSQL names the constraint the row broke)."""
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) == SKU_CONSTRAINTS[1]
+
+
 class Product(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="products")
     sku = models.CharField(max_length=64)

@@ -116,10 +116,15 @@ class ProductSerializer(serializers.ModelSerializer):
         if sku in found:
             raise serializers.ValidationError(DUPLICATE_SKU)
         if found:
-            raise serializers.ValidationError(SAME_LOOKING_SKU.format(found=found[0]))
+            raise serializers.ValidationError(same_looking_sku(found[0]))
         return sku
 
 
 DUPLICATE_SKU = "You already have a product with this sku."
-SAME_LOOKING_SKU = ("You already have a product with a sku that reads the same, written in other Unicode code points "
-                    "({found!r}); give that one, or another sku.")
+
+
+def same_looking_sku(found=None):
+    """The refusal of a SKU that reads as ``found``, one the merchant has (None: which one is not known)."""
+    which = "" if found is None else f" ({found!r})"
+    return (f"You already have a product with a sku that reads the same, written in other Unicode code "
+            f"points{which}; give that one, or another sku.")
