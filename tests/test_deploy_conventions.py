@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from p2w_search import dispatch
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
-from p2w_search.templatetags.p2w_search import MAX_SIDE
+from p2w_search.shopper.pieces import MAX_SIDE
 from tests import test_storefront
 from tests.factories import MerchantFactory, png
 from tests.test_merchant_pages import HEADER, files, row

@@ -15,64 +15,35 @@ given ``cards`` and ``name``; default ``p2w_search/like_this/cards.html``).
 ``p2w_search.shopper.views.PhotoSearchView`` or a view calling ``journey.accept_photo``;
 default the current page). The request must be in the context (``render(request, ...)``).
 The templates under ``p2w_search/like_this/`` can be overridden like any app template.
+Each tag is a door onto ``p2w_search.shopper.pieces``, as the Jinja2 globals of
+``p2w_search.jinja`` are: a Jinja2 page shows the same pieces.
 """
 
 from django import template
-from django.core.exceptions import ImproperlyConfigured
-from django.template.loader import render_to_string
 
-from p2w_search.conf import app_settings
-from p2w_search.shopper import journey
-from p2w_search.shopper.forms import METHOD_LABELS, PhotoForm
+from p2w_search.shopper import journey, pieces
 
 __all__ = ["like_this", "like_your_photo"]
 
 register = template.Library()
 
-CARDS = "p2w_search/like_this/cards.html"
-PARTS = (None, "box", "results")
-MAX_SIDE = 1600  # the browser scales a photo down to this many pixels on its long side before sending it
-
 
 def _request(context, tag):
-    request = getattr(context, "request", None) or context.get("request")
-    if request is None:
-        raise ImproperlyConfigured(f"{{% {tag} %}} needs the request in the template context: render the page "
-                                   "with render(request, ...) or the request context processor.")
-    return request
-
-
-def _common(request, outcome, *, part, heading, cards_template):
-    if part not in PARTS:
-        raise template.TemplateSyntaxError(f"part must be 'box' or 'results', not {part!r}")
-    first_asset = not getattr(request, "_p2w_assets_sent", False)
-    request._p2w_assets_sent = True
-    return {"outcome": outcome, "part": part, "heading": heading, "cards_template": cards_template or CARDS,
-            "methods": METHOD_LABELS.items(), "assets": first_asset}
+    return pieces.needs_request(getattr(context, "request", None) or context.get("request"), f"{{% {tag} %}}")
 
 
 @register.simple_tag(takes_context=True)
 def like_this(context, product, *, products=None, per_page=12, suggestions=journey.SUGGESTED_CHANGES, part=None,
               heading="h2", cards_template=None):
     """The "Like this, but…" box of ``product`` and, when the request asks a change, its results."""
-    request = _request(context, "like_this")
-    outcome = journey.for_product(request, product, products=products, per_page=per_page, suggestions=suggestions)
-    return render_to_string("p2w_search/like_this/product.html",
-                            _common(request, outcome, part=part, heading=heading, cards_template=cards_template),
-                            request=request)
+    return pieces.like_this(_request(context, "like_this"), product, products=products, per_page=per_page,
+                            suggestions=suggestions, part=part, heading=heading, cards_template=cards_template)
 
 
 @register.simple_tag(takes_context=True)
 def like_your_photo(context, *, products=None, per_page=24, suggestions=journey.SUGGESTED_CHANGES, part=None,
                     heading="h2", cards_template=None, action=""):
     """A photo upload with an optional change and, when the request carries a kept photo, its results."""
-    request = _request(context, "like_your_photo")
-    outcome = journey.for_photo(request, products=products, per_page=per_page, suggestions=suggestions)
-    form = journey.posted_photo_form(request) or PhotoForm(initial={"method": outcome.method})
-    values = {
-        **_common(request, outcome, part=part, heading=heading, cards_template=cards_template),
-        # Read by like_this.js as numbers: text, so that a site that localizes numbers (USE_THOUSAND_SEPARATOR, "1 600")
-        # does not hand the script "1 600", which it read as 1 pixel (the templates unlocalize them too).
-        "form": form, "action": action, "max_side": str(MAX_SIDE), "max_bytes": str(int(app_settings.MAX_IMAGE_BYTES)),
-    }
-    return render_to_string("p2w_search/like_this/photo.html", values, request=request)
+    return pieces.like_your_photo(_request(context, "like_your_photo"), products=products, per_page=per_page,
+                                  suggestions=suggestions, part=part, heading=heading, cards_template=cards_template,
+                                  action=action)
