@@ -32,7 +32,7 @@ def check_settings(app_configs=None, **kwargs):
 
     errors = [*_unknown_key_problems(getattr(settings, "P2W_SEARCH", {})), *_number_problems(),
               *_rate_problems(), *_import_path_problems(), *_alias_problems(), *_prompt_problems(),
-              *_backend_problems(), *_queue_problems(), *_index_memory_problems()]
+              *_backend_problems(), *_queue_problems(), *_index_memory_problems(), *_template_problems()]
     label = getattr(settings, "P2W_SEARCH_PRODUCT_MODEL", None)
     if not label:
         errors.append(checks.Error(
@@ -327,6 +327,24 @@ def _queue_problems():
             "behind every embedding batch sent before it (a catalog's upload: minutes).",
             hint="Give them different names, each with its own worker (README, 'Workers').", id="p2w_search.W015"))
     return problems
+
+
+def _template_problems():
+    """E027: no template backend finds the app's templates (the shopper's pieces, the merchant pages), which are
+    Django templates: a shop whose only backend is Jinja2 would answer each of those pages with a 500."""
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import get_template
+
+    name = "p2w_search/like_this/product.html"
+    try:
+        get_template(name)
+    except TemplateDoesNotExist:
+        return [checks.Error(
+            f"No template backend finds the app's templates ({name}), which are Django templates.",
+            hint="Keep a DjangoTemplates backend with APP_DIRS True in TEMPLATES (after the Jinja2 one, if the "
+                 "shop's pages are Jinja2: README, 'The same journey in a host shop's pages').",
+            id="p2w_search.E027")]
+    return []
 
 
 # PostgreSQL's memory units (case-sensitive, as the server reads them); a bare number is kB.

@@ -427,3 +427,12 @@ def test_an_index_build_memory_postgresql_cannot_take_is_E026(settings, memory):
 def test_an_index_build_memory_postgresql_takes_is_no_error(settings, memory):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "INDEX_BUILD_MEMORY": memory}
     assert check_settings() == []
+
+
+def test_a_shop_whose_only_template_backend_is_jinja2_is_E027(settings):
+    """The shopper's pieces and the merchant pages are Django templates: with Jinja2 alone, each was a 500."""
+    settings.TEMPLATES = [{"BACKEND": "django.template.backends.jinja2.Jinja2", "DIRS": [], "APP_DIRS": True,
+                           "OPTIONS": {"environment": "p2w_search.jinja.environment"}}]
+    assert found(check_settings()) == [
+        ("p2w_search.E027", "No template backend finds the app's templates (p2w_search/like_this/product.html), "
+                            "which are Django templates.")]
