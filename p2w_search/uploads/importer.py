@@ -65,6 +65,7 @@ from p2w_search.uploads.manifest import (
     raw_sku,
     read_manifest,
     sku_key,
+    sku_problem,
     spreadsheet_cell,
 )
 
@@ -462,6 +463,9 @@ def _check_row(row, columns, known, writer, sku_field, duplicates, mixed):
     if unknown:
         problems.append({"field": None, "reason": f"unknown fields: {_names(unknown)}"})
     sku = row_sku(row, columns, sku_field)
+    unseen = sku_problem(sku)
+    if unseen:  # the row's error, not the file's: the other rows are imported, a full sync spares this SKU
+        problems.append({"field": "sku", "reason": unseen})
     key = sku_key(sku)
     if key in duplicates:
         numbers = ", ".join(str(n) for n in duplicates[key][:10])
@@ -474,6 +478,8 @@ def _check_row(row, columns, known, writer, sku_field, duplicates, mixed):
     valid, data, errors = writer.validate({key: value for key, value in row.values.items() if key in known})
     if errors:
         for field, messages in errors.items():
+            if field == "sku" and unseen:
+                continue  # the serializer's words on the same characters ("Null characters are not allowed.")
             problems.append({"field": field, "reason": " ".join(str(m) for m in _flat(messages))})
         return problems, None, []
     return problems, valid, data.get("images") or []

@@ -20,7 +20,7 @@ from itertools import chain
 
 __all__ = [
     "ManifestError", "Row", "IMAGE_SEPARATOR", "ERROR_COLUMN", "manifest_format", "read_manifest", "raw_sku",
-    "sku_key", "load_json_line", "spreadsheet_cell",
+    "sku_key", "sku_problem", "load_json_line", "spreadsheet_cell",
 ]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -105,6 +105,44 @@ def sku_key(sku):
     write it). A SKU that is no text (a host shop's integer field, say) is its own key.
     """
     return unicodedata.normalize("NFC", sku) if isinstance(sku, str) else sku
+
+
+# Characters a SKU may not hold, by Unicode category: format characters (Cf: ZERO WIDTH SPACE, the BOM,
+# SOFT HYPHEN, direction marks, WORD JOINER) show nothing, and control characters (Cc: tab, NUL, NEXT LINE)
+# and line or paragraph separators (Zl, Zp) show nothing or break the line. A SKU copied from a web page or
+# a spreadsheet brings them along unseen: "A1" and "A<U+200B>1" read the same, yet would be two products
+# that no one can tell apart (NFC, sku_key, does not join them). They are refused, not removed: which SKU
+# the merchant meant is theirs to say. Spaces (Zs) are seen, and trimmed at the ends as any whitespace.
+_UNSEEN = {"Cf": "an invisible character", "Cc": "a control character", "Zl": "a line separator",
+           "Zp": "a paragraph separator"}
+# Positions a reason lists after the first, and characters of the SKU it shows.
+_POSITIONS_SHOWN, _SKU_SHOWN = 5, 60
+
+
+def sku_problem(sku):
+    """Why ``sku`` cannot be a SKU, naming the first character no one sees and where it is; None when it can.
+
+    The one check of every path that writes a SKU: each import row (``importer``), and a host
+    shop's own forms and serializers. The SKU is shown escaped (``'A\\u200b1'``) so the reader
+    sees what the screen hides; positions count characters from 1. A SKU that is no text (a
+    host shop's integer field, say) has no problem here.
+    """
+    if not isinstance(sku, str):
+        return None
+    found = [(position, char) for position, char in enumerate(sku, start=1)
+             if unicodedata.category(char) in _UNSEEN]
+    if not found:
+        return None
+    position, char = found[0]
+    name = unicodedata.name(char, "")  # control characters have no name, only a code point
+    shown = sku if len(sku) <= _SKU_SHOWN else sku[:_SKU_SHOWN] + "…"
+    reason = (f"sku {shown!r} holds {_UNSEEN[unicodedata.category(char)]}, U+{ord(char):04X}"
+              f"{' ' + name if name else ''}, at position {position}")
+    others = [str(p) for p, _ in found[1:]]
+    if not others:
+        return reason + "; remove it"
+    listed = ", ".join(others[:_POSITIONS_SHOWN]) + (", …" if len(others) > _POSITIONS_SHOWN else "")
+    return reason + f", and {len(others)} more at position{'s' if len(others) > 1 else ''} {listed}; remove them"
 
 
 def _columns(header):

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Prefetch
@@ -5,7 +6,27 @@ from django.db.models import Prefetch
 from p2w_search.admin import ImageActions, ProductImageForm, RefuseNulFilters, thumbnail
 from p2w_search.admin_writes import BoundedWrites, SaveChangedFields
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.uploads.manifest import sku_problem
 from shop_demo.catalog.models import Merchant, Product
+
+
+class SkuFormField(forms.CharField):
+    """A SKU without characters no one sees (``sku_problem``, as the import and the product API check it); checked
+    before the field's validators, so a NUL is named and placed like the others."""
+
+    def to_python(self, value):
+        sku = super().to_python(value)
+        problem = sku_problem(sku)
+        if problem:
+            raise forms.ValidationError(problem, code="unseen")
+        return sku
+
+
+class ProductForm(forms.ModelForm):
+    class Meta:
+        model = Product
+        fields = "__all__"
+        field_classes = {"sku": SkuFormField}
 
 
 class ProductImageInline(admin.TabularInline):
@@ -56,6 +77,7 @@ class EmbeddingModelFilter(ChoiceFilter):
 
 @admin.register(Product)
 class ProductAdmin(SaveChangedFields, RefuseNulFilters, ImageActions, admin.ModelAdmin):
+    form = ProductForm
     list_display = ["preview", "sku", "title", "category", "price", "in_stock", "merchant", "embedding"]
     list_display_links = ["sku", "title"]
     list_filter = [EmbeddingStateFilter, EmbeddingModelFilter, "merchant", "category", "in_stock"]

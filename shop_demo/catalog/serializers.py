@@ -3,6 +3,7 @@ from collections.abc import Mapping
 
 from rest_framework import serializers
 
+from p2w_search.uploads.manifest import sku_problem
 from shop_demo.catalog.models import Product
 
 
@@ -20,6 +21,21 @@ class PriceField(serializers.DecimalField):
             self.fail("invalid")
         value = super().to_internal_value(data)
         return abs(value) if value == 0 else value  # "-0" is 0: the database stores it so, the answer says it so
+
+
+class SkuField(serializers.CharField):
+    """A SKU without characters no one sees (``sku_problem``: the import's check of each row, in its words).
+
+    Checked here, before the field's validators, so a NUL is named and placed like the others
+    rather than answered by DRF's "Null characters are not allowed."
+    """
+
+    def to_internal_value(self, data):
+        sku = super().to_internal_value(data)
+        problem = sku_problem(sku)
+        if problem:
+            raise serializers.ValidationError(problem, code="unseen")
+        return sku
 
 
 def price_field(**kwargs):
@@ -55,6 +71,11 @@ class ProductSerializer(serializers.ModelSerializer):
         fields = ["id", "sku", "title", "description", "category", "price", "currency", "in_stock", "merchant"]
         # Every list and search result that shows the product carries its description.
         extra_kwargs = {"description": {"max_length": DESCRIPTION_MAX_LENGTH}}
+
+    def build_standard_field(self, field_name, model_field):
+        """The model's fields as DRF builds them (max_length and all), but ``sku`` as a SkuField."""
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        return (SkuField if field_name == "sku" else field_class), kwargs
 
     def to_internal_value(self, data):
         """The written fields; a key that is no writable field is a 400 naming it, with the other fields' errors.
