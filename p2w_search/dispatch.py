@@ -9,20 +9,26 @@ and the periodic sweep sends it again (tests/test_faults.py commits an import wi
 down). A caller that must know whether a send worked (the admin's "start this model"
 button, which no sweep repeats) sends ``now`` and gets ``QueueUnavailable`` with a
 readable message instead.
+
+``lost_messages`` tells the sweep when the broker itself lost what it held (a Redis
+restarted without persistence), so that the work waiting is sent again at once rather
+than after ``SWEEP_AFTER``.
 """
 
 import logging
+from contextlib import contextmanager
 
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.db import transaction
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from p2w_search.conf import app_settings
 
 __all__ = [
     "EMBED_BATCH", "START_MODEL", "RUN_IMPORT", "ENCODE_QUERY", "SWEEP", "CLEANUP",
-    "QueueUnavailable", "NoAnswer", "send", "ask",
+    "QueueUnavailable", "NoAnswer", "send", "ask", "lost_messages", "marker_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,3 +104,56 @@ def ask(name, *, args=(), queue, timeout):
 
 def _unreachable(exc):
     return f"The task queue cannot be reached ({' '.join(str(exc).split())}). Try again shortly."
+
+
+def marker_key():
+    """The key of ``lost_messages``'s marker: one per bulk queue, as two shops that share a Redis have their own."""
+    return f"p2w_search:broker-marker:{app_settings.BULK_QUEUE}"
+
+
+@contextmanager
+def lost_messages():
+    """Yield whether the broker may have lost every message sent before; a marker tells the next look.
+
+    The marker is a key without expiry in the broker's Redis. Missing, the Redis has lost its data
+    since the last look: restarted without persistence, flushed, or a new server behind the same URL.
+    It is also missing the first time on a new installation, which sends the waiting work once more:
+    harmless, as a worker takes a message twice without doing the work twice (an embedding is
+    claimed once, an import runs once, under its merchant's lock). A Redis with persistence keeps
+    the marker with its messages, so nothing is sent early.
+
+    Yields False, doing nothing new, for a broker that is not Redis (RabbitMQ keeps its durable
+    queues across a restart; kombu's other transports have no such key) and for a broker out of
+    reach: nothing is known then, the marker is left as it is, and the next look tells. The
+    connection is the Celery app's, as for everything sent.
+    """
+    with current_app.connection_for_write() as conn:
+        if conn.transport.driver_type != "redis":
+            yield False
+            return
+        try:
+            # Set when missing, in one step, before the work is sent again: a loss at any later moment
+            # (even while the work is being sent) takes the marker with it, so the next look sends again.
+            # Set after the sends, the marker would be written into a Redis that had lost them meanwhile.
+            # Two sweeps at once (two beats) cannot both find it missing.
+            with conn.default_channel.conn_or_acquire() as client:
+                lost = bool(client.set(marker_key(), timezone.now().isoformat(), nx=True))
+        except (BrokerUnreachable, *conn.connection_errors) as exc:
+            logger.warning("could not look for the broker's marker (%s); the sweep goes on as usual",
+                           " ".join(str(exc).split()))
+            lost = False
+        if not lost:
+            yield False
+            return
+        logger.warning("the broker's marker %s was missing (its Redis lost its data, or this is the first sweep): "
+                       "sending the waiting work again", marker_key())
+        try:
+            yield True
+        except BaseException:
+            # The work was not all sent (the database went away mid-sweep): the next look must send it again.
+            try:
+                with conn.default_channel.conn_or_acquire() as client:
+                    client.delete(marker_key())
+            except (BrokerUnreachable, *conn.connection_errors):
+                logger.warning("could not take the broker's marker back; what was not sent waits for SWEEP_AFTER")
+            raise

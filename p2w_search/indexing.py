@@ -36,6 +36,7 @@ __all__ = [
     "model_progress",
     "embed_pending",
     "sweep_pending",
+    "queue_unclaimed",
     "switch_serving",
     "embedder_for",
     "CannotServe",
@@ -382,6 +383,28 @@ def sweep_pending(*, older_than=None):
             queued += _queue_unqueued(model, created_before=cutoff)
     if queued:
         logger.info("sweep: queued %d pending embeddings again", queued)
+    return queued
+
+
+def queue_unclaimed():
+    """Queue again every pending row that no task has claimed, whatever its age; return how many.
+
+    For a broker that lost its messages (tasks.sweep_pending): the batch of any such row may be
+    gone. A claimed row is left out: the worker that claimed it holds its batch in hand, a lost
+    message or not, and freeing its claim would let a second worker embed it beside the first; a
+    worker that died with the broker leaves it to ``sweep_pending`` after ``SWEEP_AFTER``. So are
+    rows past ``MAX_ATTEMPTS``, which ``sweep_pending`` marks failed.
+    """
+    unclaimed = ImageEmbedding.objects.filter(state=ImageEmbedding.State.PENDING, claimed_by="",
+                                              attempts__lt=MAX_ATTEMPTS)
+    queued = 0
+    with transaction.atomic():
+        for model in EmbeddingModel.objects.filter(pk__in=unclaimed.values("model_id")):
+            ids = list(unclaimed.filter(model=model).order_by("pk").values_list("pk", flat=True))
+            _queue(model, ids)
+            queued += len(ids)
+    if queued:
+        logger.info("sweep: queued %d unclaimed pending embeddings again after the broker lost its messages", queued)
     return queued
 
 

@@ -120,15 +120,28 @@ def start_model(alias="default"):
 
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
 def sweep_pending():
-    """Queue again the embeddings and imports left waiting too long (run periodically by Celery beat)."""
-    cutoff = timezone.now() - timedelta(seconds=float(app_settings.SWEEP_AFTER))
-    stale_jobs = ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],
-                                          updated_at__lt=cutoff).values_list("pk", flat=True)
-    for job_id in stale_jobs:
-        dispatch.send(dispatch.RUN_IMPORT, args=(job_id,))
-    if not indexing.active_models().exists() and ProductImage.objects.exists():
-        # The first upload's start_model was lost (Redis down or restarted): send it again.
-        dispatch.send(dispatch.START_MODEL)
+    """Queue again the embeddings and imports left waiting too long (run periodically by Celery beat).
+
+    Return how many embeddings were queued. When the broker lost its messages since the last sweep
+    (``dispatch.lost_messages``: a Redis restarted without persistence), everything waiting is sent
+    again first, whatever its age: the import jobs queued or running and the pending embeddings no
+    worker holds. Otherwise only what waited longer than ``SWEEP_AFTER``: a row queued a minute ago
+    is most likely still in the queue behind others, and sending it again would double the queue.
+    """
+    with dispatch.lost_messages() as lost:
+        now = timezone.now()
+        # Lost: every job's message may be gone. A job whose message survived all the same (a worker running it)
+        # is taken twice, harmlessly: the second waits for the merchant's lock, then finds the job ended.
+        cutoff = now if lost else now - timedelta(seconds=float(app_settings.SWEEP_AFTER))
+        stale_jobs = ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],
+                                              updated_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)
+        for job_id in stale_jobs:
+            dispatch.send(dispatch.RUN_IMPORT, args=(job_id,))
+        if not indexing.active_models().exists() and ProductImage.objects.exists():
+            # The first upload's start_model was lost (Redis down or restarted): send it again.
+            dispatch.send(dispatch.START_MODEL)
+        # Before the shop's sync below, whose rows are queued now: they are not sent twice.
+        resent = indexing.queue_unclaimed() if lost else 0
     WorkerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()  # long gone
     if shop_images.configured():  # the shop's images changed where no signal saw it (bulk writes)
         try:
@@ -137,7 +150,7 @@ def sweep_pending():
             raise
         except Exception:  # the shop's images must not keep the embeddings waiting: they are swept all the same
             logger.exception("the sync of the shop's images failed; the sweep goes on without it")
-    return indexing.sweep_pending()
+    return resent + indexing.sweep_pending()
 
 
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
