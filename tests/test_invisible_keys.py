@@ -14,8 +14,8 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from p2w_search.uploads.manifest import sku_problem
-from shop_demo.catalog.models import Product
-from tests.factories import MerchantFactory, ProductFactory, token_client
+from tests import test_key_forms as key_forms
+from tests.factories import ProductFactory
 from tests.test_imports import HEADER, upload
 
 # Each character in "A<character>1", and the reason that SKU is refused for.
@@ -43,18 +43,8 @@ def jsonl_row(sku, title="Mug"):
     return json.dumps({"sku": sku, "title": title, "category": "mug", "price": "5.00", "images": ["red.png"]}) + "\n"
 
 
-def products(merchant):
-    return sorted(Product.objects.filter(merchant=merchant).values_list("sku", "title", "listed"))
-
-
-@pytest.fixture
-def merchant(db, django_user_model):
-    return MerchantFactory(slug="acme", user=django_user_model.objects.create_user("acme", password="pw"))
-
-
-@pytest.fixture
-def api(merchant):
-    return token_client(merchant.user)
+products = key_forms.skus  # (sku, title, listed) of a merchant's products
+merchant, api = key_forms.merchant, key_forms.api  # fixtures: the merchant acme and its API client
 
 
 @pytest.mark.parametrize("character", CHARACTERS)
