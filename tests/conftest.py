@@ -14,6 +14,12 @@ from tests import nested, warm_start
 from tests.workers import Worker
 
 
+def pytest_configure(config):
+    # Before collection: a test module that builds the WSGI application as it is imported (test_fuzz_api.py) starts
+    # whitenoise's middleware, which warns when STATIC_ROOT is missing (a fresh checkout's first run).
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
 def pytest_ignore_collect(collection_path, config):
     """In a whole run the browser tests are a session of their own beside this one (test_browser_session.py);
     otherwise they are collected here, and that file is not."""
@@ -35,7 +41,6 @@ def clip_checkpoints():
     """Write the tiny test CLIPs (seeded random weights) once; they load like real checkpoints."""
     from shop_demo.clip import write_random_checkpoint
 
-    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
     for alias, seed in (("default", 0), ("next", 1)):
         config = settings.P2W_SEARCH["EMBEDDERS"][alias]
         if not Path(config["PRETRAINED"]).exists():
