@@ -28,6 +28,17 @@ def active(page):
     }""")
 
 
+def type_two_and_send(page, label, first, second):
+    """With the keyboard only: type ``first`` in the field labelled ``label``, Tab, type ``second``, Enter; wait for
+    the page the form sends to."""
+    page.get_by_label(label).focus()
+    page.keyboard.type(first)
+    page.keyboard.press("Tab")
+    page.keyboard.type(second)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
 def described_by(locator):
     """The text of the elements a control's aria-describedby names, joined by a space (what a screen reader reads)."""
     return locator.evaluate("""control => (control.getAttribute('aria-describedby') || '').split(/\\s+/)
@@ -93,12 +104,7 @@ def test_a_change_too_long_takes_the_focus_to_the_field_that_says_why(live_serve
 
 def test_a_bad_filter_is_described_on_its_field_and_the_summary_takes_the_focus(live_server, catalog, page):
     page.goto(f"{live_server.url}/")
-    page.get_by_label("Min price").focus()
-    page.keyboard.type("50")
-    page.keyboard.press("Tab")
-    page.keyboard.type("10")
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
+    type_two_and_send(page, "Min price", "50", "10")  # the max price is the next field
     assert active(page)["cls"] == "notice notice--error"
     assert active(page)["text"].startswith("Please check the filters.")
     price = page.get_by_label("Max price")
@@ -133,12 +139,7 @@ def test_the_photo_search_status_is_a_live_region_from_the_start_and_keeps_the_f
 
 def test_the_check_of_a_catalog_file_describes_the_file_field(live_server, page, acme, tmp_path):
     page.goto(f"{live_server.url}/merchant/login/")
-    page.get_by_label("Username").focus()
-    page.keyboard.type("acme")
-    page.keyboard.press("Tab")
-    page.keyboard.type("acme-pass-1")
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
+    type_two_and_send(page, "Username", "acme", "acme-pass-1")  # the password is the next field
     page.goto(f"{live_server.url}/merchant/upload/")
     manifest = page.get_by_label("Catalog file")
     bad = tmp_path / "bad.csv"
