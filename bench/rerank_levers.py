@@ -468,6 +468,19 @@ def probes(catalogs, embedder):
         print(f"seed {c.seed}: spread over the gallery, pic2word {spread[0]:.3f}, photo {spread[1]:.3f}")
     for a in (0.4, 0.5):
         score(f"z(P) + {a} z(I), each standardised", lambda c, a=a: c.scores["z:p2w"] + a * c.scores["z:image"])
+    # The text-space gallery again, on top of the shipped query: each product's own pseudo-word sentence
+    # beside its photo (one more text encoding a product, at index time).
+    for weight in (0.1, 0.25, 0.5):
+        score(f"P + 0.5 I, + {weight} P . W_g (text-space gallery)", lambda c, w=weight: plus_photo(c, 0.5, None, 0.0)
+              + w * normalise(c.data["p2w:paper"]) @ c.data["gallery_word"].T)
+    # The photo weighted per query so that every query sits at one angle from the reference photo, where
+    # a fixed weight leaves queries whose words took them far from the photo far from it.
+    for target in (0.6, 0.65, 0.7, 0.72, 0.75, 0.8):
+        score(f"P + a I, a per query: cos(query, I) = {target}",
+              lambda c, t=target: at_fixed_cosine(c, t, share=1.0) @ c.data["gallery"].T)
+    for share in (0.25, 0.5):
+        score(f"P + a I, a {share} x the cos 0.75 one + {1 - share} x 0.5",
+              lambda c, s=share: at_fixed_cosine(c, 0.75, share=s) @ c.data["gallery"].T)
     # A top 10 with fewer near-copies (maximal marginal relevance over the first 50): the first answer
     # stays; any-correct recall at 10 gains if the misses were crowded out by look-alikes.
     for lam in (0.9, 0.8, 0.7):
@@ -479,6 +492,20 @@ def probes(catalogs, embedder):
 def standardised(scores):
     """``scores`` [n, m] less each row's mean, over its standard deviation."""
     return (scores - scores.mean(axis=1, keepdims=True)) / scores.std(axis=1, keepdims=True)
+
+
+def at_fixed_cosine(catalog, target, *, share):
+    """Queries [n, dim] ``P + a I`` with ``a`` per query: ``share`` of the weight that puts the query at
+    cosine ``target`` from the reference photo ``I`` (0 where ``P`` is already that close), plus
+    ``1 - share`` of the shipped 0.5.
+
+    With p = cos(P, I) for unit P and I, cos(P + a I, I) = (p + a) / sqrt(1 + 2ap + a^2), which
+    equals t at a = t sqrt((1 - p^2) / (1 - t^2)) - p.
+    """
+    pic2word, photo = normalise(catalog.data["p2w:paper"]), catalog.data["image"]
+    p = (pic2word * photo).sum(axis=1)
+    exact = np.maximum(target * np.sqrt((1 - p ** 2) / (1 - target ** 2)) - p, 0.0)
+    return normalise(pic2word + (share * exact + (1 - share) * 0.5)[:, None] * photo)
 
 
 def diversified(catalog, scores, lam, top=50, k=10):
