@@ -112,37 +112,93 @@ def sku_key(sku):
 # and line or paragraph separators (Zl, Zp) show nothing or break the line. A SKU copied from a web page or
 # a spreadsheet brings them along unseen: "A1" and "A<U+200B>1" read the same, yet would be two products
 # that no one can tell apart (NFC, sku_key, does not join them). They are refused, not removed: which SKU
-# the merchant meant is theirs to say. Spaces (Zs) are seen, and trimmed at the ends as any whitespace.
+# the merchant meant is theirs to say.
 _UNSEEN = {"Cf": "an invisible character", "Cc": "a control character", "Zl": "a line separator",
            "Zp": "a paragraph separator"}
+# Characters a SKU may not hold because they look like others: spaces other than U+0020 (Zs: NO-BREAK SPACE, the
+# IDEOGRAPHIC SPACE of CJK input methods, FIGURE, EN and EM SPACE), and the full-width and half-width forms of
+# East Asian input methods (decomposition tags <wide> and <narrow>: "ＳＫＵ１" is "SKU1" in NFKC). "A 1" and
+# "A<NO-BREAK SPACE>1" look alike, and NFC does not join them; NFKC would, but it also joins what merchants tell
+# apart ("x²" and "x2"). Refused with what to write instead, never rewritten. At the ends of a SKU these spaces
+# are whitespace, which the fields trim before this check.
+_PLAIN_SPACE = " "
+_OTHER_SPACE = "a space other than a plain one"
+_FORMS = {"<wide>": "a full-width form", "<narrow>": "a half-width form"}
 # Positions a reason lists after the first, and characters of the SKU it shows.
 _POSITIONS_SHOWN, _SKU_SHOWN = 5, 60
 
 
 def sku_problem(sku):
-    """Why ``sku`` cannot be a SKU, naming the first character no one sees and where it is; None when it can.
+    """Why ``sku`` cannot be a SKU, naming the first character at fault and where it is; None when it can.
 
     The one check of every path that writes a SKU: each import row (``importer``), and a host
-    shop's own forms and serializers. The SKU is shown escaped (``'A\\u200b1'``) so the reader
-    sees what the screen hides; positions count characters from 1. A SKU that is no text (a
-    host shop's integer field, say) has no problem here.
+    shop's own forms and serializers. A character no one sees is named first; then a space
+    other than a plain one, or a full-width or half-width form, with what to write instead. The
+    SKU is shown escaped (``'A\\u200b1'``) so the reader sees what the screen hides; positions
+    count characters from 1. A SKU that is no text (a host shop's integer field, say) has no
+    problem here.
     """
     if not isinstance(sku, str):
         return None
+    return _unseen_problem(sku) or _lookalike_problem(sku)
+
+
+def _unseen_problem(sku):
+    """The reason ``sku`` is refused for characters no one sees (``_UNSEEN``); None when it holds none."""
     found = [(position, char) for position, char in enumerate(sku, start=1)
              if unicodedata.category(char) in _UNSEEN]
     if not found:
         return None
+    reason = _holding(sku, found, _UNSEEN[unicodedata.category(found[0][1])])
+    return reason + ("; remove it" if len(found) == 1 else "; remove them")
+
+
+def _lookalike_problem(sku):
+    """The reason ``sku`` is refused for characters that look like others, and what to write instead; None when it
+    holds none. Only spaces: a plain space for each; any full-width or half-width form: the SKU written plain."""
+    found = [(position, char) for position, char in enumerate(sku, start=1) if _lookalike(char)]
+    if not found:
+        return None
+    reason = _holding(sku, found, _lookalike(found[0][1]))
+    if all(_lookalike(char) == _OTHER_SPACE for _, char in found):
+        return reason + ("; write a plain space instead" if len(found) == 1 else "; write plain spaces instead")
+    return reason + f"; write {_shown(_written_plain(sku))!r} instead"
+
+
+def _lookalike(char):
+    """What ``char`` is when it looks like another character (a space, a full-width or half-width form), or None."""
+    if unicodedata.category(char) == "Zs" and char != _PLAIN_SPACE:
+        return _OTHER_SPACE  # before the forms: the IDEOGRAPHIC SPACE is <wide> too
+    return _FORMS.get(unicodedata.decomposition(char).split(" ", 1)[0])
+
+
+def _written_plain(sku):
+    """``sku`` with plain spaces, and its full-width and half-width forms as NFKC writes them (``ＳＫＵ１``: ``SKU1``).
+
+    Only those characters: NFKC of the whole SKU would also change others it keeps (``x²``).
+    NFC joins a half-width letter and its half-width voiced sound mark as NFKC does (``ｶﾞ``: ``ガ``).
+    """
+    plain = "".join(_PLAIN_SPACE if _lookalike(char) == _OTHER_SPACE
+                    else unicodedata.normalize("NFKC", char) if _lookalike(char) else char for char in sku)
+    return unicodedata.normalize("NFC", plain)
+
+
+def _holding(sku, found, kind):
+    """``sku 'A\\u200b1' holds KIND, U+200B ZERO WIDTH SPACE, at position 2``, and the positions of the others found."""
     position, char = found[0]
     name = unicodedata.name(char, "")  # control characters have no name, only a code point
-    shown = sku if len(sku) <= _SKU_SHOWN else sku[:_SKU_SHOWN] + "…"
-    reason = (f"sku {shown!r} holds {_UNSEEN[unicodedata.category(char)]}, U+{ord(char):04X}"
-              f"{' ' + name if name else ''}, at position {position}")
+    reason = (f"sku {_shown(sku)!r} holds {kind}, U+{ord(char):04X}{' ' + name if name else ''}, "
+              f"at position {position}")
     others = [str(p) for p, _ in found[1:]]
     if not others:
-        return reason + "; remove it"
+        return reason
     listed = ", ".join(others[:_POSITIONS_SHOWN]) + (", …" if len(others) > _POSITIONS_SHOWN else "")
-    return reason + f", and {len(others)} more at position{'s' if len(others) > 1 else ''} {listed}; remove them"
+    return reason + f", and {len(others)} more at position{'s' if len(others) > 1 else ''} {listed}"
+
+
+def _shown(sku):
+    """``sku`` as a reason shows it: cut after ``_SKU_SHOWN`` characters."""
+    return sku if len(sku) <= _SKU_SHOWN else sku[:_SKU_SHOWN] + "…"
 
 
 def _columns(header):

@@ -9,10 +9,12 @@ from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from p2w_search.uploads.manifest import sku_problem
 from shop_demo.catalog.models import Merchant, Product
 
+DUPLICATE_SKU_IN_ADMIN = "This merchant already has a product with this SKU; give another SKU, or change that product."
+
 
 class SkuFormField(forms.CharField):
-    """A SKU without characters no one sees (``sku_problem``, as the import and the product API check it); checked
-    before the field's validators, so a NUL is named and placed like the others."""
+    """A SKU without characters no one sees or that look like others (``sku_problem``, as the import and the product
+    API check it); checked before the field's validators, so a NUL is named and placed like the others."""
 
     def to_python(self, value):
         sku = super().to_python(value)
@@ -27,6 +29,25 @@ class ProductForm(forms.ModelForm):
         model = Product
         fields = "__all__"
         field_classes = {"sku": SkuFormField}
+
+    def clean(self):
+        """A SKU the merchant has is the sku field's one error.
+
+        Left to the model's constraints, it was two errors above the form: the unique constraint's
+        "Product with this Merchant and Sku already exists." and the NFC one's (a SKU written alike
+        reads the same too). A field with an error is left out of the constraints' checks.
+        """
+        cleaned = super().clean()
+        merchant, sku = cleaned.get("merchant"), cleaned.get("sku")
+        if merchant is not None and sku and self._sku_taken(merchant, sku):
+            self.add_error("sku", forms.ValidationError(DUPLICATE_SKU_IN_ADMIN, code="unique"))
+        return cleaned
+
+    def _sku_taken(self, merchant, sku):
+        others = Product.objects.filter(merchant=merchant, sku=sku)
+        if self.instance.pk is not None:
+            others = others.exclude(pk=self.instance.pk)
+        return others.exists()
 
 
 class ProductImageInline(admin.TabularInline):
