@@ -21,7 +21,7 @@ from p2w_search.conf import DEFAULTS, P2WImproperlyConfigured, app_settings, loo
 from p2w_search.embedders.base import image_weight
 from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
 
-__all__ = ["check_settings", "check_vector_extension", "vector_extension_problems"]
+__all__ = ["check_settings", "check_photo_storage", "check_vector_extension", "vector_extension_problems"]
 
 _MIN = ".".join(map(str, MIN_VERSION))
 
@@ -496,6 +496,62 @@ def _photo_search_route(patterns=None, prefix=""):
             view_class = getattr(pattern.callback, "view_class", None)
             if isinstance(view_class, type) and issubclass(view_class, PhotoSearchView):
                 return route
+    return None
+
+
+@checks.register()
+def check_photo_storage(app_configs=None, **kwargs):
+    """E028: a template of the shop's own renders the photo box (``like_your_photo``), which keeps shoppers' photos
+    in ``UPLOAD_STORAGE``, and that storage is missing or cannot be made: every photo a shopper sent was a 500 that
+    ``manage.py check`` did not foresee. (A view of the shop's own that calls ``journey.accept_photo`` shows the box
+    too; the call itself raises the same words.) The upload URLs and PhotoSearchView are E014's, so a shop with
+    either gets one error, not two."""
+    from p2w_search.shopper.journey import photo_storage_problem
+
+    if photo_storage_problem() is None or _uploads_mounted() or _photo_search_route() is not None:
+        return []
+    template = _photo_box_template()
+    if template is None:
+        return []
+    return [checks.Error(photo_storage_problem(by=f"the photo box of the template {template} (like_your_photo)"),
+                         id="p2w_search.E028")]
+
+
+def _uploads_mounted():
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("p2w_uploads:import-list")
+    except NoReverseMatch:
+        return False
+    return True
+
+
+def _photo_box_template():
+    """The name of the first template of the shop's own that renders the photo box (``like_your_photo``), or None.
+
+    The app's own templates are left out: its photo page is PhotoSearchView's (E014). Read only when
+    the storage is unusable, so a shop set up right pays nothing for the scan.
+    """
+    from pathlib import Path
+
+    from django.core.exceptions import ImproperlyConfigured
+    from django.template import engines
+
+    own = (Path(__file__).resolve().parent / "templates").resolve()
+    try:
+        folders = [Path(folder) for engine in engines.all() for folder in engine.template_dirs]
+    except (ImproperlyConfigured, ImportError):  # TEMPLATES itself is wrong: Django's own checks say so
+        return None
+    for folder in folders:
+        if not folder.is_dir() or folder.resolve() == own:
+            continue
+        for file in sorted(folder.rglob("*")):
+            try:
+                if file.is_file() and file.stat().st_size < 1024**2 and b"like_your_photo" in file.read_bytes():
+                    return file.relative_to(folder).as_posix()
+            except OSError:
+                continue
     return None
 
 

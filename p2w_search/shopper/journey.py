@@ -7,7 +7,10 @@ and ``photo`` (a kept photo's token, p2w_search.photos) for a photo; a link that
 change, is refused (400, naming it) and searches nothing. So is a change or a method with
 nothing to change: on a product's page without a change (``method`` alone), on a page whose
 only reference is the shopper's photo without a photo (``for_photo(photo_only=True)``); the
-change stays in the box, for the shopper to add the photo to. A second change is
+change stays in the box, for the shopper to add the photo to. A page of results with no photo
+on a page that shows only the photo's results (``for_photo(photo_page=True)``: PhotoSearchView)
+is refused too (400, ``NO_PAGES_YET``). A photo piece a page renders itself refuses a change
+that no other piece of the request took (``change_unclaimed``). A second change is
 composed with the first as one sentence on the same reference (``chained_change``: measured
 against composing on the first result, README "Refining again"). Pages ask the search
 service for the top ``page * per_page`` (at most ``MAX_K``).
@@ -20,14 +23,18 @@ render the same ``Outcome``.
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.core.files.storage import storages
+
 from p2w_search import photos, search, search_health
 from p2w_search.composition import DEFAULT_METHOD, METHODS
-from p2w_search.conf import app_settings
+from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.shopper.forms import MAX_CHANGES, METHOD_LABELS, ChangesForm, PhotoForm, link_problem
 
 __all__ = ["SUGGESTED_CHANGES", "PHOTO", "CHANGE", "METHOD", "PAGE", "Card", "Outcome", "chained_change",
            "for_product", "for_photo", "for_text", "accept_photo", "posted_photo_form",
-           "shopper_message", "refuse", "SINGLE", "NOTHING_TO_CHANGE"]
+           "shopper_message", "refuse", "SINGLE", "NOTHING_TO_CHANGE", "NO_PAGES_YET", "change_unclaimed",
+           "photo_storage_problem"]
 
 SUGGESTED_CHANGES = ("in red", "in blue", "in black", "with stripes", "with polka dots", "with a star print")
 PHOTO, CHANGE, METHOD, PAGE = "photo", "change", "method", "page"
@@ -37,6 +44,8 @@ NOT_INDEXED = "This product is not in the search index yet; try again once index
 NOT_SEARCHED = "This product is not among the products searched now, so there is nothing to search by."
 # A change (or a method) on a page whose only reference is the shopper's photo, with no photo: it was dropped unsaid.
 NOTHING_TO_CHANGE = "There is nothing to change yet: choose a product or add your photo, then say what to change."
+# A page of results (?page=2) on a page of the photo's results alone, with no photo: it was a quiet 200 of no search.
+NO_PAGES_YET = "There are no pages of results yet: add your photo to search with it."
 
 
 def chained_change(changes):
@@ -77,7 +86,8 @@ class Outcome:
     reference: object = None  # the product, for kind "product"
     photo: object = None  # photos.KeptPhoto, for kind "photo"
     suggestions: tuple = SUGGESTED_CHANGES
-    unplaced: bool = False  # a change or method asked with no photo to change (NOTHING_TO_CHANGE)
+    # What was asked with no photo: "change" (a change or method: NOTHING_TO_CHANGE), "page" (NO_PAGES_YET); "" none.
+    unplaced: str = ""
 
     @property
     def method_label(self):
@@ -185,14 +195,18 @@ def for_product(request, product, *, products=None, per_page=12, suggestions=SUG
     return memo[key]
 
 
-def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES, photo_only=False):
+def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES, photo_only=False,
+              photo_page=False):
     """The shopper's kept photo (``?photo=<token>``), with the changes asked if any: this request's Outcome.
 
     Without a change it is a search by the photo alone. A photo this session did not upload
     is refused (404), one past ``PHOTO_KEEP_SECONDS`` too (410), each with a message.
     ``photo_only``: the page has no other reference than the photo (no words, no product), so a
     change or method without a photo is refused (400, ``NOTHING_TO_CHANGE``) instead of dropped
-    unsaid; the box shows the change again (``change_to_keep``) and the method.
+    unsaid; the box shows the change again (``change_to_keep``) and the method. ``photo_page``: the
+    page shows the photo's results and nothing else (PhotoSearchView), so its ``page`` pages them:
+    a page other than the first without a photo is refused (400, ``NO_PAGES_YET``), not a quiet
+    page of no search. (A page with pages of its own, the demo's newest products, passes False.)
     """
     key = ("photo",)
     memo = _memo(request)
@@ -200,16 +214,18 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
         outcome = Outcome(kind="photo", request=request, suggestions=tuple(suggestions))
         token = request.GET.get(PHOTO)
         problem = _link_problem(request)
-        unplaced = photo_only and not token and (CHANGE in request.GET or METHOD in request.GET)
+        unplaced = "" if token else _unplaced(request, photo_only=photo_only, photo_page=photo_page)
         if problem and (any(request.GET.getlist(PHOTO)) or unplaced):  # of two photos, which one is meant is unknown
             outcome.asked, outcome.status, outcome.notice = True, 400, problem
         elif unplaced:
-            outcome.asked, outcome.unplaced, outcome.status, outcome.notice = True, True, 400, NOTHING_TO_CHANGE
+            outcome.asked, outcome.unplaced, outcome.status = True, unplaced, 400
+            outcome.notice = NOTHING_TO_CHANGE if unplaced == "change" else NO_PAGES_YET
             if request.GET.get(METHOD) in METHODS:  # shown chosen in the box
                 outcome.method = request.GET[METHOD]
             search_health.record("page-photo", 400, {})  # as _run counts a refused request
         elif token:
             outcome.asked = True
+            _photo_storage_ready()
             try:
                 outcome.photo = photos.load(request, token)
             except photos.PhotoGone as exc:
@@ -225,6 +241,24 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
                 _run(outcome, products, per_page, find, changes_required=False)
         memo[key] = outcome
     return memo[key]
+
+
+def _unplaced(request, *, photo_only, photo_page):
+    """What a request without a photo asks that only a photo could answer: "change", "page", or "" (nothing)."""
+    if photo_only and (CHANGE in request.GET or METHOD in request.GET):
+        return "change"
+    pages = request.GET.getlist(PAGE)
+    if photo_page and pages and (len(pages) > 1 or _page(request) != 1):  # "?page=1" is the page itself
+        return "page"
+    return ""
+
+
+def change_unclaimed(request):
+    """Whether no other piece of this request took its change: no product's box or search by words ran, no refusal
+    said why the link is wrong, no photo upload was read. A photo piece that a page renders itself then answers a
+    change sent without a photo (``for_photo(photo_only=True)``) instead of dropping it unsaid. Only the pieces run
+    so far are known: a view that runs the product's first (for its status, as the demo's does) settles it."""
+    return not any(key[0] in ("product", "text", "refused", "photo_form") for key in _memo(request))
 
 
 def for_text(request, q, *, products=None, per_page=24, suggestions=SUGGESTED_CHANGES):
@@ -335,8 +369,10 @@ def accept_photo(request):
     Returns (form, link): the PhotoForm (with errors when the photo or change cannot be
     used, or the server could not keep the photo: ``form.status`` 503) and, when valid, the
     query string of its result page: the request's own query string (filters) with ``photo``
-    set to the kept photo's token, and the change and method.
+    set to the kept photo's token, and the change and method. Without a usable uploads storage it
+    raises P2WImproperlyConfigured with ``photo_storage_problem()``'s words, before reading the photo.
     """
+    _photo_storage_ready()
     try:  # each upload is decoded and kept for a while: it counts in the client's budget, as a search does
         with search.search_budget(request):
             form = PhotoForm(request.POST, request.FILES)
@@ -362,6 +398,32 @@ def accept_photo(request):
         query[CHANGE] = form.cleaned_data["change"]
     query[METHOD] = form.cleaned_data["method"]
     return form, "?" + query.urlencode()
+
+
+def photo_storage_problem(by="the photo search"):
+    """Why shoppers' photos cannot be kept, in a sentence naming the setting and what to set; None when they can.
+
+    They are kept in ``P2W_SEARCH["UPLOAD_STORAGE"]`` (p2w_search.photos), which a shop that takes no
+    catalog uploads may not have: ``manage.py check`` says this sentence (E028, with ``by`` naming the
+    page), and accept_photo raises it, instead of the uploads' own words about merchants' files.
+    """
+    alias, where = app_settings.UPLOAD_STORAGE, f"where {by} keeps shoppers' photos"
+    if alias not in settings.STORAGES:
+        return (f"STORAGES has no {alias!r} storage (P2W_SEARCH['UPLOAD_STORAGE']), {where}: add one that is never "
+                "served publicly, e.g. a FileSystemStorage outside MEDIA_ROOT, or set P2W_SEARCH['UPLOAD_STORAGE'] "
+                "to the alias of one.")
+    try:  # storages, not upload_backend(): that one reports a BACKEND it cannot import as a storage not there
+        storages[alias]
+    except Exception as exc:  # noqa: BLE001 (any storage's constructor: its OPTIONS, its connection)
+        return (f"STORAGES[{alias!r}] (P2W_SEARCH['UPLOAD_STORAGE']), {where}, cannot be made "
+                f"({exc or type(exc).__name__}): fix its BACKEND or OPTIONS.")
+    return None
+
+
+def _photo_storage_ready():
+    problem = photo_storage_problem()
+    if problem is not None:  # the shop's configuration, not the shopper's photo: a server error that says what to set
+        raise P2WImproperlyConfigured(problem)
 
 
 def posted_photo_form(request):

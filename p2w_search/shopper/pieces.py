@@ -8,6 +8,8 @@ pieces. The pieces' own templates are Django templates under ``p2w_search/like_t
 rendered with the request (the CSRF token of the photo form; the assets once a page).
 """
 
+from urllib.parse import urlsplit
+
 from django import template
 from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import render_to_string
@@ -41,6 +43,12 @@ def _common(request, outcome, *, part, heading, cards_template):
             "methods": METHOD_LABELS.items(), "assets": first_asset}
 
 
+def _photo_search_here(request, part, action):
+    """Whether this piece is the page's photo search: its results show here, or its box posts to this page. A box
+    that posts elsewhere (a header's, to the shop's photo page) is a door, and a change on this page is not its."""
+    return part != "box" or urlsplit(action).path in ("", request.path)
+
+
 def like_this(request, product, *, products=None, per_page=12, suggestions=journey.SUGGESTED_CHANGES, part=None,
               heading="h2", cards_template=None):
     """The "Like this, but…" box of ``product`` and, when the request asks a change, its results (safe HTML)."""
@@ -52,8 +60,15 @@ def like_this(request, product, *, products=None, per_page=12, suggestions=journ
 
 def like_your_photo(request, *, products=None, per_page=24, suggestions=journey.SUGGESTED_CHANGES, part=None,
                     heading="h2", cards_template=None, action=""):
-    """A photo upload with an optional change and, when the request carries a kept photo, its results (safe HTML)."""
-    outcome = journey.for_photo(request, products=products, per_page=per_page, suggestions=suggestions)
+    """A photo upload with an optional change and, when the request carries a kept photo, its results (safe HTML).
+
+    On the page's photo search (``_photo_search_here``), a change or method sent without a photo that
+    no other piece of the request took is refused in words (400 in the piece, the change kept in the
+    box), as PhotoSearchView refuses it: it was dropped unsaid. The page's status stays its view's.
+    """
+    photo_only = _photo_search_here(request, part, action) and journey.change_unclaimed(request)
+    outcome = journey.for_photo(request, products=products, per_page=per_page, suggestions=suggestions,
+                                photo_only=photo_only)
     form = journey.posted_photo_form(request) or PhotoForm(initial={"method": outcome.method})
     values = {
         **_common(request, outcome, part=part, heading=heading, cards_template=cards_template),

@@ -7,7 +7,8 @@ photo (p2w_search.photos) and answers 303 to this page's results (``?photo=<toke
 so reload, back and paging never send the photo again; a photo or change that cannot be used
 is answered 400 on the page, the reasons at the fields. A GET answers with the status of the
 search it shows (400, 404/410 for a photo gone, 429, 503), the page itself rendered in every case;
-a change or method without a photo is a 400 that says to add one (the change kept in the box).
+a change or method without a photo is a 400 that says to add one (the change kept in the box), and
+so is a page of results without a photo (``?page=2``: there are no pages before a search).
 """
 
 from django.http import HttpResponseRedirect
@@ -27,8 +28,10 @@ class PhotoSearchView(TemplateView):
         return None  # noqa: RET501 (the hook's contract: None means every visible product)
 
     def get(self, request, *args, **kwargs):
-        # photo_only: the page's one reference is the photo, so a change without one is refused, not dropped unsaid
-        outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page, photo_only=True)
+        # photo_only: the page's one reference is the photo, so a change without one is refused, not dropped unsaid;
+        # photo_page: its pages are the photo's results, so a page of them without a photo is refused too
+        outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page, photo_only=True,
+                                    photo_page=True)
         context = self.get_context_data(outcome=outcome, **kwargs)
         return self.render_to_response(context, status=outcome.status)
 
