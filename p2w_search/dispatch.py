@@ -11,8 +11,8 @@ button, which no sweep repeats) sends ``now`` and gets ``QueueUnavailable`` with
 readable message instead.
 
 ``lost_messages`` tells the sweep when the broker itself lost what it held (a Redis
-restarted without persistence), so that the work waiting is sent again at once rather
-than after ``SWEEP_AFTER``.
+restarted without persistence, or back from an older snapshot), so that the work waiting
+is sent again at once rather than after ``SWEEP_AFTER``.
 """
 
 import logging
@@ -20,11 +20,13 @@ from contextlib import contextmanager
 
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
+from redis.exceptions import ResponseError
 
 from p2w_search.conf import app_settings
+from p2w_search.models import BrokerMarker
 
 __all__ = [
     "EMBED_BATCH", "START_MODEL", "RUN_IMPORT", "ENCODE_QUERY", "SWEEP", "CLEANUP",
@@ -113,14 +115,18 @@ def marker_key():
 
 @contextmanager
 def lost_messages():
-    """Yield whether the broker may have lost every message sent before; a marker tells the next look.
+    """Yield whether the broker may have lost messages sent before; the marker is moved on for the next look.
 
-    The marker is a key without expiry in the broker's Redis. Missing, the Redis has lost its data
-    since the last look: restarted without persistence, flushed, or a new server behind the same URL.
-    It is also missing the first time on a new installation, which sends the waiting work once more:
-    harmless, as a worker takes a message twice without doing the work twice (an embedding is
-    claimed once, an import runs once, under its merchant's lock). A Redis with persistence keeps
-    the marker with its messages, so nothing is sent early.
+    The marker is a key without expiry in the broker's Redis holding a generation, one more at each look, that
+    PostgreSQL also keeps (``BrokerMarker``, with the run id of the Redis it was written to). The Redis has lost data
+    since the last look when the marker is missing (restarted without persistence, flushed, or a new server behind
+    the same URL), when it holds an older generation (back from an older snapshot: the marker survived, the messages
+    sent after the snapshot did not), or when its run id changed (restarted: even from a snapshot taken after the
+    last look, what came after the snapshot is gone). The marker is also missing the first time on a new
+    installation, which sends the waiting work once more: harmless, as a worker takes a message twice without doing
+    the work twice (an embedding is claimed once, an import runs once, under its merchant's lock), as is the one
+    extra sending after a restart that lost nothing (AOF with fsync always). A marker of the version before (a time,
+    not a generation) counts as generation 0, so an upgrade sends nothing early.
 
     Yields False, doing nothing new, for a broker that is not Redis (RabbitMQ keeps its durable
     queues across a restart; kombu's other transports have no such key) and for a broker out of
@@ -132,12 +138,7 @@ def lost_messages():
             yield False
             return
         try:
-            # Set when missing, in one step, before the work is sent again: a loss at any later moment
-            # (even while the work is being sent) takes the marker with it, so the next look sends again.
-            # Set after the sends, the marker would be written into a Redis that had lost them meanwhile.
-            # Two sweeps at once (two beats) cannot both find it missing.
-            with conn.default_channel.conn_or_acquire() as client:
-                lost = bool(client.set(marker_key(), timezone.now().isoformat(), nx=True))
+            lost = _advance_marker(conn)
         except (BrokerUnreachable, *conn.connection_errors) as exc:
             logger.warning("could not look for the broker's marker (%s); the sweep goes on as usual",
                            " ".join(str(exc).split()))
@@ -145,15 +146,69 @@ def lost_messages():
         if not lost:
             yield False
             return
-        logger.warning("the broker's marker %s was missing (its Redis lost its data, or this is the first sweep): "
-                       "sending the waiting work again", marker_key())
+        logger.warning("the broker's marker %s was missing, older than PostgreSQL's or in a Redis restarted since "
+                       "(its Redis lost data, or this is the first sweep): sending the waiting work again",
+                       marker_key())
         try:
             yield True
         except BaseException:
             # The work was not all sent (the database went away mid-sweep): the next look must send it again.
-            try:
-                with conn.default_channel.conn_or_acquire() as client:
-                    client.delete(marker_key())
-            except (BrokerUnreachable, *conn.connection_errors):
-                logger.warning("could not take the broker's marker back; what was not sent waits for SWEEP_AFTER")
+            _take_marker_back(conn)
             raise
+
+
+def _advance_marker(conn):
+    """Write the next generation into the marker and PostgreSQL; return whether the Redis lost data since the last.
+
+    PostgreSQL's row is locked from the read to the commit: two sweeps at once (two beats) take turns, and the
+    second compares with what the first recorded. A sweep that read PostgreSQL's generation and wrote its own
+    later, after another sweep, would leave Redis behind PostgreSQL, and the next look would send everything again.
+    The marker is read and written in one step (GETSET): a loss between a read and a write would go unseen. It is
+    written before the work is sent again: a loss while it is sent takes the new generation with it, and the next
+    look sees that.
+    """
+    key, written = marker_key(), False
+    try:
+        with conn.default_channel.conn_or_acquire() as client, transaction.atomic():
+            BrokerMarker.objects.bulk_create([BrokerMarker(key=key)], ignore_conflicts=True)
+            last = BrokerMarker.objects.select_for_update().get(key=key)
+            run_id = _redis_run_id(client)
+            held = _generation(client.getset(key, str(last.generation + 1)))
+            written = True
+            _record_generation(key, last.generation + 1, run_id)
+    except DatabaseError:
+        if written:  # and not recorded: deleted, so that a loss it hid is seen at the next look
+            _take_marker_back(conn)
+        raise
+    restarted = bool(last.redis_run_id and run_id and run_id != last.redis_run_id)
+    return held is None or held < last.generation or restarted
+
+
+def _record_generation(key, generation, run_id):
+    BrokerMarker.objects.filter(key=key).update(generation=generation, redis_run_id=run_id, updated_at=timezone.now())
+
+
+def _redis_run_id(client):
+    """The run id of the Redis behind ``client`` (new at each start); "" where INFO is refused (renamed away)."""
+    try:
+        return str(client.info("server").get("run_id", ""))
+    except ResponseError:
+        return ""
+
+
+def _generation(value):
+    """The generation a marker holds: None when missing, 0 for the version before's (a time) or anything else."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _take_marker_back(conn):
+    try:
+        with conn.default_channel.conn_or_acquire() as client:
+            client.delete(marker_key())
+    except (BrokerUnreachable, *conn.connection_errors):
+        logger.warning("could not take the broker's marker back; what was not sent waits for SWEEP_AFTER")

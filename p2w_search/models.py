@@ -18,7 +18,8 @@ from p2w_search.conf import app_settings
 from p2w_search.files import base_name, image_url, public_file, short_stem
 from p2w_search.uploads.storage import upload_storage
 
-__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess", "FileDeletion"]
+__all__ = ["EmbeddingModel", "ProductImage", "ImageEmbedding", "ImportJob", "WorkerProcess", "FileDeletion",
+           "BrokerMarker"]
 
 
 class EmbeddingModel(models.Model):
@@ -275,3 +276,19 @@ class FileDeletion(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class BrokerMarker(models.Model):
+    """The generation the sweep last wrote into the broker's marker, and the run id of the Redis it wrote it to.
+
+    Kept here, where it is not lost with the broker's data: a Redis that holds an older generation, or none, or
+    answers with another run id, may have lost messages sent since (``dispatch.lost_messages``).
+    """
+
+    key = models.CharField(max_length=255, primary_key=True)  # dispatch.marker_key(): one per bulk queue
+    generation = models.BigIntegerField(default=0)
+    redis_run_id = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.key} (generation {self.generation})"

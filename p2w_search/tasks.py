@@ -8,7 +8,6 @@ The app sends these tasks by name through ``dispatch`` and never imports this mo
 import gc
 import logging
 import os
-from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import (
@@ -19,12 +18,11 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from p2w_search import dispatch, encoding, indexing, orphans, product_images, shop_images, workers
-from p2w_search.conf import app_settings
-from p2w_search.models import ImportJob, ProductImage, WorkerProcess
+from p2w_search import encoding, indexing, orphans, product_images, sweeping, workers
+from p2w_search.models import ImportJob
+from p2w_search.sweeping import TRANSIENT_ERRORS
 from p2w_search.uploads import importer, progress, retention
 
 __all__ = ["embed_batch", "start_model", "sweep_pending", "encode_query", "run_import", "cleanup_storage",
@@ -35,9 +33,6 @@ logger = logging.getLogger(__name__)
 # Seconds before an import that found its merchant's lock taken tries again.
 LOCK_RETRY_SECONDS = 5
 
-# Errors that pass on their own: the database restarting, a dropped connection. Celery's
-# Django fixup closes the broken connection before the retry runs.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 # The bulk tasks keep no result: PostgreSQL holds what they did, and nobody reads one.
 
@@ -120,37 +115,13 @@ def start_model(alias="default"):
 
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)
 def sweep_pending():
-    """Queue again the embeddings and imports left waiting too long (run periodically by Celery beat).
+    """Send again the embeddings and imports left waiting too long (run periodically by Celery beat); return how many
+    embeddings were queued.
 
-    Return how many embeddings were queued. When the broker lost its messages since the last sweep
-    (``dispatch.lost_messages``: a Redis restarted without persistence), everything waiting is sent
-    again first, whatever its age: the import jobs queued or running and the pending embeddings no
-    worker holds. Otherwise only what waited longer than ``SWEEP_AFTER``: a row queued a minute ago
-    is most likely still in the queue behind others, and sending it again would double the queue.
+    ``sweeping.sweep``, which ``manage.py p2w_index sweep`` runs too: everything waiting when the broker lost its
+    messages since the last sweep, otherwise what waited longer than ``SWEEP_AFTER``.
     """
-    with dispatch.lost_messages() as lost:
-        now = timezone.now()
-        # Lost: every job's message may be gone. A job whose message survived all the same (a worker running it)
-        # is taken twice, harmlessly: the second waits for the merchant's lock, then finds the job ended.
-        cutoff = now if lost else now - timedelta(seconds=float(app_settings.SWEEP_AFTER))
-        stale_jobs = ImportJob.objects.filter(state__in=[ImportJob.State.QUEUED, ImportJob.State.RUNNING],
-                                              updated_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)
-        for job_id in stale_jobs:
-            dispatch.send(dispatch.RUN_IMPORT, args=(job_id,))
-        if not indexing.active_models().exists() and ProductImage.objects.exists():
-            # The first upload's start_model was lost (Redis down or restarted): send it again.
-            dispatch.send(dispatch.START_MODEL)
-        # Before the shop's sync below, whose rows are queued now: they are not sent twice.
-        resent = indexing.queue_unclaimed() if lost else 0
-    WorkerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()  # long gone
-    if shop_images.configured():  # the shop's images changed where no signal saw it (bulk writes)
-        try:
-            shop_images.sync()
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception:  # the shop's images must not keep the embeddings waiting: they are swept all the same
-            logger.exception("the sync of the shop's images failed; the sweep goes on without it")
-    return resent + indexing.sweep_pending()
+    return sweeping.sweep().images
 
 
 @shared_task(ignore_result=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=3)

@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from p2w_search import indexing, orphans, product_images, tasks
+from p2w_search import dispatch, indexing, orphans, product_images, tasks
 from p2w_search.models import FileDeletion, ImageEmbedding, ImportJob, ProductImage
 from p2w_search.uploads import importer
 from shop_demo.catalog.models import Product
@@ -148,9 +148,9 @@ def test_an_import_whose_image_files_cannot_be_written_fails_whole_saying_why(me
 
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SWEEP_AFTER": 0}
     sent = []
-    monkeypatch.setattr(tasks.dispatch, "send", lambda name, **kwargs: sent.append(name))
+    monkeypatch.setattr(dispatch, "send", lambda name, **kwargs: sent.append(name))
     tasks.sweep_pending()
-    assert tasks.dispatch.RUN_IMPORT not in sent
+    assert dispatch.RUN_IMPORT not in sent
 
 
 @pytest.mark.parametrize("policy", ["skip", "reject"])

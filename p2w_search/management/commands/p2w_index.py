@@ -6,7 +6,7 @@ from django.core import checks
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from p2w_search import indexing, rates, status
+from p2w_search import indexing, rates, status, sweeping
 from p2w_search.conf import app_settings
 from p2w_search.embedders import DEFAULT_ALIAS, InvalidEmbedderError
 from p2w_search.management.model_choice import chosen_model
@@ -34,7 +34,8 @@ class Command(BaseCommand):
         wait.add_argument("--timeout", type=float, default=6 * 3600, help="Give up after this many seconds (6 h).")
         wait.add_argument("--stall", type=float, default=300,
                           help="Give up when no image was embedded for this many seconds (300).")
-        sub.add_parser("sweep", help="Queue again the images pending for too long.")
+        sub.add_parser("sweep", help="What beat's sweep does: send again the import jobs and images waiting too long, "
+                                     "or all of them when the broker lost its messages.")
         sync = sub.add_parser("sync", help="Reconcile the index with the shop's own image model "
                                            "(P2W_SEARCH['IMAGE_MODEL']).")
         sync.add_argument("--content", action="store_true",
@@ -142,7 +143,7 @@ class Command(BaseCommand):
                           + failed + " (new and changed images are queued for embedding)")
 
     def do_sweep(self, **options):
-        self.stdout.write(f"queued {indexing.sweep_pending()} images again")
+        self.stdout.write(_swept_line(sweeping.sweep()))
 
     def do_switch(self, *, model, force, **options):
         try:
@@ -151,6 +152,21 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{target.key} now serves searches")
 
+
+
+def _swept_line(swept):
+    """What a sweep sent again, and why: the broker lost its messages, or they waited longer than SWEEP_AFTER."""
+    sent = f"{_count(swept.jobs, 'import job')} and {_count(swept.images, 'image')}"
+    if swept.broker_lost:
+        line = ("the broker had lost its messages (its Redis lost its data or went back to an older copy): "
+                f"sent again {sent}, whatever their age")
+    else:
+        line = f"sent again what waited longer than {float(app_settings.SWEEP_AFTER):g} s: {sent}"
+    return line + ("; and the first model's start, which never arrived" if swept.model_started else "")
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _pace(row=None, *, counts=None, rate=None):

@@ -116,7 +116,7 @@ def test_the_sweep_goes_on_when_the_sync_fails(catalog, monkeypatch, caplog, dja
     with django_capture_on_commit_callbacks():
         assert tasks.sweep_pending.run() == 1
 
-    [record] = [r for r in caplog.records if r.name == "p2w_search.tasks" and r.levelno == logging.ERROR]
+    [record] = [r for r in caplog.records if r.name == "p2w_search.sweeping" and r.levelno == logging.ERROR]
     assert record.getMessage() == "the sync of the shop's images failed; the sweep goes on without it"
     assert str(record.exc_info[1]) == "the shop's image table is broken"
 
