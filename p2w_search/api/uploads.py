@@ -73,8 +73,9 @@ class UploadSerializer(serializers.Serializer):
     def validate_manifest(self, upload):
         try:
             # context["manifest_skus"]: a set the SKUs the manifest names are added to (the merchant pages' count
-            # of a full sync), on the same read.
-            check_manifest(upload, columns_known=known_columns(), skus=self.context.get("manifest_skus"))
+            # of a full sync), and context["manifest_rejected"]: a RejectedRows (the upload check's), on the same read.
+            check_manifest(upload, columns_known=known_columns(), skus=self.context.get("manifest_skus"),
+                           rejected=self.context.get("manifest_rejected"))
         except ManifestError as exc:
             raise serializers.ValidationError(f"The manifest cannot be used: {exc}.") from None
         return upload

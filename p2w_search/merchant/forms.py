@@ -118,13 +118,15 @@ def manifest_required():
     return str(UploadSerializer().fields["manifest"].error_messages["required"])
 
 
-def validate_upload(data, *, partial=False, skus=None):
+def validate_upload(data, *, partial=False, skus=None, rejected=None):
     """``(validated_data, None)`` or ``(None, errors)``: the API's UploadSerializer on ``data``.
 
     With ``skus`` (a set), the SKUs the manifest names are added to it as the serializer
-    checks the file, for ``count_full_sync``: the file is read once.
+    checks the file, for ``count_full_sync``; with ``rejected`` (importer.RejectedRows), the
+    rows the import will reject without the database are counted into it: the file is read once.
     """
-    serializer = UploadSerializer(data=data, partial=partial, context={"manifest_skus": skus})
+    serializer = UploadSerializer(data=data, partial=partial,
+                                  context={"manifest_skus": skus, "manifest_rejected": rejected})
     if serializer.is_valid():
         return serializer.validated_data, None
     return None, serializer.errors

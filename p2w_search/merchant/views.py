@@ -52,7 +52,7 @@ from p2w_search.merchant.forms import (
 )
 from p2w_search.merchant.jobs import progress_context, render_parts, submit
 from p2w_search.merchant.template_csv import columns, template_csv
-from p2w_search.uploads.importer import import_serializer
+from p2w_search.uploads.importer import RejectedRows, import_serializer
 from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
 from p2w_search.uploads.limits import TooManyWaiting, check_waiting
 from p2w_search.uploads.manifest import ERROR_COLUMN
@@ -166,12 +166,13 @@ def upload(request):
 @require_POST
 @merchant_page(back="p2w_merchant:upload", refused=_check_refused)
 def upload_check(request):
-    """Check a manifest before the upload (JSON): its errors, and what a full sync of it would unlist."""
+    """Check a manifest before the upload (JSON): its errors, what a full sync of it would unlist, and the rows the
+    import will reject without the database (warnings: the import takes the others)."""
     data = upload_data(request)
     fields = ("manifest", "full_sync", "confirm_unlist")
     sent = {name: data[name] for name in fields if data.get(name) not in (None, "")}
     sent.setdefault("full_sync", "false")
-    count, status, named = None, 400, set()
+    count, status, named, rejected = None, 400, set(), RejectedRows()
     try:
         check_waiting(request.p2w_acting.key)  # said when the file is chosen, before the images are sent
     except TooManyWaiting as refusal:
@@ -179,24 +180,30 @@ def upload_check(request):
     else:
         values, errors = None, sent_more_than_once(data, fields)  # a field sent twice: neither value is checked
         if not errors:
-            values, errors = validate_upload(sent, partial=True, skus=named)
+            values, errors = validate_upload(sent, partial=True, skus=named, rejected=rejected)
             if "manifest" not in sent:  # partial: the serializer would not ask for it; a check of nothing is no pass
                 values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
     return _check_answer(request, errors, count, status=status if errors else 200,
-                         products=None if errors else len(named))
+                         products=None if errors else len(named), rejected=None if errors else rejected)
 
 
-def _check_answer(request, errors, count, *, status, products=None):
+def _check_answer(request, errors, count, *, status, products=None, rejected=None):
     """The check's JSON; its ``html`` says what is wrong, what a full sync unlists, or that the file reads well
-    (``products``: how many SKUs it names), so that a merchant sees the check ran."""
-    html = render_to_string(TEMPLATES + "parts/upload_check.html",
-                            {"errors": errors, "count": count, "products": products}, request).strip()
+    (``products``: how many SKUs it names), so that a merchant sees the check ran, and which rows the import will
+    reject (``rejected``, a RejectedRows: ``rows`` is ``{"rejected": count, "errors": [{"row", "field", "reason"}]}``
+    of the first ``ROWS_SHOWN`` of them, null when the file was not read through)."""
+    rows = None if rejected is None else {"rejected": rejected.count, "errors": rejected.errors}
+    html = render_to_string(TEMPLATES + "parts/upload_check.html", {
+        "errors": errors, "count": count, "products": products, "rows": rows,
+        "rows_shown": len({error["row"] for error in rows["errors"]}) if rows else 0,
+    }, request).strip()
     return JsonResponse({
         "errors": {name: list(flat_messages(texts)) for name, texts in (errors or {}).items()},
         "full_sync": None if count is None else {"unlist": count.unlist, "listed": count.listed, "skus": count.skus,
                                                  "refusal": count.refusal},
+        "rows": rows,
         "html": html,
     }, status=status)
 
