@@ -138,7 +138,7 @@ def sku_problem(sku):
     count characters from 1. A SKU that is no text (a host shop's integer field, say) has no
     problem here.
     """
-    if not isinstance(sku, str):
+    if not isinstance(sku, str) or (sku.isascii() and sku.isprintable()):  # most SKUs: no character to look at
         return None
     return _unseen_problem(sku) or _lookalike_problem(sku)
 
