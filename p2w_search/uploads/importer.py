@@ -29,51 +29,44 @@ What an import promises (README, "Merchants: catalog uploads"):
 - every rejected row is in the job's rejected-rows file, with the reason, ready to fix and send again.
 """
 
-import csv
-import io
 import json
 import logging
-import tempfile
-from collections import defaultdict, deque
+from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from rest_framework.exceptions import ValidationError
-from rest_framework.fields import empty, get_error_detail
 
 from p2w_search import dispatch, indexing
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
-from p2w_search.fetching import FetchRefused, fetch_image, is_url
-from p2w_search.files import public_file
-from p2w_search.imaging import ImageRejected
 from p2w_search.locks import advisory_lock, text_key
-from p2w_search.models import ImportJob, ProductImage
-from p2w_search.product_images import delete_files_now, delete_files_on_commit
-from p2w_search.threads import image_threads, run_all, thread_count
+from p2w_search.models import ImportJob
+from p2w_search.product_images import delete_files_now
+from p2w_search.threads import image_threads, thread_count
 from p2w_search.uploads import limits
-from p2w_search.uploads.archive import Archive, ArchiveRejected, EntryDamaged, normalise_name
-from p2w_search.uploads.manifest import (
-    ERROR_COLUMN,
-    ManifestError,
-    load_json_line,
-    manifest_format,
-    raw_sku,
-    read_manifest,
-    sku_key,
-    sku_problem,
-    spreadsheet_cell,
+from p2w_search.uploads.archive import Archive, ArchiveRejected
+from p2w_search.uploads.manifest import ManifestError, read_manifest, sku_key
+from p2w_search.uploads.report import JobReport
+from p2w_search.uploads.row_images import PreparedImage, attach_images, prepare_images
+from p2w_search.uploads.rows import (
+    ROWS_SHOWN,
+    RejectedRows,
+    check_manifest,
+    check_row,
+    import_serializer,
+    known_columns,
+    row_sku,
+    scan_skus,
+    unnamed,
 )
 
+# The rows' and the images' parts live in rows.py and row_images.py; their names stay importable from here.
 __all__ = [
     "import_serializer", "known_columns", "row_sku", "unnamed", "check_manifest", "RejectedRows", "ROWS_SHOWN",
-    "create_job", "full_sync_refusal", "run_import", "merchant_lock", "attach_images", "PreparedImage",
+    "create_job", "full_sync_refusal", "run_import", "merchant_lock", "merchant_lock_key", "attach_images",
+    "PreparedImage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,238 +74,10 @@ logger = logging.getLogger(__name__)
 # Rows whose products are saved together: bounded memory, one image lookup and INSERT per chunk.
 CHUNK_ROWS = 100
 CHUNK_BYTES = 32 * 1024 * 1024
-# Names a message lists before it says how many more there are.
-NAMES_SHOWN = 5
-# Row numbers a duplicate SKU's reason lists.
-DUPLICATE_ROWS_SHOWN = 10
-# Rows the upload check lists of those the import will reject (it counts them all).
-ROWS_SHOWN = 5
 # How many rows per image thread (threads.py) may be prepared ahead of the one being saved: decoding,
 # checking and encoding the served copy is most of an import's time (bench/ingest.py profiles it), and
 # the embedding workers wait for the import's commit, so the cores are free meanwhile.
 ROWS_AHEAD_PER_THREAD = 4
-
-
-def import_serializer():
-    """Return the shop's serializer of one manifest row (``P2W_SEARCH["IMPORT_SERIALIZER"]``)."""
-    path = app_settings.IMPORT_SERIALIZER
-    if not path:
-        raise P2WImproperlyConfigured("Set P2W_SEARCH['IMPORT_SERIALIZER'] to the serializer of one catalog row.")
-    return import_string(path)
-
-
-def known_columns(serializer_class=None):
-    """The columns a manifest may have: the row serializer's fields (and the rejected-rows file's error column)."""
-    return set((serializer_class or import_serializer())().fields) | {ERROR_COLUMN}
-
-
-def row_sku(row, columns, sku_field):
-    """The SKU a row names as the row serializer's ``sku_field`` stores it, whether or not the row is valid.
-
-    None when it names none. Duplicates are found, and a full sync spares SKUs, by this
-    value's ``sku_key``: a JSON Lines ``1.5`` and ``"1.5"`` are one product once stored, and so
-    are ``café`` composed and decomposed.
-    """
-    value = raw_sku(row, columns)
-    if value is None:
-        return None
-    try:
-        sku = sku_field.to_internal_value(value)
-    except ValidationError:  # not a value the field takes (a list, say): the row's own error says so
-        return None
-    return None if sku == "" else sku
-
-
-def unnamed(listed, named):
-    """The SKUs of ``listed`` (as the shop stores them) that no key of ``named`` (``sku_key``s) reads as, sorted.
-
-    What a full sync of a manifest that names ``named`` unlists of the listed products; the
-    import and the merchant pages' count both ask here.
-    """
-    return sorted(sku for sku in listed if sku_key(sku) not in named)
-
-
-def _names(names):
-    """``'a', 'b', 'c', 'd', 'e' and 7 more``: a bounded list of names for a message."""
-    shown = ", ".join(repr(name if len(name) <= 60 else name[:60] + "…") for name in names[:NAMES_SHOWN])
-    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
-
-
-def check_manifest(upload, *, columns_known, skus=None, rejected=None):
-    """Read a whole manifest once (streamed) and raise ManifestError for what makes it unusable as a file.
-
-    Here: the format, the size, the text encoding, the header (a column given twice, without a
-    name, or unknown), quotes that never close and the row limit. With ``skus`` (a set), the
-    key of the SKU each row names (``sku_key(row_sku(...))``) is added to it on the same read:
-    the merchant pages count a full sync from them (``unnamed``), where reading a 50 MB manifest
-    a second time doubled the cost of each check. With ``rejected`` (a RejectedRows), the rows
-    the import will reject without the database are counted into it on the same read, so the
-    merchant learns of them before sending the images; the other row-level problems (a price,
-    an image) are the import's to report.
-    """
-    manifest_format(upload.name)
-    if upload.size > app_settings.IMPORT_MAX_MANIFEST_BYTES:
-        raise ManifestError(f"it is larger than {app_settings.IMPORT_MAX_MANIFEST_BYTES} bytes")
-    columns, rows = read_manifest(upload, upload.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
-    if skus is None and rejected is None:
-        count = sum(1 for _ in rows)
-    else:
-        sku_field, count = import_serializer()().fields["sku"], 0
-        for row in rows:
-            count += 1
-            sku = row_sku(row, columns, sku_field)
-            key = None if sku is None else sku_key(sku)
-            if skus is not None and key is not None:
-                skus.add(key)
-            if rejected is not None:
-                rejected.add(row, sku, key, sku_field=sku_field, known=columns_known)
-    upload.seek(0)
-    if columns is not None:
-        unknown = [name for name in columns if name not in columns_known]
-        if unknown:
-            raise ManifestError(f"unknown column{'s' if len(unknown) > 1 else ''} {_names(unknown)}; the columns "
-                                f"are {', '.join(sorted(columns_known))}")
-        if "sku" not in columns:
-            raise ManifestError("the header has no 'sku' column")
-    if not count:
-        raise ManifestError("it has no rows")
-
-
-def _unknown_fields(row, known):
-    """The problem of a row that gives fields the row serializer does not have (a JSON Lines key), or None."""
-    unknown = row.values.keys() - known
-    return {"field": None, "reason": f"unknown fields: {_names(sorted(unknown))}"} if unknown else None
-
-
-def _duplicate_reason(sku, key, numbers, *, mixed):
-    """Why a row whose SKU ``sku`` (``key``: its ``sku_key``) is on the rows ``numbers`` is rejected.
-
-    ``mixed``: the rows write it in more than one Unicode form; repr shows both forms alike, so the reason says so.
-    """
-    shown = ", ".join(str(n) for n in numbers[:DUPLICATE_ROWS_SHOWN])
-    if mixed:
-        return (f"sku {key!r} is on rows {shown}, written in other Unicode code points on some of them "
-                "(they read the same); give each product once")
-    return f"sku {sku!r} is on rows {shown}; give each product once"
-
-
-def _joined(messages):
-    """A serializer's messages on one field (a list, maybe nested) as one reason."""
-    return " ".join(str(m) for m in _flat(messages))
-
-
-def _sku_field_problems(row, sku_field):
-    """The SKU field's own refusal of a row's SKU (none given, blank, too long), as the row serializer words it.
-
-    The field only, not the serializer's ``validate_sku`` or ``validate``: those may ask the database.
-    """
-    try:
-        sku_field.run_validation(row.values.get("sku", empty))  # what the serializer hands its sku field
-    except ValidationError as exc:
-        return [{"field": "sku", "reason": _joined(exc.detail)}]
-    except DjangoValidationError as exc:
-        return [{"field": "sku", "reason": _joined(get_error_detail(exc))}]
-    return []
-
-
-@dataclass
-class _Shown:
-    """A row the check lists: its SKU as written and its problems before and after a duplicate's reason."""
-
-    sku: object
-    key: object
-    before: list
-    after: list
-    alone: bool  # a row that cannot be read: its one problem, no duplicate's reason (as the import)
-
-
-class RejectedRows:
-    """The rows of a manifest the import will reject without looking at the database, for the upload check.
-
-    Fed one row at a time by ``check_manifest``'s single read: a row that cannot be read
-    (``Row.problem``), a field the row serializer lacks, a SKU with a character no one sees
-    (``sku_problem``), a SKU on two rows (both are rejected), a SKU the SKU field refuses (none,
-    blank, too long). ``count`` is how many rows that is; ``errors`` lists the problems of the
-    first ``ROWS_SHOWN`` of them as the import reports them (``{"row", "field", "reason"}``, in
-    its order and words). A row the import also refuses for another cell (a price, an image) shows
-    only these reasons; one refused only for such a cell is not counted.
-
-    Memory: each SKU's first row number (no list of all rows: ``_scan`` keeps those for the import),
-    the first forms not in NFC (as ``_scan``), and the rows shown with the numbers of their SKUs.
-    A row's duplicate is found at its SKU's second row, which may come long after rows already
-    shown: the first rows are kept in order, and the later ones give way.
-    """
-
-    def __init__(self, *, shown=ROWS_SHOWN):
-        self.count = 0
-        self._limit = shown
-        self._first = {}  # sku_key -> its first row's number while that row is not counted as rejected, else 0
-        self._first_forms = {}  # sku_key -> its first row's SKU, when that is not in NFC
-        self._shown = {}  # row number -> _Shown
-        self._numbers = {}  # sku_key of a row shown -> the numbers of its rows (up to DUPLICATE_ROWS_SHOWN)
-        self._mixed = set()  # keys of _numbers written in more than one form
-
-    def add(self, row, sku, key, *, sku_field, known):
-        """Count ``row`` (its ``row_sku`` and that SKU's ``sku_key``) if the import will reject it."""
-        if row.problem:
-            before, after, alone = [{"field": row.problem_field, "reason": row.problem}], [], True
-        else:
-            unknown, unseen = _unknown_fields(row, known), sku_problem(sku)
-            before = ([unknown] if unknown else []) + ([{"field": "sku", "reason": unseen}] if unseen else [])
-            # The serializer's words on the same characters are left out, as the import leaves them out.
-            after, alone = ([] if unseen else _sku_field_problems(row, sku_field)), False
-        first = None if key is None else self._first.get(key)
-        if first:  # the SKU's second row: its first row, good until now, is rejected too
-            self.count += 1
-            self._first[key] = 0
-            self._offer(first, _Shown(self._first_forms.get(key, key), key, [], [], False))
-        if key in self._numbers:
-            numbers = self._numbers[key]
-            if len(numbers) < DUPLICATE_ROWS_SHOWN:
-                numbers.append(row.number)
-            if sku != self._first_forms.get(key, key):
-                self._mixed.add(key)
-        bad = bool(before or after) or first is not None
-        if bad:
-            self.count += 1
-            self._offer(row.number, _Shown(sku, key, before, after, alone))
-        if key is not None and first is None:
-            self._first[key] = 0 if bad else row.number
-            if sku != key:
-                self._first_forms[key] = sku
-
-    def _offer(self, number, shown):
-        """Keep row ``number`` if it is among the first ``_limit`` rejected rows found so far."""
-        if len(self._shown) >= self._limit and number > max(self._shown):
-            return
-        self._shown[number] = shown
-        if shown.key is not None and shown.key not in self._numbers:
-            self._numbers[shown.key] = [number]  # its first row: later ones are added as they are read
-        if len(self._shown) > self._limit:
-            dropped = self._shown.pop(max(self._shown))
-            if all(other.key != dropped.key for other in self._shown.values()):
-                self._numbers.pop(dropped.key, None)
-                self._mixed.discard(dropped.key)
-
-    @property
-    def errors(self):
-        """The problems of the first rows rejected, ``[{"row", "field", "reason"}]``, as the import's ``errors``."""
-        errors = []
-        for number in sorted(self._shown):
-            shown = self._shown[number]
-            numbers = self._numbers.get(shown.key, [])
-            duplicate = [] if shown.alone or len(numbers) < 2 else [{"field": "sku", "reason": _duplicate_reason(
-                shown.sku, shown.key, numbers, mixed=shown.key in self._mixed)}]
-            errors.extend({"row": number, **problem} for problem in shown.before + duplicate + shown.after)
-        return errors
-
-
-@dataclass(frozen=True)
-class PreparedImage:
-    """An image of a row, checked and ready to store: the upload's SHA-256 and the copy that is served."""
-
-    sha256: str
-    file: ContentFile  # files.public_file: the pixels only, no metadata, nothing appended
 
 
 class _Refused(Exception):
@@ -369,7 +134,7 @@ def _listed_now(merchant_key):
     named = set()
     try:
         for waiting in ImportJob.objects.filter(merchant_key=merchant_key, state__in=limits.WAITING):
-            named.update(_scan(waiting, sku_field)[0])
+            named.update(scan_skus(waiting, sku_field)[0])
     except (OSError, ManifestError) as exc:
         logger.warning("a full sync of merchant %s will unlist all its file leaves out: %s", merchant_key, exc)
         return None
@@ -414,7 +179,7 @@ def run_import(job, *, progress=None):
     merchant = serializer_class.merchant_by_key(job.merchant_key)
     job.state, job.started_at = ImportJob.State.RUNNING, timezone.now()
     job.save(update_fields=["state", "started_at", "updated_at"])
-    report = _Report(job)
+    report = JobReport(job)
     written = []  # names of the image files written, deleted again unless the transaction commits
     try:
         try:
@@ -466,7 +231,7 @@ def _end(job, report):
 
 def _import(job, serializer_class, merchant, report, written, progress):
     sku_field = serializer_class().fields["sku"]
-    skus, job.rows_total, mixed = _scan(job, sku_field)
+    skus, job.rows_total, mixed = scan_skus(job, sku_field)
     duplicates = {key: numbers for key, numbers in skus.items() if len(numbers) > 1}
     to_unlist, listed_since = [], 0
     if job.full_sync:
@@ -501,8 +266,8 @@ def _import(job, serializer_class, merchant, report, written, progress):
         report.start(columns, job.manifest.name)
         ahead = deque()  # rows whose images are being prepared, in the manifest's order
         for row in rows:
-            problems, valid, names = _check_row(row, columns, known, writer, sku_field, duplicates, mixed)
-            ahead.append((row, problems, valid, threads.submit(_prepare_images, names, archive) if valid else None))
+            problems, valid, names = check_row(row, columns, known, writer, sku_field, duplicates, mixed)
+            ahead.append((row, problems, valid, threads.submit(prepare_images, names, archive) if valid else None))
             if len(ahead) > rows_ahead:
                 settle(*ahead.popleft())
         while ahead:
@@ -522,31 +287,6 @@ def _import(job, serializer_class, merchant, report, written, progress):
                    + (f", {report.rows_rejected} rows skipped" if report.rows_rejected else "")
                    + (f", {job.products_unlisted} products unlisted" if job.full_sync else "")
                    + (f" ({listed_since} listed after the upload was received stay listed)" if listed_since else ""))
-
-
-def _scan(job, sku_field):
-    """The first pass over the manifest: ``({sku_key: [row numbers]}, rows, mixed)`` of every row, valid or not.
-
-    ``mixed``: the keys whose rows write them in more than one form (``café`` composed on one
-    row, decomposed on another). Only a SKU whose first row is not in NFC costs a second string.
-    """
-    skus, first_forms, mixed = defaultdict(list), {}, set()
-    rows_total = 0
-    with job.manifest.open("rb") as handle:
-        columns, rows = read_manifest(handle, job.manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
-        for row in rows:
-            rows_total += 1
-            sku = row_sku(row, columns, sku_field)
-            if sku is None:
-                continue
-            key = sku_key(sku)
-            numbers = skus[key]
-            if not numbers and sku != key:
-                first_forms[key] = sku
-            elif numbers and sku != first_forms.get(key, key):
-                mixed.add(key)
-            numbers.append(row.number)
-    return skus, rows_total, mixed
 
 
 def full_sync_refusal(count, listed, *, confirm):
@@ -589,83 +329,6 @@ def _opened(job):
             if archive is not None:
                 archive.close()
                 job.archive.close()
-
-
-def _check_row(row, columns, known, writer, sku_field, duplicates, mixed):
-    """Return ``(problems, valid, image names)`` of one row's cells; ``valid`` is None when they are invalid.
-
-    ``valid`` is what ``writer.save`` takes; the images are checked apart (``_prepare_images``).
-    """
-    if row.problem:
-        return [{"field": row.problem_field, "reason": row.problem}], None, []
-    unknown = _unknown_fields(row, known)
-    problems = [unknown] if unknown else []
-    sku = row_sku(row, columns, sku_field)
-    unseen = sku_problem(sku)
-    if unseen:  # the row's error, not the file's: the other rows are imported, a full sync spares this SKU
-        problems.append({"field": "sku", "reason": unseen})
-    key = sku_key(sku)
-    if key in duplicates:
-        problems.append({"field": "sku", "reason": _duplicate_reason(sku, key, duplicates[key], mixed=key in mixed)})
-    valid, data, errors = writer.validate({key: value for key, value in row.values.items() if key in known})
-    if errors:
-        for field, messages in errors.items():
-            if field == "sku" and unseen:
-                continue  # the serializer's words on the same characters ("Null characters are not allowed.")
-            problems.append({"field": field, "reason": _joined(messages)})
-        return problems, None, []
-    return problems, valid, data.get("images") or []
-
-
-def _prepare_images(names, archive):
-    """Return ``(images, problems)``: each image read, checked and copied for serving, once per file."""
-    limit = int(app_settings.IMPORT_MAX_IMAGES_PER_ROW)
-    if len(names) > limit:
-        return [], [{"field": "images", "reason": f"the row names {len(names)} images, more than the limit of "
-                                                  f"{limit}"}]
-    images, problems, seen_names, seen_files = [], [], set(), set()
-    for name in names:
-        key = name if is_url(name) else normalise_name(name)
-        if key in seen_names:
-            continue
-        seen_names.add(key)
-        try:
-            data = fetch_image(name) if is_url(name) else _read(archive, name)
-            digest, file = public_file(data, name)
-        except KeyError:
-            problems.append({"field": "images", "reason": f"missing image {name!r}"})
-            continue
-        except FetchRefused as exc:
-            problems.append({"field": "images", "reason": str(exc)})
-            continue
-        except ImageRejected as exc:
-            problems.append({"field": "images", "reason": f"{name!r}: {exc.reason}"})
-            continue
-        except EntryDamaged as exc:
-            problems.append({"field": "images", "reason": f"{name!r} in the zip is damaged: {exc}"})
-            continue
-        if digest in seen_files:
-            continue  # the same file twice in one product: shown and embedded once
-        seen_files.add(digest)
-        images.append(PreparedImage(sha256=digest, file=file))
-    return images, problems
-
-
-def _read(archive, name):
-    if archive is None:
-        raise KeyError(name)
-    return archive.read(name)
-
-
-def _flat(messages):
-    if isinstance(messages, dict):
-        for value in messages.values():
-            yield from _flat(value)
-    elif isinstance(messages, list):
-        for value in messages:
-            yield from _flat(value)
-    else:
-        yield messages
 
 
 class _RowWriter:
@@ -732,125 +395,3 @@ class _Chunk:
         )
         self.images_queued += len(changed)
         self.rows, self.bytes = [], 0
-
-
-def attach_images(products, *, written):
-    """Make each product's images the given list, in order; return the images added or changed.
-
-    ``products`` is ``[(product, [PreparedImage, ...]), ...]``. An image whose upload has
-    the SHA-256 already at its position is left alone. One query finds (and locks) the products'
-    current images and one INSERT adds the new ones (a query per product and image made
-    the import the slow part of an ingest, bench/results/ingest.md). The names of the
-    files written are appended to ``written``; files replaced or removed are deleted once
-    the transaction commits. The files are written side by side (threads.run_all).
-    """
-    current = defaultdict(dict)  # product id -> position -> image
-    # This app's own images only: a mirror of the shop's image model (source_pk) and its file are the shop's.
-    # Locked until the import commits: one deleted meanwhile (in the admin, say) would be updated in vain below, and
-    # the rows that name it (its embeddings, the job's images) would fail the whole import at its commit.
-    locked = ProductImage.objects.select_for_update().filter(product_id__in=[product.pk for product, _ in products],
-                                                             source_pk="")
-    for image in locked:
-        current[image.product_id][image.position] = image
-    added, changed, replaced, removed, to_write = [], [], [], [], []
-    for product, images in products:
-        existing = current.pop(product.pk, {})
-        for position, prepared in enumerate(images):
-            image = existing.pop(position, None)
-            if image is not None and image.sha256 == prepared.sha256:
-                continue
-            if image is None:
-                image = ProductImage(product=product, position=position)
-                added.append(image)
-            else:
-                replaced.append(image.file.name)
-                changed.append(image)
-            image.sha256 = prepared.sha256
-            to_write.append((image, prepared))
-        removed.extend(existing.values())  # positions the new list no longer has
-    # Side by side: each stored name is a new one (models.image_path). Each name is noted as soon as its file
-    # exists: a failed write leaves the others to be deleted.
-    run_all(partial(_write_file, written=written), to_write)
-    ProductImage.objects.bulk_create(added)
-    ProductImage.objects.bulk_update(changed, ["sha256", "file"])  # no save signals: queued by the caller
-    ProductImage.objects.filter(pk__in=[image.pk for image in removed]).delete()  # files go with the signal
-    delete_files_on_commit(replaced)
-    return added + changed
-
-
-def _write_file(image_and_prepared, *, written):
-    image, prepared = image_and_prepared
-    image.file.save(prepared.file.name, prepared.file, save=False)
-    written.append(image.file.name)  # list.append is atomic: threads may note their files at once
-
-
-class _Report:
-    """A job's errors: the first few in the job, all of them in the rejected-rows file."""
-
-    def __init__(self, job):
-        self.job = job
-        self.shown, self.errors_total, self.rows_rejected = [], 0, 0
-        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b")
-        # A JSON Lines row may hold a lone surrogate ("\ud800" is valid JSON, and the row is rejected for it):
-        # UTF-8 cannot encode one, so it is written back as that same escape, which reads as it was sent.
-        self.text = io.TextIOWrapper(self.file, encoding="utf-8", errors="backslashreplace", newline="")
-        self.columns, self.kind, self.writer, self.kept = None, None, None, None
-        self.stored = None  # the name of the rejected-rows file written
-
-    def start(self, columns, name):
-        # The cells kept: all but a previous error column's, wherever the merchant put it.
-        self.kept = [i for i, c in enumerate(columns) if c != ERROR_COLUMN] if columns is not None else None
-        self.columns = [columns[i] for i in self.kept] if columns is not None else None
-        self.kind = "csv" if columns is not None else "jsonl"
-        if self.kind == "csv":
-            self.writer = csv.writer(self.text)
-            self.writer.writerow([*self.columns, ERROR_COLUMN])
-
-    def reject(self, row, problems):
-        self.rows_rejected += 1
-        self.errors_total += len(problems)
-        limit = int(app_settings.IMPORT_ERRORS_SHOWN)
-        for problem in problems:
-            if len(self.shown) < limit:
-                self.shown.append({"row": row.number, **problem})
-        error = "; ".join(f"{p['field']}: {p['reason']}" if p["field"] else p["reason"] for p in problems)
-        if self.kind == "csv":
-            cells = list(row.raw) if isinstance(row.raw, list) else []
-            self.writer.writerow([spreadsheet_cell(cell) for cell in
-                                  (*(cells[i] if i < len(cells) else "" for i in self.kept), error)])
-        else:
-            self.text.write(json.dumps(_jsonl_rejected(row.raw, error), ensure_ascii=False) + "\n")
-
-    def store(self, job):
-        """Put the first errors, their count and the rejected-rows file on ``job`` (not saved)."""
-        job.errors, job.errors_total = self.shown, self.errors_total
-        if self.rows_rejected:
-            self.text.flush()
-            self.file.seek(0)
-            extension = ".csv" if self.kind == "csv" else ".jsonl"
-            job.rejected_rows.save(f"rejected-rows{extension}", File(self.file), save=False)
-            self.stored = job.rejected_rows.name
-
-    def discard(self, job):
-        """Delete the rejected-rows file ``store`` wrote for a run that did not end (no saved job refers to it)."""
-        if self.stored:
-            try:
-                job.rejected_rows.storage.delete(self.stored)
-            except Exception as exc:  # any storage's error: the orphan sweep deletes it later
-                logger.warning("could not delete the rejected rows file %s: %s", self.stored, exc)
-            job.rejected_rows, self.stored = "", None
-
-    def close(self):
-        self.text.detach()
-        self.file.close()
-
-
-def _jsonl_rejected(line, error):
-    try:
-        value = load_json_line(line)  # a key given twice: the line as sent, not one of its values
-    except (ValueError, RecursionError):
-        value = None
-    if isinstance(value, dict):
-        value.pop(ERROR_COLUMN, None)
-        return {**value, ERROR_COLUMN: error}
-    return {"line": line.rstrip("\r\n"), ERROR_COLUMN: error}

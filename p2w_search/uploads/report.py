@@ -1,0 +1,93 @@
+"""An import's report: the first errors on the job, every rejected row in the rejected-rows file.
+
+The file is the rows exactly as sent with an ``error`` column (CSV) or key (JSON Lines), ready
+to fix and upload again; a CSV cell a spreadsheet would run as a formula is written with an
+apostrophe in front (``manifest.spreadsheet_cell``).
+"""
+
+import csv
+import io
+import json
+import logging
+import tempfile
+
+from django.core.files import File
+
+from p2w_search.conf import app_settings
+from p2w_search.uploads.manifest import ERROR_COLUMN, load_json_line, spreadsheet_cell
+
+__all__ = ["JobReport"]
+
+logger = logging.getLogger(__name__)
+
+
+class JobReport:
+    """A job's errors: the first few in the job, all of them in the rejected-rows file."""
+
+    def __init__(self, job):
+        self.job = job
+        self.shown, self.errors_total, self.rows_rejected = [], 0, 0
+        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b")
+        # A JSON Lines row may hold a lone surrogate ("\ud800" is valid JSON, and the row is rejected for it):
+        # UTF-8 cannot encode one, so it is written back as that same escape, which reads as it was sent.
+        self.text = io.TextIOWrapper(self.file, encoding="utf-8", errors="backslashreplace", newline="")
+        self.columns, self.kind, self.writer, self.kept = None, None, None, None
+        self.stored = None  # the name of the rejected-rows file written
+
+    def start(self, columns, name):
+        # The cells kept: all but a previous error column's, wherever the merchant put it.
+        self.kept = [i for i, c in enumerate(columns) if c != ERROR_COLUMN] if columns is not None else None
+        self.columns = [columns[i] for i in self.kept] if columns is not None else None
+        self.kind = "csv" if columns is not None else "jsonl"
+        if self.kind == "csv":
+            self.writer = csv.writer(self.text)
+            self.writer.writerow([*self.columns, ERROR_COLUMN])
+
+    def reject(self, row, problems):
+        self.rows_rejected += 1
+        self.errors_total += len(problems)
+        limit = int(app_settings.IMPORT_ERRORS_SHOWN)
+        for problem in problems:
+            if len(self.shown) < limit:
+                self.shown.append({"row": row.number, **problem})
+        error = "; ".join(f"{p['field']}: {p['reason']}" if p["field"] else p["reason"] for p in problems)
+        if self.kind == "csv":
+            cells = list(row.raw) if isinstance(row.raw, list) else []
+            self.writer.writerow([spreadsheet_cell(cell) for cell in
+                                  (*(cells[i] if i < len(cells) else "" for i in self.kept), error)])
+        else:
+            self.text.write(json.dumps(_jsonl_rejected(row.raw, error), ensure_ascii=False) + "\n")
+
+    def store(self, job):
+        """Put the first errors, their count and the rejected-rows file on ``job`` (not saved)."""
+        job.errors, job.errors_total = self.shown, self.errors_total
+        if self.rows_rejected:
+            self.text.flush()
+            self.file.seek(0)
+            extension = ".csv" if self.kind == "csv" else ".jsonl"
+            job.rejected_rows.save(f"rejected-rows{extension}", File(self.file), save=False)
+            self.stored = job.rejected_rows.name
+
+    def discard(self, job):
+        """Delete the rejected-rows file ``store`` wrote for a run that did not end (no saved job refers to it)."""
+        if self.stored:
+            try:
+                job.rejected_rows.storage.delete(self.stored)
+            except Exception as exc:  # any storage's error: the orphan sweep deletes it later
+                logger.warning("could not delete the rejected rows file %s: %s", self.stored, exc)
+            job.rejected_rows, self.stored = "", None
+
+    def close(self):
+        self.text.detach()
+        self.file.close()
+
+
+def _jsonl_rejected(line, error):
+    try:
+        value = load_json_line(line)  # a key given twice: the line as sent, not one of its values
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        value.pop(ERROR_COLUMN, None)
+        return {**value, ERROR_COLUMN: error}
+    return {"line": line.rstrip("\r\n"), ERROR_COLUMN: error}

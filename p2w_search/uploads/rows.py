@@ -1,0 +1,316 @@
+"""A manifest's rows: what a row names, and what the import and the upload check reject without the database.
+
+The row serializer is the shop's (``import_serializer``; its contract is in ``importer``'s
+docstring). Here: the columns a manifest may have, the SKU a row names (``row_sku``) and what a
+full sync leaves out (``unnamed``), the file read as a whole (``check_manifest``, the upload's
+and the merchant pages' check) with the rows it will reject (``RejectedRows``), and the import's
+own first pass (``scan_skus``) and each row's cells (``check_row``). A message says the same
+words in the check and in the import: each is written once, here.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.module_loading import import_string
+from rest_framework.exceptions import ValidationError
+from rest_framework.fields import empty, get_error_detail
+
+from p2w_search.conf import P2WImproperlyConfigured, app_settings
+from p2w_search.uploads.manifest import (
+    ERROR_COLUMN,
+    ManifestError,
+    manifest_format,
+    raw_sku,
+    read_manifest,
+    sku_key,
+    sku_problem,
+)
+
+__all__ = [
+    "import_serializer", "known_columns", "row_sku", "unnamed", "check_manifest", "RejectedRows", "ROWS_SHOWN",
+    "scan_skus", "check_row",
+]
+
+# Names a message lists before it says how many more there are.
+NAMES_SHOWN = 5
+# Row numbers a duplicate SKU's reason lists.
+DUPLICATE_ROWS_SHOWN = 10
+# Rows the upload check lists of those the import will reject (it counts them all).
+ROWS_SHOWN = 5
+
+
+def import_serializer():
+    """Return the shop's serializer of one manifest row (``P2W_SEARCH["IMPORT_SERIALIZER"]``)."""
+    path = app_settings.IMPORT_SERIALIZER
+    if not path:
+        raise P2WImproperlyConfigured("Set P2W_SEARCH['IMPORT_SERIALIZER'] to the serializer of one catalog row.")
+    return import_string(path)
+
+
+def known_columns(serializer_class=None):
+    """The columns a manifest may have: the row serializer's fields (and the rejected-rows file's error column)."""
+    return set((serializer_class or import_serializer())().fields) | {ERROR_COLUMN}
+
+
+def row_sku(row, columns, sku_field):
+    """The SKU a row names as the row serializer's ``sku_field`` stores it, whether or not the row is valid.
+
+    None when it names none. Duplicates are found, and a full sync spares SKUs, by this
+    value's ``sku_key``: a JSON Lines ``1.5`` and ``"1.5"`` are one product once stored, and so
+    are ``café`` composed and decomposed.
+    """
+    value = raw_sku(row, columns)
+    if value is None:
+        return None
+    try:
+        sku = sku_field.to_internal_value(value)
+    except ValidationError:  # not a value the field takes (a list, say): the row's own error says so
+        return None
+    return None if sku == "" else sku
+
+
+def unnamed(listed, named):
+    """The SKUs of ``listed`` (as the shop stores them) that no key of ``named`` (``sku_key``s) reads as, sorted.
+
+    What a full sync of a manifest that names ``named`` unlists of the listed products; the
+    import and the merchant pages' count both ask here.
+    """
+    return sorted(sku for sku in listed if sku_key(sku) not in named)
+
+
+def _names(names):
+    """``'a', 'b', 'c', 'd', 'e' and 7 more``: a bounded list of names for a message."""
+    shown = ", ".join(repr(name if len(name) <= 60 else name[:60] + "…") for name in names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def check_manifest(upload, *, columns_known, skus=None, rejected=None):
+    """Read a whole manifest once (streamed) and raise ManifestError for what makes it unusable as a file.
+
+    Here: the format, the size, the text encoding, the header (a column given twice, without a
+    name, or unknown), quotes that never close and the row limit. With ``skus`` (a set), the
+    key of the SKU each row names (``sku_key(row_sku(...))``) is added to it on the same read:
+    the merchant pages count a full sync from them (``unnamed``), where reading a 50 MB manifest
+    a second time doubled the cost of each check. With ``rejected`` (a RejectedRows), the rows
+    the import will reject without the database are counted into it on the same read, so the
+    merchant learns of them before sending the images; the other row-level problems (a price,
+    an image) are the import's to report.
+    """
+    manifest_format(upload.name)
+    if upload.size > app_settings.IMPORT_MAX_MANIFEST_BYTES:
+        raise ManifestError(f"it is larger than {app_settings.IMPORT_MAX_MANIFEST_BYTES} bytes")
+    columns, rows = read_manifest(upload, upload.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
+    if skus is None and rejected is None:
+        count = sum(1 for _ in rows)
+    else:
+        sku_field, count = import_serializer()().fields["sku"], 0
+        for row in rows:
+            count += 1
+            sku = row_sku(row, columns, sku_field)
+            key = None if sku is None else sku_key(sku)
+            if skus is not None and key is not None:
+                skus.add(key)
+            if rejected is not None:
+                rejected.add(row, sku, key, sku_field=sku_field, known=columns_known)
+    upload.seek(0)
+    if columns is not None:
+        unknown = [name for name in columns if name not in columns_known]
+        if unknown:
+            raise ManifestError(f"unknown column{'s' if len(unknown) > 1 else ''} {_names(unknown)}; the columns "
+                                f"are {', '.join(sorted(columns_known))}")
+        if "sku" not in columns:
+            raise ManifestError("the header has no 'sku' column")
+    if not count:
+        raise ManifestError("it has no rows")
+
+
+def _unknown_fields(row, known):
+    """The problem of a row that gives fields the row serializer does not have (a JSON Lines key), or None."""
+    unknown = row.values.keys() - known
+    return {"field": None, "reason": f"unknown fields: {_names(sorted(unknown))}"} if unknown else None
+
+
+def _duplicate_reason(sku, key, numbers, *, mixed):
+    """Why a row whose SKU ``sku`` (``key``: its ``sku_key``) is on the rows ``numbers`` is rejected.
+
+    ``mixed``: the rows write it in more than one Unicode form; repr shows both forms alike, so the reason says so.
+    """
+    shown = ", ".join(str(n) for n in numbers[:DUPLICATE_ROWS_SHOWN])
+    if mixed:
+        return (f"sku {key!r} is on rows {shown}, written in other Unicode code points on some of them "
+                "(they read the same); give each product once")
+    return f"sku {sku!r} is on rows {shown}; give each product once"
+
+
+def _joined(messages):
+    """A serializer's messages on one field (a list, maybe nested) as one reason."""
+    return " ".join(str(m) for m in _flat(messages))
+
+
+def _sku_field_problems(row, sku_field):
+    """The SKU field's own refusal of a row's SKU (none given, blank, too long), as the row serializer words it.
+
+    The field only, not the serializer's ``validate_sku`` or ``validate``: those may ask the database.
+    """
+    try:
+        sku_field.run_validation(row.values.get("sku", empty))  # what the serializer hands its sku field
+    except ValidationError as exc:
+        return [{"field": "sku", "reason": _joined(exc.detail)}]
+    except DjangoValidationError as exc:
+        return [{"field": "sku", "reason": _joined(get_error_detail(exc))}]
+    return []
+
+
+@dataclass
+class _Shown:
+    """A row the check lists: its SKU as written and its problems before and after a duplicate's reason."""
+
+    sku: object
+    key: object
+    before: list
+    after: list
+    alone: bool  # a row that cannot be read: its one problem, no duplicate's reason (as the import)
+
+
+class RejectedRows:
+    """The rows of a manifest the import will reject without looking at the database, for the upload check.
+
+    Fed one row at a time by ``check_manifest``'s single read: a row that cannot be read
+    (``Row.problem``), a field the row serializer lacks, a SKU with a character no one sees
+    (``sku_problem``), a SKU on two rows (both are rejected), a SKU the SKU field refuses (none,
+    blank, too long). ``count`` is how many rows that is; ``errors`` lists the problems of the
+    first ``ROWS_SHOWN`` of them as the import reports them (``{"row", "field", "reason"}``, in
+    its order and words). A row the import also refuses for another cell (a price, an image) shows
+    only these reasons; one refused only for such a cell is not counted.
+
+    Memory: each SKU's first row number (no list of all rows: ``scan_skus`` keeps those for the import),
+    the first forms not in NFC (as ``scan_skus``), and the rows shown with the numbers of their SKUs.
+    A row's duplicate is found at its SKU's second row, which may come long after rows already
+    shown: the first rows are kept in order, and the later ones give way.
+    """
+
+    def __init__(self, *, shown=ROWS_SHOWN):
+        self.count = 0
+        self._limit = shown
+        self._first = {}  # sku_key -> its first row's number while that row is not counted as rejected, else 0
+        self._first_forms = {}  # sku_key -> its first row's SKU, when that is not in NFC
+        self._shown = {}  # row number -> _Shown
+        self._numbers = {}  # sku_key of a row shown -> the numbers of its rows (up to DUPLICATE_ROWS_SHOWN)
+        self._mixed = set()  # keys of _numbers written in more than one form
+
+    def add(self, row, sku, key, *, sku_field, known):
+        """Count ``row`` (its ``row_sku`` and that SKU's ``sku_key``) if the import will reject it."""
+        if row.problem:
+            before, after, alone = [{"field": row.problem_field, "reason": row.problem}], [], True
+        else:
+            unknown, unseen = _unknown_fields(row, known), sku_problem(sku)
+            before = ([unknown] if unknown else []) + ([{"field": "sku", "reason": unseen}] if unseen else [])
+            # The serializer's words on the same characters are left out, as the import leaves them out.
+            after, alone = ([] if unseen else _sku_field_problems(row, sku_field)), False
+        first = None if key is None else self._first.get(key)
+        if first:  # the SKU's second row: its first row, good until now, is rejected too
+            self.count += 1
+            self._first[key] = 0
+            self._offer(first, _Shown(self._first_forms.get(key, key), key, [], [], False))
+        if key in self._numbers:
+            numbers = self._numbers[key]
+            if len(numbers) < DUPLICATE_ROWS_SHOWN:
+                numbers.append(row.number)
+            if sku != self._first_forms.get(key, key):
+                self._mixed.add(key)
+        bad = bool(before or after) or first is not None
+        if bad:
+            self.count += 1
+            self._offer(row.number, _Shown(sku, key, before, after, alone))
+        if key is not None and first is None:
+            self._first[key] = 0 if bad else row.number
+            if sku != key:
+                self._first_forms[key] = sku
+
+    def _offer(self, number, shown):
+        """Keep row ``number`` if it is among the first ``_limit`` rejected rows found so far."""
+        if len(self._shown) >= self._limit and number > max(self._shown):
+            return
+        self._shown[number] = shown
+        if shown.key is not None and shown.key not in self._numbers:
+            self._numbers[shown.key] = [number]  # its first row: later ones are added as they are read
+        if len(self._shown) > self._limit:
+            dropped = self._shown.pop(max(self._shown))
+            if all(other.key != dropped.key for other in self._shown.values()):
+                self._numbers.pop(dropped.key, None)
+                self._mixed.discard(dropped.key)
+
+    @property
+    def errors(self):
+        """The problems of the first rows rejected, ``[{"row", "field", "reason"}]``, as the import's ``errors``."""
+        errors = []
+        for number in sorted(self._shown):
+            shown = self._shown[number]
+            numbers = self._numbers.get(shown.key, [])
+            duplicate = [] if shown.alone or len(numbers) < 2 else [{"field": "sku", "reason": _duplicate_reason(
+                shown.sku, shown.key, numbers, mixed=shown.key in self._mixed)}]
+            errors.extend({"row": number, **problem} for problem in shown.before + duplicate + shown.after)
+        return errors
+
+
+def scan_skus(job, sku_field):
+    """The first pass over the manifest: ``({sku_key: [row numbers]}, rows, mixed)`` of every row, valid or not.
+
+    ``mixed``: the keys whose rows write them in more than one form (``café`` composed on one
+    row, decomposed on another). Only a SKU whose first row is not in NFC costs a second string.
+    """
+    skus, first_forms, mixed = defaultdict(list), {}, set()
+    rows_total = 0
+    with job.manifest.open("rb") as handle:
+        columns, rows = read_manifest(handle, job.manifest.name, max_rows=int(app_settings.IMPORT_MAX_ROWS))
+        for row in rows:
+            rows_total += 1
+            sku = row_sku(row, columns, sku_field)
+            if sku is None:
+                continue
+            key = sku_key(sku)
+            numbers = skus[key]
+            if not numbers and sku != key:
+                first_forms[key] = sku
+            elif numbers and sku != first_forms.get(key, key):
+                mixed.add(key)
+            numbers.append(row.number)
+    return skus, rows_total, mixed
+
+
+def check_row(row, columns, known, writer, sku_field, duplicates, mixed):
+    """Return ``(problems, valid, image names)`` of one row's cells; ``valid`` is None when they are invalid.
+
+    ``valid`` is what ``writer.save`` takes; the images are checked apart (``row_images.prepare_images``).
+    """
+    if row.problem:
+        return [{"field": row.problem_field, "reason": row.problem}], None, []
+    unknown = _unknown_fields(row, known)
+    problems = [unknown] if unknown else []
+    sku = row_sku(row, columns, sku_field)
+    unseen = sku_problem(sku)
+    if unseen:  # the row's error, not the file's: the other rows are imported, a full sync spares this SKU
+        problems.append({"field": "sku", "reason": unseen})
+    key = sku_key(sku)
+    if key in duplicates:
+        problems.append({"field": "sku", "reason": _duplicate_reason(sku, key, duplicates[key], mixed=key in mixed)})
+    valid, data, errors = writer.validate({key: value for key, value in row.values.items() if key in known})
+    if errors:
+        for field, messages in errors.items():
+            if field == "sku" and unseen:
+                continue  # the serializer's words on the same characters ("Null characters are not allowed.")
+            problems.append({"field": field, "reason": _joined(messages)})
+        return problems, None, []
+    return problems, valid, data.get("images") or []
+
+
+def _flat(messages):
+    if isinstance(messages, dict):
+        for value in messages.values():
+            yield from _flat(value)
+    elif isinstance(messages, list):
+        for value in messages:
+            yield from _flat(value)
+    else:
+        yield messages
