@@ -15,26 +15,14 @@ from django.db import OperationalError, connections
 
 from p2w_search import dispatch, indexing, tasks
 from p2w_search.models import BrokerMarker
-from tests.factories import MerchantFactory, catalog_upload, token_client
-from tests.faults import RedisServer, celery_broker
+from tests import test_broker_loss as broker_loss
+from tests.factories import catalog_upload
 from tests.test_broker_loss import CATALOG, EMBED, IMPORT, add_images, pending_ids, waiting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-@pytest.fixture
-def private_redis(tmp_path_factory, settings):
-    """A Redis of this test's own, which this process's Celery app uses; stopped afterwards."""
-    settings.P2W_SEARCH = {**settings.P2W_SEARCH, "SWEEP_AFTER": 300.0, "TASK_BATCH_SIZE": 2}
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    with celery_broker(server.url):
-        yield server
-    server.stop()
-
-
-@pytest.fixture
-def merchant_client(django_user_model):
-    return token_client(MerchantFactory(user=django_user_model.objects.create_user("acme")).user)
+# Fixtures: a Redis of the test's own that this process's Celery app uses; the merchant acme's API client.
+private_redis, merchant_client = broker_loss.private_redis, broker_loss.merchant_client
 
 
 def marker(redis):
