@@ -21,7 +21,8 @@ from p2w_search.conf import DEFAULTS, P2WImproperlyConfigured, app_settings, loo
 from p2w_search.embedders.base import image_weight
 from p2w_search.vector_extension import MIN_VERSION, create_hint, parse_version
 
-__all__ = ["check_settings", "check_photo_storage", "check_vector_extension", "vector_extension_problems"]
+__all__ = ["check_settings", "check_photo_storage", "check_database_routes", "check_vector_extension",
+           "vector_extension_problems"]
 
 _MIN = ".".join(map(str, MIN_VERSION))
 
@@ -553,6 +554,52 @@ def _photo_box_template():
             except OSError:
                 continue
     return None
+
+
+@checks.register()
+def check_database_routes(app_configs=None, **kwargs):
+    """E029: a model that p2w_search writes or joins, which ``DATABASE_ROUTERS`` writes to another database.
+
+    p2w_search works on one database, ``default``: its transactions, locks and raw SQL use that connection, its
+    mirrors of the shop's images hold foreign keys to the products, and a search joins the products with their
+    vectors in one query. A catalog routed to a second database would have its rows there and their mirrors
+    and vectors here, and nothing said so. Reads may still go elsewhere (a replica router, and
+    ``SEARCH_DATABASE`` for searches): only where writes go is checked.
+    """
+    from django.conf import settings
+    from django.db import DEFAULT_DB_ALIAS, router
+
+    if not settings.DATABASE_ROUTERS:
+        return []
+    problems = []
+    for label, model in _models_written():
+        alias = router.db_for_write(model)
+        if alias != DEFAULT_DB_ALIAS:
+            problems.append(checks.Error(
+                f"DATABASE_ROUTERS writes {label} to the database {alias!r}; p2w_search needs the products, the "
+                f"shop's images and its own tables in one database, {DEFAULT_DB_ALIAS!r}.",
+                hint=f"Route writes of {label} to {DEFAULT_DB_ALIAS!r} (reads may go to a replica; searches read "
+                     "P2W_SEARCH['SEARCH_DATABASE']).",
+                id="p2w_search.E029"))
+    return problems
+
+
+def _models_written():
+    """``(label, model)`` of the product model, the shop's image model and p2w_search's models, those that resolve
+    (the settings checks report the others)."""
+    from django.conf import settings
+
+    labels = [getattr(settings, "P2W_SEARCH_PRODUCT_MODEL", None)]
+    if isinstance(app_settings.IMAGE_MODEL, dict):
+        labels.append(app_settings.IMAGE_MODEL.get("MODEL"))
+    found = []
+    for label in labels:
+        try:
+            found.append((label, apps.get_model(label)))
+        except (LookupError, ValueError, TypeError, AttributeError):
+            continue
+    own = apps.get_app_config("p2w_search").get_models()
+    return [*found, *((model._meta.label, model) for model in own)]
 
 
 @checks.register(checks.Tags.database)

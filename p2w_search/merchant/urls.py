@@ -4,6 +4,7 @@ They need ``P2W_SEARCH["IMPORT_SERIALIZER"]`` (system check p2w_search.E013). A 
 its own login page sets ``LOGIN_URL``; otherwise the pages' own ``login/`` is used.
 """
 
+from django.contrib.auth.decorators import login_not_required
 from django.urls import path, reverse_lazy
 
 from p2w_search.merchant import views
@@ -26,3 +27,8 @@ urlpatterns = [
                                            redirect_authenticated_user=True), name="login"),
     path("logout/", views.LogoutView.as_view(next_page=reverse_lazy("p2w_merchant:login")), name="logout"),
 ]
+
+# Each page checks the login itself and sends to login_url(); under LoginRequiredMiddleware they went to LOGIN_URL
+# instead (a page the shop may not have), and the login page itself needed a login.
+for pattern in urlpatterns:
+    login_not_required(pattern.callback)

@@ -11,7 +11,9 @@ a change or method without a photo is a 400 that says to add one (the change kep
 so is a page of results without a photo (``?page=2``: there are no pages before a search).
 """
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponseRedirect
+from django.utils.decorators import method_decorator
 from django.views.generic import TemplateView
 
 from p2w_search.shopper import journey
@@ -19,6 +21,7 @@ from p2w_search.shopper import journey
 __all__ = ["PhotoSearchView"]
 
 
+@method_decorator(login_not_required, name="dispatch")  # anyone may search, under LoginRequiredMiddleware too
 class PhotoSearchView(TemplateView):
     template_name = "p2w_search/like_this/photo_page.html"
     per_page = 24
