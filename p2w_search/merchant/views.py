@@ -130,7 +130,12 @@ def upload(request):
     page itself, in the words of the refusal, and gets no form: it would only be refused once sent.
     """
     acting, count, errors, status, full = request.p2w_acting, None, None, 400, None
-    if request.method == "POST":
+    switched = _switched(request, acting) if request.method == "POST" else None
+    if switched:  # nothing of the form is read: it was meant for another merchant
+        errors, status = {NON_FIELD_ERRORS: [switched]}, 409
+        form = UploadForm(request.POST, request.FILES)
+        form.show_errors(errors)
+    elif request.method == "POST":
         try:
             check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
             named, data = set(), upload_data(request)
@@ -161,6 +166,24 @@ def upload(request):
             full = str(refusal)
     return _upload_page(request, form, count=count, files_sent=bool(request.FILES), full=full,
                         status=status if errors else 200)
+
+
+# The form's hidden field: the key of the merchant the upload page was opened for.
+FORM_MERCHANT = "merchant"
+
+
+def _switched(request, acting):
+    """Why an upload form opened for another merchant than the one ``acting`` is now is refused; None when it is not.
+
+    Staff choose whom they act for in the session, shared by their tabs: a form opened for one merchant, sent after
+    choosing another in a second tab, uploaded the first one's catalog (a full sync too) into the second's. A form
+    without the field (a script, a page of an earlier version) is taken as before.
+    """
+    sent = request.POST.getlist(FORM_MERCHANT)
+    if not sent or all(key == acting.key for key in sent):
+        return None
+    return (f"This form was opened for another merchant than the one you act for now, {acting.merchant} (chosen on "
+            "another page). Nothing was uploaded: check whom you act for, above, and upload again.")
 
 
 @require_POST

@@ -105,6 +105,7 @@ def check_archive(file):
         archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):  # the last: "zip file version 9.9"
         raise ArchiveRejected("the archive is not a readable zip file") from None
+    _check_named(archive.infolist())
     entries = [info for info in archive.infolist() if not info.is_dir()]
     if len(entries) > app_settings.IMPORT_MAX_FILES:
         raise ArchiveRejected(f"the archive holds {len(entries)} files, more than {app_settings.IMPORT_MAX_FILES}")
@@ -134,6 +135,14 @@ def check_archive(file):
     if total > app_settings.IMPORT_MAX_BYTES:
         raise ArchiveRejected(f"the archive inflates to {total} bytes, more than {app_settings.IMPORT_MAX_BYTES}")
     return names
+
+
+def _check_named(infos):
+    """Raise ArchiveRejected for an entry without a name: zipfile cuts a name at its first NUL, so a name that starts
+    with one is empty, and ``ZipInfo.is_dir`` (its last character) raised IndexError, a 500."""
+    for position, info in enumerate(infos, start=1):
+        if not info.filename:
+            raise ArchiveRejected(f"entry {position} of the archive has no name; zip the images again")
 
 
 class Archive:

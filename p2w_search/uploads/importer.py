@@ -18,8 +18,9 @@ row for the template CSV, column -> cell). This module does the rest.
 What an import promises (README, "Merchants: catalog uploads"):
 - nothing half-written: one transaction; files it wrote are deleted again if it does not commit;
 - ``policy=reject`` writes nothing when any row is bad; ``skip`` writes the good rows;
-- a SKU the manifest names is never unlisted by a full sync, whatever happened to its row,
-  and a full sync that would unlist more than ``FULL_SYNC_MAX_UNLIST_SHARE`` of the listed
+- a SKU the manifest names is never unlisted by a full sync, whatever happened to its row (a row refused for
+  a SKU with a character no one sees or one that looks like another names the SKU a reader sees,
+  ``manifest.seen_sku``), and a full sync that would unlist more than ``FULL_SYNC_MAX_UNLIST_SHARE`` of the listed
   products, or that accepted no row, is refused unless ``confirm_unlist`` is the exact count;
 - a full sync unlists only products that were listed when the upload was received, or that
   the merchant's uploads still waiting then list: one the merchant listed otherwise while the

@@ -20,7 +20,7 @@ from itertools import chain
 
 __all__ = [
     "ManifestError", "Row", "IMAGE_SEPARATOR", "ERROR_COLUMN", "manifest_format", "read_manifest", "raw_sku",
-    "sku_key", "sku_problem", "load_json_line", "spreadsheet_cell",
+    "sku_key", "sku_problem", "seen_sku", "load_json_line", "WrittenNumber", "spreadsheet_cell",
 ]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -143,6 +143,18 @@ def sku_problem(sku):
     return _unseen_problem(sku) or _lookalike_problem(sku)
 
 
+def seen_sku(sku):
+    """The SKU a reader sees in ``sku``: without the characters no one sees, written plain, in NFC (``sku_key``).
+
+    ``A<ZERO WIDTH SPACE>1`` is ``A1``, ``A<NO-BREAK SPACE>1`` is ``A 1``, ``ＡＢ１`` is ``AB1``. Never stored (such a
+    SKU is refused, ``sku_problem``): a full sync spares the listed product a rejected row names this way, since the
+    merchant plainly named it. A SKU that is no text is its own.
+    """
+    if not isinstance(sku, str) or (sku.isascii() and sku.isprintable()):
+        return sku
+    return _written_plain("".join(char for char in sku if unicodedata.category(char) not in _UNSEEN))
+
+
 def _unseen_problem(sku):
     """The reason ``sku`` is refused for characters no one sees (``_UNSEEN``); None when it holds none."""
     found = [(position, char) for position, char in enumerate(sku, start=1)
@@ -251,7 +263,7 @@ def _jsonl_rows(lines):
         except DuplicateKey as exc:
             # The values as json.loads reads them (the last of each key): raw_sku finds the SKU a full sync spares.
             try:
-                value = json.loads(line)
+                value = json.loads(line, parse_float=WrittenNumber, parse_constant=WrittenNumber)
             except (ValueError, RecursionError):  # an integer too long further on, say: no SKU to spare
                 value = None
             yield Row(number, values=value if isinstance(value, dict) else {}, raw=line,
@@ -291,9 +303,35 @@ def unique_keys(pairs):
     return value
 
 
+class WrittenNumber(float):
+    """A JSON number with a fraction or an exponent (or ``NaN``, ``Infinity``): a float whose ``str`` is its text.
+
+    ``json.loads`` reads ``1.10`` as 1.1 and ``1.00000000000000001`` as 1.0, so a SKU written as a
+    number was stored as another SKU (which a full sync then told apart from the listed ``1.10``),
+    and a price the same digits in quotes would refuse (too many digits) was stored rounded.
+    DRF's CharField and DecimalField read a number through ``str()``: each reads what the merchant
+    wrote, as the product API's parser does (``parse_float=Decimal``; a Decimal is no value a
+    shop's CharField takes). Code that computes with it gets the float.
+    """
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text):
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __str__(self):
+        return self.text
+
+    def __reduce__(self):
+        return type(self), (self.text,)
+
+
 def load_json_line(line):
-    """``json.loads``, but an object that gives one key twice raises DuplicateKey instead of keeping the last."""
-    return json.loads(line, object_pairs_hook=unique_keys)
+    """``json.loads``, but an object that gives one key twice raises DuplicateKey instead of keeping the last, and a
+    number with a fraction or an exponent is a WrittenNumber (its text as written)."""
+    return json.loads(line, object_pairs_hook=unique_keys, parse_float=WrittenNumber, parse_constant=WrittenNumber)
 
 
 def _text_lines(handle, *, chunk_size=1 << 16):

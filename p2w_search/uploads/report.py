@@ -14,7 +14,7 @@ import tempfile
 from django.core.files import File
 
 from p2w_search.conf import app_settings
-from p2w_search.uploads.manifest import ERROR_COLUMN, load_json_line, spreadsheet_cell
+from p2w_search.uploads.manifest import ERROR_COLUMN, WrittenNumber, load_json_line, spreadsheet_cell
 
 __all__ = ["JobReport"]
 
@@ -56,7 +56,7 @@ class JobReport:
             self.writer.writerow([spreadsheet_cell(cell) for cell in
                                   (*(cells[i] if i < len(cells) else "" for i in self.kept), error)])
         else:
-            self.text.write(json.dumps(_jsonl_rejected(row.raw, error), ensure_ascii=False) + "\n")
+            self.text.write(_json_text(_jsonl_rejected(row.raw, error)) + "\n")
 
     def store(self, job):
         """Put the first errors, their count and the rejected-rows file on ``job`` (not saved)."""
@@ -91,3 +91,27 @@ def _jsonl_rejected(line, error):
         value.pop(ERROR_COLUMN, None)
         return {**value, ERROR_COLUMN: error}
     return {"line": line.rstrip("\r\n"), ERROR_COLUMN: error}
+
+
+def _json_text(value):
+    """``value`` as ``json.dumps(value, ensure_ascii=False)`` writes it, but each WrittenNumber as it was sent.
+
+    json.dumps writes the float: ``1.00000000000000001`` came back as ``1.0``, and the file, fixed
+    and sent again, imported a price the merchant never wrote. A value nested deeper than Python
+    recurses here is written by json.dumps, as before.
+    """
+    try:
+        return _written(value)
+    except RecursionError:
+        return json.dumps(value, ensure_ascii=False)
+
+
+def _written(value):
+    if isinstance(value, WrittenNumber):
+        return value.text
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(key, ensure_ascii=False)}: {_written(item)}"
+                               for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_written(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)

@@ -45,7 +45,7 @@ def prepare_images(names, archive):
             continue
         seen_names.add(key)
         try:
-            data = fetch_image(name) if is_url(name) else _read(archive, name)
+            data = _fetch(name) if is_url(name) else _read(archive, name)
             digest, file = public_file(data, name)
         except KeyError:
             problems.append({"field": "images", "reason": f"missing image {name!r}"})
@@ -64,6 +64,23 @@ def prepare_images(names, archive):
         seen_files.add(digest)
         images.append(PreparedImage(sha256=digest, file=file))
     return images, problems
+
+
+def _fetch(name):
+    """``fetch_image(name)``; a URL that cannot even be parsed or resolved is refused as one it may not fetch.
+
+    Python raises ValueError for a port out of range or a broken ``[`` of an IPv6 address
+    (``urlsplit``), and UnicodeError for a host name with an empty or over-long label (IDNA): one
+    such cell failed the whole import as a server error, where it is the row's error.
+    """
+    try:
+        return fetch_image(name)
+    except FetchRefused:
+        raise
+    except UnicodeError:
+        raise FetchRefused(f"not a URL that can be fetched: {name!r} (its host name is no valid DNS name)") from None
+    except ValueError as exc:
+        raise FetchRefused(f"not a URL that can be fetched: {name!r} ({exc})") from None
 
 
 def _read(archive, name):

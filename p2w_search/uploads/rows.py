@@ -23,6 +23,7 @@ from p2w_search.uploads.manifest import (
     manifest_format,
     raw_sku,
     read_manifest,
+    seen_sku,
     sku_key,
     sku_problem,
 )
@@ -74,9 +75,12 @@ def unnamed(listed, named):
     """The SKUs of ``listed`` (as the shop stores them) that no key of ``named`` (``sku_key``s) reads as, sorted.
 
     What a full sync of a manifest that names ``named`` unlists of the listed products; the
-    import and the merchant pages' count both ask here.
+    import and the merchant pages' count both ask here. A key is also read as a reader sees it
+    (``seen_sku``): a row whose SKU ``A<ZERO WIDTH SPACE>1`` or ``ＡＢ１`` is refused still names the listed
+    ``A1`` or ``AB1``, plainly to the merchant, so the sync spares it as it spares any rejected row's SKU.
     """
-    return sorted(sku for sku in listed if sku_key(sku) not in named)
+    seen = {plain for key in named if (plain := seen_sku(key)) != key}  # most keys read as written: a small set
+    return sorted(sku for sku in listed if sku_key(sku) not in named and sku_key(sku) not in seen)
 
 
 def _names(names):
