@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import NotFound
 
-from p2w_search import dispatch, indexing, status
+from p2w_search import dispatch, indexing, serving, status
 from p2w_search.admin_writes import BoundedWrites, WriteRefused
 from p2w_search.api.uploads import FILES, FilesUnreadable, download
 from p2w_search.conf import app_settings, image_limits
@@ -109,7 +109,7 @@ class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
         super().delete_queryset(request, queryset)
 
     def _refuse_serving(self, queryset):
-        """Checked again under the rows' locks, which a switch to serving takes too (indexing.switch_serving)."""
+        """Checked again under the rows' locks, which a switch to serving takes too (serving.switch_serving)."""
         models = list(queryset.select_for_update().order_by("pk"))
         serving = next((model for model in models if model.state == EmbeddingModel.State.SERVING), None)
         if serving is not None:
@@ -166,8 +166,8 @@ class EmbeddingModelAdmin(BoundedWrites, RefuseNulFilters, admin.ModelAdmin):
                 messages.error(request, "There is no such model.")
                 return
             try:
-                indexing.switch_serving(model)
-            except indexing.CannotServe as exc:
+                serving.switch_serving(model)
+            except serving.CannotServe as exc:
                 messages.error(request, str(exc))
                 return
             messages.success(request, f"{model} now serves searches.")

@@ -3,7 +3,7 @@
 PostgreSQL is the source of truth. An image to embed is a ``pending`` ImageEmbedding
 row; tasks carry only ids. A task that is lost (a dead worker, a Redis restart) leaves
 its rows pending, and ``sweep_pending`` queues them again; rows already ``ready`` are
-never embedded twice.
+never embedded twice. Which model serves searches, and the switch to another, is serving.py's.
 """
 
 import logging
@@ -13,37 +13,34 @@ from datetime import timedelta
 import numpy as np
 from django.core.exceptions import SuspiciousFileOperation
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 from pgvector import HalfVector
 
-from p2w_search import dispatch, index
-from p2w_search.conf import P2WImproperlyConfigured, app_settings, image_limits
-from p2w_search.embedders import DEFAULT_ALIAS, get_embedder
+from p2w_search import dispatch
+from p2w_search.conf import app_settings, image_limits
+from p2w_search.embedders import DEFAULT_ALIAS
 from p2w_search.files import storage_of
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.serving import (
+    CannotServe,
+    IncompleteModel,
+    ModelGone,
+    active_models,
+    embedder_for,
+    model_progress,
+    register_model,
+    switch_serving,
+)
 from p2w_search.threads import run_all
 
+# The serving model's names (serving.py) stay importable from here, where they were.
 __all__ = [
-    "MAX_ATTEMPTS",
-    "register_model",
-    "active_models",
-    "queue_images",
-    "queue_image_ids",
-    "queue_on_commit",
-    "queue_missing",
-    "model_progress",
-    "embed_pending",
-    "sweep_pending",
-    "queue_unclaimed",
-    "switch_serving",
-    "embedder_for",
-    "CannotServe",
-    "IncompleteModel",
-    "ModelGone",
-    "retry_failed",
-    "remove_from_index",
+    "MAX_ATTEMPTS", "queue_images", "queue_image_ids", "queue_on_commit", "queue_missing", "embed_pending",
+    "sweep_pending", "queue_unclaimed", "retry_failed", "remove_from_index",
+    "register_model", "active_models", "model_progress", "switch_serving", "embedder_for", "CannotServe",
+    "IncompleteModel", "ModelGone",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,66 +48,6 @@ logger = logging.getLogger(__name__)
 # A row whose task was started this many times without finishing (the worker died each
 # time, e.g. out of memory on that image) is marked failed instead of queued forever.
 MAX_ATTEMPTS = 5
-
-
-class CannotServe(Exception):
-    """A switch to a model is refused; the message says why."""
-
-
-class IncompleteModel(CannotServe):
-    """A model cannot serve yet: some images are still pending under it."""
-
-
-class ModelGone(CannotServe):
-    """The model was deleted before the switch took it."""
-
-
-def register_model(alias=DEFAULT_ALIAS):
-    """Return the EmbeddingModel of the embedder ``alias``, creating it (and its index) if new.
-
-    Loads the embedder's weights. The first model of an empty index serves at once;
-    later ones are ``building`` until ``switch_serving``.
-    """
-    identity = get_embedder(alias).identity
-    with transaction.atomic():
-        model, created = EmbeddingModel.objects.select_for_update().get_or_create(
-            architecture=identity.architecture,
-            weights=identity.weights,
-            checksum=identity.checksum,
-            defaults={"alias": alias, "dimensions": identity.dimensions},
-        )
-        if model.state == EmbeddingModel.State.RETIRED:
-            model.state = EmbeddingModel.State.BUILDING
-            model.save(update_fields=["state"])
-        if not EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).exists():
-            model.state = EmbeddingModel.State.SERVING
-            model.serving_since = timezone.now()
-            model.save(update_fields=["state", "serving_since"])
-    index.ensure_hnsw_index(model)
-    if created:
-        logger.info("registered embedding model %s (%d dimensions)", model.key, model.dimensions)
-    return model
-
-
-def active_models():
-    """Models that new images are embedded with: the serving one and any being built."""
-    return EmbeddingModel.objects.filter(
-        state__in=[EmbeddingModel.State.SERVING, EmbeddingModel.State.BUILDING]
-    )
-
-
-def embedder_for(model):
-    """Return the embedder that made ``model``'s vectors, checking it still loads the same weights."""
-    embedder = get_embedder(model.alias)
-    identity = embedder.identity
-    if (identity.architecture, identity.weights, identity.checksum) != (
-            model.architecture, model.weights, model.checksum):
-        raise P2WImproperlyConfigured(
-            f"P2W_SEARCH['EMBEDDERS'][{model.alias!r}] now loads "
-            f"{identity.architecture}/{identity.weights} (sha256 {identity.checksum[:12] or '-'}), but the "
-            f"index holds vectors of {model.key}. Register the new weights under a new alias and switch to it."
-        )
-    return embedder
 
 
 def queue_images(images):
@@ -194,23 +131,6 @@ def queue_on_commit(image_ids):
 def _queue_by_id(image_ids):
     with transaction.atomic():
         queue_images(list(ProductImage.objects.filter(pk__in=image_ids)))
-
-
-def model_progress(model):
-    """Counts of the images in the index under ``model``: ``total``, ``ready``, ``failed``, ``pending``, ``missing``.
-
-    The one count every progress display uses (admin page, ``p2w_index status``/``wait``,
-    the switch, import jobs): images an admin removed from the index are not in it.
-    """
-    in_index = ProductImage.objects.filter(in_index=True)
-    total = in_index.count()
-    counts = dict(
-        ImageEmbedding.objects.filter(model=model, image__in_index=True)
-        .values_list("state").annotate(n=Count("id")).order_by()
-    )
-    ready, failed, pending = (counts.get(state, 0) for state in ("ready", "failed", "pending"))
-    return {"total": total, "ready": ready, "failed": failed, "pending": pending,
-            "missing": max(total - ready - failed - pending, 0)}
 
 
 def queue_missing(model):
@@ -470,37 +390,3 @@ def _image_ids(images):
     if hasattr(images, "values_list"):
         return sorted(set(images.values_list("pk", flat=True)))
     return sorted({image if isinstance(image, int) else image.pk for image in images})
-
-
-def switch_serving(model, *, force=False):
-    """Make ``model`` serve searches, retiring the one that served before.
-
-    Refuses while images are still pending under ``model``, or when none of them could be embedded (every
-    search would find nothing), unless ``force``.
-    """
-    progress = model_progress(model)
-    pending, missing = progress["pending"], progress["missing"]
-    if (pending or missing) and not force:
-        raise IncompleteModel(
-            f"{model.key} is not complete: {pending} images pending and {missing} not queued; "
-            "wait for the workers (or force the switch)."
-        )
-    if progress["total"] and not progress["ready"] and not force:
-        raise IncompleteModel(
-            f"{model.key} has no image embedded: all {progress['failed']} failed, so every search would find "
-            "nothing. The index page lists the errors (or force the switch)."
-        )
-    with transaction.atomic():
-        # One switch at a time: two at once (to two models, from two admin pages) each retired the model that served
-        # when it looked, and the second broke the one-serving-model constraint (a 500). Few rows: all are locked, in
-        # order; NO KEY, as an import's new embedding rows hold a KEY SHARE lock on their model until it commits.
-        locked = list(EmbeddingModel.objects.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
-        if model.pk not in locked:  # deleted since it was read (the admin's delete, a moment before)
-            raise ModelGone(f"{model.key} was deleted meanwhile; nothing was switched.")
-        EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).exclude(pk=model.pk).update(
-            state=EmbeddingModel.State.RETIRED
-        )
-        model.state = EmbeddingModel.State.SERVING
-        model.serving_since = timezone.now()
-        model.save(update_fields=["state", "serving_since"])
-    return model

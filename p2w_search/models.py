@@ -145,7 +145,7 @@ class ImageEmbedding(models.Model):
             models.Index(fields=["model", "state", "queued_at"], name="p2w_emb_model_state"),
             # The embedding rate of the admin page: the rows a model made ready in the last minutes.
             models.Index(fields=["model", "updated_at"], condition=Q(state="ready"), name="p2w_emb_ready_at"),
-            # A model's counts by state (indexing.model_progress: the index page, p2w_index status, the switch),
+            # A model's counts by state (serving.model_progress: the index page, p2w_index status, the switch),
             # read from this index alone, not from the rows and their vectors (a kilobyte each).
             models.Index(fields=["model", "state", "image"], include=["id"], name="p2w_emb_model_state_image"),
             # The last errors of the index page: the newest failed rows, not a scan of every row for them.

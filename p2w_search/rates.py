@@ -56,7 +56,7 @@ def database_now():
 
 
 def seconds_left(counts, rate):
-    """Seconds until the images ``counts`` (``indexing.model_progress``) has left are done at ``rate``.
+    """Seconds until the images ``counts`` (``serving.model_progress``) has left are done at ``rate``.
 
     0 when nothing is left; None when something is left and the rate is unknown or 0.
     """

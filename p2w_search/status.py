@@ -10,7 +10,7 @@ import json
 from django.db import connection
 from django.db.models import Count, Min
 
-from p2w_search import doctor, index, indexing, product_images, rates, search_health, workers
+from p2w_search import doctor, index, product_images, rates, search_health, serving, workers
 from p2w_search.conf import app_settings
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from p2w_search.svg_charts import line_chart
@@ -102,7 +102,7 @@ def index_status(*, errors=10):
     """Everything the index page shows; ``findings`` are doctor's check messages for it."""
     models = []
     for model in EmbeddingModel.objects.order_by("-pk"):
-        counts = indexing.model_progress(model)
+        counts = serving.model_progress(model)
         done = counts["ready"] + counts["failed"]
         retired = model.state == EmbeddingModel.State.RETIRED
         rate = None if retired else rates.embedding_rate(model)

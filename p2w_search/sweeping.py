@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from p2w_search import dispatch, indexing, shop_images
+from p2w_search import dispatch, indexing, serving, shop_images
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 
@@ -53,7 +53,7 @@ def sweep():
         # is taken twice, harmlessly: the second waits for the merchant's lock, then finds the job ended.
         cutoff = now if lost else now - timedelta(seconds=float(app_settings.SWEEP_AFTER))
         jobs = _send_jobs(updated_before=cutoff)
-        model_started = not indexing.active_models().exists() and ProductImage.objects.exists()
+        model_started = not serving.active_models().exists() and ProductImage.objects.exists()
         if model_started:  # the first upload's start_model was lost (Redis down or restarted): send it again
             dispatch.send(dispatch.START_MODEL)
         # Before the shop's sync below, whose rows are queued now: they are not sent twice.

@@ -20,7 +20,7 @@ from celery.signals import (
 )
 from django.utils import timezone
 
-from p2w_search import encoding, indexing, orphans, product_images, sweeping, workers
+from p2w_search import encoding, indexing, orphans, product_images, serving, sweeping, workers
 from p2w_search.models import ImportJob
 from p2w_search.sweeping import TRANSIENT_ERRORS
 from p2w_search.uploads import importer, progress, retention
@@ -109,7 +109,7 @@ def embed_batch(self, model_id, embedding_ids):
 @shared_task(ignore_result=True, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, max_retries=10)
 def start_model(alias="default"):
     """Register the model of embedder ``alias`` and queue every image it has not embedded."""
-    model = indexing.register_model(alias)
+    model = serving.register_model(alias)
     return indexing.queue_missing(model)
 
 

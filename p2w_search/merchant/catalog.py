@@ -7,7 +7,7 @@ Embedding states are those under the serving model, of the images that are in th
 
 from django.db.models import Count, F, Q, QuerySet
 
-from p2w_search import indexing
+from p2w_search import indexing, serving
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from p2w_search.uploads.importer import import_serializer
 
@@ -62,7 +62,7 @@ def failed_images(merchant):
         return ProductImage.objects.none()
     return ProductImage.objects.filter(
         product__in=products, in_index=True, embeddings__state=ImageEmbedding.State.FAILED,
-        embeddings__model__in=indexing.active_models(),
+        embeddings__model__in=serving.active_models(),
     ).distinct()
 
 

@@ -6,7 +6,7 @@ from django.core import checks
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from p2w_search import indexing, rates, status, sweeping
+from p2w_search import indexing, rates, serving, status, sweeping
 from p2w_search.conf import app_settings
 from p2w_search.embedders import DEFAULT_ALIAS, InvalidEmbedderError
 from p2w_search.management.model_choice import chosen_model
@@ -89,7 +89,7 @@ class Command(BaseCommand):
             raise CommandError(f"--alias: no embedder {alias!r}; P2W_SEARCH['EMBEDDERS'] has "
                                + ", ".join(repr(name) for name in app_settings.EMBEDDERS))
         try:
-            model = indexing.register_model(alias)
+            model = serving.register_model(alias)
         except InvalidEmbedderError as exc:  # the alias's entry names a backend that cannot be imported
             raise CommandError(str(exc)) from None
         queued = indexing.queue_missing(model)
@@ -105,7 +105,7 @@ class Command(BaseCommand):
         with tqdm(desc=f"embedding with {target.architecture}", unit="img",
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") as bar:
             while True:
-                counts = indexing.model_progress(target)
+                counts = serving.model_progress(target)
                 done = counts["ready"] + counts["failed"]
                 now = time.monotonic()
                 finished = not counts["pending"] and not counts["missing"]
@@ -147,8 +147,8 @@ class Command(BaseCommand):
 
     def do_switch(self, *, model, force, **options):
         try:
-            target = indexing.switch_serving(chosen_model(model), force=force)
-        except indexing.CannotServe as exc:
+            target = serving.switch_serving(chosen_model(model), force=force)
+        except serving.CannotServe as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{target.key} now serves searches")
 
