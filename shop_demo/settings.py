@@ -190,6 +190,8 @@ REST_FRAMEWORK = {
         "p2w_search.api.parsers.FormParser",
         "p2w_search.api.parsers.MultiPartParser",
     ],
+    # A format no renderer has (?format=xml) is a 400 naming format, not DRF's bare 404 "Not found.".
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "p2w_search.api.negotiation.ContentNegotiation",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

@@ -330,7 +330,8 @@ def test_an_unknown_parameter_is_a_400_that_lists_the_known_ones(client, shop):
     response = client.get("/api/search/text/", {"q": "tee", "colour": "red"})
     assert response.status_code == 400
     (message,) = response.json()["colour"]
-    assert message.startswith("Unknown parameter. The parameters are: category, exclude, in_stock, k, merchant, ")
+    assert message.startswith("Unknown parameter. The parameters are: category, exclude, format, in_stock, k, "
+                              "merchant, ")
     assert "price_max" in message and "page_size" in message
 
 

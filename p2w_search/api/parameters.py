@@ -1,9 +1,10 @@
-"""A view's query-string parameters: the 400s for one it does not read and for one given twice.
+"""A view's query-string parameters: the 400s for one it does not read, one given twice, one that is not text.
 
 A parameter a view does not read (``?ordering=-price``, a misspelt ``?catgory=mug``) would
 otherwise be ignored, and the answer would look as if it had been applied; of a parameter given
-twice (``?page=1&page=2``) Django's QueryDict silently keeps the last. The app's views refuse
-both, naming the parameter; a shop's own DRF views can do the same::
+twice (``?page=1&page=2``) Django's QueryDict silently keeps the last, and bytes that are not
+UTF-8 (``?q=%FF``) it reads as U+FFFD, which would be searched as if typed. The app's views refuse
+all three, naming the parameter; a shop's own DRF views can do the same::
 
     query = request.query_params
     problems = {**unknown_parameters(query, known), **repeated_parameters(query, known)}
@@ -11,7 +12,11 @@ both, naming the parameter; a shop's own DRF views can do the same::
         raise ValidationError(problems)
 """
 
-__all__ = ["unknown_parameters", "repeated_parameters"]
+from urllib.parse import unquote_to_bytes
+
+__all__ = ["unknown_parameters", "repeated_parameters", "not_text", "NOT_TEXT"]
+
+NOT_TEXT = "This value is not text: its bytes are not UTF-8. Send text as UTF-8 (percent-encoded in a query string)."
 
 
 def unknown_parameters(given, known):
@@ -26,3 +31,25 @@ def repeated_parameters(query, names):
     counts = {name: len(query.getlist(name)) for name in names}
     return {name: [f"Give {name} once; it was given {count} times."] for name, count in sorted(counts.items())
             if count > 1}
+
+
+def not_text(raw, names=None, *, encoding="utf-8"):
+    """The names of ``names`` (None: any) whose value in ``raw``, a query string or form body as sent (``a=b&c=%FF``,
+    str or bytes), is not ``encoding``, in the order they come; a name that is not text itself is no name read here.
+
+    Read from the raw string because Django's QueryDict has already replaced such bytes by U+FFFD.
+    """
+    raw = raw.encode("latin-1", errors="replace") if isinstance(raw, str) else raw  # PEP 3333: bytes as latin-1
+    found = []
+    for pair in raw.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        try:
+            name = unquote_to_bytes(key.replace(b"+", b" ")).decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if (names is None or name in names) and name not in found:
+            try:
+                unquote_to_bytes(value.replace(b"+", b" ")).decode(encoding)
+            except (UnicodeDecodeError, LookupError):
+                found.append(name)
+    return found

@@ -3,8 +3,9 @@
 DRF's JSONParser lets ``RecursionError`` through (``"[" * 100000`` is a 500), and Django's
 limits on a form (``DATA_UPLOAD_MAX_NUMBER_FILES``, ``DATA_UPLOAD_MAX_NUMBER_FIELDS``,
 ``DATA_UPLOAD_MAX_MEMORY_SIZE``) are SuspiciousOperations that Django answers with a 400 of
-no body. The app's views use these; ``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]`` can name
-them for a shop's other views.
+no body. A form's or multipart field's value whose bytes are not text is a ParseError naming the
+field, not a search for the U+FFFD that Django reads them as. The app's views use these;
+``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]`` can name them for a shop's other views.
 """
 
 import codecs
@@ -13,12 +14,14 @@ import decimal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadhandler import FileUploadHandler
+from django.http import QueryDict
 from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.http.multipartparser import MultiPartParserError
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.utils import json
 
+from p2w_search.api.parameters import not_text
 from p2w_search.uploads.manifest import DuplicateKey, unique_keys
 
 __all__ = ["JSONParser", "FormParser", "MultiPartParser", "limit_exceeded"]
@@ -88,13 +91,24 @@ def _lone_surrogate(data):
 
 
 class FormParser(parsers.FormParser):
-    """DRF's FormParser; more fields than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` is a ParseError that says so."""
+    """DRF's FormParser; more fields than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` is a ParseError that says so, and so is
+    a value whose bytes are not the form's encoding (``text=in+%FFred`` was read, and searched, as "in �red")."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        encoding = parsers.get_encoding(parser_context or {})
+        body = stream.read()
+        garbled = not_text(body, encoding=encoding)
+        if garbled:
+            raise ParseError(f"Form parse error - the value of {garbled[0]!r} is not text: its bytes are not "
+                             f"{_named(encoding)}.")
         try:
-            return super().parse(stream, media_type, parser_context)
+            return QueryDict(body, encoding=encoding)
         except TooManyFieldsSent as exc:
             raise limit_exceeded(exc) from None
+
+
+def _named(encoding):
+    return "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 class MultiPartParser(parsers.MultiPartParser):
@@ -123,7 +137,15 @@ class MultiPartParser(parsers.MultiPartParser):
             raise limit_exceeded(exc, files_hint=self.files_hint) from None
         except _ViewFileLimit as exc:
             raise ParseError(f"Too many files in one request: this endpoint takes at most {exc.limit}.") from None
+        # Django reads a field's bytes that are not text as U+FFFD, and keeps no raw bytes to check instead.
+        garbled = [name for name, values in data.lists() if any(REPLACED in value for value in values)]
+        if garbled:
+            raise ParseError(f"Multipart form parse error - the value of {garbled[0]!r} is not text: its bytes are not "
+                             f"UTF-8 (or it holds U+FFFD, which stands for such bytes).")
         return parsers.DataAndFiles(data, files)
+
+
+REPLACED = "\ufffd"  # U+FFFD REPLACEMENT CHARACTER: what a decoder puts for bytes that are not text
 
 
 class _ViewFileLimit(Exception):

@@ -18,12 +18,14 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
+from rest_framework.settings import api_settings
 
 from p2w_search import search, search_health
 from p2w_search.api.filters import product_filterset
+from p2w_search.api.negotiation import ContentNegotiation
 from p2w_search.api.outages import RETRY_AFTER_SECONDS, DatabaseOutageMixin
 from p2w_search.api.pagination import PagePagination
-from p2w_search.api.parameters import repeated_parameters, unknown_parameters
+from p2w_search.api.parameters import NOT_TEXT, not_text, repeated_parameters, unknown_parameters
 from p2w_search.api.parsers import FormParser, JSONParser, MultiPartParser, limit_exceeded
 from p2w_search.api.schema import errors
 from p2w_search.api.serializers import (
@@ -72,6 +74,7 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
     """The API's door onto the search service (search.py): parameters in, a page of results out."""
 
     permission_classes = [AllowAny]
+    content_negotiation_class = ContentNegotiation
     throttle_classes = [AnonSearchThrottle]
     filter_backends = [DjangoFilterBackend]
     pagination_class = SearchPagination
@@ -102,7 +105,8 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
     def finalize_response(self, request, response, *args, **kwargs):
         # The throttle only looked at the budget; a search is counted once it ran, so a
         # request refused for its own input (400) costs the shopper nothing.
-        if counts(response.status_code):
+        # An OPTIONS request searches nothing (a browser's CORS preflight asks one before each JSON search).
+        if counts(response.status_code) and request.method != "OPTIONS":
             for throttle in self.get_throttles():
                 if hasattr(throttle, "spend"):
                     throttle.spend(request)
@@ -112,18 +116,22 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
         """The request's parameters (``query``, and a POST's ``body``), validated.
 
         An unknown one is a 400 that lists the known ones, and so is one given twice (in the
-        query string, or there and in the body). Filters and the page are read from the query
-        string only (``filter_queryset``, the paginator): in the body, one is a 400 that says
-        where it goes, not a filter silently left out.
+        query string, or there and in the body) and one whose bytes are not UTF-8. Filters and
+        the page (and DRF's ``format``) are read from the query string only (``filter_queryset``,
+        the paginator): in the body, one is a 400 that says where it goes, not a filter silently
+        left out.
         """
         data = {**query.dict(), **body} if body else query  # a GET's QueryDict as it is: the serializer reads lists
         params = self.params_class(data=data, context=self.get_serializer_context())
-        in_query = {*self.filterset_class.base_filters, "page", "page_size"}
+        # ``format`` is DRF's (negotiation.py answers one it has not): the browsable API links to ?format=json.
+        in_query = {*self.filterset_class.base_filters, "page", "page_size", api_settings.URL_FORMAT_OVERRIDE}
         known = {*params.fields, *in_query}
         problems = unknown_parameters(data, known)
         # One value each (the filters judge their own): a second k or page was silently the one used.
         single = [name for name, field in params.fields.items() if not isinstance(field, serializers.ListField)]
-        problems.update(repeated_parameters(query, {*single, "page", "page_size"}))
+        problems.update(repeated_parameters(query, {*single, "page", "page_size", api_settings.URL_FORMAT_OVERRIDE}))
+        # Bytes that are not UTF-8 (``?q=%FF``): Django reads them as U+FFFD, which was searched as if typed.
+        problems.update({name: [NOT_TEXT] for name in not_text(self.request.META.get("QUERY_STRING", ""), known)})
         problems.update({name: [f"Give {name} once: in the query string or in the body, not both."]
                          for name in sorted(set(body or ()) & set(query) & set(params.fields))})
         problems.update({name: [f"Send {name} in the query string (?{name}=...), not in the body: filters and "

@@ -1,9 +1,8 @@
 """What a shopper types or uploads for "like this, but ...": the changes in order, the method, a photo."""
 
-from urllib.parse import unquote_to_bytes
-
 from django import forms
 
+from p2w_search.api.parameters import not_text
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
 from p2w_search.files import read_query_photo
 from p2w_search.form_data import given_more_than_once
@@ -40,25 +39,18 @@ def link_problem(request, *, single, read):
         count = len(request.GET.getlist(name))
         if count > 1:
             return f"The link gives “{name}” {count} times; give it once."
-    raw = request.META.get("QUERY_STRING", "")
-    raw = raw.encode("latin-1", errors="replace") if isinstance(raw, str) else raw  # PEP 3333: bytes as latin-1
-    for pair in raw.split(b"&"):
-        key, _, value = pair.partition(b"=")
-        try:
-            name = unquote_to_bytes(key.replace(b"+", b" ")).decode()
-        except UnicodeDecodeError:
-            continue  # not a name the page reads
-        if name in read:
-            try:
-                unquote_to_bytes(value.replace(b"+", b" ")).decode()
-            except UnicodeDecodeError:
-                return f"The link’s “{name}” is not text (its bytes are not UTF-8); type it again."
+    garbled = not_text(request.META.get("QUERY_STRING", ""), read)
+    if garbled:
+        return f"The link’s “{garbled[0]}” is not text (its bytes are not UTF-8); type it again."
     return None
 
 
 def _check(change):
     if "\x00" in change:
         raise forms.ValidationError("Null characters are not allowed.")
+    if "\ufffd" in change:  # Django reads a form's bytes that are not UTF-8 so: "in \xffred" was kept as "in �red"
+        raise forms.ValidationError("This change holds “�” (U+FFFD), which stands for bytes that were not UTF-8; "
+                                    "type it again.")
     if len(change) > CHANGE_MAX_LENGTH:
         raise forms.ValidationError(f"Ensure each change has at most {CHANGE_MAX_LENGTH} characters "
                                     f"(this one has {len(change)}).")
