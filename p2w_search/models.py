@@ -81,7 +81,7 @@ class ProductImage(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     # The key of the shop's own image this one mirrors (P2W_SEARCH["IMAGE_MODEL"]; shop_images.py):
     # its file is the shop's, read where it is. Empty for images this app stores itself.
-    # 255: a shop's text keys ("products/tee/red-01/front.jpg"); longer ones are warned of (checks.py, W014).
+    # 255: a shop's text keys ("products/tee/red-01/front.jpg"); longer ones are warned of (checks/catalog.py, W014).
     source_pk = models.CharField(max_length=255, blank=True, default="", db_index=True)
     # False: taken out of the index by an admin; not embedded, not searched.
     in_index = models.BooleanField(default=True)
