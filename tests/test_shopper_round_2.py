@@ -7,6 +7,7 @@ storage passed ``manage.py check`` and answered every photo with a 500 whose mes
 merchants' uploads. This module is also the URLconf of its tests: the host pages are below.
 """
 
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -248,6 +249,17 @@ def test_a_shop_without_photo_pieces_or_with_the_storage_has_no_E028(settings, n
     settings.STORAGES = {**NO_UPLOAD_STORAGE, "p2w_uploads": {
         "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "uploads")}}}
     assert found(settings, urlconf(path("mine/photo/", own_photo_page))) == []
+
+
+def test_the_apps_own_templates_are_not_a_shops_photo_box(settings):
+    """PhotoSearchView's page renders the box too, but it is E014's: found in a folder of the template dirs (as an
+    app's templates are), the app's own folder is passed over."""
+    import p2w_search
+
+    settings.TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
+                           "DIRS": [Path(p2w_search.__file__).parent / "templates"], "APP_DIRS": False}]
+    settings.STORAGES = NO_UPLOAD_STORAGE
+    assert found(settings, urlconf()) == []
 
 
 def test_a_photo_search_view_without_the_storage_is_E014s_not_E028s(settings, photo_box_template):

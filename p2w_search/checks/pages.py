@@ -113,7 +113,7 @@ def _photo_box_template():
     from django.core.exceptions import ImproperlyConfigured
     from django.template import engines
 
-    own = (Path(__file__).resolve().parent / "templates").resolve()
+    own = (Path(__file__).resolve().parent.parent / "templates").resolve()  # p2w_search/templates
     try:
         folders = [Path(folder) for engine in engines.all() for folder in engine.template_dirs]
     except (ImproperlyConfigured, ImportError):  # TEMPLATES itself is wrong: Django's own checks say so

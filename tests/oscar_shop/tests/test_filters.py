@@ -116,8 +116,8 @@ def test_filters_combine_with_the_category_tree(catalog):
     ("price_max=cheap", "price_max", "Enter a number."),
     ("price_max=1e-200000", "price_max", "between -10^15 and 10^15"),
     ("price_max=20&price_max=30", "price_max", "Give price_max once; it was given 2 times."),
-    ("colour=red", "colour", ("Unknown parameter. The parameters are: category, exclude, k, page, page_size, "
-                              "price_max, price_min, q, stock_max, stock_min.")),
+    ("colour=red", "colour", ("Unknown parameter. The parameters are: category, exclude, format, k, page, "
+                              "page_size, price_max, price_min, q, stock_max, stock_min.")),
 ])
 def test_a_bad_filter_is_a_400_that_names_it(catalog, query, field, reason):
     response = APIClient().get(f"/api/search/text/?q=shirt&{query}")
