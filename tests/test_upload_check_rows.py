@@ -131,7 +131,8 @@ def test_the_page_shows_the_rows_after_the_file_reads_well(acme, client, media):
     client.force_login(acme.user)
     answer = check(client, manifest)[1]
     assert text(answer["html"]) == (
-        OK.format(3) + " The import will not take 3 rows of this file, for the reasons below; it imports the others "
+        OK.replace("{} products (SKUs)", "4 rows, 1 product (SKU) to add or update")  # A-1 twice, A<ZWSP>1: not taken
+        + " The import will not take 3 rows of this file, for the reasons below; it imports the others "
         "(with “Reject the whole upload”, none). Correct them before you upload, or upload and download the failed "
         "rows from the upload's page to fix them there. Rows the import will not take Row Column Reason "
         "2 sku sku 'A-1' is on rows 2, 4; give each product once "
@@ -144,7 +145,8 @@ def test_the_page_says_how_many_rows_it_leaves_out(acme, client, media):
     manifest = HEADER + "".join(row(f"I\u200b{n}") for n in range(7)) + row("OK-1")
     client.force_login(acme.user)
     page = text(check(client, manifest)[1]["html"])
-    assert page.startswith(OK.format(8) + " The import will not take 7 rows of this file")
+    assert page.startswith(OK.replace("{} products (SKUs)", "8 rows, 1 product (SKU) to add or update")
+                           + " The import will not take 7 rows of this file")
     assert page.endswith("The first 5 rows of 7; all of them come back in the failed rows file.")
 
 

@@ -172,18 +172,23 @@ def upload(request):
 FORM_MERCHANT = "merchant"
 
 
-def _switched(request, acting):
+def _switched(request, acting, *, outcome="Nothing was uploaded: check whom you act for, above, and upload again."):
     """Why an upload form opened for another merchant than the one ``acting`` is now is refused; None when it is not.
 
     Staff choose whom they act for in the session, shared by their tabs: a form opened for one merchant, sent after
     choosing another in a second tab, uploaded the first one's catalog (a full sync too) into the second's. A form
-    without the field (a script, a page of an earlier version) is taken as before.
+    without the field (a script, a page of an earlier version) is taken as before. ``outcome`` says what was not
+    done, and what to do.
     """
     sent = request.POST.getlist(FORM_MERCHANT)
     if not sent or all(key == acting.key for key in sent):
         return None
     return (f"This form was opened for another merchant than the one you act for now, {acting.merchant} (chosen on "
-            "another page). Nothing was uploaded: check whom you act for, above, and upload again.")
+            f"another page). {outcome}")
+
+
+# The check cannot be sent again from the same page: its form still names the merchant it was opened for.
+CHECK_SWITCHED = "The file was not checked: check whom you act for, above, and open the upload page again."
 
 
 @require_POST
@@ -191,6 +196,9 @@ def _switched(request, acting):
 def upload_check(request):
     """Check a manifest before the upload (JSON): its errors, what a full sync of it would unlist, and the rows the
     import will reject without the database (warnings: the import takes the others)."""
+    switched = _switched(request, request.p2w_acting, outcome=CHECK_SWITCHED)
+    if switched:  # the upload's 409: a full sync would be counted against a merchant the form was not opened for
+        return _check_answer(request, {NON_FIELD_ERRORS: [switched]}, None, status=409)
     data = upload_data(request)
     fields = ("manifest", "full_sync", "confirm_unlist")
     sent = {name: data[name] for name in fields if data.get(name) not in (None, "")}
@@ -209,24 +217,33 @@ def upload_check(request):
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
     return _check_answer(request, errors, count, status=status if errors else 200,
-                         products=None if errors else len(named), rejected=None if errors else rejected)
+                         rejected=None if errors else rejected)
 
 
-def _check_answer(request, errors, count, *, status, products=None, rejected=None):
-    """The check's JSON; its ``html`` says what is wrong, what a full sync unlists, or that the file reads well
-    (``products``: how many SKUs it names), so that a merchant sees the check ran, and which rows the import will
-    reject (``rejected``, a RejectedRows: ``rows`` is ``{"rejected": count, "errors": [{"row", "field", "reason"}]}``
-    of the first ``ROWS_SHOWN`` of them, null when the file was not read through)."""
-    rows = None if rejected is None else {"rejected": rejected.count, "errors": rejected.errors}
+def _check_answer(request, errors, count, *, status, rejected=None):
+    """The check's JSON; its ``html`` says what is wrong, what a full sync unlists, or that the file reads well, so
+    that a merchant sees the check ran. From ``rejected`` (a RejectedRows; None when the file was not read through,
+    and these are null): ``products``, how many products the import may add or update (its rows less those it
+    rejects, each SKU once); ``rows``, the rows it will reject, ``{"rejected": count, "errors": [{"row", "field",
+    "reason"}]}`` of the first ``ROWS_SHOWN`` of them; ``scientific``, the rows whose SKU looks like a number a
+    spreadsheet wrote in scientific notation, ``{"count": count, "skus": [{"row", "sku"}]}`` (a warning)."""
+    read = rejected is not None
+    rows = {"rejected": rejected.count, "errors": rejected.errors} if read else None
+    scientific = {"count": rejected.scientific, "skus": rejected.scientific_skus} if read else None
+    products = rejected.products if read else None
     html = render_to_string(TEMPLATES + "parts/upload_check.html", {
-        "errors": errors, "count": count, "products": products, "rows": rows,
+        "errors": errors, "count": count, "rows": rows, "scientific": scientific, "products": products,
+        "rows_read": rejected.rows if read else None,
         "rows_shown": len({error["row"] for error in rows["errors"]}) if rows else 0,
+        "scientific_more": scientific["count"] - len(scientific["skus"]) if scientific else 0,
     }, request).strip()
     return JsonResponse({
         "errors": {name: list(flat_messages(texts)) for name, texts in (errors or {}).items()},
         "full_sync": None if count is None else {"unlist": count.unlist, "listed": count.listed, "skus": count.skus,
                                                  "refusal": count.refusal},
+        "products": products,
         "rows": rows,
+        "scientific": scientific,
         "html": html,
     }, status=status)
 

@@ -8,6 +8,7 @@ own first pass (``scan_skus``) and each row's cells (``check_row``). A message s
 words in the check and in the import: each is written once, here.
 """
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from p2w_search.uploads.manifest import (
 
 __all__ = [
     "import_serializer", "known_columns", "row_sku", "unnamed", "check_manifest", "RejectedRows", "ROWS_SHOWN",
-    "scan_skus", "check_row",
+    "looks_scientific", "scan_skus", "check_row",
 ]
 
 # Names a message lists before it says how many more there are.
@@ -39,6 +40,18 @@ NAMES_SHOWN = 5
 DUPLICATE_ROWS_SHOWN = 10
 # Rows the upload check lists of those the import will reject (it counts them all).
 ROWS_SHOWN = 5
+# A number as a spreadsheet shows it in scientific notation, and saves it in a CSV file: Excel's General format
+# writes 123456789012 as 1.23457E+11 (1,23457E+11 where the decimal separator is a comma), one digit before it and
+# a signed exponent. The digits it dropped are lost.
+SCIENTIFIC = re.compile(r"-?[1-9](?:[.,][0-9]+)?[Ee][+-][0-9]+")
+
+
+def looks_scientific(sku):
+    """Whether ``sku`` (a row's SKU as stored) reads as a number a spreadsheet wrote in scientific notation.
+
+    Only a warning's reason: a SKU may be written so on purpose.
+    """
+    return isinstance(sku, str) and SCIENTIFIC.fullmatch(sku) is not None
 
 
 def import_serializer():
@@ -188,6 +201,11 @@ class RejectedRows:
     its order and words). A row the import also refuses for another cell (a price, an image) shows
     only these reasons; one refused only for such a cell is not counted.
 
+    ``rows`` counts every row, and ``products`` the rows the import may add or update a product
+    from: a good row's SKU, until another row names it too (the import takes each SKU of them once).
+    ``scientific`` counts the rows whose SKU ``looks_scientific``, rejected or not, and
+    ``scientific_skus`` lists the first ``ROWS_SHOWN`` of them (``{"row", "sku"}``): a warning.
+
     Memory: each SKU's first row number (no list of all rows: ``scan_skus`` keeps those for the import),
     the first forms not in NFC (as ``scan_skus``), and the rows shown with the numbers of their SKUs.
     A row's duplicate is found at its SKU's second row, which may come long after rows already
@@ -195,7 +213,8 @@ class RejectedRows:
     """
 
     def __init__(self, *, shown=ROWS_SHOWN):
-        self.count = 0
+        self.count = self.rows = self.products = self.scientific = 0
+        self.scientific_skus = []
         self._limit = shown
         self._first = {}  # sku_key -> its first row's number while that row is not counted as rejected, else 0
         self._first_forms = {}  # sku_key -> its first row's SKU, when that is not in NFC
@@ -204,7 +223,13 @@ class RejectedRows:
         self._mixed = set()  # keys of _numbers written in more than one form
 
     def add(self, row, sku, key, *, sku_field, known):
-        """Count ``row`` (its ``row_sku`` and that SKU's ``sku_key``) if the import will reject it."""
+        """Count ``row`` (its ``row_sku`` and that SKU's ``sku_key``): among the rows, the products or, if the import
+        will reject it, the rejected rows, and among the SKUs that look scientific."""
+        self.rows += 1
+        if looks_scientific(sku):
+            self.scientific += 1
+            if len(self.scientific_skus) < self._limit:
+                self.scientific_skus.append({"row": row.number, "sku": sku})
         if row.problem:
             before, after, alone = [{"field": row.problem_field, "reason": row.problem}], [], True
         else:
@@ -215,6 +240,7 @@ class RejectedRows:
         first = None if key is None else self._first.get(key)
         if first:  # the SKU's second row: its first row, good until now, is rejected too
             self.count += 1
+            self.products -= 1
             self._first[key] = 0
             self._offer(first, _Shown(self._first_forms.get(key, key), key, [], [], False))
         if key in self._numbers:
@@ -228,6 +254,7 @@ class RejectedRows:
             self.count += 1
             self._offer(row.number, _Shown(sku, key, before, after, alone))
         if key is not None and first is None:
+            self.products += 0 if bad else 1
             self._first[key] = 0 if bad else row.number
             if sku != key:
                 self._first_forms[key] = sku

@@ -1,13 +1,14 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import IntegrityError
 from django.db.models import Prefetch
 
 from p2w_search.admin import ImageActions, ProductImageForm, RefuseNulFilters, thumbnail
 from p2w_search.admin_writes import BoundedWrites, SaveChangedFields
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
 from p2w_search.uploads.manifest import sku_problem
-from shop_demo.catalog.models import Merchant, Product
+from shop_demo.catalog.models import SAME_LOOKING_IN_ADMIN, Merchant, Product, sku_reads_the_same, sku_taken
 
 DUPLICATE_SKU_IN_ADMIN = "This merchant already has a product with this SKU; give another SKU, or change that product."
 
@@ -24,11 +25,22 @@ class SkuFormField(forms.CharField):
         return sku
 
 
+class SkuTakenMeanwhile(Exception):
+    """Raised by the product admin's save when another writer took the SKU after the form was checked."""
+
+    def __init__(self, field, reason):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
 class ProductForm(forms.ModelForm):
     class Meta:
         model = Product
         fields = "__all__"
         field_classes = {"sku": SkuFormField}
+
+    # (field or None, reason): set by ProductAdmin on the form it shows again after SkuTakenMeanwhile.
+    taken_meanwhile = None
 
     def clean(self):
         """A SKU the merchant has is the sku field's one error.
@@ -42,6 +54,14 @@ class ProductForm(forms.ModelForm):
         if merchant is not None and sku and self._sku_taken(merchant, sku):
             self.add_error("sku", forms.ValidationError(DUPLICATE_SKU_IN_ADMIN, code="unique"))
         return cleaned
+
+    def full_clean(self):
+        """Shown again after SkuTakenMeanwhile, the form finds the other product by itself (it is committed); if it
+        does not, the save's reason is its error all the same, so the form is never taken a second time."""
+        super().full_clean()
+        if self.taken_meanwhile and self.is_bound and not self._errors:
+            field, reason = self.taken_meanwhile
+            self.add_error(field, forms.ValidationError(reason, code="unique"))
 
     def _sku_taken(self, merchant, sku):
         others = Product.objects.filter(merchant=merchant, sku=sku)
@@ -111,6 +131,35 @@ class ProductAdmin(SaveChangedFields, RefuseNulFilters, ImageActions, admin.Mode
         images = ProductImage.objects.prefetch_related(Prefetch("embeddings", queryset=serving))
         return super().get_queryset(request).select_related("merchant").prefetch_related(
             Prefetch("p2w_images", queryset=images))
+
+    def save_model(self, request, obj, form, change):
+        """Save, or raise SkuTakenMeanwhile: another writer (an import, the API, other staff) may commit the SKU
+        between the form's check and this write, and the database's unique constraints refuse it (a 500 before)."""
+        try:
+            super().save_model(request, obj, form, change)
+        except IntegrityError as error:
+            if not sku_taken(error):
+                raise
+            if sku_reads_the_same(error):  # the words the form would have had, had that product been there before
+                raise SkuTakenMeanwhile(None, SAME_LOOKING_IN_ADMIN) from error
+            raise SkuTakenMeanwhile("sku", DUPLICATE_SKU_IN_ADMIN) from error
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """The form again, with the SKU's error, when the save met a SKU taken meanwhile; nothing of it was written
+        (the view's transaction was rolled back), and the staff member's edits are kept on the page."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except SkuTakenMeanwhile as taken:
+            request.p2w_sku_taken = (taken.field, taken.reason)
+            for _, uploads in request.FILES.lists():  # the inlines' image files, read once already
+                for upload in uploads:
+                    upload.seek(0)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        taken = getattr(request, "p2w_sku_taken", None)
+        return type(form.__name__, (form,), {"taken_meanwhile": taken}) if taken else form
 
     @admin.display(description="image")
     def preview(self, obj):

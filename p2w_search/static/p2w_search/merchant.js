@@ -51,6 +51,7 @@
     var fullSync = form.querySelector('input[name="full_sync"]');
     var confirm = form.querySelector('input[name="confirm_unlist"]');
     var token = form.querySelector('input[name="csrfmiddlewaretoken"]');
+    var merchant = form.querySelector('input[name="merchant"]');  // whom the form is for: the check refuses another (409)
     var asked = 0;
 
     /* The check's answer describes the file field, and marks it invalid when the file cannot be used:
@@ -71,6 +72,7 @@
       body.append("manifest", manifest.files[0]);
       body.append("full_sync", fullSync.checked ? "true" : "false");
       if (confirm.value) { body.append("confirm_unlist", confirm.value); }
+      if (merchant) { body.append("merchant", merchant.value); }
       var mine = ++asked;
       output.setAttribute("aria-busy", "true");
       fetch(form.dataset.checkUrl, {method: "POST", body: body, credentials: "same-origin",
