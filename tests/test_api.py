@@ -323,7 +323,10 @@ def test_the_product_list_is_paginated(client, db):
     page = client.get("/api/products/").json()
     assert page["count"] == 60 and len(page["results"]) == 50 and page["next"].endswith("?page=2")
     assert len(client.get("/api/products/", {"page": 2}).json()["results"]) == 10
-    assert len(client.get("/api/products/", {"page_size": 500}).json()["results"]) == 60  # at most 200 a page
+    assert len(client.get("/api/products/", {"page_size": 200}).json()["results"]) == 60  # at most 200 a page
+    too_many = client.get("/api/products/", {"page_size": 500})  # not cut to 200 without a word
+    assert (too_many.status_code, too_many.json()) == (400, {
+        "page_size": ["Ensure this value is less than or equal to 200."]})
 
 
 def test_an_unknown_parameter_is_a_400_that_lists_the_known_ones(client, shop):

@@ -22,6 +22,7 @@ A value the database could not hold (``price_max=1e-200000``) and a range bound 
 twice are refused with a 400 that names the parameter.
 """
 
+import re
 from decimal import Decimal
 
 import django_filters
@@ -33,7 +34,7 @@ from django.forms.utils import ErrorDict, ErrorList
 from django.utils.module_loading import import_string
 from django_filters.fields import BaseCSVField
 
-from p2w_search.api.parameters import repeated_parameters
+from p2w_search.api.parameters import repeated_parameters, whole_number
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, lookups_problem, product_model_label
 
 __all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "resolve_where", "matching",
@@ -46,9 +47,17 @@ _SMALLEST_EXPONENT = -20
 
 
 class BoundedNumberField(forms.DecimalField):
-    """A decimal between -10^15 and 10^15 with at most 20 decimal places."""
+    """A decimal between -10^15 and 10^15 with at most 20 decimal places, written in ASCII digits.
+
+    Python's Decimal, which Django's field uses, also reads "1_0" as 10 and other scripts' digits
+    ("١٠") as theirs: a bound the shopper did not write, and results for it without a word.
+    """
+
+    plain = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
     def to_python(self, value):
+        if isinstance(value, str) and value not in self.empty_values and not self.plain.fullmatch(value):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
         value = super().to_python(value)
         if value is not None and value.is_finite():
             if abs(value) >= _LARGEST or value.as_tuple().exponent < _SMALLEST_EXPONENT:
@@ -80,7 +89,17 @@ class _CharInFilter(_InFilter, django_filters.CharFilter):
 
 
 class _KeyNumberField(forms.IntegerField):
+    """An integer key, read by ``whole_number`` (Django's field read "1.0" as 1, and int() "1_0" as 10)."""
+
     default_error_messages = {"invalid": "Enter a number. An id is a whole number, e.g. 12."}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return whole_number(value, signed=True)  # a key no row has, -5, finds nothing
+        except ValueError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
 class _IntegerInFilter(_InFilter, django_filters.NumberFilter):

@@ -3,14 +3,18 @@
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 
+from p2w_search.api.parameters import whole_number
+
 __all__ = ["PagePagination"]
 
 
 class PagePagination(PageNumberPagination):
     """DRF's page numbers, answering in the request's terms: ``page`` or ``page_size`` that is not a whole
-    number of at least 1 is a 400 naming it; a page past the last a 404 that says how many pages there are.
+    number of at least 1 in ASCII digits is a 400 naming it, and so is a ``page_size`` above ``max_page_size``;
+    a page past the last is a 404 that says how many pages there are.
 
-    (DRF answers all three with 404 "Invalid page.", and ignores a bad ``page_size``.) A page
+    (DRF answers all three with 404 "Invalid page.", ignores a bad ``page_size`` and cuts one
+    above the largest to it: ``?page=2&page_size=150`` answered items 101-200.) A page
     past the end stays a 404: the number is well formed, and that page does not exist, as in
     the storefront.
     """
@@ -26,15 +30,17 @@ class PagePagination(PageNumberPagination):
     def get_page_size(self, request):
         name = self.page_size_query_param
         if name and request.query_params.get(name):
-            _whole_number(request.query_params[name], name)
-        return super().get_page_size(request)  # at most max_page_size
+            size = _whole_number(request.query_params[name], name)
+            if self.max_page_size is not None and size > self.max_page_size:
+                raise ValidationError({name: [f"Ensure this value is less than or equal to {self.max_page_size}."]})
+        return super().get_page_size(request)
 
 
 def _whole_number(value, name, *, also=()):
-    """``value`` as an int of at least 1, as Django's paginator reads it, or a 400 naming the parameter ``name``."""
+    """``value`` as an int of at least 1 in ASCII digits (``whole_number``), or a 400 naming the parameter ``name``."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        number = whole_number(value)
+    except ValueError:
         number = 0
     if number < 1:
         words = "".join(f" or '{word}'" for word in also)

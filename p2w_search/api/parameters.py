@@ -1,4 +1,5 @@
-"""A view's query-string parameters: the 400s for one it does not read, one given twice, one that is not text.
+"""A view's query-string parameters: the 400s for one it does not read, one given twice, one that is not text;
+whole numbers read as the client wrote them (``whole_number``).
 
 A parameter a view does not read (``?ordering=-price``, a misspelt ``?catgory=mug``) would
 otherwise be ignored, and the answer would look as if it had been applied; of a parameter given
@@ -12,9 +13,10 @@ all three, naming the parameter; a shop's own DRF views can do the same::
         raise ValidationError(problems)
 """
 
+import re
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["unknown_parameters", "repeated_parameters", "not_text", "NOT_TEXT"]
+__all__ = ["unknown_parameters", "repeated_parameters", "not_text", "NOT_TEXT", "whole_number"]
 
 NOT_TEXT = "This value is not text: its bytes are not UTF-8. Send text as UTF-8 (percent-encoded in a query string)."
 
@@ -53,3 +55,24 @@ def not_text(raw, names=None, *, encoding="utf-8"):
             except (UnicodeDecodeError, LookupError):
                 found.append(name)
     return found
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_SIGNED_DIGITS = re.compile(r"[-+]?[0-9]+")
+
+
+def whole_number(value, *, signed=False):
+    """``value``, a request's text or a JSON integer, as an int; ValueError unless it is ASCII digits (after a sign
+    when ``signed``: ids may be negative, counts and pages not).
+
+    The one reader of the API's whole numbers: Python's int() also reads "1_0" as 10, "٥" (Arabic-Indic
+    five) as 5 and " 5" as 5, and DRF's and Django's integer fields "1.0" as 1, each a number the client
+    did not write; an answer for it would be silently another one.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0 and not signed:
+            raise ValueError(f"{value} has a sign")
+        return value
+    if not isinstance(value, str) or not (_SIGNED_DIGITS if signed else _DIGITS).fullmatch(value):
+        raise ValueError(f"{value!r} is not written in the digits 0-9")
+    return int(value)  # ValueError past 4,300 digits (sys.int_info.default_max_str_digits)

@@ -2,15 +2,18 @@
 
 import csv
 
+from django.db import models
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
+from p2w_search.api.parameters import whole_number
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
 from p2w_search.conf import app_settings
 from p2w_search.files import read_query_photo
 from p2w_search.imaging import ImageRejected
 
 __all__ = [
+    "WholeNumberField",
     "ProductIdField",
     "SearchParams",
     "TextSearchParams",
@@ -22,20 +25,63 @@ __all__ = [
 ]
 
 
+class WholeNumberField(serializers.IntegerField):
+    """DRF's IntegerField, read by ``whole_number``: ``signed`` for an id, not for a count."""
+
+    default_error_messages = {
+        "invalid": "A valid integer is required. Write it in the digits 0-9 only, e.g. 12.",
+        "invalid_signed": "A valid integer is required. Write it in the digits 0-9 only (a minus sign before "
+                          "them for a negative one), e.g. 12.",
+    }
+
+    def __init__(self, *, signed=False, **kwargs):
+        self.signed = signed
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return whole_number(data, signed=self.signed)
+        except ValueError:
+            self.fail("invalid_signed" if self.signed else "invalid")
+
+
+def _integer_key():
+    """Whether the shop's product key is an integer (an AutoField, or a key that is a relation to one)."""
+    from p2w_search.search import product_model
+
+    key = product_model()._meta.pk
+    return isinstance(getattr(key, "target_field", key), models.IntegerField)
+
+
+def _product_id(value):
+    """The shop's product key of ``value`` (a request's text, or a JSON number), or search.Rejected.
+
+    A key of integers is read by ``whole_number`` first: the model field's to_python() is int().
+    """
+    from p2w_search.search import Rejected, parse_product_id
+
+    if _integer_key():
+        try:
+            whole_number(value, signed=True)
+        except ValueError:
+            raise Rejected(f"{str(value)!r} is not a product id.", field="product") from None
+    return parse_product_id(value)
+
+
 class ProductIdField(serializers.CharField):
     """A product's key, typed as the shop's product model's primary key (integer, UUID, text ...)."""
 
     def to_internal_value(self, data):
-        from p2w_search.search import Rejected, parse_product_id
+        from p2w_search.search import Rejected
 
-        try:
-            return parse_product_id(super().to_internal_value(data))
+        try:  # an integer key as sent: the text field strips " 5" to "5"
+            return _product_id(data if _integer_key() else super().to_internal_value(data))
         except Rejected as exc:
             raise serializers.ValidationError(exc.reason) from None
 
 
 class SearchParams(serializers.Serializer):
-    k = serializers.IntegerField(required=False, min_value=1, help_text="How many products to return in all.")
+    k = WholeNumberField(required=False, min_value=1, help_text="How many products to return in all.")
     exclude = serializers.CharField(
         required=False, help_text=('Comma-separated ids of products to leave out of the results; an id with a comma '
                                    'in double quotes, as in a CSV line: 12,"tee, red".')
@@ -47,7 +93,7 @@ class SearchParams(serializers.Serializer):
         return value
 
     def validate_exclude(self, value):
-        from p2w_search.search import Rejected, parse_product_id
+        from p2w_search.search import Rejected
 
         try:  # one CSV line, so that a shop's text keys may hold commas ("tee, red" in double quotes)
             parts = next(csv.reader([value], skipinitialspace=True, strict=True), [])
@@ -56,7 +102,7 @@ class SearchParams(serializers.Serializer):
                 'Give product ids separated by commas, an id with a comma or a quote in double quotes ("tee, red"; '
                 'a quote inside doubled: "the ""best"" tee").') from None
         try:
-            return [parse_product_id(part.strip()) for part in parts if part.strip()]
+            return [_product_id(part.strip()) for part in parts if part.strip()]
         except Rejected as exc:  # which one, in the shop's key type (12, a UUID, a slug ...)
             raise serializers.ValidationError(f"{exc.reason} Give product ids separated by commas.") from None
 
@@ -72,7 +118,7 @@ class TextSearchParams(SearchParams):
 
 class ImageSearchParams(SearchParams):
     image = serializers.FileField(required=False, help_text="An uploaded photo (multipart).")
-    image_id = serializers.IntegerField(required=False, help_text="Or the id of a product image in the catalog.")
+    image_id = WholeNumberField(required=False, signed=True, help_text="Or the id of a product image in the catalog.")
 
     def validate_image(self, upload):
         try:

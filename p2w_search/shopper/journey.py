@@ -9,7 +9,9 @@ nothing to change: on a product's page without a change (``method`` alone), on a
 only reference is the shopper's photo without a photo (``for_photo(photo_only=True)``); the
 change stays in the box, for the shopper to add the photo to. A page of results with no photo
 on a page that shows only the photo's results (``for_photo(photo_page=True)``: PhotoSearchView)
-is refused too (400, ``NO_PAGES_YET``). A photo piece a page renders itself refuses a change
+is refused too (400, ``NO_PAGES_YET``). A ``method`` the app does not have is refused wherever
+it is given (400, the method field's own message), on a search by words or by a photo alone
+too, which use none. A photo piece a page renders itself refuses a change
 that no other piece of the request took (``change_unclaimed``). A second change is
 composed with the first as one sentence on the same reference (``chained_change``: measured
 against composing on the first result, README "Refining again"). Pages ask the search
@@ -283,8 +285,11 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
         search_health.record(f"page-{outcome.kind}", 400, {})
         return
     asked = [str(c).strip() for c in request.GET.getlist(CHANGE) if str(c).strip()]
-    if asked or changes_required:
+    if asked or changes_required or METHOD in request.GET:
         form = outcome.form = ChangesForm(request.GET)
+        # Words or a photo alone need no change; a method they do not use is still checked: "?q=red&method=bogus"
+        # was searched as if the method were one, where a product's page refused it.
+        form.fields[CHANGE].required = changes_required
         if not form.is_valid():
             # Shown with a link to take each back: one more than allowed at most (a link of 999 changes
             # drew 999 links of 999 changes each, two minutes of CPU for one page).

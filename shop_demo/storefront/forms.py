@@ -3,6 +3,8 @@ the app's (p2w_search.shopper.forms), shared with host shops."""
 
 from django import forms
 
+from p2w_search.api.filters import BoundedNumberField
+
 __all__ = ["SearchForm", "FILTERS"]
 
 FILTERS = ("category", "price_min", "price_max", "in_stock")
@@ -13,8 +15,9 @@ class SearchForm(forms.Form):
 
     q = forms.CharField(required=False, max_length=200, label="Search")
     category = forms.ChoiceField(required=False, label="Category")
-    price_min = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=2, label="Min price")
-    price_max = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=2, label="Max price")
+    # The API's price field: ASCII digits (Decimal read "1_3" as 13 and "١٣" as 13).
+    price_min = BoundedNumberField(required=False, min_value=0, max_digits=10, decimal_places=2, label="Min price")
+    price_max = BoundedNumberField(required=False, min_value=0, max_digits=10, decimal_places=2, label="Max price")
     in_stock = forms.BooleanField(required=False, label="In stock only")
 
     def __init__(self, *args, categories=(), **kwargs):

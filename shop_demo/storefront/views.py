@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from p2w_search.api.parameters import whole_number
 from p2w_search.models import EmbeddingModel
 from p2w_search.search import Rejected
 from p2w_search.shopper import journey
@@ -78,9 +79,10 @@ def home(request):
         outcome = journey.for_text(request, form.text, products=products, per_page=RESULTS)
         context.update(mode="text", outcome=outcome, kept=_params(request, "q", journey.CHANGE))
     else:
-        try:  # a page that does not exist is a 404, as in the API, not silently the last page
-            page = Paginator(products.order_by("-created_at", "-pk"), RESULTS).page(request.GET.get("page") or 1)
-        except InvalidPage:  # said on the shop's page, with the filters kept, not as a missing product
+        try:  # a page that does not exist is a 404, as in the API, not silently the last page (nor "1_0" page 10)
+            number = whole_number(request.GET.get("page") or "1")
+            page = Paginator(products.order_by("-created_at", "-pk"), RESULTS).page(number)
+        except (ValueError, InvalidPage):  # said on the shop's page, with the filters kept, not as a missing product
             context.update(mode="no-page", first_page=_link(request, drop=("page",)))
             return _render(request, "storefront/home.html", context, status=404)
         context.update(page=page, cards=search.browse_cards(page))
