@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.core.exceptions import EmptyResultSet, ValidationError
+from django.db import models
 from django.utils.module_loading import import_string
 
 from p2w_search import encoding, index
+from p2w_search.api.parameters import whole_number
 from p2w_search.composition import DEFAULT_METHOD, NO_WORDS_IN_TEXT, check_change, has_words
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
@@ -91,11 +93,19 @@ def product_queryset(queryset):
 
 
 def parse_product_id(value, *, field_name="product"):
-    """A product's primary key from a request's text, typed as the product model's key (int, UUID, text ...)."""
+    """A product's primary key from a request's text, typed as the product model's key (int, UUID, text ...).
+
+    A key of integers (an AutoField, or a relation to one) is read as the client wrote it
+    (``whole_number``): the model field's ``to_python()`` is ``int()``, which reads ``1_0`` as 10
+    and ``٥`` as 5, another product than the one asked for.
+    """
+    key = product_model()._meta.pk
     try:
-        return product_model()._meta.pk.to_python(value)
+        if isinstance(getattr(key, "target_field", key), models.IntegerField):
+            return whole_number(value, signed=True)
+        return key.to_python(value)
     except (ValidationError, TypeError, ValueError):
-        raise Rejected(f"{value!r} is not a product id.", field=field_name) from None
+        raise Rejected(f"{str(value)!r} is not a product id.", field=field_name) from None
 
 
 @dataclass

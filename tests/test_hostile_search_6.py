@@ -144,6 +144,27 @@ def test_a_product_that_is_not_ascii_digits_is_400_naming_product(client, shop, 
     assert (composed.status_code, composed.json()) == (400, {"product": [f"{value!r} is not a product id."]})
 
 
+@pytest.mark.parametrize("value", NOT_DIGITS)
+def test_the_search_services_product_id_reads_ascii_digits_only(db, value):
+    """search.parse_product_id, which every door calls (the API, a shop's own views), read the key with the model
+    field's int(); a shop whose views call it directly got product 10 for "1_0"."""
+    from p2w_search.search import Rejected, parse_product_id
+
+    with pytest.raises(Rejected) as refused:
+        parse_product_id(value)
+    assert str(refused.value.reason) == f"{value!r} is not a product id."
+    assert parse_product_id("10") == parse_product_id(10) == 10
+
+
+@pytest.mark.parametrize("path", ["1_0", "%D9%A5", "%EF%BC%95", "+5"])
+def test_a_product_url_whose_id_is_not_ascii_digits_is_no_product(client, db, path):
+    """``/api/products/1_0/`` matched the router's ``[^/.]+`` and answered product 10."""
+    for _ in range(10):
+        ProductFactory()
+    response = client.get(f"{PRODUCTS}{path}/")
+    assert response.status_code == 404
+
+
 @pytest.mark.parametrize("value", ["1_0", "\u0665", "1.0", "\uff15", "0x5"])
 def test_an_excluded_id_that_is_not_ascii_digits_is_400_naming_exclude(client, shop, value):
     """``exclude=1_0`` left product 10 out. (Spaces around an id are the CSV line's, as before.)"""

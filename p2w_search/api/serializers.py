@@ -2,7 +2,6 @@
 
 import csv
 
-from django.db import models
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
@@ -45,37 +44,18 @@ class WholeNumberField(serializers.IntegerField):
             self.fail("invalid_signed" if self.signed else "invalid")
 
 
-def _integer_key():
-    """Whether the shop's product key is an integer (an AutoField, or a key that is a relation to one)."""
-    from p2w_search.search import product_model
-
-    key = product_model()._meta.pk
-    return isinstance(getattr(key, "target_field", key), models.IntegerField)
-
-
-def _product_id(value):
-    """The shop's product key of ``value`` (a request's text, or a JSON number), or search.Rejected.
-
-    A key of integers is read by ``whole_number`` first: the model field's to_python() is int().
-    """
-    from p2w_search.search import Rejected, parse_product_id
-
-    if _integer_key():
-        try:
-            whole_number(value, signed=True)
-        except ValueError:
-            raise Rejected(f"{str(value)!r} is not a product id.", field="product") from None
-    return parse_product_id(value)
-
-
 class ProductIdField(serializers.CharField):
     """A product's key, typed as the shop's product model's primary key (integer, UUID, text ...)."""
 
-    def to_internal_value(self, data):
-        from p2w_search.search import Rejected
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
-        try:  # an integer key as sent: the text field strips " 5" to "5"
-            return _product_id(data if _integer_key() else super().to_internal_value(data))
+    def to_internal_value(self, data):
+        from p2w_search.search import Rejected, parse_product_id
+
+        try:  # as text (a JSON 12 is "12": no UUID), as sent, not stripped (" 5" is no integer key)
+            return parse_product_id(super().to_internal_value(data))
         except Rejected as exc:
             raise serializers.ValidationError(exc.reason) from None
 
@@ -93,7 +73,7 @@ class SearchParams(serializers.Serializer):
         return value
 
     def validate_exclude(self, value):
-        from p2w_search.search import Rejected
+        from p2w_search.search import Rejected, parse_product_id
 
         try:  # one CSV line, so that a shop's text keys may hold commas ("tee, red" in double quotes)
             parts = next(csv.reader([value], skipinitialspace=True, strict=True), [])
@@ -102,7 +82,7 @@ class SearchParams(serializers.Serializer):
                 'Give product ids separated by commas, an id with a comma or a quote in double quotes ("tee, red"; '
                 'a quote inside doubled: "the ""best"" tee").') from None
         try:
-            return [_product_id(part.strip()) for part in parts if part.strip()]
+            return [parse_product_id(part.strip()) for part in parts if part.strip()]
         except Rejected as exc:  # which one, in the shop's key type (12, a UUID, a slug ...)
             raise serializers.ValidationError(f"{exc.reason} Give product ids separated by commas.") from None
 

@@ -79,6 +79,8 @@ class ProductViewSet(viewsets.ModelViewSet):
     serializer_class = ProductSerializer
     permission_classes = [IsOwningMerchantOrReadOnly]
     pagination_class = ProductPagination
+    # Ids as written, in the digits 0-9: the router's default ([^/.]+) let "1_0" through to int(), product 10.
+    lookup_value_regex = "[0-9]+"
 
     @cached_property
     def merchant(self):
