@@ -52,6 +52,11 @@ def shop(db, media):
     return solid_colour_shop()
 
 
+def ids(response):
+    """The product ids of a search's answer, in order."""
+    return [hit["product"]["id"] for hit in response.json()["results"]]
+
+
 def tiff_with_text_strip_offsets():
     """A 4x4 greyscale TIFF whose StripOffsets tag (273) is typed ASCII instead of LONG: Pillow raises TypeError."""
     pixels = b"\x80" * 16

@@ -11,10 +11,10 @@ import re
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from p2w_search import photos
-from tests.factories import png, solid_colour_shop
+from tests import test_hostile_search as hostile_search
+from tests.factories import png
 
 TEXT = "/api/search/text/"
 IMAGE = "/api/search/image/"
@@ -24,18 +24,9 @@ NOT_TEXT = "This value is not text: its bytes are not UTF-8. Send text as UTF-8 
 UNKNOWN_FORMAT = "Unknown format '{}'. The formats are: json, api."
 
 
-@pytest.fixture
-def client():
-    return APIClient(raise_request_exception=True)
-
-
-@pytest.fixture
-def shop(db, media):
-    return solid_colour_shop()
-
-
-def ids(response):
-    return [hit["product"]["id"] for hit in response.json()["results"]]
+# Fixtures: an APIClient that raises a view's exception instead of a 500; the solid colour shop.
+client, shop = hostile_search.client, hostile_search.shop
+ids = hostile_search.ids
 
 
 def multipart(*fields, photo="image"):

@@ -13,9 +13,9 @@ import io
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
-from tests.factories import ProductFactory, png, solid_colour_shop
+from tests import test_hostile_search as hostile_search
+from tests.factories import ProductFactory, png
 
 TEXT = "/api/search/text/"
 IMAGE = "/api/search/image/"
@@ -35,18 +35,9 @@ NOT_DIGITS = ["1_0", "\u0665", "1.0", " 5", "5\n", "\uff15", "0x5"]
 NOT_COUNTS = [*NOT_DIGITS, "+5", "-5"]  # a count has no sign
 
 
-@pytest.fixture
-def client():
-    return APIClient(raise_request_exception=True)
-
-
-@pytest.fixture
-def shop(db, media):
-    return solid_colour_shop()
-
-
-def ids(response):
-    return [hit["product"]["id"] for hit in response.json()["results"]]
+# Fixtures: an APIClient that raises a view's exception instead of a 500; the solid colour shop.
+client, shop = hostile_search.client, hostile_search.shop
+ids = hostile_search.ids
 
 
 # --- page_size above the largest page --------------------------------------------------------------------------
