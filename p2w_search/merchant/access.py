@@ -166,11 +166,21 @@ def jobs_for(request):
 
 
 def job_for(request, pk):
-    """Job ``pk`` if it is the acting merchant's or the API shows it to the user, else Http404 in the API's words."""
-    job = jobs_for(request).filter(pk=pk).first() if request.p2w_acting is not None else None
+    """Job ``pk`` if it is the acting merchant's or the API shows it to the user, else Http404 in the API's words.
+
+    Staff whom the API refuses (no permission to view import jobs, no merchant of their own) but who act for a
+    merchant get that merchant's 404 for any other id: the API's 403 ("this account belongs to no merchant")
+    contradicted the merchant the page names, and read the same for an upload and for none anyway.
+    """
+    acting = request.p2w_acting
+    job = jobs_for(request).filter(pk=pk).first() if acting is not None else None
     if job is None:
-        with api_rules():
-            job = api.visible_jobs(request.user).filter(pk=pk).first()
+        try:
+            with api_rules():
+                job = api.visible_jobs(request.user).filter(pk=pk).first()
+        except PermissionDenied:
+            if acting is None:
+                raise
     if job is None:
         raise Http404("You have no upload with this id.")
     return job

@@ -35,6 +35,7 @@ import logging
 from collections import deque
 from contextlib import contextmanager
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
@@ -177,7 +178,12 @@ def run_import(job, *, progress=None):
     ``progress(done, total)`` is called as rows are checked.
     """
     serializer_class = import_serializer()
-    merchant = serializer_class.merchant_by_key(job.merchant_key)
+    try:
+        merchant = serializer_class.merchant_by_key(job.merchant_key)
+    except (ObjectDoesNotExist, ValueError):  # deleted while the upload waited: no retry brings it back
+        logger.warning("import %s did not run: its merchant %r no longer exists", job.pk, job.merchant_key)
+        _fail(job, MERCHANT_GONE)
+        return job
     job.state, job.started_at = ImportJob.State.RUNNING, timezone.now()
     job.save(update_fields=["state", "started_at", "updated_at"])
     report = JobReport(job)
@@ -210,6 +216,11 @@ def run_import(job, *, progress=None):
 # problem, never the rows'. The job fails as a whole, saying so; the log has the path.
 STORAGE_FAILED = ("The import failed: the server could not store or read its files ({}); nothing was imported. "
                   "Try again later, or tell the shop's staff if it happens again.")
+
+
+# The upload's merchant was deleted before its import ran. A job, not a server error: the task ends it and logs no
+# traceback, and its files go once their retention ends, as any ended job's do.
+MERCHANT_GONE = "The import did not run: the merchant of this upload no longer exists; nothing was imported."
 
 
 def _storage_fault(exc):
