@@ -30,7 +30,7 @@ from p2w_search.models import BrokerMarker
 
 __all__ = [
     "EMBED_BATCH", "START_MODEL", "RUN_IMPORT", "ENCODE_QUERY", "SWEEP", "CLEANUP",
-    "QueueUnavailable", "NoAnswer", "send", "ask", "lost_messages", "marker_key",
+    "QueueUnavailable", "NoAnswer", "TaskFailed", "send", "ask", "lost_messages", "marker_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,18 @@ class QueueUnavailable(Exception):
 
 class NoAnswer(Exception):
     """A task was sent but no worker answered within the time given."""
+
+
+class TaskFailed(Exception):
+    """The worker raised while it ran the task; ``cause`` is its exception (as the result store rebuilt it).
+
+    Raised in its place: the remote exception came back as its own class, which a web process took for its own
+    error (a worker's ``DoesNotExist`` was a 500), or as a class Celery made up that no caller can catch.
+    """
+
+    def __init__(self, name, cause, traceback=None):
+        super().__init__(f"{name} failed on the worker: {type(cause).__name__}: {cause}")
+        self.cause, self.traceback = cause, traceback
 
 
 def send(name, *, args=(), kwargs=None, queue=None, when="commit"):
@@ -86,12 +98,12 @@ def ask(name, *, args=(), queue, timeout):
     """Send task ``name`` now and return its result, waiting at most ``timeout`` seconds.
 
     Raises NoAnswer when no worker answers in time (the message expires unanswered, so a
-    worker that starts later does not do work nobody waits for) and QueueUnavailable when
-    the broker cannot be reached.
+    worker that starts later does not do work nobody waits for), QueueUnavailable when
+    the broker cannot be reached, and TaskFailed when the task raised on the worker.
     """
     try:
         result = current_app.send_task(name, args=list(args), queue=queue, expires=timeout)
-        return result.get(timeout=timeout)
+        answer = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
         raise NoAnswer(f"no worker on queue '{queue}' answered within {timeout:g} s") from None
     except (BrokerUnreachable, *current_app.backend.connection_errors) as exc:
@@ -101,7 +113,14 @@ def ask(name, *, args=(), queue, timeout):
         # retry policy (result_backend_transport_options["retry_policy"]; 20 s by default).
         if "result store" not in str(exc):
             raise
-        raise QueueUnavailable(_unreachable(exc)) from None
+        # Not Celery's own words: they add "The Celery application must be restarted.", which is not so (the next
+        # search reconnects, tests/test_faults_round_6.py) and a shopper's page showed it.
+        raise QueueUnavailable(_unreachable("the result store stopped answering")) from None
+    if result.failed():
+        raise TaskFailed(name, answer, result.traceback)
+    if not result.successful():  # revoked: it expired as a worker took it, at the end of the wait
+        raise NoAnswer(f"no worker on queue '{queue}' answered within {timeout:g} s")
+    return answer
 
 
 def _unreachable(exc):

@@ -7,6 +7,7 @@ at most ``QUERY_TIMEOUT`` seconds. ``"local"`` encodes in the web process (small
 
 import base64
 import io
+import logging
 import queue
 import threading
 import time
@@ -28,9 +29,11 @@ from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding
 
 __all__ = [
-    "QueryEncoderUnavailable", "QueryRejected", "encode_query", "encode_locally", "encode_on_worker",
+    "QueryEncoderUnavailable", "ModelGone", "QueryRejected", "encode_query", "encode_locally", "encode_on_worker",
     "TEXT", "IMAGE", "COMPOSED",
 ]
+
+logger = logging.getLogger(__name__)
 
 TEXT = "text"
 IMAGE = "image"
@@ -43,6 +46,20 @@ COMPOSED = "composed"
 
 class QueryEncoderUnavailable(Exception):
     """No worker encoded the query in time, or the queue cannot be reached."""
+
+
+class ModelGone(QueryEncoderUnavailable):
+    """The model a search began with was deleted before its query was encoded (switched, then the old one deleted).
+
+    Not the shopper's doing and it passes: the next search takes the model that serves now.
+    """
+
+    def __init__(self):
+        super().__init__(MODEL_GONE)
+
+
+MODEL_GONE = "The search model was changed while this search ran. Search again."
+WORKER_FAILED = "The search worker could not encode this query (the error is logged for the shop's staff). Try again."
 
 
 class QueryRejected(ValueError):
@@ -79,6 +96,11 @@ def encode_query(model, kind, payload, *, timings=None):
         ) from None
     except dispatch.QueueUnavailable as exc:
         raise QueryEncoderUnavailable(str(exc)) from None
+    except dispatch.TaskFailed as exc:  # a 503 in words, not the worker's exception raised here (a 500)
+        logger.error("query %s under model %s: %s\n%s", kind, model.pk, exc, exc.traceback or "")
+        raise QueryEncoderUnavailable(WORKER_FAILED) from None
+    if "unavailable" in answer:
+        raise QueryEncoderUnavailable(answer["unavailable"])
     if "field" in answer:  # the worker refused the query: say why, in the request's terms
         raise QueryRejected(answer["field"], answer["reason"])
     _record(timings, encode=answer["encode_ms"], queue=max(_ms_since(started) - answer["encode_ms"], 0.0))
@@ -86,13 +108,21 @@ def encode_query(model, kind, payload, *, timings=None):
 
 
 def encode_on_worker(model_id, kind, payload):
-    """The query task's answer: ``{"vector", "encode_ms", "batch"}``, or ``{"field", "reason"}`` for a refused query.
+    """The query task's answer: ``{"vector", "encode_ms", "batch"}``, ``{"field", "reason"}`` for a refused query,
+    or ``{"unavailable": reason}`` when its model was deleted meanwhile (ModelGone).
 
     A refusal comes back as a value, not as an exception, so the web process can answer
     400 in the request's terms; ``encode_ms`` (the forward passes of the batch the query
     was encoded in, of ``batch`` queries) lets it tell the encoding from the queue. The
     query worker's threads hand their queries to one batcher (``QUERY_BATCH_SIZE``).
     """
+    try:
+        return _encode_on_worker(model_id, kind, payload)
+    except ModelGone as exc:  # an answer, not a failure: the web process says it in words
+        return {"unavailable": str(exc)}
+
+
+def _encode_on_worker(model_id, kind, payload):
     size = int(app_settings.QUERY_BATCH_SIZE)
     if size > 1:
         return _batcher(size).encode(model_id, kind, payload)
@@ -132,7 +162,9 @@ def encode_many(model_id, queries):
     """
     from p2w_search.indexing import embedder_for
 
-    model = EmbeddingModel.objects.get(pk=model_id)
+    model = EmbeddingModel.objects.filter(pk=model_id).first()
+    if model is None:  # deleted since the search read it as serving: every query of this batch raises it
+        raise ModelGone()
     embedder = embedder_for(model)
     outcomes = [None] * len(queries)
     by_kind = {TEXT: [], IMAGE: [], COMPOSED: []}

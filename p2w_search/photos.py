@@ -10,10 +10,12 @@ refused with a message and deleted: at the first use after that, and by
 keeps the photos of all sessions together to ``PHOTO_KEEP_MAX``, the newest: per-address
 budgets bound one shopper, this bounds the disk whatever the number of addresses. An upload lists
 the folder once for both bounds; a storage that cannot list keeps no photo (``PhotoNotKept``, a
-503), since neither bound could hold. The sweep touches only names this module writes (another
-app's file in the folder stays) and removes a preview left without its photo once its time is
-past. A photo whose upload time is more than ``CLOCK_SLACK`` ahead of the clock (kept before the
-clock was set back) counts as expired: a clock set back never keeps a photo longer.
+503), since neither bound could hold; a kept photo its storage cannot read now (EIO, EACCES) is a 503
+(``PhotoUnreadable``), not a 410: it is still kept, and its link works again once the storage reads. The
+sweep touches only names this module writes (another app's file in the folder stays) and removes
+a preview left without its photo once its time is past. A photo whose upload time is more than
+``CLOCK_SLACK`` ahead of the clock (kept before the clock was set back) counts as expired: a clock
+set back never keeps a photo longer.
 
 Who owns a photo does not depend on a read-modify-write of the session. Two requests of one
 browser may overlap (two tabs uploading at once, an upload while another tab's page saves the
@@ -54,8 +56,8 @@ from p2w_search.conf import app_settings, image_limits
 from p2w_search.imaging import Decoded, ImageRejected, decode_image, public_copy
 from p2w_search.uploads.storage import upload_backend
 
-__all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "KeptPhoto", "keep", "load", "remove_expired",
-           "keep_seconds", "kept_for"]
+__all__ = ["KEPT_PER_SESSION", "PhotoGone", "PhotoNotKept", "PhotoUnreadable", "KeptPhoto", "keep", "load",
+           "remove_expired", "keep_seconds", "kept_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,20 @@ class PhotoNotKept(Exception):
 
 
 NOT_KEPT = "The shop cannot keep your photo right now; try again in a few minutes."
+
+
+class PhotoUnreadable(Exception):
+    """The photo is kept but its storage cannot read it now (a failing disk, a folder made unreadable): a 503 that
+    passes, not a 410. Telling the shopper it is gone was false, and once the storage reads again the link works."""
+
+    status = 503
+
+    def __init__(self, reason=None):
+        self.reason = reason or UNREADABLE
+        super().__init__(self.reason)
+
+
+UNREADABLE = "The shop cannot read your photo right now; it is still kept. Try this link again in a few minutes."
 
 
 @dataclass(frozen=True)
@@ -256,13 +272,16 @@ def _load(token, name, uploaded, *, let_go=None):
             data = handle.read()
         with storage.open(f"{name}.jpg", "rb") as handle:
             thumbnail = handle.read()
-    except OSError:  # swept at the deadline, let go for newer photos, or the storage was cleared
+    except FileNotFoundError:  # swept at the deadline, let go for newer photos, or the storage was cleared
         if let_go is not None and let_go(storage):
             # This browser's own photo, let go for its newer ones: the message says so (a 404, as for a token
             # not kept here; "only for the browser that uploaded them" was wrong for it).
             raise _let_go_for_newer() from None
         raise PhotoGone("Your photo is no longer kept: the shop keeps a limited number of photos of all shoppers "
                         "at once. Upload it again to search with it.", status=410) from None
+    except Exception as exc:  # noqa: BLE001 (EIO, EACCES; any storage's error: S3's are not OSError)
+        logger.error("could not read the kept photo %s: %r", name, exc)
+        raise PhotoUnreadable() from None
     return KeptPhoto(token=token, data=data, preview=_data_url(thumbnail))
 
 

@@ -2,7 +2,8 @@
 
 A worker's warm-up embeds one picture when it starts; only batches of several images pause,
 so the worker is ready as quickly as a real one. Text forward passes pause too when asked
-(P2W_TEST_TEXT_DELAY), so a test can make queries arrive while others are encoded.
+(P2W_TEST_TEXT_DELAY), so a test can make queries arrive while others are encoded, and composed
+ones when asked (P2W_TEST_COMPOSE_DELAY), so a test can act while a shopper's "like this, but ..." is encoded.
 """
 
 import os
@@ -20,3 +21,7 @@ class SlowOpenCLIPEmbedder(OpenCLIPEmbedder):
     def embed_texts(self, texts, **kwargs):
         time.sleep(float(os.environ.get("P2W_TEST_TEXT_DELAY", "0")))  # each forward pass, alone or batched
         return super().embed_texts(texts, **kwargs)
+
+    def compose(self, *args, **kwargs):
+        time.sleep(float(os.environ.get("P2W_TEST_COMPOSE_DELAY", "0")))  # each composed forward pass
+        return super().compose(*args, **kwargs)

@@ -230,7 +230,7 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
             _photo_storage_ready()
             try:
                 outcome.photo = photos.load(request, token)
-            except photos.PhotoGone as exc:
+            except (photos.PhotoGone, photos.PhotoUnreadable) as exc:  # 404/410, or 503 while its storage fails
                 outcome.status, outcome.notice = exc.status, exc.reason
             else:
                 data = outcome.photo.data

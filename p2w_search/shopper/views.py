@@ -6,7 +6,7 @@ The template renders ``{% like_your_photo %}`` (``{% load p2w_search %}``). A PO
 photo (p2w_search.photos) and answers 303 to this page's results (``?photo=<token>&change=...``),
 so reload, back and paging never send the photo again; a photo or change that cannot be used
 is answered 400 on the page, the reasons at the fields. A GET answers with the status of the
-search it shows (400, 404/410 for a photo gone, 429, 503), the page itself rendered in every case;
+search it shows (400, 404/410 for a photo gone, 429, 503: with ``Retry-After``), the page itself rendered in every case;
 a change or method without a photo is a 400 that says to add one (the change kept in the box), and
 so is a page of results without a photo (``?page=2``: there are no pages before a search).
 """
@@ -19,6 +19,8 @@ from django.views.generic import TemplateView
 from p2w_search.shopper import journey
 
 __all__ = ["PhotoSearchView"]
+
+RETRY_AFTER_SECONDS = 30  # a search that cannot run now (no worker, a storage that fails) is worth trying again
 
 
 @method_decorator(login_not_required, name="dispatch")  # anyone may search, under LoginRequiredMiddleware too
@@ -36,10 +38,17 @@ class PhotoSearchView(TemplateView):
         outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page, photo_only=True,
                                     photo_page=True)
         context = self.get_context_data(outcome=outcome, **kwargs)
-        return self.render_to_response(context, status=outcome.status)
+        return self._answer(context, outcome.status)
 
     def post(self, request, *args, **kwargs):
         form, link = journey.accept_photo(request)
         if link is not None:
             return HttpResponseRedirect(request.path + link, status=303)
-        return self.render_to_response(self.get_context_data(photo_form=form, **kwargs), status=form.status)
+        return self._answer(self.get_context_data(photo_form=form, **kwargs), form.status)
+
+    def _answer(self, context, status):
+        """The page with ``status``; a 503 passes, so it says when to come back, as the demo's pages and the API do."""
+        response = self.render_to_response(context, status=status)
+        if status == 503:
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
