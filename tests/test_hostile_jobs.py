@@ -108,3 +108,25 @@ def test_the_upload_of_a_merchant_deleted_while_it_waited_fails_saying_so_withou
                                       "nothing was imported.")
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == [
         f"import {job.pk} did not run: its merchant {job.merchant_key!r} no longer exists"]
+
+
+@pytest.mark.parametrize("query, field", [("page=1&page=2", "page"), ("page_size=1&page_size=50", "page_size")])
+def test_a_page_of_the_uploads_list_given_twice_is_400_naming_it(acme, client, jobs, query, field):
+    """``/api/imports/?page=1&page=2`` answered page 2 without a word (QueryDict keeps the last); the searches and the
+    product API already refused it."""
+    client.force_login(acme.user)
+    response = client.get(f"/api/imports/?{query}")
+    assert (response.status_code, response.json()) == (400, {field: [f"Give {field} once; it was given 2 times."]})
+    assert client.get("/api/imports/?page=1").status_code == 200
+
+
+def test_the_uploads_list_takes_a_page_size_as_the_other_lists_do(acme, client, jobs):
+    """``page_size`` was no parameter of ``/api/imports/`` and was ignored without a word (twenty a page)."""
+    client.force_login(acme.user)
+    for _ in range(2):
+        run(post_upload(client, HEADER + row("A-3")))
+    page = client.get("/api/imports/?page_size=2").json()
+    assert (page["count"], len(page["results"])) == (3, 2)
+    refused = client.get("/api/imports/?page_size=101")
+    assert (refused.status_code, refused.json()) == (400, {"page_size": ["Ensure this value is less than or equal "
+                                                                          "to 100."]})

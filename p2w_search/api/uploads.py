@@ -202,7 +202,11 @@ def uploads_waiting():
 
 
 class JobPagination(PagePagination):
+    """Twenty uploads a page; ``page_size`` up to 100, as the other lists take it (it was ignored here, unsaid)."""
+
     page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
 
 
 DATABASE_DOWN = OpenApiResponse(response=errors(503)[503].response,
