@@ -208,8 +208,9 @@ def keep(request, data):
     try:
         storage.save(name, ContentFile(data))
         storage.save(f"{name}.jpg", ContentFile(preview))
-    except OSError as exc:  # the storage refuses (a full disk): nothing half-written is left to the expiry sweep
-        logger.error("could not keep a shopper's photo %s: %s", name, exc)
+    except Exception as exc:  # noqa: BLE001 (a full disk; any storage's refusal: S3's are no OSError)
+        # Nothing half-written is left to the expiry sweep.
+        logger.error("could not keep a shopper's photo %s: %r", name, exc)
         _delete(storage, name)
         raise PhotoNotKept(NOT_KEPT) from None
     try:  # one listing an upload, for both bounds

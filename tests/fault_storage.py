@@ -4,6 +4,8 @@
 ``fail`` (``save``, ``open``, ``delete``) of the files whose name contains ``match``. A save
 that fails with ENOSPC writes part of the file first, as a disk that fills up mid-write does;
 other errors (EACCES, EROFS) come before anything is written, as a folder one may not write to.
+``error="CLOUD"`` raises ``CloudRefused`` instead, no OSError, as a cloud storage's client does
+(botocore's ClientError).
 
 In the test process it is configured through ``STORAGES`` (``storage_settings``); worker
 processes read ``P2W_TEST_STORAGE_FAULT`` (``operation[,operation]:ERRNO:match``, see
@@ -15,18 +17,24 @@ import os
 
 from django.core.files.storage import FileSystemStorage
 
-__all__ = ["FaultyStorage", "storage_settings", "from_environment"]
+__all__ = ["FaultyStorage", "CloudRefused", "storage_settings", "from_environment"]
+
+
+class CloudRefused(Exception):
+    """What a cloud storage's client raises when the bucket refuses: no OSError."""
 
 
 class FaultyStorage(FileSystemStorage):
     def __init__(self, *args, fail=(), error="ENOSPC", match="", **kwargs):
         super().__init__(*args, **kwargs)
-        self.fail, self.errno, self.match = set(fail), getattr(errno, error), match
+        self.fail, self.errno, self.match = set(fail), None if error == "CLOUD" else getattr(errno, error), match
 
     def _faulty(self, operation, name):
         return operation in self.fail and self.match in name
 
     def _error(self, name):
+        if self.errno is None:
+            return CloudRefused(f"the bucket refused {name}")
         return OSError(self.errno, os.strerror(self.errno), self.path(name))
 
     def _save(self, name, content):

@@ -108,10 +108,11 @@ def test_the_merchant_and_admin_pages_say_a_file_cannot_be_read(merchant, media,
     assert (response.status_code, response.content.decode()) == (503, unreadable)
 
 
+@pytest.mark.parametrize("error", ["ENOSPC", "CLOUD"])  # a full disk; a cloud storage's refusal, no OSError (a 500)
 @pytest.mark.parametrize("match", ["p2w-photos", ".jpg"])  # the photo itself, or its thumbnail after it
 def test_a_shoppers_photo_the_server_cannot_keep_is_answered_503_and_leaves_nothing(db, client, media, settings,
-                                                                                    match):
-    faulty(settings, "p2w_uploads", fail=["save"], error="ENOSPC", match=match)
+                                                                                    match, error):
+    faulty(settings, "p2w_uploads", fail=["save"], error=error, match=match)
     photo = io.BytesIO(png())
     photo.name = "photo.png"
     response = client.post("/", {"photo": photo, "change": "in red"})
