@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 from django.core.files.base import ContentFile
 from django.http import FileResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import cache_control
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -32,7 +34,7 @@ from p2w_search.uploads.limits import TooManyWaiting, check_waiting
 from p2w_search.uploads.manifest import ManifestError
 from p2w_search.uploads.progress import job_progress, prefetch_progress
 
-__all__ = ["ImportListView", "ImportDetailView", "ImportFileView"]
+__all__ = ["ImportListView", "ImportDetailView", "ImportFileView", "private_to_merchant"]
 
 # The files of a job, by the name they have in URLs.
 FILES = {"manifest": "manifest", "archive": "archive", "rejected-rows": "rejected_rows"}
@@ -42,6 +44,10 @@ NOT_STORED = "The server cannot store uploads right now; nothing was saved. Try 
 RETRY_AFTER_SECONDS = 300
 
 logger = logging.getLogger(__name__)
+
+# For a view whose answers are one merchant's (its uploads, their progress and files; the merchant pages): no shared
+# cache may keep them, nor a browser's back/forward cache on a shared computer. Django sent no Cache-Control at all.
+private_to_merchant = cache_control(private=True, no_store=True)
 
 # The largest value ImportJob.confirm_unlist (a PositiveIntegerField: PostgreSQL's integer) holds.
 CONFIRM_UNLIST_MAX = 2**31 - 1
@@ -219,6 +225,7 @@ class UploadParser(MultiPartParser):
     files_hint = " Send the images as one zip in 'archive' instead."
 
 
+@method_decorator(private_to_merchant, name="dispatch")  # its refusals too: dispatch answers them
 class ImportListView(DatabaseOutageMixin, APIView):
     """Upload a catalog (202, a job to poll), or list your uploads (newest first, paginated)."""
 
@@ -264,6 +271,7 @@ class ImportListView(DatabaseOutageMixin, APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
+@method_decorator(private_to_merchant, name="dispatch")  # its refusals too: dispatch answers them
 class ImportDetailView(DatabaseOutageMixin, APIView):
     """The progress of one of your uploads."""
 
@@ -277,6 +285,7 @@ class ImportDetailView(DatabaseOutageMixin, APIView):
         return Response(JobSerializer(job_progress(job), context={"request": request}).data)
 
 
+@method_decorator(private_to_merchant, name="dispatch")  # its refusals too: dispatch answers them
 class ImportFileView(DatabaseOutageMixin, APIView):
     """Download a file of one of your uploads: ``manifest``, ``archive`` or ``rejected-rows``."""
 

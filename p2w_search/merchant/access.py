@@ -130,6 +130,10 @@ def merchant_page(view=None, *, needs_merchant=True, back=None, refused=None):
     ``refused(request, exc)`` answers: Django's own answer was the shop's generic 400 page.
     Django's CSRF middleware reads the form before any view runs, so the page is exempt
     from the middleware and checks the CSRF token itself, once the form has been read.
+
+    Every answer, a redirect or a refusal too, is ``Cache-Control: private, no-store``
+    (``api.private_to_merchant``): the pages are one merchant's, and a shared proxy or a
+    browser's back/forward cache on a shared computer could keep them.
     """
     def decorate(view):
         protected = csrf_protect(view)
@@ -156,7 +160,7 @@ def merchant_page(view=None, *, needs_merchant=True, back=None, refused=None):
                 return render(request, NOT_FOUND, {"reason": str(exc), "acting": acting}, status=404)
             except PermissionDenied as exc:
                 return render(request, FORBIDDEN, {"reason": str(exc), "acting": acting}, status=403)
-        return csrf_exempt(page)  # protected (csrf_protect) checks the token after read_request
+        return csrf_exempt(api.private_to_merchant(page))  # protected (csrf_protect) checks the token after reading
     return decorate(view) if view is not None else decorate
 
 

@@ -82,13 +82,19 @@ def _page(request, name, context, *, section, status=200):
 @merchant_page
 def home(request):
     """The catalog at a glance, its failed images, and the latest uploads."""
+    return _home_page(request)
+
+
+def _home_page(request, *, error=None, status=200):
+    """The catalog page of the merchant acted for; ``error`` says why a form sent from it did nothing."""
     merchant = request.p2w_acting.merchant
     failed = catalog.failed_images(merchant).select_related("product").prefetch_related("embeddings")
     return _page(request, "home.html", {
         "glance": catalog.glance(merchant),
         "failed": [(image, _failure(image)) for image in failed[:FAILED_SHOWN]],
         "jobs": [progress_context(job) for job in prefetch_progress(jobs_for(request)[:LATEST_JOBS])],
-    }, section="home")
+        "error": error,
+    }, section="home", status=status)
 
 
 def _failure(image):
@@ -173,11 +179,12 @@ FORM_MERCHANT = "merchant"
 
 
 def _switched(request, acting, *, outcome="Nothing was uploaded: check whom you act for, above, and upload again."):
-    """Why an upload form opened for another merchant than the one ``acting`` is now is refused; None when it is not.
+    """Why a form opened for another merchant than the one ``acting`` is now is refused; None when it is not.
 
     Staff choose whom they act for in the session, shared by their tabs: a form opened for one merchant, sent after
-    choosing another in a second tab, uploaded the first one's catalog (a full sync too) into the second's. A form
-    without the field (a script, a page of an earlier version) is taken as before. ``outcome`` says what was not
+    choosing another in a second tab, uploaded the first one's catalog (a full sync too) into the second's. Every
+    POST form of these pages that acts for the session's merchant sends the field (upload, its check, embed again);
+    a form without it (a script, a page of an earlier version) is taken as before. ``outcome`` says what was not
     done, and what to do.
     """
     sent = request.POST.getlist(FORM_MERCHANT)
@@ -276,8 +283,8 @@ def _merchant_name(job):
 
 
 @require_safe
-@never_cache
 @merchant_page(needs_merchant=False)
+@never_cache  # inside: merchant_page's private, no-store adds nothing to it, and its answer reads as before
 def job_progress(request, pk):
     """The progress of one upload (JSON): the poll answer and the page's parts rendered again."""
     context = progress_context(job_for(request, pk))
@@ -306,10 +313,17 @@ def template(request):
     return response
 
 
+# Said on the catalog page of the merchant acted for now, whose form names that merchant.
+EMBED_SWITCHED = "Nothing was queued to be embedded again: check whom you act for, above, and send the form again."
+
+
 @require_POST
 @merchant_page(back="p2w_merchant:home")
 def embed_again(request):
-    """Queue the merchant's failed embeddings again."""
+    """Queue the merchant's failed embeddings again; from a catalog page opened for another merchant, nothing (409)."""
+    switched = _switched(request, request.p2w_acting, outcome=EMBED_SWITCHED)
+    if switched:  # the catalog of the merchant acted for now, with its own form, and why nothing was queued
+        return _home_page(request, error=switched, status=409)
     count = catalog.embed_failed_again(request.p2w_acting.merchant)
     messages.success(request, f"{count} failed images are queued to be embedded again.", fail_silently=True)
     return redirect("p2w_merchant:home")

@@ -108,7 +108,7 @@
     if (form && window.FormData && window.fetch) { checkUploads(form); }
     var images = document.querySelector("input[data-max-files]");
     if (images) { limitImages(images); }
-    var errors = document.getElementById("upload-errors");
+    var errors = document.getElementById("upload-errors") || document.getElementById("catalog-error");
     if (errors) { errors.focus(); }
   });
 })();
