@@ -54,7 +54,8 @@ class Rejected(SearchError):
 
 
 class Unavailable(SearchError):
-    """The search cannot run now (503): ``code`` "not_ready" (no model serves yet) or "busy" (no worker answered)."""
+    """The search cannot run now (503): ``code`` "not_ready" (no model serves yet) or "busy" (no worker answered,
+    or the model the search began with was deleted meanwhile: ``encoding.MODEL_GONE``)."""
 
     status = 503
 
@@ -148,6 +149,7 @@ def reference_image(product, model, *, field_name="product"):
              .order_by("position", "pk").first())
     if image is None:
         _no_images(ProductImage.objects.using(search_database()).filter(product=product, in_index=True), field_name)
+        _unless_gone(model)
         raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name,
                        code="not_embedded")
     return image
@@ -251,6 +253,7 @@ def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_ME
             _visible(reference.product_id, "image_id", f"There is no product image with id {image_id}.")
             _in_index(reference, "image_id")
             if not reference.embeddings.filter(model=model, state=ImageEmbedding.State.READY).exists():
+                _unless_gone(model)
                 raise Rejected("Its image is not embedded yet; try again once indexing is done.", field="image_id")
         payload["image_id"] = reference.pk
         exclude = [*exclude, reference.product_id]  # the reference is not an answer to "like this, but ..."
@@ -264,6 +267,7 @@ def _encode(model, kind, payload, timings, *, field_name):
     except encoding.QueryEncoderUnavailable as exc:
         raise Unavailable(str(exc), code="busy") from None
     except encoding.QueryRejected as exc:
+        _unless_gone(model)  # a composed query's reference had no vector: the model may have gone with it
         raise Rejected(exc.reason, field=exc.field or field_name) from None
 
 
@@ -272,21 +276,37 @@ def _stored(model, images, field_name):
         return index.stored_query_vector(model, images, using=search_database())
     except index.NotEmbedded:
         _no_images(images, field_name)
+        _unless_gone(model)
         raise Rejected("Its images are not embedded yet; try again once indexing is done.", field=field_name,
                        code="not_embedded") from None
 
 
 def _rank(model, vector, *, products, k, exclude, timings):
+    """Rank under ``model`` only; fewer than ``k`` hits because the model was deleted meanwhile is Unavailable."""
     shown = visible_products()
     if products is not None:
         shown = shown.filter(pk__in=products.values("pk"))
+    k = k or app_settings.DEFAULT_K
     with _timed(timings, "sql"):
         try:
-            hits = index.nearest_products(model, vector, k=k or app_settings.DEFAULT_K, products=shown,
-                                          exclude_product_ids=exclude, using=search_database())
+            hits = index.nearest_products(model, vector, k=k, products=shown, exclude_product_ids=exclude,
+                                          using=search_database())
         except EmptyResultSet:  # ``products`` can match nothing (``none()``, ``pk__in=[]``): no hits, not a 500
             hits = []
+        if len(hits) < k:  # k hits were ranked in one statement, under the model: only a short list may be cut
+            _unless_gone(model)
     return Results(model=model, hits=hits, timings=timings)
+
+
+def _unless_gone(model):
+    """Raise Unavailable (503, encoding.MODEL_GONE) when ``model`` was deleted since the search read it as serving.
+
+    An admin switches to another model and deletes the old one ("switch first, then delete"): its vectors go
+    with it, so a search still under it found no vector, and said "no results" or "not embedded yet" (false).
+    A model switched but kept still has its vectors and answers the search that began with it.
+    """
+    if not EmbeddingModel.objects.using(search_database()).filter(pk=model.pk).exists():
+        raise Unavailable(encoding.MODEL_GONE, code="busy")
 
 
 @contextmanager
