@@ -26,10 +26,10 @@ from django.db import models
 from django.utils.module_loading import import_string
 
 from p2w_search import encoding, index
-from p2w_search.api.parameters import whole_number
 from p2w_search.composition import DEFAULT_METHOD, NO_WORDS_IN_TEXT, check_change, has_words
 from p2w_search.conf import app_settings, product_model_label
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ProductImage
+from p2w_search.request_values import whole_number
 
 __all__ = [
     "SearchError", "Rejected", "Unavailable", "TooManySearches", "Results", "product_model", "search_database",

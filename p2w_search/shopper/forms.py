@@ -2,11 +2,11 @@
 
 from django import forms
 
-from p2w_search.api.parameters import not_text
 from p2w_search.composition import DEFAULT_METHOD, METHODS, check_change
 from p2w_search.files import read_query_photo
 from p2w_search.form_data import given_more_than_once
 from p2w_search.imaging import ImageRejected
+from p2w_search.request_values import not_text
 
 __all__ = ["METHOD_LABELS", "MAX_CHANGES", "CHANGE_MAX_LENGTH", "ChangesForm", "PhotoForm", "link_problem"]
 
