@@ -14,7 +14,6 @@ import re
 import tracemalloc
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from playwright.sync_api import expect
 
@@ -266,14 +265,8 @@ merchant = key_forms.merchant  # a fixture: the merchant acme
 admin_form, products = invisible_keys.admin_form, key_forms.skus
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    """A staff member's client who may add and change products (the conftest's ``staff`` is a user)."""
-    user = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=["add_product", "change_product",
-                                                                      "view_product"]))
-    client.force_login(user)
-    return client
+# A fixture: a staff member's client who may add, change and view products.
+staff_client = invisible_keys.staff
 
 
 @pytest.fixture
