@@ -14,14 +14,8 @@ def upload_problems():
     from pathlib import Path
 
     from django.conf import settings
-    from django.urls import NoReverseMatch, reverse
 
-    try:
-        reverse("p2w_uploads:import-list")
-    except NoReverseMatch:
-        uploads = False  # this shop takes no catalog uploads
-    else:
-        uploads = True
+    uploads = _uploads_mounted()  # False: this shop takes no catalog uploads
     photo_page = _photo_search_route()
     if not uploads and photo_page is None:
         return []

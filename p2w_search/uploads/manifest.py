@@ -138,7 +138,7 @@ def sku_problem(sku):
     count characters from 1. A SKU that is no text (a host shop's integer field, say) has no
     problem here.
     """
-    if not isinstance(sku, str) or (sku.isascii() and sku.isprintable()):  # most SKUs: no character to look at
+    if _plain(sku):
         return None
     return _unseen_problem(sku) or _lookalike_problem(sku)
 
@@ -150,9 +150,15 @@ def seen_sku(sku):
     SKU is refused, ``sku_problem``): a full sync spares the listed product a rejected row names this way, since the
     merchant plainly named it. A SKU that is no text is its own.
     """
-    if not isinstance(sku, str) or (sku.isascii() and sku.isprintable()):
+    if _plain(sku):
         return sku
     return _written_plain("".join(char for char in sku if unicodedata.category(char) not in _UNSEEN))
+
+
+def _plain(sku):
+    """Whether ``sku`` holds no character to look at: no text (a host shop's integer key), or printable ASCII (most
+    SKUs, passed at once: the upload check looks at 100,000 of them)."""
+    return not isinstance(sku, str) or (sku.isascii() and sku.isprintable())
 
 
 def _unseen_problem(sku):
@@ -263,7 +269,7 @@ def _jsonl_rows(lines):
         except DuplicateKey as exc:
             # The values as json.loads reads them (the last of each key): raw_sku finds the SKU a full sync spares.
             try:
-                value = json.loads(line, parse_float=WrittenNumber, parse_constant=WrittenNumber)
+                value = json.loads(line, **_NUMBERS_AS_WRITTEN)
             except (ValueError, RecursionError):  # an integer too long further on, say: no SKU to spare
                 value = None
             yield Row(number, values=value if isinstance(value, dict) else {}, raw=line,
@@ -328,10 +334,14 @@ class WrittenNumber(float):
         return type(self), (self.text,)
 
 
+# json.loads reading each number with a fraction or an exponent as it is written (WrittenNumber).
+_NUMBERS_AS_WRITTEN = {"parse_float": WrittenNumber, "parse_constant": WrittenNumber}
+
+
 def load_json_line(line):
     """``json.loads``, but an object that gives one key twice raises DuplicateKey instead of keeping the last, and a
     number with a fraction or an exponent is a WrittenNumber (its text as written)."""
-    return json.loads(line, object_pairs_hook=unique_keys, parse_float=WrittenNumber, parse_constant=WrittenNumber)
+    return json.loads(line, object_pairs_hook=unique_keys, **_NUMBERS_AS_WRITTEN)
 
 
 def _text_lines(handle, *, chunk_size=1 << 16):

@@ -93,7 +93,7 @@ def unnamed(listed, named):
     ``A1`` or ``AB1``, plainly to the merchant, so the sync spares it as it spares any rejected row's SKU.
     """
     seen = {plain for key in named if (plain := seen_sku(key)) != key}  # most keys read as written: a small set
-    return sorted(sku for sku in listed if sku_key(sku) not in named and sku_key(sku) not in seen)
+    return sorted(sku for sku in listed if (key := sku_key(sku)) not in named and key not in seen)
 
 
 def _names(names):
