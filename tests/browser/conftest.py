@@ -13,6 +13,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",  # a container's /dev/shm (64 MB under Docker) is too small for chromium's renderers
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-reports" / "screenshots"
 
