@@ -7,6 +7,6 @@ class P2WSearchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from p2w_search import checks, product_images, shop_images  # noqa: F401  (system checks; save signals)
+        from p2w_search import checks, index, product_images, shop_images  # noqa: F401  (system checks; signals)
 
         shop_images.connect()  # the shop's own image model, when P2W_SEARCH["IMAGE_MODEL"] names one

@@ -99,8 +99,8 @@ def encode_query(model, kind, payload, *, timings=None):
     except dispatch.TaskFailed as exc:  # a 503 in words, not the worker's exception raised here (a 500)
         logger.error("query %s under model %s: %s\n%s", kind, model.pk, exc, exc.traceback or "")
         raise QueryEncoderUnavailable(WORKER_FAILED) from None
-    if "unavailable" in answer:
-        raise QueryEncoderUnavailable(answer["unavailable"])
+    if "unavailable" in answer:  # the worker found the model deleted (encode_on_worker): as a local encoding does
+        raise ModelGone()
     if "field" in answer:  # the worker refused the query: say why, in the request's terms
         raise QueryRejected(answer["field"], answer["reason"])
     _record(timings, encode=answer["encode_ms"], queue=max(_ms_since(started) - answer["encode_ms"], 0.0))

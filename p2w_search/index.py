@@ -4,22 +4,26 @@ The vector column has no fixed dimension (models differ), so each model gets a p
 HNSW index on ``(vector::halfvec(dim)) halfvec_cosine_ops WHERE model_id = <id>``, as
 pgvector recommends for mixed dimensions. Queries cast the column the same way and
 filter on the same model, so PostgreSQL can use that index, and vectors of two models
-are never compared.
+are never compared. A model deleted takes its index with it, once the delete commits.
 """
 
 import json
+import logging
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Cast
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from pgvector import HalfVector
 from pgvector.django import CosineDistance, HalfVectorField
 
+from p2w_search import locks
 from p2w_search.conf import app_settings
-from p2w_search.locks import advisory_lock_polled
 from p2w_search.models import EmbeddingModel, ImageEmbedding
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "Hit",
     "serving_model",
     "ensure_hnsw_index",
+    "drop_deleted_hnsw_indexes",
     "hnsw_index_name",
     "nearest_embeddings",
     "search_session",
@@ -36,6 +41,8 @@ __all__ = [
     "NotEmbedded",
     "stored_query_vector",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class IndexNotReady(Exception):
@@ -61,8 +68,11 @@ def serving_model(*, using=DEFAULT_DB_ALIAS):
     return model
 
 
+HNSW_INDEX_PREFIX = "p2w_embedding_hnsw_m"
+
+
 def hnsw_index_name(model):
-    return f"p2w_embedding_hnsw_m{int(model.pk)}"
+    return f"{HNSW_INDEX_PREFIX}{int(model.pk)}"
 
 
 # Namespace of the advisory lock that lets one process at a time build an HNSW index.
@@ -99,13 +109,87 @@ def ensure_hnsw_index(model):
         cursor.execute("RESET maintenance_work_mem")
 
 
+def drop_deleted_hnsw_indexes():
+    """Drop the HNSW indexes of the models that were deleted, and return their names.
+
+    A deleted model's rows go with it, its partial index did not: empty, it was kept forever, one
+    per model ever deleted. Run once a delete commits (below), it also drops what an earlier delete
+    left. Outside a transaction the indexes are dropped CONCURRENTLY, so searches go on meanwhile,
+    and the request that deleted the model (the admin's) waits a bounded time: not at all while
+    another process builds an index (it holds the build lock for as long as that takes), and at
+    most ``locks.LOCK_WAIT_MS`` for the transactions that use the table (an import's can last
+    minutes). What is left then is logged, and dropped the next time a model is deleted.
+    """
+    names = _indexes_of_deleted_models()
+    if not names:
+        return []
+    if connection.in_atomic_block:  # its own locks serialise; DROP INDEX CONCURRENTLY cannot run in a transaction
+        with connection.cursor() as cursor:
+            for name in names:
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+        return names
+    with locks.advisory_lock(INDEX_BUILD_LOCK) as taken:
+        if not taken:
+            _left(names, "another process is building an index")
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = %s", [f"{int(locks.LOCK_WAIT_MS)}ms"])
+            try:
+                return _dropped_concurrently(cursor, names)
+            finally:
+                cursor.execute("RESET lock_timeout")
+
+
+def _indexes_of_deleted_models():
+    """The names of the HNSW indexes whose model has no row any more.
+
+    The indexes are read before the rows: a model's index is built once its row is committed, so
+    a model registered meanwhile is found with its row.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE i.indrelid = %s::regclass ORDER BY c.relname", [ImageEmbedding._meta.db_table])
+        names = [name for (name,) in cursor.fetchall()]
+    pattern = re.compile(rf"{re.escape(HNSW_INDEX_PREFIX)}(\d+)")
+    model_ids = {name: int(match[1]) for name in names if (match := pattern.fullmatch(name))}
+    kept = set(EmbeddingModel.objects.filter(pk__in=model_ids.values()).values_list("pk", flat=True))
+    return [name for name, model_id in model_ids.items() if model_id not in kept]
+
+
+def _dropped_concurrently(cursor, names):
+    """Drop the indexes ``names`` CONCURRENTLY, one after the other, and return those dropped.
+
+    The first one that cannot be dropped (its wait ran out) stops the rest, which would wait for
+    the same transactions: they are left, and logged.
+    """
+    for done, name in enumerate(names):
+        try:
+            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        except DatabaseError as exc:
+            _left(names[done:], str(exc).strip())
+            return names[:done]
+    return names
+
+
+def _left(names, reason):
+    logger.warning("the HNSW indexes of deleted models %s were left (%s): the next model deleted drops them",
+                   ", ".join(names), reason)
+
+
+@receiver(post_delete, sender=EmbeddingModel, dispatch_uid="p2w_search.index.model_deleted")
+def _drop_index_once_deleted(sender, instance, using, **kwargs):
+    """A deleted model's index goes once its rows are gone for good: after the commit, never for a delete rolled
+    back. However the model was deleted (the admin's page or list, the shell, a host's code)."""
+    transaction.on_commit(drop_deleted_hnsw_indexes, using=using, robust=True)
+
+
 @contextmanager
 def _one_build_at_a_time(*, poll=0.2):
     """Hold the index-build lock meanwhile (outside a transaction; inside one, its own locks serialise)."""
     if connection.in_atomic_block:
         yield
         return
-    with advisory_lock_polled(INDEX_BUILD_LOCK, poll=poll):
+    with locks.advisory_lock_polled(INDEX_BUILD_LOCK, poll=poll):
         yield
 
 

@@ -54,8 +54,13 @@ class Rejected(SearchError):
 
 
 class Unavailable(SearchError):
-    """The search cannot run now (503): ``code`` "not_ready" (no model serves yet) or "busy" (no worker answered,
-    or the model the search began with was deleted meanwhile: ``encoding.MODEL_GONE``)."""
+    """The search cannot run now (503); ``code`` says what the client does next:
+
+    - "not_ready": no model serves yet (the catalog is being indexed): try again much later;
+    - "busy": no worker answered in time, or the queue cannot be reached: try again in a moment;
+    - "model_changed": the model the search began with was deleted meanwhile (``encoding.MODEL_GONE``): search
+      again now, under the model that serves now.
+    """
 
     status = 503
 
@@ -264,6 +269,8 @@ def composed(*, text, product=None, image_id=None, image=None, method=DEFAULT_ME
 def _encode(model, kind, payload, timings, *, field_name):
     try:
         return encoding.encode_query(model, kind, payload, timings=timings)
+    except encoding.ModelGone:
+        raise _model_changed() from None
     except encoding.QueryEncoderUnavailable as exc:
         raise Unavailable(str(exc), code="busy") from None
     except encoding.QueryRejected as exc:
@@ -299,14 +306,19 @@ def _rank(model, vector, *, products, k, exclude, timings):
 
 
 def _unless_gone(model):
-    """Raise Unavailable (503, encoding.MODEL_GONE) when ``model`` was deleted since the search read it as serving.
+    """Raise Unavailable (503, "model_changed") when ``model`` was deleted since the search read it as serving.
 
     An admin switches to another model and deletes the old one ("switch first, then delete"): its vectors go
     with it, so a search still under it found no vector, and said "no results" or "not embedded yet" (false).
     A model switched but kept still has its vectors and answers the search that began with it.
     """
     if not EmbeddingModel.objects.using(search_database()).filter(pk=model.pk).exists():
-        raise Unavailable(encoding.MODEL_GONE, code="busy")
+        raise _model_changed()
+
+
+def _model_changed():
+    """The 503 of a search whose model was deleted meanwhile: not "busy", since the next search works at once."""
+    return Unavailable(encoding.MODEL_GONE, code="model_changed")
 
 
 @contextmanager

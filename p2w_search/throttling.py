@@ -4,7 +4,10 @@ The client's address is the connection's own, or, behind reverse proxies that th
 deployment declares (DRF's ``NUM_PROXIES``), the one the nearest of them saw: a made-up
 ``X-Forwarded-For`` from the client itself never buys a new budget. A search refused for
 its own input (a 4xx) costs the shopper nothing; one that was answered, or that reached
-the encoding workers and timed out (5xx), is counted.
+the encoding workers and timed out (5xx), is counted. An OPTIONS request searches nothing (a
+browser's CORS preflight asks one before each JSON search): it is never counted, and never
+refused, even once the budget is spent, or the browser would report the next search as failed
+without the 429 that says why.
 
 The counts live in Django's default cache (Redis in the demo). A cache that cannot be reached
 is logged and counts nothing: searches go on unlimited until it is back (as the failed-login
@@ -18,7 +21,7 @@ from rest_framework.throttling import AnonRateThrottle
 
 from p2w_search.conf import app_settings
 
-__all__ = ["AnonSearchThrottle", "client_address", "counts"]
+__all__ = ["AnonSearchThrottle", "client_address", "counts", "searches"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ def client_address(request):
         if hops:
             return hops[-min(proxies, len(hops))]
     return remote
+
+
+def searches(request):
+    """Whether ``request`` (Django's or DRF's) runs a search: an OPTIONS request only asks what the endpoint allows."""
+    return request.method != "OPTIONS"
 
 
 def counts(status_code):
@@ -56,7 +64,7 @@ class AnonSearchThrottle(AnonRateThrottle):
         return client_address(request)
 
     def allow_request(self, request, view):
-        if self.rate is None:
+        if self.rate is None or not searches(request):
             return True
         self.key = self.get_cache_key(request, view)
         if self.key is None:  # signed-in users are not throttled here
@@ -69,7 +77,7 @@ class AnonSearchThrottle(AnonRateThrottle):
 
     def spend(self, request):
         """Count one search of ``request``'s client."""
-        if self.rate is None:
+        if self.rate is None or not searches(request):
             return
         key = self.get_cache_key(request, None)
         if key is None:

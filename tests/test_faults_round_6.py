@@ -24,7 +24,7 @@ from tests.test_faults import private_redis  # noqa: F401 (a fixture)
 pytestmark = pytest.mark.django_db(transaction=True)
 
 UNREADABLE = "The shop cannot read your photo right now; it is still kept. Try this link again in a few minutes."
-MODEL_GONE = "Search is busy right now. The search model was changed while this search ran. Search again."
+MODEL_GONE = "The search model was changed while this search ran. Search again."
 WORKER_FAILED = ("The search worker could not encode this query (the error is logged for the shop's staff). "
                  "Try again.")
 # A query worker whose composed forward pass takes 3 s: long enough to break something while it encodes.
@@ -37,7 +37,7 @@ def page_text(response):
 
 def notices(response):
     """The sentences a page says about a search that cannot run or a photo (the notice and the headline)."""
-    return re.findall(r"(?:Search is|Your photo is|The shop)[^<]*", page_text(response))
+    return re.findall(r"(?:Search is|Your photo is|The shop|The search model)[^<]*", page_text(response))
 
 
 def upload_photo(client, path="/"):

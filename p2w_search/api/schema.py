@@ -16,10 +16,14 @@ _DESCRIPTIONS = {
     409: "The object is being written by another change (an import of the catalog, say); try again once it ends.",
     415: "The body's media type is none this endpoint reads (multipart, a form or JSON), or the request names none.",
     429: "Too many requests; try again later.",
-    503: "Unavailable for now (Retry-After): no model serves yet, no worker answered in time, or the database "
-         "cannot be reached.",
+    503: "Unavailable for now (Retry-After): no model serves yet (code not_ready), no worker answered in time (busy), "
+         "the search model was changed while the search ran (model_changed: search again at once), or the database "
+         "cannot be reached (no code).",
 }
-_DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+_DETAIL = {"type": "object", "properties": {
+    "detail": {"type": "string"},
+    "code": {"type": "string", "enum": ["not_ready", "busy", "model_changed"]},  # a search's 503 only
+}, "required": ["detail"]}
 
 
 def errors(*codes):

@@ -51,10 +51,20 @@ BODY_SEARCH_ERRORS = errors(400, 404, 415, 429, 503)  # a search with a body: on
 
 
 class ServiceUnavailable(APIException):
+    """A search that cannot run now (503, Retry-After): ``{"detail": reason, "code": code}``, the code being
+    ``search.Unavailable``'s ("not_ready", "busy" or "model_changed"), which tells a client what to do next."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Search is unavailable right now. Try again shortly."
     default_code = "service_unavailable"
     wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
+
+    def __init__(self, detail=None, code=None):
+        super().__init__(detail, code)
+        if code is not None:  # a dict detail is DRF's whole body
+            self.detail = {"detail": self.detail, "code": code}
+        if code == "model_changed":  # the next search runs at once, under the model that serves now
+            self.wait = None
 
 
 class SearchPagination(PagePagination):
@@ -105,8 +115,8 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
     def finalize_response(self, request, response, *args, **kwargs):
         # The throttle only looked at the budget; a search is counted once it ran, so a
         # request refused for its own input (400) costs the shopper nothing.
-        # An OPTIONS request searches nothing (a browser's CORS preflight asks one before each JSON search).
-        if counts(response.status_code) and request.method != "OPTIONS":
+        # An OPTIONS request searches nothing: the throttle neither counts nor refuses it (throttling.searches).
+        if counts(response.status_code):
             for throttle in self.get_throttles():
                 if hasattr(throttle, "spend"):
                     throttle.spend(request)
@@ -148,7 +158,7 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
         try:
             results = run(products=products, k=params["k"], exclude=params["exclude"], timings=self.timings)
         except search.Unavailable as exc:
-            raise ServiceUnavailable(exc.reason) from None
+            raise ServiceUnavailable(exc.reason, code=exc.code) from None
         except search.Rejected as exc:
             raise ValidationError({exc.field or "non_field_errors": [exc.reason]}) from None
         started = time.perf_counter()
