@@ -13,7 +13,9 @@ returns their products in the same order; with it, one serializer instance valid
 row (as DRF's ``many=True`` does) instead of a new one per row. Optional, for the merchant
 pages: ``products(merchant)`` (the merchant's products, a QuerySet of the product model),
 ``merchants_for_staff(user)`` (the merchants staff may act for) and ``example_row()`` (one
-row for the template CSV, column -> cell). This module does the rest.
+row for the template CSV, column -> cell), and ``catalog_skus(merchant)`` (the SKUs of all the
+merchant's products, listed or not, as stored: an import refuses a new SKU that looks the same
+as one of them; without it, as one of the listed ones). This module does the rest.
 
 What an import promises (README, "Merchants: catalog uploads"):
 - nothing half-written: one transaction; files it wrote are deleted again if it does not commit;
@@ -26,7 +28,8 @@ What an import promises (README, "Merchants: catalog uploads"):
   the merchant's uploads still waiting then list: one the merchant listed otherwise while the
   upload waited for a worker (the product API, the admin) stays listed;
 - ambiguity is refused, never resolved silently: a SKU on two rows rejects both, written alike or
-  in two Unicode forms that read the same;
+  in two Unicode forms that read the same; a new SKU that looks the same as another of the catalog
+  or of the file, in letters of another alphabet (a Cyrillic ``А-1`` beside ``A-1``), is rejected;
 - every rejected row is in the job's rejected-rows file, with the reason, ready to fix and send again.
 """
 
@@ -47,7 +50,7 @@ from p2w_search.locks import advisory_lock, text_key
 from p2w_search.models import ImportJob
 from p2w_search.product_images import delete_files_now
 from p2w_search.threads import image_threads, thread_count
-from p2w_search.uploads import limits
+from p2w_search.uploads import limits, look_alike
 from p2w_search.uploads.archive import Archive, ArchiveRejected
 from p2w_search.uploads.manifest import ManifestError, read_manifest, sku_key
 from p2w_search.uploads.report import JobReport
@@ -67,8 +70,8 @@ from p2w_search.uploads.rows import (
 # The rows' and the images' parts live in rows.py and row_images.py; their names stay importable from here.
 __all__ = [
     "import_serializer", "known_columns", "row_sku", "unnamed", "check_manifest", "RejectedRows", "ROWS_SHOWN",
-    "create_job", "full_sync_refusal", "run_import", "merchant_lock", "merchant_lock_key", "attach_images",
-    "PreparedImage",
+    "create_job", "full_sync_refusal", "no_row_refusal", "run_import", "merchant_lock", "merchant_lock_key",
+    "attach_images", "PreparedImage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -245,13 +248,14 @@ def _import(job, serializer_class, merchant, report, written, progress):
     sku_field = serializer_class().fields["sku"]
     skus, job.rows_total, mixed = scan_skus(job, sku_field)
     duplicates = {key: numbers for key, numbers in skus.items() if len(numbers) > 1}
-    to_unlist, listed_since = [], 0
+    to_unlist, listed_since, listed = [], 0, None
     if job.full_sync:
         listed = set(serializer_class.listed_skus(merchant))
         missing, before = unnamed(listed, skus), _listed_at_upload(job)
         to_unlist = missing if before is None else [sku for sku in missing if sku_key(str(sku)) in before]
         listed_since = len(missing) - len(to_unlist)
         _check_full_sync(job, len(to_unlist), listed=len(listed))
+    look_alikes = look_alike.look_alikes(skus, look_alike.catalog_skus(serializer_class, merchant, listed))
     known = known_columns(serializer_class)
     accepted = checked = 0
     writer = _RowWriter(serializer_class)
@@ -279,6 +283,9 @@ def _import(job, serializer_class, merchant, report, written, progress):
         ahead = deque()  # rows whose images are being prepared, in the manifest's order
         for row in rows:
             problems, valid, names = check_row(row, columns, known, writer, sku_field, duplicates, mixed)
+            looks_like = look_alike.look_alike_problem(row, columns, sku_field, look_alikes)
+            if looks_like:
+                problems, valid, names = look_alike.with_sku_problem(problems, looks_like), None, []
             ahead.append((row, problems, valid, threads.submit(prepare_images, names, archive) if valid else None))
             if len(ahead) > rows_ahead:
                 settle(*ahead.popleft())
@@ -290,8 +297,8 @@ def _import(job, serializer_class, merchant, report, written, progress):
         raise _Refused(f"{report.errors_total} problems in {report.rows_rejected} rows; nothing was imported "
                        "(policy: reject the whole upload)")
     if job.full_sync:
-        if not accepted and job.confirm_unlist != len(to_unlist):
-            raise _Refused(_refusal(len(to_unlist), None, because="no row of the file could be imported"))
+        if not accepted and (refusal := no_row_refusal(len(to_unlist), confirm=job.confirm_unlist)):
+            raise _Refused(refusal)
         job.products_unlisted = serializer_class.unlist(merchant, to_unlist)
         job.unlisted_skus = to_unlist[:int(app_settings.IMPORT_ERRORS_SHOWN)]
     job.state = ImportJob.State.DONE
@@ -318,6 +325,12 @@ def _check_full_sync(job, count, *, listed):
     refusal = full_sync_refusal(count, listed, confirm=job.confirm_unlist)
     if refusal:
         raise _Refused(refusal)
+
+
+def no_row_refusal(count, *, confirm):
+    """Why a full sync that accepted no row of its file, and unlists ``count``, is refused; None when ``confirm`` is
+    ``count``. The merchant pages' check says it before the upload (``merchant.forms.count_full_sync``)."""
+    return None if confirm == count else _refusal(count, None, because="no row of the file could be imported")
 
 
 def _refusal(count, listed, *, because):

@@ -15,12 +15,14 @@ import csv
 import json
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import chain
 
 __all__ = [
     "ManifestError", "Row", "IMAGE_SEPARATOR", "ERROR_COLUMN", "manifest_format", "read_manifest", "raw_sku",
-    "sku_key", "sku_problem", "seen_sku", "load_json_line", "WrittenNumber", "spreadsheet_cell",
+    "sku_key", "sku_problem", "seen_sku", "escaped_sku", "load_json_line", "WrittenNumber", "spreadsheet_cell",
 ]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -124,8 +126,32 @@ _UNSEEN = {"Cf": "an invisible character", "Cc": "a control character", "Zl": "a
 _PLAIN_SPACE = " "
 _OTHER_SPACE = "a space other than a plain one"
 _FORMS = {"<wide>": "a full-width form", "<narrow>": "a half-width form"}
+# Letters of other alphabets that look exactly like a Latin letter in common fonts, and that Latin letter: what a SKU
+# typed with a Russian, Ukrainian, Serbian, Kazakh or Greek keyboard layout holds where the merchant meant Latin ("A-1"
+# with a Cyrillic A). Only glyphs that are the same, capital and small letters judged apart: Greek capital KAPPA is a
+# K, but its small kappa is no k; letters that merely resemble one in some fonts (Cyrillic small ka and ve, Greek small
+# alpha, iota and rho) are left out. The alphabets of these letters are those a SKU may not mix with Latin or with
+# each other (_ALPHABETS).
+_LATIN_LOOKALIKES = {
+    # CYRILLIC CAPITAL LETTER A, VE, IE, KA, EM, EN, O, ER, ES, TE, HA, DZE, BYELORUSSIAN-UKRAINIAN I, JE, STRAIGHT U
+    "\u0410": "A", "\u0412": "B", "\u0415": "E", "\u041a": "K", "\u041c": "M", "\u041d": "H", "\u041e": "O",
+    "\u0420": "P", "\u0421": "C", "\u0422": "T", "\u0425": "X", "\u0405": "S", "\u0406": "I", "\u0408": "J",
+    "\u04ae": "Y",
+    # CYRILLIC SMALL LETTER A, IE, O, ER, ES, HA, U, DZE, BYELORUSSIAN-UKRAINIAN I, JE, SHHA
+    "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0445": "x", "\u0443": "y",
+    "\u0455": "s", "\u0456": "i", "\u0458": "j", "\u04bb": "h",
+    # GREEK CAPITAL LETTER ALPHA, BETA, EPSILON, ZETA, ETA, IOTA, KAPPA, MU, NU, OMICRON, RHO, TAU, UPSILON, CHI
+    "\u0391": "A", "\u0392": "B", "\u0395": "E", "\u0396": "Z", "\u0397": "H", "\u0399": "I", "\u039a": "K",
+    "\u039c": "M", "\u039d": "N", "\u039f": "O", "\u03a1": "P", "\u03a4": "T", "\u03a5": "Y", "\u03a7": "X",
+    # GREEK SMALL LETTER OMICRON, NU
+    "\u03bf": "o", "\u03bd": "v",
+}
+_LATIN = "LATIN"
 # Positions a reason lists after the first, and characters of the SKU it shows.
 _POSITIONS_SHOWN, _SKU_SHOWN = 5, 60
+# Characters whose kind (_lookalike, _alphabet) is remembered: an import asks it of each character of 100,000 SKUs,
+# written with a few dozen characters, where Unicode's tables cost a few lookups each time.
+_CHARACTERS_KEPT = 4096
 
 
 def sku_problem(sku):
@@ -135,24 +161,36 @@ def sku_problem(sku):
     shop's own forms and serializers. A character no one sees is named first; then a space
     other than a plain one, or a full-width or half-width form, with what to write instead. The
     SKU is shown escaped (``'A\\u200b1'``) so the reader sees what the screen hides; positions
-    count characters from 1. A SKU that is no text (a host shop's integer field, say) has no
+    count characters from 1. Last, letters of two alphabets that share look-alikes (Latin,
+    Cyrillic, Greek): ``PR<GREEK CAPITAL LETTER OMICRON>-5`` looks like ``PRO-5``. A SKU wholly in
+    one alphabet is fine (merchants in those languages use such SKUs); an import compares it with
+    the others (``seen_sku``). A SKU that is no text (a host shop's integer field, say) has no
     problem here.
     """
     if _plain(sku):
         return None
-    return _unseen_problem(sku) or _lookalike_problem(sku)
+    return _unseen_problem(sku) or _lookalike_problem(sku) or _mixed_problem(sku)
 
 
 def seen_sku(sku):
-    """The SKU a reader sees in ``sku``: without the characters no one sees, written plain, in NFC (``sku_key``).
+    """The SKU a reader sees in ``sku``: without the characters no one sees, written plain, in NFC (``sku_key``), with
+    Latin letters for those of other alphabets that look the same (``_LATIN_LOOKALIKES``).
 
-    ``A<ZERO WIDTH SPACE>1`` is ``A1``, ``A<NO-BREAK SPACE>1`` is ``A 1``, ``ＡＢ１`` is ``AB1``. Never stored (such a
-    SKU is refused, ``sku_problem``): a full sync spares the listed product a rejected row names this way, since the
-    merchant plainly named it. A SKU that is no text is its own.
+    ``A<ZERO WIDTH SPACE>1`` is ``A1``, ``A<NO-BREAK SPACE>1`` is ``A 1``, ``ＡＢ１`` is ``AB1``, and ``А-1`` (a
+    Cyrillic A) is ``A-1``. Only compared, never stored. A full sync spares the listed product a rejected row names
+    this way, since the merchant plainly named it; an import refuses a new SKU seen as another one is (``importer``).
+    A SKU that is no text is its own.
     """
     if _plain(sku):
         return sku
-    return _written_plain("".join(char for char in sku if unicodedata.category(char) not in _UNSEEN))
+    plain = _written_plain("".join(char for char in sku if unicodedata.category(char) not in _UNSEEN))
+    return plain.translate(_AS_LATIN)
+
+
+def escaped_sku(sku):
+    """``sku`` as a reason names it beside a SKU it looks like: cut as ``_shown`` cuts it, and escaped past ASCII
+    (``'\\u0410-1'``), since printed the two look the same."""
+    return ascii(_shown(str(sku)))
 
 
 def _plain(sku):
@@ -183,11 +221,67 @@ def _lookalike_problem(sku):
     return reason + f"; write {_shown(_written_plain(sku))!r} instead"
 
 
+@lru_cache(maxsize=_CHARACTERS_KEPT)
 def _lookalike(char):
     """What ``char`` is when it looks like another character (a space, a full-width or half-width form), or None."""
     if unicodedata.category(char) == "Zs" and char != _PLAIN_SPACE:
         return _OTHER_SPACE  # before the forms: the IDEOGRAPHIC SPACE is <wide> too
     return _FORMS.get(unicodedata.decomposition(char).split(" ", 1)[0])
+
+
+def _mixed_problem(sku):
+    """The reason ``sku`` is refused for mixing alphabets that share look-alikes, and what to write instead; None
+    when its letters are of one alphabet (or of none: digits, punctuation and symbols).
+
+    The letters out of place are those outside the alphabet most of its letters are of (Latin on a tie, else the
+    first one written): a Greek Omicron typed among Latin letters, or a Latin A among Cyrillic ones. They are
+    written in that alphabet when each has a look-alike there; otherwise the merchant chooses the alphabet.
+    """
+    letters = [(position, char, alphabet) for position, char in enumerate(sku, start=1)
+               if (alphabet := _alphabet(char)) in _ALPHABETS]
+    counts = Counter(alphabet for _, _, alphabet in letters)
+    if len(counts) < 2:
+        return None
+    main = max(counts, key=lambda alphabet: (counts[alphabet], alphabet == _LATIN))  # a tie: the first written
+    found = [(position, char) for position, char, alphabet in letters if alphabet != main]
+    reason = _holding(sku, found, f"a {_alphabet(found[0][1]).title()} letter among {main.title()} ones")
+    out_of_place = dict(found)
+    written = [_lookalike_in(char, main) if position in out_of_place else char
+               for position, char in enumerate(sku, start=1)]
+    if None in written:
+        named = [alphabet.title() for alphabet in sorted(counts, key=lambda alphabet: alphabet != main)]
+        return reason + f"; write all its letters in one alphabet, {', '.join(named[:-1])} or {named[-1]}"
+    return reason + f"; write {_shown(''.join(written))!r} in {main.title()} letters instead"
+
+
+@lru_cache(maxsize=_CHARACTERS_KEPT)
+def _alphabet(char):
+    """The alphabet of a letter, the first word of its Unicode name (LATIN, CYRILLIC, GREEK, ...); None for a character
+    that is no letter (digits, punctuation and symbols are of no alphabet) or has no name."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    return unicodedata.name(char, "").split(" ", 1)[0] or None
+
+
+def _lookalike_in(char, alphabet):
+    """The letter of ``alphabet`` that looks like the letter ``char``; None when there is none."""
+    latin = char if _alphabet(char) == _LATIN else _LATIN_LOOKALIKES.get(char)
+    return latin if latin is None or alphabet == _LATIN else _IN_ALPHABET[alphabet].get(latin)
+
+
+def _by_alphabet(lookalikes):
+    """``{alphabet: {Latin letter: its look-alike in that alphabet}}`` of a table of look-alikes (the first one of an
+    alphabet for each Latin letter): what a Latin letter typed among Cyrillic ones is written as instead."""
+    table = {}
+    for char, latin in lookalikes.items():
+        table.setdefault(_alphabet(char), {}).setdefault(latin, char)
+    return table
+
+
+_IN_ALPHABET = _by_alphabet(_LATIN_LOOKALIKES)
+_AS_LATIN = str.maketrans(_LATIN_LOOKALIKES)  # seen_sku's table: each look-alike as its Latin letter
+# The alphabets a SKU may not mix: Latin, and those that hold look-alikes of its letters (Cyrillic, Greek).
+_ALPHABETS = {_LATIN, *_IN_ALPHABET}
 
 
 def _written_plain(sku):
@@ -196,9 +290,14 @@ def _written_plain(sku):
     Only those characters: NFKC of the whole SKU would also change others it keeps (``x²``).
     NFC joins a half-width letter and its half-width voiced sound mark as NFKC does (``ｶﾞ``: ``ガ``).
     """
-    plain = "".join(_PLAIN_SPACE if _lookalike(char) == _OTHER_SPACE
-                    else unicodedata.normalize("NFKC", char) if _lookalike(char) else char for char in sku)
-    return unicodedata.normalize("NFC", plain)
+    return unicodedata.normalize("NFC", "".join(_written_plain_char(char, _lookalike(char)) for char in sku))
+
+
+def _written_plain_char(char, kind):
+    """``char`` as ``_written_plain`` writes it, ``kind`` being its ``_lookalike``."""
+    if kind == _OTHER_SPACE:
+        return _PLAIN_SPACE
+    return unicodedata.normalize("NFKC", char) if kind else char
 
 
 def _holding(sku, found, kind):

@@ -90,10 +90,13 @@ def unnamed(listed, named):
     What a full sync of a manifest that names ``named`` unlists of the listed products; the
     import and the merchant pages' count both ask here. A key is also read as a reader sees it
     (``seen_sku``): a row whose SKU ``A<ZERO WIDTH SPACE>1`` or ``ＡＢ１`` is refused still names the listed
-    ``A1`` or ``AB1``, plainly to the merchant, so the sync spares it as it spares any rejected row's SKU.
+    ``A1`` or ``AB1``, plainly to the merchant, so the sync spares it as it spares any rejected row's SKU. And
+    the other way: a listed SKU is also read as seen, so a row ``A-1`` refused beside the listed Cyrillic ``А-1``
+    (``look_alike``) spares that product, which it plainly names.
     """
     seen = {plain for key in named if (plain := seen_sku(key)) != key}  # most keys read as written: a small set
-    return sorted(sku for sku in listed if (key := sku_key(sku)) not in named and key not in seen)
+    return sorted(sku for sku in listed if (key := sku_key(sku)) not in named and key not in seen
+                  and (looks := seen_sku(key)) not in named and looks not in seen)
 
 
 def _names(names):
@@ -271,6 +274,13 @@ class RejectedRows:
             if all(other.key != dropped.key for other in self._shown.values()):
                 self._numbers.pop(dropped.key, None)
                 self._mixed.discard(dropped.key)
+
+    def findings(self):
+        """What the upload check found in the rows, as the merchant page's check and the API's upload answer both
+        give it (one shape, written once): ``{"products", "rows": {"rejected", "errors"}, "scientific": {"count",
+        "skus"}}``."""
+        return {"products": self.products, "rows": {"rejected": self.count, "errors": self.errors},
+                "scientific": {"count": self.scientific, "skus": list(self.scientific_skus)}}
 
     @property
     def errors(self):

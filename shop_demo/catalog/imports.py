@@ -106,6 +106,12 @@ class ProductImportSerializer(serializers.Serializer):
         return Product.objects.filter(merchant=merchant, listed=True).values_list("sku", flat=True)
 
     @classmethod
+    def catalog_skus(cls, merchant):
+        """All the merchant's SKUs, listed or not, as stored: an import refuses a new SKU that looks the same as one
+        (p2w_search.uploads.look_alike), an unlisted product's too."""
+        return Product.objects.filter(merchant=merchant).values_list("sku", flat=True)
+
+    @classmethod
     def unlist(cls, merchant, skus):
         """Unlist the merchant's products with these SKUs (as ``listed_skus`` gave them); return how many were
         listed."""
