@@ -137,7 +137,7 @@ def test_the_upload_check_counts_a_sku_in_two_forms_once_and_spares_it_in_a_full
 
     status, answer = check(HEADER + row(CAFE_NFD) + row(TEA) + row("MUG-1"), full_sync="true")
     assert (status, answer["errors"], answer["full_sync"]) == (
-        200, {}, {"unlist": 0, "listed": 3, "skus": [], "refusal": None})
+        200, {}, {"unlist": 0, "listed": 3, "skus": [], "refusal": None, "accepts_no_row": False})
     status, answer = check(HEADER + row(CAFE_NFD) + row(CAFE) + row("MUG-1"))
     # The two cafés are one SKU on two rows, both rejected (tests/test_merchant_round_6.py): MUG-1 is imported.
     assert status == 200 and "The file reads well: 3 rows, 1 product (SKU) to add or update, every column known." in (

@@ -28,7 +28,7 @@ from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
 from p2w_search.uploads.archive import ArchiveRejected, check_archive, pack_images
-from p2w_search.uploads.importer import check_manifest, create_job, import_serializer, known_columns
+from p2w_search.uploads.importer import RejectedRows, check_manifest, create_job, import_serializer, known_columns
 from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
 from p2w_search.uploads.limits import TooManyWaiting, check_waiting
 from p2w_search.uploads.manifest import ManifestError
@@ -79,7 +79,8 @@ class UploadSerializer(serializers.Serializer):
     def validate_manifest(self, upload):
         try:
             # context["manifest_skus"]: a set the SKUs the manifest names are added to (the merchant pages' count
-            # of a full sync), and context["manifest_rejected"]: a RejectedRows (the upload check's), on the same read.
+            # of a full sync), and context["manifest_rejected"]: a RejectedRows (the upload check's, and the
+            # upload's answer's ``check``), on the same read.
             check_manifest(upload, columns_known=known_columns(), skus=self.context.get("manifest_skus"),
                            rejected=self.context.get("manifest_rejected"))
         except ManifestError as exc:
@@ -165,6 +166,44 @@ class JobSerializer(serializers.Serializer):
                        request=self.context.get("request"))
 
 
+class ScientificSkuSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="As the merchant counts: a CSV's header is row 1; JSON Lines by line.")
+    sku = serializers.CharField(help_text="The SKU as the row gives it.")
+
+
+class ScientificCheckSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="How many rows give such a SKU, rejected or not.")
+    skus = ScientificSkuSerializer(many=True, help_text="The first of those rows.")
+
+
+class RowsCheckSerializer(serializers.Serializer):
+    rejected = serializers.IntegerField(help_text="How many rows the import will reject, found without the catalog.")
+    errors = ErrorSerializer(many=True, help_text="The problems of the first of those rows, as the job will report "
+                                                  "them.")
+
+
+class UploadCheckSerializer(serializers.Serializer):
+    """What the upload check (the merchant upload page's, ``uploads.rows.RejectedRows``) found in the manifest as it
+    was read: warnings only, the upload is accepted and the import takes the other rows."""
+
+    products = serializers.IntegerField(help_text=(
+        "How many products the import may add or update: the rows less those it will reject, each SKU once. Rows "
+        "refused for another cell (a price, an image) are found by the import only."))
+    rows = RowsCheckSerializer(help_text=(
+        "The rows the import will reject without looking at the catalog: unreadable, unknown fields, a SKU missing, "
+        "blank, too long, with a character no one sees, or on two rows (both are rejected)."))
+    scientific = ScientificCheckSerializer(help_text=(
+        "Rows whose SKU looks like a number a spreadsheet wrote in scientific notation (1.23457E+11): the digits it "
+        "dropped are lost, the import adds a product of that name, and a full sync unlists the real one. Format the "
+        "SKU column as text in the spreadsheet, correct the SKUs and send the file again."))
+
+
+class AcceptedJobSerializer(JobSerializer):
+    """The answer to an upload: the job to poll, and what the check found in its manifest before it was queued."""
+
+    check = UploadCheckSerializer(help_text="Only in this answer: the job's own report comes once it has run.")
+
+
 def merchant_key(user):
     """The key of the merchant ``user`` acts for; 403 for a user who is no merchant."""
     merchant = import_serializer().merchant_for(user)
@@ -227,7 +266,8 @@ class UploadParser(MultiPartParser):
 
 @method_decorator(private_to_merchant, name="dispatch")  # its refusals too: dispatch answers them
 class ImportListView(DatabaseOutageMixin, APIView):
-    """Upload a catalog (202, a job to poll), or list your uploads (newest first, paginated)."""
+    """Upload a catalog (202, a job to poll, with the check of its manifest), or list your uploads (newest first,
+    paginated)."""
 
     permission_classes = [IsAuthenticated]
     parser_classes = [UploadParser, FormParser]
@@ -241,7 +281,7 @@ class ImportListView(DatabaseOutageMixin, APIView):
         return paginator.get_paginated_response(data)
 
     @extend_schema(request=UploadSerializer, responses={
-        202: JobSerializer, **errors(400, 401, 403),
+        202: AcceptedJobSerializer, **errors(400, 401, 403),
         429: OpenApiResponse(response=errors(429)[429].response, description=(
             "You have IMPORT_MAX_WAITING uploads waiting to be imported (queued or running); send this one once one "
             "of them has ended (Retry-After).")),
@@ -257,7 +297,9 @@ class ImportListView(DatabaseOutageMixin, APIView):
         repeated = repeated_parameters(request.data, UploadSerializer.given_once())
         if repeated:
             raise ValidationError(repeated)
-        upload = UploadSerializer(data=request.data)
+        # The page's upload check, on the serializer's one read of the manifest: its warnings are in the answer.
+        rejected = RejectedRows()
+        upload = UploadSerializer(data=request.data, context={"manifest_rejected": rejected})
         upload.is_valid(raise_exception=True)
         # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
         try:
@@ -267,7 +309,8 @@ class ImportListView(DatabaseOutageMixin, APIView):
             logger.error("could not store an upload of merchant %s: %s", key, exc)
             return Response({"detail": NOT_STORED}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        body = JobSerializer(job_progress(job), context={"request": request}).data
+        body = AcceptedJobSerializer({**job_progress(job), "check": rejected.findings()},
+                                     context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 

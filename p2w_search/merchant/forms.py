@@ -15,7 +15,7 @@ from django.forms.utils import ErrorDict
 from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
 from p2w_search.form_data import given_more_than_once
 from p2w_search.models import ImportJob
-from p2w_search.uploads.importer import full_sync_refusal, import_serializer, unnamed
+from p2w_search.uploads.importer import full_sync_refusal, import_serializer, no_row_refusal, unnamed
 
 __all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "validate_upload",
            "FullSyncCount", "count_full_sync", "flat_messages", "sent_more_than_once"]
@@ -140,22 +140,31 @@ class FullSyncCount:
     listed: int
     skus: list  # the first SKUs it would unlist
     refusal: str | None  # the importer's refusal, in its words, when it would refuse the sync as it stands
+    accepts_no_row: bool | None = None  # the import will take no row of the file; None when its rows were not checked
 
 
-def count_full_sync(named, merchant, *, confirm=None):
+def count_full_sync(named, merchant, *, confirm=None, products=None):
     """Count what a full sync of a manifest that names the SKUs ``named`` (as ``validate_upload`` collected them
     from a valid upload) would unlist of ``merchant``'s listed products.
 
     A SKU the manifest names is never unlisted, whatever its row holds (as in the import);
-    the refusal is the importer's (``full_sync_refusal``). The import checks again
+    the refusal is the importer's (``full_sync_refusal``). ``products``: how many products
+    the upload check found the import may add or update (``RejectedRows.products``; None when
+    the rows were not checked). None of them: the import accepts no row, and refuses the sync
+    as it stands unless ``confirm`` is the exact count, in its words. The import checks again
     when it runs: the listed products may change in between.
     """
     serializer_class = import_serializer()
     listed = set(serializer_class.listed_skus(merchant))
     to_unlist = unnamed(listed, named)  # compared as the import compares them (sku_key)
     count = len(to_unlist)
-    refusal = full_sync_refusal(count, len(listed), confirm=confirm)  # the importer's rule and words
-    return FullSyncCount(unlist=count, listed=len(listed), skus=to_unlist[:SKUS_SHOWN], refusal=refusal)
+    accepts_no_row = None if products is None else products == 0
+    # The importer's rules and words, in its order: the share of the listed products first, then no row accepted.
+    refusal = full_sync_refusal(count, len(listed), confirm=confirm)
+    if refusal is None and accepts_no_row:
+        refusal = no_row_refusal(count, confirm=confirm)
+    return FullSyncCount(unlist=count, listed=len(listed), skus=to_unlist[:SKUS_SHOWN], refusal=refusal,
+                         accepts_no_row=accepts_no_row)
 
 
 def flat_messages(messages):

@@ -222,35 +222,36 @@ def upload_check(request):
             if "manifest" not in sent:  # partial: the serializer would not ask for it; a check of nothing is no pass
                 values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
-        count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"))
+        # With the products the rows may give: none of them, and the import refuses the sync unless confirmed.
+        count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"),
+                                products=rejected.products)
     return _check_answer(request, errors, count, status=status if errors else 200,
                          rejected=None if errors else rejected)
 
 
 def _check_answer(request, errors, count, *, status, rejected=None):
     """The check's JSON; its ``html`` says what is wrong, what a full sync unlists, or that the file reads well, so
-    that a merchant sees the check ran. From ``rejected`` (a RejectedRows; None when the file was not read through,
-    and these are null): ``products``, how many products the import may add or update (its rows less those it
-    rejects, each SKU once); ``rows``, the rows it will reject, ``{"rejected": count, "errors": [{"row", "field",
+    that a merchant sees the check ran. ``full_sync``: what a full sync of the file unlists (``unlist`` of
+    ``listed``, the first ``skus``), whether the import will take no row of it (``accepts_no_row``: it would only
+    unlist, and runs only with ``confirm_unlist``), and the import's ``refusal`` of it as it stands. From
+    ``rejected`` (a RejectedRows' ``findings``, which the API's upload answers too; None when the file was not read
+    through, and these are null): ``products``, how many products the import may add or update (its rows less those
+    it rejects, each SKU once); ``rows``, the rows it will reject, ``{"rejected": count, "errors": [{"row", "field",
     "reason"}]}`` of the first ``ROWS_SHOWN`` of them; ``scientific``, the rows whose SKU looks like a number a
     spreadsheet wrote in scientific notation, ``{"count": count, "skus": [{"row", "sku"}]}`` (a warning)."""
-    read = rejected is not None
-    rows = {"rejected": rejected.count, "errors": rejected.errors} if read else None
-    scientific = {"count": rejected.scientific, "skus": rejected.scientific_skus} if read else None
-    products = rejected.products if read else None
+    found = rejected.findings() if rejected is not None else {"products": None, "rows": None, "scientific": None}
+    rows, scientific = found["rows"], found["scientific"]
     html = render_to_string(TEMPLATES + "parts/upload_check.html", {
-        "errors": errors, "count": count, "rows": rows, "scientific": scientific, "products": products,
-        "rows_read": rejected.rows if read else None,
+        "errors": errors, "count": count, **found,
+        "rows_read": rejected.rows if rejected is not None else None,
         "rows_shown": len({error["row"] for error in rows["errors"]}) if rows else 0,
         "scientific_more": scientific["count"] - len(scientific["skus"]) if scientific else 0,
     }, request).strip()
     return JsonResponse({
         "errors": {name: list(flat_messages(texts)) for name, texts in (errors or {}).items()},
         "full_sync": None if count is None else {"unlist": count.unlist, "listed": count.listed, "skus": count.skus,
-                                                 "refusal": count.refusal},
-        "products": products,
-        "rows": rows,
-        "scientific": scientific,
+                                                 "refusal": count.refusal, "accepts_no_row": count.accepts_no_row},
+        **found,
         "html": html,
     }, status=status)
 
