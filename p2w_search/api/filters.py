@@ -20,6 +20,10 @@ range and a stock bound through ``stockrecords__`` are met by one stock record, 
 meets their paths' ``where``.
 A value the database could not hold (``price_max=1e-200000``) and a range bound given
 twice are refused with a 400 that names the parameter.
+
+The browsable API shows the filters as a form (``FilterForm``), a GET to the same page: it
+sends again, hidden, the page's other parameters that the view reads (``kept_parameters``:
+``q``, ``k``, the page size ...), so that narrowing a search keeps it.
 """
 
 import re
@@ -32,13 +36,15 @@ from django.db import models
 from django.db.models import Q
 from django.forms.utils import ErrorDict, ErrorList
 from django.utils.module_loading import import_string
+from django.utils.text import capfirst
 from django_filters.fields import BaseCSVField
+from rest_framework.settings import api_settings
 
 from p2w_search.api.parameters import repeated_parameters, whole_number
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, lookups_problem, product_model_label
 
-__all__ = ["product_filterset", "ProductFilterSet", "filter_specs", "resolve_path", "resolve_where", "matching",
-           "together"]
+__all__ = ["product_filterset", "ProductFilterSet", "FilterForm", "kept_parameters", "filter_specs", "resolve_path",
+           "resolve_where", "matching", "together"]
 
 _NUMBER_FIELDS = (models.IntegerField, models.DecimalField, models.FloatField)
 # Numbers a filter takes: any price or quantity a shop has, never one that overflows PostgreSQL's numeric.
@@ -111,8 +117,46 @@ class _UUIDInFilter(_InFilter, django_filters.UUIDFilter):
     pass
 
 
+def kept_parameters(request, *, filters):
+    """``[(name, value)]`` of the request's query parameters that its filter form sends again, in the link's order.
+
+    Those the view reads besides ``filters`` (the form's own fields): its ``params_class``'s (``q``,
+    ``k``, ``exclude``, ``product`` ...), its page size and DRF's ``format``. Not the page: narrowed
+    results start at the first. Not a parameter the view does not read (a shop's own view may let one
+    through): sent again, it would look applied.
+    """
+    if request is None:
+        return []
+    view = (getattr(request, "parser_context", None) or {}).get("view")  # DRF's request knows its view
+    params_class = getattr(view, "params_class", None)
+    known = {*(params_class().fields if params_class else ()), api_settings.URL_FORMAT_OVERRIDE,
+             getattr(getattr(view, "paginator", None), "page_size_query_param", None)} - set(filters)
+    return [(name, value) for name, values in request.GET.lists() if name in known for value in values]
+
+
+class FilterForm(forms.Form):
+    """The filters' form as the browsable API shows it: a GET to the same page, which sends only what the form holds.
+
+    So it holds, hidden after its fields, the page's other parameters (``kept_parameters``):
+    narrowing ``?q=red`` to a category dropped the words (a 400, "q: This field is required.").
+    """
+
+    template_name_p = "rest_framework/p2w_search/filter_fields.html"  # what the browsable API renders (as_p)
+    request = None  # the request of the page that shows the form: ProductFilterSet.form sets it
+
+    def get_context(self):
+        return {**super().get_context(), "kept": kept_parameters(self.request, filters=self.fields)}
+
+
 class ProductFilterSet(django_filters.FilterSet):
-    """A FilterSet that takes a list filter's parameter repeated, and refuses any other parameter given twice."""
+    """A FilterSet that takes a list filter's parameter repeated, and refuses any other parameter given twice.
+
+    Its form (``FilterForm``) keeps the page's other parameters; a subclass keeps it with ``class
+    Meta(ProductFilterSet.Meta)``.
+    """
+
+    class Meta:
+        form = FilterForm
 
     def __init__(self, data=None, *args, **kwargs):
         self.repeated = {}
@@ -126,6 +170,12 @@ class ProductFilterSet(django_filters.FilterSet):
                     else:
                         self.repeated[name] = len(values)
         super().__init__(data, *args, **kwargs)
+
+    @property
+    def form(self):
+        form = super().form
+        form.request = self.request
+        return form
 
     def is_valid(self):
         return super().is_valid() and not self.repeated and not self._crossed()
@@ -267,9 +317,10 @@ def _filters_for(name, paths, descendants, wheres, model):
                                       f"different kinds ({', '.join(type(f).__name__ for f in fields)}).")
 
     if isinstance(field, models.BooleanField):
-        # A typed choice, not BooleanFilter: that one ignores a value it cannot read instead of refusing it.
+        # A typed choice, not BooleanFilter: that one ignores a value it cannot read instead of refusing it. Its
+        # blank choice is the browsable API form's "either": without it, the form always sent the first one.
         return {name: _on_paths(django_filters.TypedChoiceFilter)(
-            **rows, lookup="exact", choices=[("true", "true"), ("false", "false")],
+            **rows, lookup="exact", choices=[("", "any"), ("true", "true"), ("false", "false")],
             coerce=lambda value: value == "true")}
     if field.is_relation:
         related = field.related_model
@@ -279,8 +330,9 @@ def _filters_for(name, paths, descendants, wheres, model):
         raise P2WImproperlyConfigured(f"P2W_SEARCH['FILTER_FIELDS']: {name!r} asks for descendants, but its path "
                                       "does not end in a relation to a tree of categories.")
     if isinstance(field, _NUMBER_FIELDS):
-        return {f"{name}_min": _on_paths(_NumberFilter)(**rows, lookup="gte"),
-                f"{name}_max": _on_paths(_NumberFilter)(**rows, lookup="lte")}
+        # Labelled here: django-filter cannot name a filter of several paths ("[invalid name]" on the form).
+        return {f"{name}_min": _on_paths(_NumberFilter)(**rows, lookup="gte", label=f"{capfirst(name)} at least"),
+                f"{name}_max": _on_paths(_NumberFilter)(**rows, lookup="lte", label=f"{capfirst(name)} at most")}
     return {name: _on_paths(_CharInFilter)(**rows, lookup="in")}
 
 
@@ -397,6 +449,6 @@ def product_filterset():
         declared = {}
         for name, paths, descendants, wheres in specs:
             declared.update(_filters_for(name, paths, descendants, wheres, model))
-        meta = type("Meta", (), {"model": model, "fields": []})
+        meta = type("Meta", (ProductFilterSet.Meta,), {"model": model, "fields": []})
         _cache[key] = type("ProductFilterSet", (ProductFilterSet,), {**declared, "Meta": meta})
     return _cache[key]

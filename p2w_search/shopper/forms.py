@@ -20,10 +20,14 @@ METHOD_LABELS = {
 }
 MAX_CHANGES = 5  # changes in a row; each one lengthens the sentence the model reads
 CHANGE_MAX_LENGTH = 300
+# Django's own words, and the methods there are: a link or form that names another one says which to write instead.
+UNKNOWN_METHOD = ("Select a valid choice. %(value)s is not one of the available choices. "
+                  f"The methods are: {', '.join(METHODS)}.")
 
 
 def _method_field():
-    field = forms.ChoiceField(required=False, label="Method", choices=[(m, METHOD_LABELS.get(m, m)) for m in METHODS])
+    field = forms.ChoiceField(required=False, label="Method", choices=[(m, METHOD_LABELS.get(m, m)) for m in METHODS],
+                              error_messages={"invalid_choice": UNKNOWN_METHOD})
     field.initial = DEFAULT_METHOD
     return field
 

@@ -10,12 +10,12 @@ only reference is the shopper's photo without a photo (``for_photo(photo_only=Tr
 change stays in the box, for the shopper to add the photo to. A page of results with no photo
 on a page that shows only the photo's results (``for_photo(photo_page=True)``: PhotoSearchView)
 is refused too (400, ``NO_PAGES_YET``). A ``method`` the app does not have is refused wherever
-it is given (400, the method field's own message), on a search by words or by a photo alone
-too, which use none. A photo piece a page renders itself refuses a change
-that no other piece of the request took (``change_unclaimed``). A second change is
-composed with the first as one sentence on the same reference (``chained_change``: measured
-against composing on the first result, README "Refining again"). Pages ask the search
-service for the top ``page * per_page`` (at most ``MAX_K``).
+it is given (400, the method field's own message, which lists the methods), on a search by words
+or by a photo alone too, which use none, and with nothing to change (said before that). A photo
+piece a page renders itself refuses a change that no other piece of the request took
+(``change_unclaimed``). A second change is composed with the first as one sentence on the same
+reference (``chained_change``: measured against composing on the first result, README "Refining
+again"). Pages ask the search service for the top ``page * per_page`` (at most ``MAX_K``).
 
 ``for_product`` and ``for_photo`` run the search once per request and remember the answer
 on it, so a view may call them first (for the response's status) and the template tags
@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 
 from p2w_search import photos, search, search_health
@@ -82,6 +83,7 @@ class Outcome:
     method: str = DEFAULT_METHOD
     cards: list = field(default_factory=list)
     searched: bool = False  # a search ran and ``cards`` is its page
+    model: object = None  # the EmbeddingModel that ranked ``cards`` when searched (the serving one may differ now)
     page: int = 1
     has_next: bool = False
     notice: str = ""  # why there are no results: search unavailable, the photo gone, no such page
@@ -221,7 +223,8 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
             outcome.asked, outcome.status, outcome.notice = True, 400, problem
         elif unplaced:
             outcome.asked, outcome.unplaced, outcome.status = True, unplaced, 400
-            outcome.notice = NOTHING_TO_CHANGE if unplaced == "change" else NO_PAGES_YET
+            nothing = NOTHING_TO_CHANGE if unplaced == "change" else NO_PAGES_YET
+            outcome.notice = " ".join(filter(None, (_unknown_method(request), nothing)))
             if request.GET.get(METHOD) in METHODS:  # shown chosen in the box
                 outcome.method = request.GET[METHOD]
             search_health.record("page-photo", 400, {})  # as _run counts a refused request
@@ -252,6 +255,20 @@ def _unplaced(request, *, photo_only, photo_page):
     pages = request.GET.getlist(PAGE)
     if photo_page and pages and (len(pages) > 1 or _page(request) != 1):  # "?page=1" is the page itself
         return "page"
+    return ""
+
+
+def _unknown_method(request):
+    """The method field's own words when the request names a method the app does not have, else "".
+
+    A request with nothing to change searches nothing, so no form read its method: "?method=bogus"
+    said only that there was nothing to change, as if the method were one. It is said in the words
+    of the pages whose form reads it (a search by words, a product's change), the methods listed.
+    """
+    try:
+        ChangesForm.base_fields[METHOD].clean(request.GET.get(METHOD, ""))
+    except ValidationError as exc:
+        return " ".join(exc.messages)
     return ""
 
 
@@ -331,7 +348,7 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
         return
     outcome.has_next = len(results.hits) > page * per_page
     outcome.cards = [Card(product=p, image=image, score=score) for p, image, score in results.products(hits)]
-    outcome.searched = True
+    outcome.searched, outcome.model = True, results.model
 
 
 def refuse(request, reason):
@@ -440,4 +457,6 @@ def shopper_message(unavailable):
     """What a page says when a search cannot run now (search.Unavailable), in a shopper's words."""
     if unavailable.code == "not_ready":
         return "Search is not ready yet: the catalog is still being indexed. Browse the products meanwhile."
+    if unavailable.code == "model_changed":  # not busy: the next search runs under the model that serves now
+        return unavailable.reason
     return f"Search is busy right now. {unavailable.reason}"

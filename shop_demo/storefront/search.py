@@ -36,6 +36,7 @@ def browse_cards(products):
 
 
 def similar_products(product, *, products, k):
-    """Return "more like this": the ``k`` products closest to ``product``'s images, the product left out."""
+    """Return "more like this": the ``k`` products closest to ``product``'s images, the product left out, and the
+    model that ranked them (the page's footer names it: an admin may switch the serving one meanwhile)."""
     results = service.similar(product, products=products, k=k)
-    return [Card(product=p, image=image, score=score) for p, image, score in results.products()]
+    return [Card(product=p, image=image, score=score) for p, image, score in results.products()], results.model

@@ -10,7 +10,8 @@ photo gone 410 (or 404 from another browser), a search that cannot run now 503 w
 message and the newest products to browse meanwhile, a page past the end 404 on the shop's
 page; browsing needs no model. A change (or a method) with nothing to change, no words and no
 photo on the first page, a photo on a product's page, is a 400 that says what to do, the change
-kept in the box.
+kept in the box. The footer names the model that ranked the page's results (an admin may switch
+the serving one while a search runs), or on a page that ranks nothing the serving model.
 """
 
 from django.core.paginator import InvalidPage, Paginator
@@ -89,7 +90,7 @@ def home(request):
         return _render(request, "storefront/home.html", context)
     if outcome.status in (429, 503):  # the search cannot run now; the catalog can still be browsed
         context["browse"] = search.browse_cards(products.order_by("-created_at", "-pk")[:RESULTS])
-    return _render(request, "storefront/home.html", context, status=outcome.status)
+    return _render(request, "storefront/home.html", context, status=outcome.status, ranked_by=[outcome.model])
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -100,13 +101,15 @@ def product(request, pk):
         journey.refuse(request, NOT_A_PHOTO_PAGE)  # the box says it, and searches nothing
     outcome = journey.for_product(request, item, products=search.shop_products(), per_page=CHANGED)
     context = {"product": item, "images": list(item.p2w_images.order_by("position", "pk")), "outcome": outcome}
+    ranked_by = [outcome.model]  # "like this, but", then "more like this": a switch between the two, two models
     try:
-        context["similar"] = search.similar_products(item, products=search.shop_products(), k=SIMILAR)
+        context["similar"], similar_model = search.similar_products(item, products=search.shop_products(), k=SIMILAR)
+        ranked_by.append(similar_model)
     except search.SearchUnavailable as exc:
         context["similar_unavailable"] = search.shopper_message(exc)
     except Rejected as exc:
         context["similar_unavailable"] = journey.NOT_INDEXED if exc.code == "not_embedded" else exc.reason
-    return _render(request, "storefront/product.html", context, status=outcome.status)
+    return _render(request, "storefront/product.html", context, status=outcome.status, ranked_by=ranked_by)
 
 
 def _params(request, *names):
@@ -121,9 +124,13 @@ def _link(request, *, drop):
     return reverse("storefront:home") + ("?" + query.urlencode() if query else "")
 
 
-def _render(request, template, context, *, status=200):
-    serving = EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
-    response = render(request, template, {**context, "serving_model": serving}, status=status)
+def _render(request, template, context, *, status=200, ranked_by=()):
+    """The page, its footer naming the models that ranked its results (``ranked_by``: None for a grid not searched),
+    each once in order; a page that ranks nothing names the serving model. The serving model read here may not be
+    the one a search of this request began with: an admin may switch models while it runs."""
+    ranked = list(dict.fromkeys(model for model in ranked_by if model is not None))
+    serving = None if ranked else EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
+    response = render(request, template, {**context, "serving_model": serving, "ranked_by": ranked}, status=status)
     if status in (429, 503):
         response["Retry-After"] = "30"
     return response
