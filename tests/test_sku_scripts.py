@@ -250,3 +250,17 @@ def test_a_shop_that_gives_all_its_skus_has_unlisted_products_compared_too(api, 
     job, progress = upload(api, manifest=HEADER + row("\u0410-1", "New"), policy="skip")
     assert progress["errors"] == [{"row": 2, "field": "sku", "reason": IN_CATALOG}]
     assert products(merchant) == [("A-1", "Old", False)]
+
+
+def test_a_full_sync_spares_the_listed_look_alike_a_refused_latin_row_names(api, merchant, media):
+    """The other way round: the catalog's listed A-1 is Cyrillic, the file's Latin A-1 is refused beside it, and the
+    merchant plainly named that product, which stays listed (``unnamed`` reads the listed SKUs as seen too)."""
+    for sku in ("\u0410-1", "B-1", "C-1", "D-1"):
+        ProductFactory(merchant=merchant, sku=sku, title="Old")
+    manifest = HEADER + row("A-1", "New") + row("B-1", "New") + row("C-1", "New")
+    job, progress = upload(api, manifest=manifest, policy="skip", full_sync="true", confirm_unlist="1")
+    assert (progress["state"], progress["unlisted_skus"], [error["row"] for error in progress["errors"]]) == (
+        "done", ["D-1"], [2])
+    assert progress["errors"][0]["reason"].startswith("sku 'A-1' looks the same as '\\u0410-1', a SKU of your catalog")
+    assert products(merchant) == [("B-1", "New", True), ("C-1", "New", True), ("D-1", "Old", False),
+                                  ("\u0410-1", "Old", True)]
