@@ -118,7 +118,7 @@ def drop_deleted_hnsw_indexes():
     and the request that deleted the model (the admin's) waits a bounded time: not at all while
     another process builds an index (it holds the build lock for as long as that takes), and at
     most ``locks.LOCK_WAIT_MS`` for the transactions that use the table (an import's can last
-    minutes). What is left then is logged, and dropped the next time a model is deleted.
+    minutes). What is left then is logged, and dropped by the next sweep (``sweeping``) or model deleted.
     """
     names = _indexes_of_deleted_models()
     if not names:
@@ -172,7 +172,7 @@ def _dropped_concurrently(cursor, names):
 
 
 def _left(names, reason):
-    logger.warning("the HNSW indexes of deleted models %s were left (%s): the next model deleted drops them",
+    logger.warning("the HNSW indexes of deleted models %s were left (%s): the next sweep drops them",
                    ", ".join(names), reason)
 
 

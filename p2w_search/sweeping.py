@@ -3,7 +3,8 @@
 PostgreSQL holds the work (import jobs queued or running, pending embeddings); a message in the
 broker only tells a worker to do it. Celery beat runs the sweep every minute (tasks.sweep_pending)
 and an admin runs it by hand (``manage.py p2w_index sweep``): both call ``sweep``, so they do the
-same, the broker's marker included (``dispatch.lost_messages``).
+same, the broker's marker included (``dispatch.lost_messages``). It also drops the HNSW indexes of
+deleted models that their delete could not drop then (``index.drop_deleted_hnsw_indexes``).
 """
 
 import logging
@@ -13,7 +14,7 @@ from datetime import timedelta
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from p2w_search import dispatch, indexing, serving, shop_images
+from p2w_search import dispatch, index, indexing, serving, shop_images
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob, ProductImage, WorkerProcess
 
@@ -29,13 +30,14 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
 
 @dataclass(frozen=True)
 class Swept:
-    """What one sweep sent again: import jobs, embeddings, the first model's start; and whether the broker had lost
-    its messages (then everything waiting was sent, whatever its age)."""
+    """What one sweep sent again: import jobs, embeddings, the first model's start; whether the broker had lost
+    its messages (then everything waiting was sent, whatever its age); and the deleted models' indexes it dropped."""
 
     broker_lost: bool
     jobs: int
     images: int
     model_started: bool
+    indexes_dropped: tuple = ()
 
 
 def sweep():
@@ -59,8 +61,11 @@ def sweep():
         # Before the shop's sync below, whose rows are queued now: they are not sent twice.
         resent = indexing.queue_unclaimed() if lost else 0
     WorkerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()  # long gone
+    # A delete whose drop found a long import holding the table (or an index being built) left its index, logged.
+    dropped = tuple(index.drop_deleted_hnsw_indexes())
     _sync_shop_images()
-    return Swept(broker_lost=lost, jobs=jobs, images=resent + indexing.sweep_pending(), model_started=model_started)
+    return Swept(broker_lost=lost, jobs=jobs, images=resent + indexing.sweep_pending(), model_started=model_started,
+                 indexes_dropped=dropped)
 
 
 def _send_jobs(*, updated_before):

@@ -8,13 +8,15 @@ again in a moment" from "search again now". And a deleted model's partial HNSW i
 one per model ever deleted.
 """
 
+import io
 import logging
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from p2w_search import dispatch, encoding, index, locks, search
+from p2w_search import dispatch, encoding, index, locks, search, sweeping
 from p2w_search.models import EmbeddingModel
 from tests import test_hostile_search as hostile_search
 from tests import test_search_model_switch as model_switch
@@ -209,7 +211,7 @@ def test_a_delete_while_another_process_builds_an_index_does_not_wait_for_it(tes
         assert index_of(dropped) == dropped
         other.execute("SELECT pg_advisory_unlock(%s)", [index.INDEX_BUILD_LOCK])
     assert index_messages(caplog) == [f"the HNSW indexes of deleted models {dropped} were left (another process "
-                                      "is building an index): the next model deleted drops them"]
+                                      "is building an index): the next sweep drops them"]
     assert index.drop_deleted_hnsw_indexes() == [dropped]
     assert (index_of(kept), index_of(dropped)) == (kept, None)
 
@@ -233,7 +235,20 @@ def test_a_delete_while_a_long_transaction_uses_the_table_waits_a_bounded_time(t
             old.delete()
         other.rollback()
     assert index_messages(caplog) == [f"the HNSW indexes of deleted models {', '.join(sorted(dropped))} were left "
-                                      "(canceling statement due to lock timeout): the next model deleted drops them"]
+                                      "(canceling statement due to lock timeout): the next sweep drops them"]
     assert [index_of(name) for name in (kept, *dropped)] == [kept, *dropped]
     assert index.drop_deleted_hnsw_indexes() == sorted(dropped)
     assert [index_of(name) for name in (kept, *dropped)] == [kept, None, None]
+
+
+def test_the_sweep_drops_an_index_its_delete_left():
+    """A delete whose drop ran out of time (a long import held the table) left the index: the next sweep, beat's
+    every minute or an admin's ``p2w_index sweep``, drops it."""
+    (serving, earlier), (kept, left) = indexed_models("serving", "earlier")
+    with connection.cursor() as cursor:  # the row gone, its index left
+        cursor.execute(f"DELETE FROM {EmbeddingModel._meta.db_table} WHERE id = %s", [earlier.pk])
+    out = io.StringIO()
+    call_command("p2w_index", "sweep", stdout=out)
+    assert [index_of(name) for name in (kept, left)] == [kept, None]
+    assert out.getvalue().strip().endswith(f"; dropped the index of a deleted model: {left}")
+    assert sweeping.sweep().indexes_dropped == ()  # nothing left the next time

@@ -162,7 +162,9 @@ def _swept_line(swept):
                 f"sent again {sent}, whatever their age")
     else:
         line = f"sent again what waited longer than {float(app_settings.SWEEP_AFTER):g} s: {sent}"
-    return line + ("; and the first model's start, which never arrived" if swept.model_started else "")
+    line += "; and the first model's start, which never arrived" if swept.model_started else ""
+    return line + (f"; dropped the index of a deleted model: {', '.join(swept.indexes_dropped)}"
+                   if swept.indexes_dropped else "")
 
 
 def _count(number, noun):
