@@ -10,7 +10,7 @@ looks the same (``manifest.seen_sku``) as another SKU of the catalog or of the s
 from collections import defaultdict
 
 from p2w_search.uploads.manifest import escaped_sku, seen_sku, sku_key, sku_problem
-from p2w_search.uploads.rows import DUPLICATE_ROWS_SHOWN, row_sku
+from p2w_search.uploads.rows import row_sku, shown_rows
 
 __all__ = ["catalog_skus", "look_alikes", "look_alike_problem", "with_sku_problem"]
 
@@ -88,8 +88,8 @@ def _look_alike_reason(sku, others):
 
 
 def _rows(numbers):
-    """``row 4`` or ``rows 2, 4``: the first ``DUPLICATE_ROWS_SHOWN`` of them."""
-    return f"row{'s' if len(numbers) > 1 else ''} " + ", ".join(str(n) for n in numbers[:DUPLICATE_ROWS_SHOWN])
+    """``row 4`` or ``rows 2, 4`` (``rows.shown_rows``)."""
+    return f"row{'s' if len(numbers) > 1 else ''} {shown_rows(numbers)}"
 
 
 def with_sku_problem(problems, problem):

@@ -84,6 +84,11 @@ def row_sku(row, columns, sku_field):
     return None if sku == "" else sku
 
 
+def shown_rows(numbers):
+    """The row numbers a reason names for a SKU on several rows, the first ``DUPLICATE_ROWS_SHOWN``: ``2, 4``."""
+    return ", ".join(str(n) for n in numbers[:DUPLICATE_ROWS_SHOWN])
+
+
 def unnamed(listed, named):
     """The SKUs of ``listed`` (as the shop stores them) that no key of ``named`` (``sku_key``s) reads as, sorted.
 
@@ -156,7 +161,7 @@ def _duplicate_reason(sku, key, numbers, *, mixed):
 
     ``mixed``: the rows write it in more than one Unicode form; repr shows both forms alike, so the reason says so.
     """
-    shown = ", ".join(str(n) for n in numbers[:DUPLICATE_ROWS_SHOWN])
+    shown = shown_rows(numbers)
     if mixed:
         return (f"sku {key!r} is on rows {shown}, written in other Unicode code points on some of them "
                 "(they read the same); give each product once")
