@@ -110,3 +110,79 @@ def test_attribute_accuracy_reports_seen_and_held_out(tiny_run):
                    for k in ("kind", "colour", "pattern", "all"))
         assert group["all"] <= min(group["kind"], group["colour"], group["pattern"])
     assert tiny_run["model"].training  # mode restored
+
+
+def tokens_seen(monkeypatch):
+    """The number of tokens the vision tower's transformer got at each training step."""
+    seen, features = [], training._features
+
+    def counting(model, images, texts):
+        handle = model.visual.transformer.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+        try:
+            return features(model, images, texts)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(training, "_features", counting)
+    return seen
+
+
+def test_patch_dropout_leaves_out_half_the_patches_but_in_the_unmasked_steps(monkeypatch):
+    seen = tokens_seen(monkeypatch)
+    result = training.train_clip(steps=5, seed=0, patch_dropout=0.5, unmasked_steps=2, **RUN)
+    # 32 px in patches of 8: 16 patches and the class token; half the patches kept while masking.
+    assert seen == [9, 9, 9, 17, 17]
+    assert result["hparams"]["patch_dropout"] == 0.5 and result["hparams"]["unmasked_steps"] == 2
+    result["model"].train()  # the trained model serves every patch, in either mode
+    assert isinstance(result["model"].visual.patch_dropout, torch.nn.Identity)
+
+
+def test_no_patch_dropout_sees_every_patch(monkeypatch):
+    seen = tokens_seen(monkeypatch)
+    training.train_clip(steps=3, seed=0, **RUN)
+    assert seen == [17, 17, 17]
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0])
+def test_patch_dropout_outside_0_to_1_is_refused(fraction):
+    with pytest.raises(ValueError, match=f"patch_dropout must be at least 0 and below 1, not {fraction}"):
+        training.train_clip(steps=1, seed=0, patch_dropout=fraction, **RUN)
+
+
+def test_photos_batched_are_the_photos_preprocessed_one_by_one():
+    import open_clip
+
+    from p2w_search.embedders.openclip import register_model_config
+
+    register_model_config(TINY)
+    _, _, preprocess = open_clip.create_model_and_transforms("p2w-test-tiny")
+    products = generator.generate_products(RUN["catalog_size"], seed=0)
+    for size in (32, 48):  # the model's own size, then photos its preprocess must resize
+        pairs = training.TrainingPairs(products, seed=0, pool_size=64, image_size=size, workers=1)
+        transform = training._photo_transform(preprocess, pairs.images[0])
+        assert transform.__name__ == ("batched" if size == 32 else "photo_by_photo")
+        photos, captions = pairs.arrays(2, 16)
+        pil, same_captions = pairs.batch(2, 16)
+        assert captions == same_captions
+        assert torch.equal(transform(photos), torch.stack([preprocess(photo) for photo in pil]))
+
+
+def test_token_rows_kept_are_the_tokenizers():
+    import open_clip
+
+    from p2w_search.embedders.openclip import register_model_config
+
+    register_model_config(TINY)
+    tokenizer = open_clip.get_tokenizer("p2w-test-tiny")
+    tokens = training._Tokens(tokenizer)
+    first, again = ["a red mug", "a blue cap", "a red mug"], ["a blue cap", "a green bag"]
+    assert torch.equal(tokens(first), tokenizer(first))
+    assert torch.equal(tokens(again), tokenizer(again))
+    assert list(tokens.rows) == ["a red mug", "a blue cap", "a green bag"]
+
+
+def test_the_batched_photos_train_as_the_photos_one_by_one(monkeypatch):
+    batched = training.train_clip(steps=4, seed=0, **RUN)["losses"]
+    monkeypatch.setattr(training, "_photo_transform", lambda preprocess, sample: lambda photos: torch.stack(
+        [preprocess(training.Image.fromarray(photo)) for photo in photos]))
+    assert training.train_clip(steps=4, seed=0, **RUN)["losses"] == batched

@@ -30,6 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--catalog-size", type=int, default=5000,
                             help="Products drawn (held-out ones are dropped).")
         parser.add_argument("--pool-size", type=int, default=60000, help="Photos rendered once and sampled from.")
+        parser.add_argument("--patch-dropout", type=float, default=0.0,
+                            help="Fraction of the photo's patches each step leaves out (FLIP); 0 keeps all.")
+        parser.add_argument("--unmasked-steps", type=int, default=0,
+                            help="Last steps that see every patch, after --patch-dropout's.")
         parser.add_argument("--minutes", type=float,
                             help="Time budget for rendering and training; then save and stop.")
         parser.add_argument("--seed", type=int, default=0)
@@ -41,8 +45,8 @@ class Command(BaseCommand):
         parser.add_argument("--resume", type=Path, help="Training state file to continue from.")
         parser.add_argument("--eval-products", type=int, default=EVAL_PRODUCTS)
 
-    def handle(self, *, steps, batch_size, lr, warmup, weight_decay, catalog_size, pool_size, minutes, seed,
-               config, out, state, resume, eval_products, **options):
+    def handle(self, *, steps, batch_size, lr, warmup, weight_decay, catalog_size, pool_size, patch_dropout,
+               unmasked_steps, minutes, seed, config, out, state, resume, eval_products, **options):
         from shop_demo.clip.training import attribute_accuracy, save_checkpoint, save_training_state, train_clip
 
         if resume and not resume.is_file():
@@ -65,7 +69,8 @@ class Command(BaseCommand):
 
         result = train_clip(model_name=config.stem, config_path=config, steps=steps, batch_size=batch_size, lr=lr,
                             warmup=warmup, weight_decay=weight_decay, seed=seed, catalog_size=catalog_size,
-                            pool_size=pool_size, progress=progress, resume=resume,
+                            pool_size=pool_size, patch_dropout=patch_dropout, unmasked_steps=unmasked_steps,
+                            progress=progress, resume=resume,
                             time_limit_s=minutes * 60 if minutes else None)
         for bar in bars.values():
             bar.close()
