@@ -149,6 +149,12 @@ def test_patch_dropout_outside_0_to_1_is_refused(fraction):
         training.train_clip(steps=1, seed=0, patch_dropout=fraction, **RUN)
 
 
+@pytest.mark.parametrize("unmasked", [-1, 2])
+def test_unmasked_steps_outside_the_run_are_refused(unmasked):
+    with pytest.raises(ValueError, match=f"unmasked_steps must be from 0 to steps \\(1\\), not {unmasked}"):
+        training.train_clip(steps=1, seed=0, patch_dropout=0.5, unmasked_steps=unmasked, **RUN)
+
+
 def test_photos_batched_are_the_photos_preprocessed_one_by_one():
     import open_clip
 
@@ -186,3 +192,20 @@ def test_the_batched_photos_train_as_the_photos_one_by_one(monkeypatch):
     monkeypatch.setattr(training, "_photo_transform", lambda preprocess, sample: lambda photos: torch.stack(
         [preprocess(training.Image.fromarray(photo)) for photo in photos]))
     assert training.train_clip(steps=4, seed=0, **RUN)["losses"] == batched
+
+
+def test_the_command_leaves_a_tenth_of_the_steps_unmasked_unless_told(tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    def hparams(name, **options):
+        call_command("train_demo_clip", steps=10, batch_size=16, lr=2e-3, warmup=3, catalog_size=200, pool_size=160,
+                     config=TINY, out=tmp_path / f"{name}.pt", state=tmp_path / f"{name}.state.pt", eval_products=20,
+                     stdout=io.StringIO(), stderr=io.StringIO(), **options)
+        return torch.load(tmp_path / f"{name}.pt", map_location="cpu", weights_only=False)["hparams"]
+
+    default = hparams("default")
+    assert default["patch_dropout"] == 0.5 and default["unmasked_steps"] == 1
+    assert hparams("told", unmasked_steps=4)["unmasked_steps"] == 4
+    assert hparams("no-dropout", patch_dropout=0.0)["unmasked_steps"] == 0

@@ -219,6 +219,8 @@ def train_clip(*, model_name, config_path, steps, batch_size, lr, warmup, weight
                    patch_dropout=patch_dropout, unmasked_steps=unmasked_steps)
     if not 0 <= patch_dropout < 1:
         raise ValueError(f"patch_dropout must be at least 0 and below 1, not {patch_dropout}")
+    if not 0 <= unmasked_steps <= steps:
+        raise ValueError(f"unmasked_steps must be from 0 to steps ({steps}), not {unmasked_steps}")
     register_model_config(config_path)
     torch.manual_seed(seed)
     model, _, preprocess = open_clip.create_model_and_transforms(model_name)

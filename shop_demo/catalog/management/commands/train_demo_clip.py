@@ -22,7 +22,7 @@ class Command(BaseCommand):
     requires_system_checks = []  # the app's checks talk to the database, which training never needs
 
     def add_arguments(self, parser):
-        parser.add_argument("--steps", type=int, default=4050, help="The shipped CLIP: 4050.")
+        parser.add_argument("--steps", type=int, default=5400, help="The shipped CLIP: 5400.")
         parser.add_argument("--batch-size", type=int, default=128)
         parser.add_argument("--lr", type=float, default=5e-4)
         parser.add_argument("--warmup", type=int, default=50, help="Linear warm-up steps before cosine decay.")
@@ -30,10 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--catalog-size", type=int, default=5000,
                             help="Products drawn (held-out ones are dropped).")
         parser.add_argument("--pool-size", type=int, default=60000, help="Photos rendered once and sampled from.")
-        parser.add_argument("--patch-dropout", type=float, default=0.0,
+        parser.add_argument("--patch-dropout", type=float, default=0.5,
                             help="Fraction of the photo's patches each step leaves out (FLIP); 0 keeps all.")
-        parser.add_argument("--unmasked-steps", type=int, default=0,
-                            help="Last steps that see every patch, after --patch-dropout's.")
+        parser.add_argument("--unmasked-steps", type=int,
+                            help="Last steps that see every patch (default: a tenth of --steps).")
         parser.add_argument("--minutes", type=float,
                             help="Time budget for rendering and training; then save and stop.")
         parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +51,8 @@ class Command(BaseCommand):
 
         if resume and not resume.is_file():
             raise CommandError(f"--resume: {resume} does not exist")
+        if unmasked_steps is None:
+            unmasked_steps = steps // 10 if patch_dropout else 0
         state = state or services.var_dir() / "models" / f"{out.stem}.state.pt"
         bars = {}
 
