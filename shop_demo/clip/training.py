@@ -84,7 +84,7 @@ class TrainingPairs:
 def _photo_transform(preprocess, sample):
     """A function from uint8 photos [n, size, size, 3] to the model's input [n, 3, size, size].
 
-    ``preprocess`` photo by photo (PIL, then a tensor each) took 10-15 % of a training step. When
+    ``preprocess`` photo by photo (PIL, then a tensor each) took about a tenth of a training step. When
     resizing and cropping leave the pool's photos as they are, it is a cast and ``Normalize``, done
     here on the whole batch at once; the fast path is used only when it gives ``preprocess``'s
     values exactly on ``sample`` (one photo), and the photo-by-photo path otherwise.
