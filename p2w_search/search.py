@@ -35,14 +35,17 @@ __all__ = [
     "SearchError", "Rejected", "Unavailable", "TooManySearches", "Results", "product_model", "search_database",
     "visible_products",
     "product_queryset", "parse_product_id", "reference_image", "text", "image", "similar", "composed",
-    "search_budget",
+    "search_budget", "RETRY_AFTER_SECONDS",
 ]
+
+RETRY_AFTER_SECONDS = 30  # a search that cannot run now (no worker yet, a storage that fails) is worth trying again
 
 
 class SearchError(Exception):
     """A search that cannot be answered; ``status`` is the HTTP status it is answered with."""
 
     status = 400
+    retry_after = None  # seconds to wait before trying again (a response's Retry-After); None: not worth waiting
 
     def __init__(self, reason, *, field=None, code=None):
         super().__init__(reason)
@@ -64,11 +67,19 @@ class Unavailable(SearchError):
 
     status = 503
 
+    @property
+    def retry_after(self):
+        return None if self.code == "model_changed" else RETRY_AFTER_SECONDS
+
 
 class TooManySearches(SearchError):
-    """An anonymous client spent its budget (429); the message says how long to wait."""
+    """An anonymous client spent its budget (429); the message and ``retry_after`` say how long to wait."""
 
     status = 429
+
+    def __init__(self, reason, *, retry_after):
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 def product_model():
@@ -344,7 +355,8 @@ def search_budget(request):
 
     throttle = AnonSearchThrottle()
     if not throttle.allow_request(request, None):
-        raise TooManySearches(f"Too many searches from your address; try again in {math.ceil(throttle.wait() or 1)} s.")
+        wait = math.ceil(throttle.wait() or 1)
+        raise TooManySearches(f"Too many searches from your address; try again in {wait} s.", retry_after=wait)
     try:
         yield
     except Rejected:

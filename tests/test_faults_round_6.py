@@ -154,7 +154,8 @@ def test_a_search_whose_model_is_switched_and_deleted_in_flight_is_a_503_and_the
     start_worker(queues=[settings.P2W_SEARCH["QUERY_QUEUE"]], env={"REDIS_URL": private_redis.url})
 
     response, _ = request.join()
-    assert (response.status_code, response["Retry-After"]) == (503, "30"), response.content[:300]
+    # no Retry-After: the next search runs at once, under the model that serves now (as the API says it)
+    assert (response.status_code, response.get("Retry-After")) == (503, None), response.content[:300]
     assert notices(response) == ["Search is unavailable right now.", MODEL_GONE]
     again = client.get(path)
     assert again.status_code == 200 and notices(again) == []

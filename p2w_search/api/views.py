@@ -59,12 +59,11 @@ class ServiceUnavailable(APIException):
     default_code = "service_unavailable"
     wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
 
-    def __init__(self, detail=None, code=None):
+    def __init__(self, detail=None, code=None, wait=RETRY_AFTER_SECONDS):
         super().__init__(detail, code)
         if code is not None:  # a dict detail is DRF's whole body
             self.detail = {"detail": self.detail, "code": code}
-        if code == "model_changed":  # the next search runs at once, under the model that serves now
-            self.wait = None
+        self.wait = wait  # None for "model_changed": the next search runs at once, under the model that serves now
 
 
 class SearchPagination(PagePagination):
@@ -158,7 +157,7 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
         try:
             results = run(products=products, k=params["k"], exclude=params["exclude"], timings=self.timings)
         except search.Unavailable as exc:
-            raise ServiceUnavailable(exc.reason, code=exc.code) from None
+            raise ServiceUnavailable(exc.reason, code=exc.code, wait=exc.retry_after) from None
         except search.Rejected as exc:
             raise ValidationError({exc.field or "non_field_errors": [exc.reason]}) from None
         started = time.perf_counter()

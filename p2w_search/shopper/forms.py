@@ -97,6 +97,7 @@ class PhotoForm(forms.Form):
     photo = forms.FileField(label="Photo")
     change = forms.CharField(required=False, label="…but", max_length=CHANGE_MAX_LENGTH)
     status = 400  # of the page that shows the form's errors: 503 when the server could not keep a valid photo
+    retry_after = None  # with a 429 or 503 status: seconds before sending it again is worth it (Retry-After)
     method = _method_field()
 
     def __init__(self, *args, refused=None, **kwargs):

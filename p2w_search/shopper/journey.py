@@ -78,6 +78,7 @@ class Outcome:
     request: object
     asked: bool = False  # the request carries a change (product) or a photo
     status: int = 200
+    retry_after: int = None  # with a 429 or 503: seconds before trying again is worth it (Retry-After); None: now
     form: object = None  # ChangesForm of the request's changes, with errors
     changes: list = field(default_factory=list)
     method: str = DEFAULT_METHOD
@@ -235,6 +236,8 @@ def for_photo(request, *, products=None, per_page=24, suggestions=SUGGESTED_CHAN
                 outcome.photo = photos.load(request, token)
             except (photos.PhotoGone, photos.PhotoUnreadable) as exc:  # 404/410, or 503 while its storage fails
                 outcome.status, outcome.notice = exc.status, exc.reason
+                if exc.status == 503:
+                    outcome.retry_after = search.RETRY_AFTER_SECONDS
             else:
                 data = outcome.photo.data
 
@@ -325,14 +328,14 @@ def _run(outcome, products, per_page, find, *, changes_required=True):
         results = _counted_search(request, outcome.kind,
                                   lambda: find(text, outcome.method, min(page * per_page + 1, most), products))
     except search.TooManySearches as exc:
-        outcome.status, outcome.notice = 429, str(exc)
+        outcome.status, outcome.notice, outcome.retry_after = 429, str(exc), exc.retry_after
         return
     except search.Unavailable as exc:
-        outcome.status, outcome.notice = 503, shopper_message(exc)
+        outcome.status, outcome.notice, outcome.retry_after = 503, shopper_message(exc), exc.retry_after
         return
     except search.Rejected as exc:
         if exc.field == "product" and exc.code == "not_embedded":  # the change is fine, the search waits
-            outcome.status, outcome.notice = 503, NOT_INDEXED
+            outcome.status, outcome.notice, outcome.retry_after = 503, NOT_INDEXED, search.RETRY_AFTER_SECONDS
         elif exc.field == "product":  # no image to search by, or a product the search leaves out: waiting will not help
             outcome.notice = NOT_SEARCHED if exc.code == "not_visible" else exc.reason
         elif outcome.form is not None and exc.field == "text":
@@ -401,7 +404,7 @@ def accept_photo(request):
             valid = form.is_valid()
     except search.TooManySearches as exc:
         form, valid = PhotoForm(request.POST, request.FILES, refused=str(exc)), False
-        form.status = 429
+        form.status, form.retry_after = 429, exc.retry_after
         form.is_valid()
     _memo(request)[("photo_form",)] = form
     if not valid:
@@ -410,7 +413,7 @@ def accept_photo(request):
         token = photos.keep(request, form.cleaned_data["photo"])
     except photos.PhotoNotKept as exc:
         form.add_error("photo", str(exc))
-        form.status = 503
+        form.status, form.retry_after = 503, search.RETRY_AFTER_SECONDS
         return form, None
     query = request.GET.copy()
     for name in (PAGE, CHANGE, METHOD, PHOTO):

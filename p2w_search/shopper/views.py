@@ -20,9 +20,6 @@ from p2w_search.shopper import journey
 
 __all__ = ["PhotoSearchView"]
 
-RETRY_AFTER_SECONDS = 30  # a search that cannot run now (no worker, a storage that fails) is worth trying again
-
-
 @method_decorator(login_not_required, name="dispatch")  # anyone may search, under LoginRequiredMiddleware too
 class PhotoSearchView(TemplateView):
     template_name = "p2w_search/like_this/photo_page.html"
@@ -38,17 +35,18 @@ class PhotoSearchView(TemplateView):
         outcome = journey.for_photo(request, products=self.get_products(), per_page=self.per_page, photo_only=True,
                                     photo_page=True)
         context = self.get_context_data(outcome=outcome, **kwargs)
-        return self._answer(context, outcome.status)
+        return self._answer(context, outcome.status, outcome.retry_after)
 
     def post(self, request, *args, **kwargs):
         form, link = journey.accept_photo(request)
         if link is not None:
             return HttpResponseRedirect(request.path + link, status=303)
-        return self._answer(self.get_context_data(photo_form=form, **kwargs), form.status)
+        return self._answer(self.get_context_data(photo_form=form, **kwargs), form.status, form.retry_after)
 
-    def _answer(self, context, status):
-        """The page with ``status``; a 503 passes, so it says when to come back, as the demo's pages and the API do."""
+    def _answer(self, context, status, retry_after):
+        """The page with ``status``; a 429 or 503 that passes says when to come back (``retry_after`` seconds), as the
+        demo's pages and the API do. A search whose model was switched under it passes at once: no Retry-After."""
         response = self.render_to_response(context, status=status)
-        if status == 503:
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        if retry_after is not None:
+            response["Retry-After"] = str(retry_after)
         return response

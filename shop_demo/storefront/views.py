@@ -65,14 +65,15 @@ def home(request):
         if link is not None:
             return HttpResponseRedirect(reverse("storefront:home") + link, status=303)
         context["mode"] = "photo-refused"
-        return _render(request, "storefront/home.html", context, status=photo_form.status)
+        return _render(request, "storefront/home.html", context, status=photo_form.status,
+                       retry_after=photo_form.retry_after)
     outcome = None
     if request.GET.get(journey.PHOTO) or not form.text:  # without words, a change can only be a photo's
         outcome = journey.for_photo(request, products=products, per_page=RESULTS, photo_only=True)
     if outcome is not None and outcome.unplaced:  # a change or method with nothing to change: say what to do
         newest = products.order_by("-created_at", "-pk")[:RESULTS]  # a product to choose
         context.update(mode="nothing-to-change", outcome=outcome, browse=search.browse_cards(newest))
-        return _render(request, "storefront/home.html", context, status=outcome.status)
+        return _render(request, "storefront/home.html", context, status=outcome.status)  # a 400
     if outcome is not None and outcome.asked:
         # The filters form adds the method the search ran with (a link may name none).
         context.update(mode="photo", outcome=outcome, kept=_params(request, journey.PHOTO, journey.CHANGE))
@@ -90,7 +91,8 @@ def home(request):
         return _render(request, "storefront/home.html", context)
     if outcome.status in (429, 503):  # the search cannot run now; the catalog can still be browsed
         context["browse"] = search.browse_cards(products.order_by("-created_at", "-pk")[:RESULTS])
-    return _render(request, "storefront/home.html", context, status=outcome.status, ranked_by=[outcome.model])
+    return _render(request, "storefront/home.html", context, status=outcome.status, ranked_by=[outcome.model],
+                   retry_after=outcome.retry_after)
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -109,7 +111,8 @@ def product(request, pk):
         context["similar_unavailable"] = search.shopper_message(exc)
     except Rejected as exc:
         context["similar_unavailable"] = journey.NOT_INDEXED if exc.code == "not_embedded" else exc.reason
-    return _render(request, "storefront/product.html", context, status=outcome.status, ranked_by=ranked_by)
+    return _render(request, "storefront/product.html", context, status=outcome.status, ranked_by=ranked_by,
+                   retry_after=outcome.retry_after)
 
 
 def _params(request, *names):
@@ -124,13 +127,14 @@ def _link(request, *, drop):
     return reverse("storefront:home") + ("?" + query.urlencode() if query else "")
 
 
-def _render(request, template, context, *, status=200, ranked_by=()):
+def _render(request, template, context, *, status=200, ranked_by=(), retry_after=None):
     """The page, its footer naming the models that ranked its results (``ranked_by``: None for a grid not searched),
     each once in order; a page that ranks nothing names the serving model. The serving model read here may not be
-    the one a search of this request began with: an admin may switch models while it runs."""
+    the one a search of this request began with: an admin may switch models while it runs. A search that cannot run
+    now but passes (429, 503) says when to try again: ``retry_after`` seconds, none when at once."""
     ranked = list(dict.fromkeys(model for model in ranked_by if model is not None))
     serving = None if ranked else EmbeddingModel.objects.filter(state=EmbeddingModel.State.SERVING).first()
     response = render(request, template, {**context, "serving_model": serving, "ranked_by": ranked}, status=status)
-    if status in (429, 503):
-        response["Retry-After"] = "30"
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response
