@@ -55,10 +55,18 @@ MIXED = {
     "\u0410\u0411\u0412\u0393": "sku '\u0410\u0411\u0412\u0393' holds a Greek letter among Cyrillic ones, U+0393 "
                                 "GREEK CAPITAL LETTER GAMMA, at position 4; write all its letters in one alphabet, "
                                 "Cyrillic or Greek",
+    # An Armenian keyboard's OH among Latin letters (it passed: only Cyrillic and Greek were known), a Cherokee GO
+    # drawn as an A, and a Latin letter among Armenian ones that has no Armenian look-alike.
+    "PR\u0555-5": "sku 'PR\u0555-5' holds an Armenian letter among Latin ones, U+0555 ARMENIAN CAPITAL LETTER OH, at "
+                  "position 3; write 'PRO-5' in Latin letters instead",
+    "B\u13aaG": "sku 'B\u13aaG' holds a Cherokee letter among Latin ones, U+13AA CHEROKEE LETTER GO, at position 2; "
+                "write 'BAG' in Latin letters instead",
+    "\u0531\u0532A": "sku '\u0531\u0532A' holds a Latin letter among Armenian ones, U+0041 LATIN CAPITAL LETTER A, "
+                     "at position 3; write all its letters in one alphabet, Armenian or Latin",
 }
 # SKUs in one alphabet, or with letters of alphabets that hold no Latin look-alike: allowed as written.
 ONE_ALPHABET = ["\u0410\u0411\u0412-1", "\u0410-1", "\u0391\u0392\u0393-1", "\u03a9-5", "caf\u00e9-1", "Stra\u00dfe",
-                "\u65e5\u672c-A", "5\u00b5F", "\u2167-A", "A-1"]
+                "\u65e5\u672c-A", "5\u00b5F", "\u2167-A", "A-1", "\u0531\u0532\u0555-1", "\u13aa\u13f4-1"]
 
 
 @pytest.mark.parametrize("sku", list(MIXED))
@@ -85,6 +93,9 @@ def test_the_letters_that_look_latin_are_seen_as_latin():
                     "\u0441\u0445\u0443\u0456\u0458\u0455") == "ABEKMHOPCTXaeopcxyijs"
     assert seen_sku("\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7\u03bf"
                     "\u03bd") == "ABEZHIKMNOPTYXov"
+    assert seen_sku("\u0555\u054d\u0585\u057d") == "OUou"
+    assert seen_sku("\u13aa\u13f4\u13df\u13ac\u13bb\u13ab\u13e6\u13b7\u13e2\u13da\u13a2\u13d9\u13b3\u13c3\u13de"
+                    "\u13d2") == "ABCEHJKMPSTVWZLR"
 
 
 @pytest.mark.parametrize("sku, seen", [
@@ -173,6 +184,17 @@ def test_a_new_cyrillic_sku_that_looks_like_one_of_the_catalog_is_refused(api, m
     assert (progress["state"], progress["rows_accepted"], progress["errors"]) == (
         "done", 1, [{"row": 2, "field": "sku", "reason": IN_CATALOG}])
     assert products(merchant) == [("A-1", "Old", True), ("B-1", "Mug", True)]
+
+
+@pytest.mark.parametrize("catalog, new", [("OU-1", "\u0555\u054d-1"), ("SA-1", "\u13da\u13aa-1")])
+def test_a_new_armenian_or_cherokee_sku_that_looks_like_one_of_the_catalog_is_refused(api, merchant, media, catalog,
+                                                                                    new):
+    """Only Cyrillic and Greek look-alikes were known: an Armenian OU-1 or a Cherokee SA-1 became a second product."""
+    ProductFactory(merchant=merchant, sku=catalog, title="Old")
+    job, progress = upload(api, manifest=HEADER + row(new, "New"), policy="skip")
+    assert progress["errors"] == [{"row": 2, "field": "sku", "reason": IN_CATALOG.replace(
+        r"'\u0410-1'", ascii(new)).replace("'A-1'", repr(catalog))}]
+    assert products(merchant) == [(catalog, "Old", True)]
 
 
 def test_a_new_latin_sku_that_looks_like_a_cyrillic_one_of_the_catalog_is_refused(api, merchant, media):

@@ -127,11 +127,12 @@ _PLAIN_SPACE = " "
 _OTHER_SPACE = "a space other than a plain one"
 _FORMS = {"<wide>": "a full-width form", "<narrow>": "a half-width form"}
 # Letters of other alphabets that look exactly like a Latin letter in common fonts, and that Latin letter: what a SKU
-# typed with a Russian, Ukrainian, Serbian, Kazakh or Greek keyboard layout holds where the merchant meant Latin ("A-1"
-# with a Cyrillic A). Only glyphs that are the same, capital and small letters judged apart: Greek capital KAPPA is a
-# K, but its small kappa is no k; letters that merely resemble one in some fonts (Cyrillic small ka and ve, Greek small
-# alpha, iota and rho) are left out. The alphabets of these letters are those a SKU may not mix with Latin or with
-# each other (_ALPHABETS).
+# typed with a Russian, Ukrainian, Serbian, Kazakh, Greek or Armenian keyboard layout holds where the merchant meant
+# Latin ("A-1" with a Cyrillic A), and the Cherokee capitals that are drawn as Latin ones (a SKU copied from a page
+# that chose them to look Latin). Only glyphs that are the same, capital and small letters judged apart: Greek capital
+# KAPPA is a K, but its small kappa is no k; letters that merely resemble one in some fonts (Cyrillic small ka and ve,
+# Greek small alpha, iota and rho, Armenian small ho and vo, Cherokee V as a small i) are left out. The alphabets of
+# these letters are those a SKU may not mix with Latin or with each other (_ALPHABETS).
 _LATIN_LOOKALIKES = {
     # CYRILLIC CAPITAL LETTER A, VE, IE, KA, EM, EN, O, ER, ES, TE, HA, DZE, BYELORUSSIAN-UKRAINIAN I, JE, STRAIGHT U
     "\u0410": "A", "\u0412": "B", "\u0415": "E", "\u041a": "K", "\u041c": "M", "\u041d": "H", "\u041e": "O",
@@ -145,6 +146,12 @@ _LATIN_LOOKALIKES = {
     "\u039c": "M", "\u039d": "N", "\u039f": "O", "\u03a1": "P", "\u03a4": "T", "\u03a5": "Y", "\u03a7": "X",
     # GREEK SMALL LETTER OMICRON, NU
     "\u03bf": "o", "\u03bd": "v",
+    # ARMENIAN CAPITAL LETTER OH, SEH; SMALL LETTER OH, SEH
+    "\u0555": "O", "\u054d": "U", "\u0585": "o", "\u057d": "u",
+    # CHEROKEE LETTER GO, YV, TLI, GV, MI, GU, TSO, LU, TLV, DU, I, DO, LA, NO, TLE, SV
+    "\u13aa": "A", "\u13f4": "B", "\u13df": "C", "\u13ac": "E", "\u13bb": "H", "\u13ab": "J", "\u13e6": "K",
+    "\u13b7": "M", "\u13e2": "P", "\u13da": "S", "\u13a2": "T", "\u13d9": "V", "\u13b3": "W", "\u13c3": "Z",
+    "\u13de": "L", "\u13d2": "R",
 }
 _LATIN = "LATIN"
 # Positions a reason lists after the first, and characters of the SKU it shows.
@@ -162,7 +169,7 @@ def sku_problem(sku):
     other than a plain one, or a full-width or half-width form, with what to write instead. The
     SKU is shown escaped (``'A\\u200b1'``) so the reader sees what the screen hides; positions
     count characters from 1. Last, letters of two alphabets that share look-alikes (Latin,
-    Cyrillic, Greek): ``PR<GREEK CAPITAL LETTER OMICRON>-5`` looks like ``PRO-5``. A SKU wholly in
+    Cyrillic, Greek, Armenian, Cherokee): ``PR<GREEK CAPITAL LETTER OMICRON>-5`` looks like ``PRO-5``. A SKU wholly in
     one alphabet is fine (merchants in those languages use such SKUs); an import compares it with
     the others (``seen_sku``). A SKU that is no text (a host shop's integer field, say) has no
     problem here.
@@ -244,7 +251,8 @@ def _mixed_problem(sku):
         return None
     main = max(counts, key=lambda alphabet: (counts[alphabet], alphabet == _LATIN))  # a tie: the first written
     found = [(position, char) for position, char, alphabet in letters if alphabet != main]
-    reason = _holding(sku, found, f"a {_alphabet(found[0][1]).title()} letter among {main.title()} ones")
+    out = _alphabet(found[0][1]).title()
+    reason = _holding(sku, found, f"{'an' if out[0] in 'AEIOU' else 'a'} {out} letter among {main.title()} ones")
     out_of_place = dict(found)
     written = [_lookalike_in(char, main) if position in out_of_place else char
                for position, char in enumerate(sku, start=1)]
@@ -280,7 +288,8 @@ def _by_alphabet(lookalikes):
 
 _IN_ALPHABET = _by_alphabet(_LATIN_LOOKALIKES)
 _AS_LATIN = str.maketrans(_LATIN_LOOKALIKES)  # seen_sku's table: each look-alike as its Latin letter
-# The alphabets a SKU may not mix: Latin, and those that hold look-alikes of its letters (Cyrillic, Greek).
+# The alphabets a SKU may not mix: Latin, and those that hold look-alikes of its letters (Cyrillic, Greek, Armenian,
+# Cherokee).
 _ALPHABETS = {_LATIN, *_IN_ALPHABET}
 
 
