@@ -126,6 +126,9 @@ _UNSEEN = {"Cf": "an invisible character", "Cc": "a control character", "Zl": "a
 _PLAIN_SPACE = " "
 _OTHER_SPACE = "a space other than a plain one"
 _FORMS = {"<wide>": "a full-width form", "<narrow>": "a half-width form"}
+# One character that is several letters and looks like them: "ﬁ" (LATIN SMALL LIGATURE FI) in "proﬁle-1", "ǉ",
+# "Ĳ". Letters only: a Roman numeral or a sign (Ⅷ, №) is its own character, kept.
+_LIGATURE = "a ligature of several letters"
 # Letters of other alphabets that look exactly like a Latin letter in common fonts, and that Latin letter: what a SKU
 # typed with a Russian, Ukrainian, Serbian, Kazakh, Greek or Armenian keyboard layout holds where the merchant meant
 # Latin ("A-1" with a Cyrillic A), and the Cherokee capitals that are drawn as Latin ones (a SKU copied from a page
@@ -218,7 +221,8 @@ def _unseen_problem(sku):
 
 def _lookalike_problem(sku):
     """The reason ``sku`` is refused for characters that look like others, and what to write instead; None when it
-    holds none. Only spaces: a plain space for each; any full-width or half-width form: the SKU written plain."""
+    holds none. Only spaces: a plain space for each; any full-width or half-width form or ligature: the SKU written
+    plain."""
     found = [(position, char) for position, char in enumerate(sku, start=1) if _lookalike(char)]
     if not found:
         return None
@@ -230,10 +234,15 @@ def _lookalike_problem(sku):
 
 @lru_cache(maxsize=_CHARACTERS_KEPT)
 def _lookalike(char):
-    """What ``char`` is when it looks like another character (a space, a full-width or half-width form), or None."""
-    if unicodedata.category(char) == "Zs" and char != _PLAIN_SPACE:
+    """What ``char`` is when it looks like other characters (a space, a full-width or half-width form, a ligature of
+    letters), or None."""
+    category = unicodedata.category(char)
+    if category == "Zs" and char != _PLAIN_SPACE:
         return _OTHER_SPACE  # before the forms: the IDEOGRAPHIC SPACE is <wide> too
-    return _FORMS.get(unicodedata.decomposition(char).split(" ", 1)[0])
+    tag = unicodedata.decomposition(char).split(" ", 1)[0]
+    if tag == "<compat>" and category.startswith("L") and len(unicodedata.normalize("NFKC", char)) > 1:
+        return _LIGATURE
+    return _FORMS.get(tag)
 
 
 def _mixed_problem(sku):
@@ -294,7 +303,8 @@ _ALPHABETS = {_LATIN, *_IN_ALPHABET}
 
 
 def _written_plain(sku):
-    """``sku`` with plain spaces, and its full-width and half-width forms as NFKC writes them (``ＳＫＵ１``: ``SKU1``).
+    """``sku`` with plain spaces, and its full-width and half-width forms and ligatures as NFKC writes them
+    (``ＳＫＵ１``: ``SKU1``; ``ﬁ``: ``fi``).
 
     Only those characters: NFKC of the whole SKU would also change others it keeps (``x²``).
     NFC joins a half-width letter and its half-width voiced sound mark as NFKC does (``ｶﾞ``: ``ガ``).
