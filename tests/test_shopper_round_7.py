@@ -153,6 +153,19 @@ def test_submitting_the_filter_form_narrows_the_same_search(shop):
     assert results and {row["product"]["category"] for row in results} == {"mug"}
 
 
+@pytest.mark.parametrize("path, data", [("/api/search/composed/", {"text": "in red"}), ("/api/search/image/", {})])
+def test_a_search_that_takes_only_a_post_shows_no_filter_form(shop, path, data):
+    """Its form was a GET to the same page: narrowing a search by product and words, or by a catalog image, was a 405
+    "Method GET not allowed". Its filters still narrow it from the POST's query string."""
+    data = {**data, "product": shop[0].pk} if "text" in data else {"image_id": shop[0].p2w_images.first().pk}
+    response = Client().post(path + "?category=mug", data, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert "<h2>Field filters</h2>" not in response.content.decode()
+    assert Client().get(path, HTTP_ACCEPT="text/html").status_code == 405  # what the form sent
+    narrowed = Client().post(path + "?category=mug", data, HTTP_ACCEPT="application/json").json()["results"]
+    assert narrowed and {row["product"]["category"] for row in narrowed} == {"mug"}
+
+
 class _Ids(serializers.Serializer):
     id = serializers.IntegerField()
 

@@ -23,7 +23,9 @@ twice are refused with a 400 that names the parameter.
 
 The browsable API shows the filters as a form (``FilterForm``), a GET to the same page: it
 sends again, hidden, the page's other parameters that the view reads (``kept_parameters``:
-``q``, ``k``, the page size ...), so that narrowing a search keeps it.
+``q``, ``k``, the page size ...), so that narrowing a search keeps it. A search that takes only
+a POST (a photo; a product and words) shows no such form (``SearchFilterBackend``): a GET there
+is a 405. Its filters go in the POST's query string.
 """
 
 import re
@@ -38,13 +40,14 @@ from django.forms.utils import ErrorDict, ErrorList
 from django.utils.module_loading import import_string
 from django.utils.text import capfirst
 from django_filters.fields import BaseCSVField
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.settings import api_settings
 
 from p2w_search.api.parameters import repeated_parameters, whole_number
 from p2w_search.conf import P2WImproperlyConfigured, app_settings, lookups_problem, product_model_label
 
-__all__ = ["product_filterset", "ProductFilterSet", "FilterForm", "kept_parameters", "filter_specs", "resolve_path",
-           "resolve_where", "matching", "together"]
+__all__ = ["product_filterset", "ProductFilterSet", "FilterForm", "SearchFilterBackend", "kept_parameters",
+           "filter_specs", "resolve_path", "resolve_where", "matching", "together"]
 
 _NUMBER_FIELDS = (models.IntegerField, models.DecimalField, models.FloatField)
 # Numbers a filter takes: any price or quantity a shop has, never one that overflows PostgreSQL's numeric.
@@ -146,6 +149,16 @@ class FilterForm(forms.Form):
 
     def get_context(self):
         return {**super().get_context(), "kept": kept_parameters(self.request, filters=self.fields)}
+
+
+class SearchFilterBackend(DjangoFilterBackend):
+    """django-filter's backend, whose form the browsable API shows only on a view that answers a GET: the form is a
+    GET to the same page, so on a search by photo or by product and words it was a 405 "Method GET not allowed"."""
+
+    def to_html(self, request, queryset, view):
+        if "GET" not in view.allowed_methods:
+            return None
+        return super().to_html(request, queryset, view)
 
 
 class ProductFilterSet(django_filters.FilterSet):

@@ -12,7 +12,6 @@ page's products), ``total`` (the whole view).
 import time
 from functools import partial
 
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
@@ -21,7 +20,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.settings import api_settings
 
 from p2w_search import search, search_health
-from p2w_search.api.filters import product_filterset
+from p2w_search.api.filters import SearchFilterBackend, product_filterset
 from p2w_search.api.negotiation import ContentNegotiation
 from p2w_search.api.outages import RETRY_AFTER_SECONDS, DatabaseOutageMixin
 from p2w_search.api.pagination import PagePagination
@@ -85,7 +84,7 @@ class _SearchView(DatabaseOutageMixin, GenericAPIView):
     permission_classes = [AllowAny]
     content_negotiation_class = ContentNegotiation
     throttle_classes = [AnonSearchThrottle]
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [SearchFilterBackend]
     pagination_class = SearchPagination
     serializer_class = SearchResultSerializer
     params_class = None
