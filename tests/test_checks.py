@@ -132,9 +132,10 @@ def test_upload_urls_without_an_import_serializer_are_E013(settings):
 def test_an_upload_storage_alias_that_storages_lacks_is_E014(settings):
     settings.P2W_SEARCH = {**settings.P2W_SEARCH, "UPLOAD_STORAGE": "merchant_files"}
     assert found(check_settings()) == [
-        ("p2w_search.E014", "STORAGES has no 'merchant_files' storage for merchants' uploads "
-                            "(P2W_SEARCH['UPLOAD_STORAGE']): add one that is never served publicly, e.g. a "
-                            "FileSystemStorage outside MEDIA_ROOT.")]
+        ("p2w_search.E014", "STORAGES has no 'merchant_files' storage (P2W_SEARCH['UPLOAD_STORAGE']), where "
+                            "merchants' uploads are kept: add one that is never served publicly, e.g. a "
+                            "FileSystemStorage outside MEDIA_ROOT, or set P2W_SEARCH['UPLOAD_STORAGE'] to the alias "
+                            "of one.")]
 
 
 def test_an_upload_storage_inside_media_root_is_E014(settings, tmp_path):

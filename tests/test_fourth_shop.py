@@ -49,7 +49,8 @@ def test_a_photo_page_without_the_storage_it_keeps_photos_in_is_E014(settings):
     assert findings(settings, root) == [(
         "p2w_search.E014", "STORAGES has no 'p2w_uploads' storage (P2W_SEARCH['UPLOAD_STORAGE']), where the photo "
                            "search at /shop/photo/ (PhotoSearchView) keeps shoppers' photos: add one that is never "
-                           "served publicly, e.g. a FileSystemStorage outside MEDIA_ROOT.")]
+                           "served publicly, e.g. a FileSystemStorage outside MEDIA_ROOT, or set "
+                           "P2W_SEARCH['UPLOAD_STORAGE'] to the alias of one.")]
 
 
 def test_a_shop_that_keeps_no_photos_and_takes_no_uploads_needs_no_upload_storage(settings):

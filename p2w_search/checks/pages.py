@@ -25,15 +25,13 @@ def upload_problems():
             "The upload URLs (p2w_search.api.upload_urls) are mounted, but P2W_SEARCH['IMPORT_SERIALIZER'] is not set.",
             hint="Set it to the serializer of one catalog row, or do not include p2w_search.api.upload_urls.",
             id="p2w_search.E013"))
-    from p2w_search.uploads.storage import upload_backend
+    from p2w_search.uploads.storage import missing_storage, upload_backend
 
     try:
         backend = upload_backend()
     except P2WImproperlyConfigured as exc:
-        message = str(exc) if uploads else (  # the photo page alone: every photo a shopper sent was a 500
-            f"STORAGES has no {app_settings.UPLOAD_STORAGE!r} storage (P2W_SEARCH['UPLOAD_STORAGE']), where the "
-            f"photo search at /{photo_page} (PhotoSearchView) keeps shoppers' photos: add one that is never served "
-            "publicly, e.g. a FileSystemStorage outside MEDIA_ROOT.")
+        message = str(exc) if uploads else missing_storage(  # the photo page alone: every photo sent was a 500
+            f"where the photo search at /{photo_page} (PhotoSearchView) keeps shoppers' photos")
         return [*problems, checks.Error(message, id="p2w_search.E014")]
     location = getattr(backend, "location", None)
     media = getattr(settings, "MEDIA_ROOT", None)

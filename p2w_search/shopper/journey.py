@@ -33,6 +33,7 @@ from p2w_search import photos, search, search_health
 from p2w_search.composition import DEFAULT_METHOD, METHODS
 from p2w_search.conf import P2WImproperlyConfigured, app_settings
 from p2w_search.shopper.forms import MAX_CHANGES, METHOD_LABELS, ChangesForm, PhotoForm, link_problem
+from p2w_search.uploads.storage import missing_storage
 
 __all__ = ["SUGGESTED_CHANGES", "PHOTO", "CHANGE", "METHOD", "PAGE", "Card", "Outcome", "chained_change",
            "for_product", "for_photo", "for_text", "accept_photo", "posted_photo_form",
@@ -434,9 +435,7 @@ def photo_storage_problem(by="the photo search"):
     """
     alias, where = app_settings.UPLOAD_STORAGE, f"where {by} keeps shoppers' photos"
     if alias not in settings.STORAGES:
-        return (f"STORAGES has no {alias!r} storage (P2W_SEARCH['UPLOAD_STORAGE']), {where}: add one that is never "
-                "served publicly, e.g. a FileSystemStorage outside MEDIA_ROOT, or set P2W_SEARCH['UPLOAD_STORAGE'] "
-                "to the alias of one.")
+        return missing_storage(where)
     try:  # storages, not upload_backend(): that one reports a BACKEND it cannot import as a storage not there
         storages[alias]
     except Exception as exc:  # noqa: BLE001 (any storage's constructor: its OPTIONS, its connection)

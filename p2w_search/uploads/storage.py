@@ -23,14 +23,18 @@ logger = logging.getLogger(__name__)
 
 def upload_backend():
     """Return the storage configured for uploads, or raise P2WImproperlyConfigured naming the setting."""
-    alias = app_settings.UPLOAD_STORAGE
     try:
-        return storages[alias]
+        return storages[app_settings.UPLOAD_STORAGE]
     except InvalidStorageError:
-        raise P2WImproperlyConfigured(
-            f"STORAGES has no {alias!r} storage for merchants' uploads (P2W_SEARCH['UPLOAD_STORAGE']): add one "
-            "that is never served publicly, e.g. a FileSystemStorage outside MEDIA_ROOT."
-        ) from None
+        raise P2WImproperlyConfigured(missing_storage("where merchants' uploads are kept")) from None
+
+
+def missing_storage(where):
+    """What to set when STORAGES lacks the alias ``P2W_SEARCH["UPLOAD_STORAGE"]`` names, ``where`` saying what it keeps
+    (the uploads, the photo search's photos): one sentence for every path that finds it missing."""
+    return (f"STORAGES has no {app_settings.UPLOAD_STORAGE!r} storage (P2W_SEARCH['UPLOAD_STORAGE']), {where}: add "
+            "one that is never served publicly, e.g. a FileSystemStorage outside MEDIA_ROOT, or set "
+            "P2W_SEARCH['UPLOAD_STORAGE'] to the alias of one.")
 
 
 class UploadStorage(Storage):
