@@ -197,6 +197,33 @@ def test_a_new_armenian_or_cherokee_sku_that_looks_like_one_of_the_catalog_is_re
     assert products(merchant) == [(catalog, "Old", True)]
 
 
+def test_the_product_api_refuses_a_new_sku_that_looks_like_one_of_the_catalog(api, merchant):
+    """Only an import compared a SKU wholly in Cyrillic with the catalog: the product API made a second A-1."""
+    ProductFactory(merchant=merchant, sku="A-1", title="Old")
+    cyrillic = ProductFactory(merchant=merchant, sku="\u0411-1", title="Be")  # looks like no Latin SKU
+    response = api.post("/api/products/", new_product("\u0410-1"), format="json")
+    assert (response.status_code, response.json()) == (400, {"sku": [IN_CATALOG]})
+    response = api.patch(f"/api/products/{cyrillic.pk}/", {"sku": "\u0410-1"}, format="json")
+    assert (response.status_code, response.json()) == (400, {"sku": [IN_CATALOG]})
+    assert products(merchant) == [("A-1", "Old", True), ("\u0411-1", "Be", True)]
+    # A product's own look-alike SKU, sent again with another field, stays: no second product is made.
+    twin = ProductFactory(merchant=merchant, sku="\u0391-2", title="Twin")  # Greek A-2, made before this check
+    ProductFactory(merchant=merchant, sku="A-2", title="Latin")
+    response = api.patch(f"/api/products/{twin.pk}/", {"sku": "\u0391-2", "title": "Renamed"}, format="json")
+    assert response.status_code == 200
+
+
+def test_the_admin_refuses_a_new_sku_that_looks_like_one_of_the_catalog(staff_client, merchant):
+    ProductFactory(merchant=merchant, sku="\u0410-1", title="Old")  # in Cyrillic letters, the Latin one is new
+    response = staff_client.post("/admin/catalog/product/add/", admin_form(merchant, "A-1"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"sku": [
+        r"sku 'A-1' looks the same as '\u0410-1', a SKU of your catalog, but is written in other characters: they "
+        "would be two products no one can tell apart; to update that product, copy its SKU from your catalog; for "
+        "another product, give a SKU that looks like no other"]}
+    assert products(merchant) == [("\u0410-1", "Old", True)]
+
+
 def test_a_new_latin_sku_that_looks_like_a_cyrillic_one_of_the_catalog_is_refused(api, merchant, media):
     ProductFactory(merchant=merchant, sku="\u0410-1", title="Old")
     job, progress = upload(api, manifest=HEADER + row("A-1", "New"), policy="skip")

@@ -12,7 +12,12 @@ from collections import defaultdict
 from p2w_search.uploads.manifest import escaped_sku, seen_sku, sku_key, sku_problem
 from p2w_search.uploads.rows import row_sku, shown_rows
 
-__all__ = ["catalog_skus", "look_alikes", "look_alike_problem", "with_sku_problem"]
+__all__ = ["catalog_skus", "look_alikes", "look_alike_problem", "catalog_look_alike", "with_sku_problem",
+           "UNPLAIN_SKU_REGEX"]
+
+# The SKUs that may look like another written in other characters: those outside printable ASCII. A shop's form
+# reads only these of its catalog (``sku__regex``), and the one ``seen_sku`` names: plain SKUs are most of a catalog.
+UNPLAIN_SKU_REGEX = r"[^ -~]"
 
 
 def catalog_skus(serializer_class, merchant, listed):
@@ -72,6 +77,19 @@ def look_alike_problem(row, columns, sku_field, look_alikes):
     sku = row_sku(row, columns, sku_field) if look_alikes and not row.problem else None
     others = None if sku is None else look_alikes.get(sku_key(sku))
     return {"field": "sku", "reason": _look_alike_reason(sku, others)} if others else None
+
+
+def catalog_look_alike(sku, catalog):
+    """Why the SKU ``sku``, written by a form of one product (the product API, the admin), is refused for looking the
+    same as a SKU of ``catalog`` written in other characters, in the import's words; None when it looks like none.
+
+    ``catalog``: the merchant's other SKUs, or only those that may look like ``sku``: the one ``seen_sku(sku)`` names
+    and those matching ``UNPLAIN_SKU_REGEX``. The catalog's own ``sku`` is an update, not a second product.
+    """
+    if sku_problem(sku) is not None:  # its own reason says what to write instead
+        return None
+    others = look_alikes({sku_key(sku): [1]}, catalog).get(sku_key(sku))
+    return _look_alike_reason(sku, others) if others else None
 
 
 def _look_alike_reason(sku, others):

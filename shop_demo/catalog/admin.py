@@ -53,6 +53,10 @@ class ProductForm(forms.ModelForm):
         merchant, sku = cleaned.get("merchant"), cleaned.get("sku")
         if merchant is not None and sku and self._sku_taken(merchant, sku):
             self.add_error("sku", forms.ValidationError(DUPLICATE_SKU_IN_ADMIN, code="unique"))
+        elif merchant is not None and sku and sku != self.instance.sku:  # a product's own SKU stays
+            look_alike = self._others(merchant).look_alike_reason(sku)  # А-1 in Cyrillic beside A-1, as an import
+            if look_alike:
+                self.add_error("sku", forms.ValidationError(look_alike, code="look_alike"))
         return cleaned
 
     def full_clean(self):
@@ -64,10 +68,12 @@ class ProductForm(forms.ModelForm):
             self.add_error(field, forms.ValidationError(reason, code="unique"))
 
     def _sku_taken(self, merchant, sku):
-        others = Product.objects.filter(merchant=merchant, sku=sku)
-        if self.instance.pk is not None:
-            others = others.exclude(pk=self.instance.pk)
-        return others.exists()
+        return self._others(merchant).filter(sku=sku).exists()
+
+    def _others(self, merchant):
+        """The merchant's products but the one this form changes."""
+        others = Product.objects.filter(merchant=merchant)
+        return others if self.instance.pk is None else others.exclude(pk=self.instance.pk)
 
 
 class ProductImageInline(admin.TabularInline):

@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.db import models
 
-from p2w_search.uploads.manifest import sku_key
+from p2w_search.uploads.look_alike import UNPLAIN_SKU_REGEX, catalog_look_alike
+from p2w_search.uploads.manifest import seen_sku, sku_key
 
 # The constraints that keep one product per SKU of a merchant: as written, and as it reads (NFC).
 SKU_CONSTRAINTS = ("catalog_unique_merchant_sku", "catalog_unique_merchant_sku_nfc")
@@ -36,6 +37,14 @@ class ProductQuerySet(models.QuerySet):
         Filtered by merchant too, it is read through the (merchant, NFC of the SKU) index.
         """
         return self.alias(sku_nfc=NFC("sku")).filter(sku_nfc__in=[sku_key(sku) for sku in skus])
+
+    def look_alike_reason(self, sku):
+        """Why ``sku`` cannot name another product among these (a merchant's others): it looks the same as one of
+        their SKUs written in other characters (``А-1`` in Cyrillic letters beside ``A-1``), in the import's words
+        (``look_alike.catalog_look_alike``); None when it looks like none. Reads only the SKU it is seen as and the
+        SKUs outside printable ASCII."""
+        candidates = self.filter(models.Q(sku=seen_sku(sku)) | models.Q(sku__regex=UNPLAIN_SKU_REGEX))
+        return catalog_look_alike(sku, candidates.values_list("sku", flat=True).iterator())
 
 
 def sku_taken(error):

@@ -126,7 +126,8 @@ class ProductSerializer(serializers.ModelSerializer):
 
     def validate_sku(self, sku):
         """Refuse a SKU the merchant has, or has written in other Unicode code points that read the same (``café``
-        composed and decomposed): two products that no one can tell apart by their SKU."""
+        composed and decomposed), or a new one that looks the same as one it has in other letters (``А-1`` in
+        Cyrillic beside ``A-1``, as an import refuses it): two products that no one can tell apart by their SKU."""
         merchant = self.instance.merchant if self.instance else self.context.get("merchant")
         if merchant is None:
             return sku
@@ -138,6 +139,10 @@ class ProductSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(DUPLICATE_SKU)
         if found:
             raise serializers.ValidationError(same_looking_sku(found[0]))
+        if self.instance is None or self.instance.sku != sku:  # a product's own SKU, sent again, stays
+            look_alike = others.look_alike_reason(sku)
+            if look_alike:
+                raise serializers.ValidationError(look_alike, code="look_alike")
         return sku
 
 
