@@ -3,9 +3,9 @@
 Each configuration is trained by the documented command (``manage.py train_demo_mapping`` with
 its options, 2400 steps) and scored by ``manage.py evaluate_demo --seed S --triplet-seed S+1
 --prompts paper`` on each validation catalog, with ``P2W_MAPPING`` pointing at the trained file.
-Reported: any-correct recall ``R_any@K`` of ``pic2word`` (paper prompt), CIRR layout, seen and
-held out, per catalog and pooled over the catalogs (weighted by queries), with each command's
-wall time.
+Reported: any-correct recall ``R_any@K`` of the shop's default method (``pic2word_plus_image``) and
+of the paper's ``pic2word`` (paper prompt, both), CIRR layout, seen and held out, per catalog and
+pooled over the catalogs (weighted by queries), with each command's wall time.
 
 Each step runs as its own process under its own embedded services: a validation catalog needs
 a database of its own (``load_demo_catalog`` skips SKUs that exist, and every seed uses the same
@@ -45,6 +45,7 @@ CONFIGS = {
                                          "for the purpose: the authors' augmentation, approximated"),
 }
 VALIDATION_SEEDS = (1, 2, 3)
+METHODS = ("pic2word_plus_image", "pic2word")  # the default method, then the paper's: one mapping serves both
 COLUMNS = [("split=seen", "R_any@1"), ("split=seen", "R_any@10"), ("split=held-out", "R_any@1"),
            ("split=held-out", "R_any@10")]
 
@@ -105,7 +106,7 @@ def _train(var, name, options):
 
 
 def _evaluate(var, name, mapping, seed):
-    """pic2word's metrics on validation catalog ``seed`` with ``mapping``, and the evaluation's wall time."""
+    """METHODS' metrics on validation catalog ``seed`` with ``mapping``, and the evaluation's wall time."""
     out = var / f"val{seed}" / f"eval-{name}"
     results = out / "cirr-results" / "results.json"
     timing = out / "wall.json"
@@ -115,9 +116,10 @@ def _evaluate(var, name, mapping, seed):
                                      "--prompts", "paper", "--out", str(out)],
                 log=var / "logs" / f"eval-{name}-seed{seed}.log", mapping=mapping)
         timing.write_text(json.dumps({"wall_s": time.monotonic() - started, "load": os.getloadavg()}))
-    metrics = json.loads(results.read_text())["metrics"]["pic2word"]
-    return {"n": {group: metrics[group]["n"] for group in ("split=seen", "split=held-out")},
-            "metrics": {f"{group} {key}": metrics[group][key] for group, key in COLUMNS},
+    metrics = json.loads(results.read_text())["metrics"]
+    return {"n": {group: metrics["pic2word"][group]["n"] for group in ("split=seen", "split=held-out")},
+            "metrics": {method: {f"{group} {key}": metrics[method][group][key] for group, key in COLUMNS}
+                        for method in METHODS},
             "wall_s": json.loads(timing.read_text())["wall_s"]}
 
 
@@ -136,10 +138,12 @@ def _manage(var, command, *, log, mapping=None):
 
 def _pooled(catalogs):
     """Recall over the queries of all catalogs (each catalog weighted by its queries)."""
-    pooled = {}
-    for group, key in COLUMNS:
-        hits = sum(c["metrics"][f"{group} {key}"] * c["n"][group] for c in catalogs)
-        pooled[f"{group} {key}"] = hits / sum(c["n"][group] for c in catalogs)
+    catalogs = list(catalogs)
+    pooled = {method: {} for method in METHODS}
+    for method in METHODS:
+        for group, key in COLUMNS:
+            hits = sum(c["metrics"][method][f"{group} {key}"] * c["n"][group] for c in catalogs)
+            pooled[method][f"{group} {key}"] = hits / sum(c["n"][group] for c in catalogs)
     return pooled
 
 
@@ -156,7 +160,8 @@ def markdown(results):
     first = next(iter(results["configs"].values()), None)
     lines = [f"Measured {results['measured']} (commit {results['commit']}), 2-core CPU shared with other jobs.", "",
              "# Mapping training settings on the demo's validation catalogs", "",
-             "`pic2word` with the paper prompt, any-correct recall `R_any@K`, CIRR layout (reference left out). "
+             "The default method `pic2word_plus_image` and the paper's `pic2word`, both with the paper prompt and "
+             "the same mapping, any-correct recall `R_any@K`, CIRR layout (reference left out). "
              f"Validation catalogs: seeds {', '.join(map(str, seeds))} (triplet seed + 1), never the README's "
              "seed 0. Every mapping: 2400 steps, batch 128, lr 1e-4, 6560 unlabeled images (catalog seed "
              "1000 + training seed, held-out combinations left out)."]
@@ -169,19 +174,22 @@ def markdown(results):
                       f"most {math.sqrt(0.25 / seen):.3f} (seen) and {math.sqrt(0.25 / held):.3f} (held out); "
                       "`default-seed1` against `default` shows what another training seed moves."]
     lines += ["", "## Pooled over the validation catalogs", "",
-              "| configuration | " + " | ".join(header) + " | training (s) |", "| --- |" + " ---: |" * 5]
-    for name, row in results["configs"].items():
-        cells = [f"{row['pooled'][f'{g} {k}']:.3f}" for g, k in COLUMNS]
-        train = "shipped" if row["train_s"] is None else f"{row['train_s']:.0f}"
-        if row.get("resumed"):
-            train += " (the rest of an interrupted run)"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {train} |")
-    lines += ["", "## Per catalog", "", "| configuration | catalog | " + " | ".join(header) + " | evaluation (s) |",
-              "| --- | --- |" + " ---: |" * 5]
-    for name, row in results["configs"].items():
-        for seed, catalog in row["catalogs"].items():
-            cells = [f"{catalog['metrics'][f'{g} {k}']:.3f}" for g, k in COLUMNS]
-            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {catalog['wall_s']:.0f} |")
+              "| configuration | method | " + " | ".join(header) + " | training (s) |", "| --- | --- |" + " ---: |" * 5]
+    for method in METHODS:
+        for name, row in results["configs"].items():
+            cells = [f"{row['pooled'][method][f'{g} {k}']:.3f}" for g, k in COLUMNS]
+            train = "shipped" if row["train_s"] is None else f"{row['train_s']:.0f}"
+            if row.get("resumed"):
+                train += " (the rest of an interrupted run)"
+            lines.append(f"| {name} | `{method}` | " + " | ".join(cells) + f" | {train} |")
+    lines += ["", "## Per catalog", "",
+              "| configuration | method | catalog | " + " | ".join(header) + " | evaluation (s) |",
+              "| --- | --- | --- |" + " ---: |" * 5]
+    for method in METHODS:
+        for name, row in results["configs"].items():
+            for seed, catalog in row["catalogs"].items():
+                cells = [f"{catalog['metrics'][method][f'{g} {k}']:.3f}" for g, k in COLUMNS]
+                lines.append(f"| {name} | `{method}` | {seed} | " + " | ".join(cells) + f" | {catalog['wall_s']:.0f} |")
     lines += ["", "## Configurations", "", "| configuration | command | what it is |", "| --- | --- | --- |"]
     for name, row in results["configs"].items():
         lines.append(f"| {name} | `{row['command']}` | {row['about']} |")
