@@ -169,7 +169,7 @@ def sku_problem(sku):
 
     The one check of every path that writes a SKU: each import row (``importer``), and a host
     shop's own forms and serializers. A character no one sees is named first; then a space
-    other than a plain one, or a full-width or half-width form, with what to write instead. The
+    other than a plain one, a full-width or half-width form or a ligature, with what to write instead. The
     SKU is shown escaped (``'A\\u200b1'``) so the reader sees what the screen hides; positions
     count characters from 1. Last, letters of two alphabets that share look-alikes (Latin,
     Cyrillic, Greek, Armenian, Cherokee): ``PR<GREEK CAPITAL LETTER OMICRON>-5`` looks like ``PRO-5``. A SKU wholly in
