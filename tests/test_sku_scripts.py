@@ -18,7 +18,7 @@ from shop_demo.catalog.models import Product
 from tests import test_invisible_keys as invisible_keys
 from tests import test_key_forms as key_forms
 from tests.factories import ProductFactory
-from tests.test_imports import HEADER, upload
+from tests.test_imports import HEADER, IMAGES, named, upload, zipped
 from tests.test_upload_check_rows import check
 
 products, row = key_forms.skus, key_forms.row  # (sku, title, listed) of a merchant's products; one CSV row
@@ -313,3 +313,36 @@ def test_a_full_sync_spares_the_listed_look_alike_a_refused_latin_row_names(api,
     assert progress["errors"][0]["reason"].startswith("sku 'A-1' looks the same as '\\u0410-1', a SKU of your catalog")
     assert products(merchant) == [("B-1", "New", True), ("C-1", "New", True), ("D-1", "Old", False),
                                   ("\u0410-1", "Old", True)]
+
+
+# --- the upload check foresees them, in the import's words -----------------------------------------------------
+
+FORESEEN = {
+    # the catalog's A-1 written in Cyrillic, beside a plain new SKU
+    "in the catalog": (HEADER + row("\u0410-1", "New") + row("B-1"), 1),
+    # two new SKUs of the file that look like the catalog's A-1, which the file names too: both refused
+    "in the file": (HEADER + row("A-1") + row("B-1") + row("\u0410-1") + row("\u0391-1"), 2),
+    # a Latin SKU on two rows beside its Cyrillic look-alike: the duplicate's reason first, then the look-alike's
+    "a duplicate that looks like another": (HEADER + row("C-1") + row("\u0421-1") + row("C-1") + row("B-1"), 1),
+}
+
+
+@pytest.mark.parametrize("manifest, products_left", FORESEEN.values(), ids=FORESEEN.keys())
+def test_the_upload_check_foresees_a_look_alike_in_the_imports_words(client, api, merchant, media, manifest,
+                                                                     products_left):
+    """The check counted only what the file alone tells: a look-alike row passed it ("The file reads well: 2
+    products"), and the import rejected it after every image was sent."""
+    ProductFactory(merchant=merchant, sku="A-1", title="Old")
+    client.force_login(merchant.user)
+    status, answer = check(client, manifest)
+    job, progress = upload(api, manifest=manifest, policy="skip")
+    assert (status, answer["products"], answer["rows"]["errors"]) == (200, products_left, progress["errors"])
+    assert answer["rows"]["rejected"] == progress["rows_rejected"] > 0
+
+
+def test_the_upload_answer_of_the_api_foresees_a_look_alike_too(api, merchant, media):
+    ProductFactory(merchant=merchant, sku="A-1", title="Old")
+    manifest = named(HEADER + row("\u0410-1", "New") + row("B-1"), "catalog.csv")
+    response = api.post("/api/imports/", {"manifest": manifest, "archive": zipped(IMAGES)}, format="multipart")
+    assert (response.status_code, response.json()["check"]["products"], response.json()["check"]["rows"]) == (
+        202, 1, {"rejected": 1, "errors": [{"row": 2, "field": "sku", "reason": IN_CATALOG}]})

@@ -27,6 +27,7 @@ from p2w_search.api.parsers import FormParser, MultiPartParser
 from p2w_search.api.schema import errors
 from p2w_search.conf import app_settings
 from p2w_search.models import ImportJob
+from p2w_search.uploads import look_alike
 from p2w_search.uploads.archive import ArchiveRejected, check_archive, pack_images
 from p2w_search.uploads.importer import RejectedRows, check_manifest, create_job, import_serializer, known_columns
 from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
@@ -177,7 +178,7 @@ class ScientificCheckSerializer(serializers.Serializer):
 
 
 class RowsCheckSerializer(serializers.Serializer):
-    rejected = serializers.IntegerField(help_text="How many rows the import will reject, found without the catalog.")
+    rejected = serializers.IntegerField(help_text="How many rows the import will reject, found before it runs.")
     errors = ErrorSerializer(many=True, help_text="The problems of the first of those rows, as the job will report "
                                                   "them.")
 
@@ -190,8 +191,9 @@ class UploadCheckSerializer(serializers.Serializer):
         "How many products the import may add or update: the rows less those it will reject, each SKU once. Rows "
         "refused for another cell (a price, an image) are found by the import only."))
     rows = RowsCheckSerializer(help_text=(
-        "The rows the import will reject without looking at the catalog: unreadable, unknown fields, a SKU missing, "
-        "blank, too long, with a character no one sees, or on two rows (both are rejected)."))
+        "The rows the import will reject for what they are or for their SKU: unreadable, unknown fields, a SKU "
+        "missing, blank, too long, with a character no one sees, on two rows (both are rejected), or one that looks "
+        "the same as another of the catalog or of the file, written in other characters."))
     scientific = ScientificCheckSerializer(help_text=(
         "Rows whose SKU looks like a number a spreadsheet wrote in scientific notation (1.23457E+11): the digits it "
         "dropped are lost, the import adds a product of that name, and a full sync unlists the real one. Format the "
@@ -301,6 +303,8 @@ class ImportListView(DatabaseOutageMixin, APIView):
         rejected = RejectedRows()
         upload = UploadSerializer(data=request.data, context={"manifest_rejected": rejected})
         upload.is_valid(raise_exception=True)
+        serializer_class = import_serializer()
+        look_alike.foresee(rejected, serializer_class, serializer_class.merchant_by_key(key))
         # With Redis down the job is still accepted: it is saved, and the sweep sends it later.
         try:
             with uploads_waiting():  # create_job counts again, under the merchant's lock, and keeps no file then

@@ -52,6 +52,7 @@ from p2w_search.merchant.forms import (
 )
 from p2w_search.merchant.jobs import progress_context, render_parts, submit
 from p2w_search.merchant.template_csv import columns, template_csv
+from p2w_search.uploads import look_alike
 from p2w_search.uploads.importer import RejectedRows, import_serializer
 from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
 from p2w_search.uploads.limits import TooManyWaiting, check_waiting
@@ -202,7 +203,7 @@ CHECK_SWITCHED = "The file was not checked: check whom you act for, above, and o
 @merchant_page(back="p2w_merchant:upload", refused=_check_refused)
 def upload_check(request):
     """Check a manifest before the upload (JSON): its errors, what a full sync of it would unlist, and the rows the
-    import will reject without the database (warnings: the import takes the others)."""
+    import will reject for their SKUs (warnings: the import takes the others)."""
     switched = _switched(request, request.p2w_acting, outcome=CHECK_SWITCHED)
     if switched:  # the upload's 409: a full sync would be counted against a merchant the form was not opened for
         return _check_answer(request, {NON_FIELD_ERRORS: [switched]}, None, status=409)
@@ -221,6 +222,8 @@ def upload_check(request):
             values, errors = validate_upload(sent, partial=True, skus=named, rejected=rejected)
             if "manifest" not in sent:  # partial: the serializer would not ask for it; a check of nothing is no pass
                 values, errors = None, {"manifest": [manifest_required()], **(errors or {})}
+    if values is not None and values.get("manifest") is not None:  # read through: the SKUs the catalog refuses too
+        look_alike.foresee(rejected, import_serializer(), request.p2w_acting.merchant)
     if values is not None and values.get("full_sync") and values.get("manifest") is not None:
         # With the products the rows may give: none of them, and the import refuses the sync unless confirmed.
         count = count_full_sync(named, request.p2w_acting.merchant, confirm=values.get("confirm_unlist"),

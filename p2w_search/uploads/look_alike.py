@@ -12,7 +12,7 @@ from collections import defaultdict
 from p2w_search.uploads.manifest import escaped_sku, seen_sku, sku_key, sku_problem
 from p2w_search.uploads.rows import row_sku, shown_rows
 
-__all__ = ["catalog_skus", "look_alikes", "look_alike_problem", "catalog_look_alike", "with_sku_problem",
+__all__ = ["catalog_skus", "look_alikes", "look_alike_problem", "catalog_look_alike", "foresee", "with_sku_problem",
            "UNPLAIN_SKU_REGEX"]
 
 # The SKUs that may look like another written in other characters: those outside printable ASCII. A shop's form
@@ -77,6 +77,14 @@ def look_alike_problem(row, columns, sku_field, look_alikes):
     sku = row_sku(row, columns, sku_field) if look_alikes and not row.problem else None
     others = None if sku is None else look_alikes.get(sku_key(sku))
     return {"field": "sku", "reason": _look_alike_reason(sku, others)} if others else None
+
+
+def foresee(rejected, serializer_class, merchant):
+    """Count into ``rejected`` (the upload check's ``rows.RejectedRows``, once the file is read) the rows an import of
+    it for ``merchant`` will reject for a SKU that looks like another of the catalog or of the file, in its words."""
+    found = look_alikes(rejected.sku_rows(), catalog_skus(serializer_class, merchant, None))
+    for key, others in found.items():
+        rejected.reject_sku(key, {"field": "sku", "reason": _look_alike_reason(rejected.written(key), others)})
 
 
 def catalog_look_alike(sku, catalog):

@@ -224,7 +224,7 @@ class RejectedRows:
         self.count = self.rows = self.products = self.scientific = 0
         self.scientific_skus = []
         self._limit = shown
-        self._first = {}  # sku_key -> its first row's number while that row is not counted as rejected, else 0
+        self._first = {}  # sku_key -> its first row's number; negative once that row is counted as rejected
         self._first_forms = {}  # sku_key -> its first row's SKU, when that is not in NFC
         self._shown = {}  # row number -> _Shown
         self._numbers = {}  # sku_key of a row shown -> the numbers of its rows (up to DUPLICATE_ROWS_SHOWN)
@@ -246,11 +246,8 @@ class RejectedRows:
             # The serializer's words on the same characters are left out, as the import leaves them out.
             after, alone = ([] if unseen else _sku_field_problems(row, sku_field)), False
         first = None if key is None else self._first.get(key)
-        if first:  # the SKU's second row: its first row, good until now, is rejected too
-            self.count += 1
-            self.products -= 1
-            self._first[key] = 0
-            self._offer(first, _Shown(self._first_forms.get(key, key), key, [], [], False))
+        if first is not None and first > 0:  # the SKU's second row: its first row, good until now, is rejected too
+            self._reject_first(key, first)
         if key in self._numbers:
             numbers = self._numbers[key]
             if len(numbers) < DUPLICATE_ROWS_SHOWN:
@@ -263,9 +260,36 @@ class RejectedRows:
             self._offer(row.number, _Shown(sku, key, before, after, alone))
         if key is not None and first is None:
             self.products += 0 if bad else 1
-            self._first[key] = 0 if bad else row.number
+            self._first[key] = -row.number if bad else row.number
             if sku != key:
                 self._first_forms[key] = sku
+
+    def _reject_first(self, key, first):
+        """Count the first row of SKU ``key``, row ``first``, good until now, as rejected, and offer it to be shown."""
+        self.count += 1
+        self.products -= 1
+        self._first[key] = -first
+        self._offer(first, _Shown(self._first_forms.get(key, key), key, [], [], False))
+
+    def sku_rows(self):
+        """``{sku_key: [row numbers]}`` of the SKUs read, in ``scan_skus``' shape for ``look_alike.look_alikes``: each
+        SKU's first row, and the rows of a SKU shown on two rows or more (up to ``DUPLICATE_ROWS_SHOWN``)."""
+        return {key: self._numbers.get(key) or [abs(first)] for key, first in self._first.items()}
+
+    def written(self, key):
+        """SKU ``key`` as its first row writes it."""
+        return self._first_forms.get(key, key)
+
+    def reject_sku(self, key, problem):
+        """Count the rows of SKU ``key`` (one that was read) as rejected for ``problem`` too, after their other SKU
+        problems, as the import adds it (``look_alike.with_sku_problem``): a SKU that looks like another, which only
+        the catalog tells."""
+        first = self._first[key]
+        if first > 0:
+            self._reject_first(key, first)
+        for shown in self._shown.values():
+            if shown.key == key and not shown.alone:
+                shown.after.append(problem)
 
     def _offer(self, number, shown):
         """Keep row ``number`` if it is among the first ``_limit`` rejected rows found so far."""
