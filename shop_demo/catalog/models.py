@@ -81,6 +81,12 @@ class Product(models.Model):
             models.UniqueConstraint(models.F("merchant"), NFC("sku"), name=SKU_CONSTRAINTS[1],
                                     violation_error_message=SAME_LOOKING_IN_ADMIN),
         ]
+        indexes = [
+            # look_alike_reason's SKUs outside printable ASCII, few in most catalogs: read by this index, where each
+            # write of the product API scanned the merchant's every SKU with the regex (44 ms at 100,000 products).
+            models.Index(fields=["merchant", "sku"], condition=models.Q(sku__regex=UNPLAIN_SKU_REGEX),
+                         name="catalog_product_unplain_sku"),
+        ]
 
     def __str__(self):
         return f"{self.sku} {self.title}"
