@@ -15,6 +15,7 @@ tests/fault_settings.py) for the default storage, where product images are.
 import errno
 import os
 
+from django.core.files import File
 from django.core.files.storage import FileSystemStorage
 
 __all__ = ["FaultyStorage", "CloudRefused", "storage_settings", "from_environment"]
@@ -47,12 +48,26 @@ class FaultyStorage(FileSystemStorage):
     def _open(self, name, mode="rb"):
         if self._faulty("open", name):
             raise self._error(name)
-        return super()._open(name, mode)
+        opened = super()._open(name, mode)
+        return File(_FailsToRead(opened.file, self._error(name)), opened.name) if self._faulty("read", name) else opened
 
     def delete(self, name):
         if self._faulty("delete", name):
             raise self._error(name)
         return super().delete(name)
+
+
+class _FailsToRead:
+    """An open file whose reads fail (a disk that fails under it): it opens, and its first read raises."""
+
+    def __init__(self, file, error):
+        self.file, self.error = file, error
+
+    def read(self, *args):
+        raise self.error
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
 
 
 class _FillsTheDisk:

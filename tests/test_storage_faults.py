@@ -84,6 +84,17 @@ def test_an_upload_file_the_server_cannot_read_is_answered_503(merchant, media, 
     assert api.get(f"/api/imports/{job_id}/files/archive/").status_code == 200
 
 
+def test_a_manifest_whose_disk_fails_under_its_read_is_answered_503(merchant, media, settings):
+    """A manifest is read through before it is served (for cells a spreadsheet would run): a read that fails is the
+    server's problem, as an open that fails is, not a 500."""
+    api = client_for(merchant.user)
+    job_id = post(api, HEADER + row("A-1")).json()["id"]
+    faulty(settings, "p2w_uploads", fail=["read"], error="EIO", match="catalog")
+    response = api.get(f"/api/imports/{job_id}/files/manifest/")
+    assert (response.status_code, response.json()) == (
+        503, {"detail": "The server cannot read this file right now; try again later."})
+
+
 def test_the_upload_page_says_the_server_cannot_store_the_upload_and_keeps_nothing(merchant, media, settings, client):
     client.force_login(merchant.user)
     faulty(settings, "p2w_uploads", fail=["save"], error="ENOSPC", match="catalog")

@@ -291,6 +291,42 @@ def test_the_rejected_rows_file_runs_no_formula_and_imports_as_sent_once_correct
     assert products == {"F-1": (FORMULA, "@SUM(1+1)", "+cmd"), "F-2": ("-minus", "=tab", "t-shirt")}
 
 
+def test_a_manifest_that_holds_a_formula_downloads_without_running_it_and_reads_as_sent(acme, admin_client, client,
+                                                                                       media):
+    """The manifest was served as sent: staff opening a merchant's from the admin ran its =HYPERLINK(...). A file that
+    holds such a cell is written again as the rejected-rows file is, its blank rows kept so that each row keeps its
+    number; the import reads every cell of it as it read the file sent. A BOM stays; a file without formulas stays
+    byte for byte (the test above)."""
+    client.force_login(acme.user)
+    sent = ("\ufeffsku;title;description;category;price;images\n"
+            "F-1;\"=HYPERLINK(\"\"http://x\"\";\"\"click\"\")\";'@SUM(1+1);t-shirt;9.50;red.png\n"
+            "\n"
+            "F-2;Tee;\"- a list\n- on two lines\";t-shirt;9.50;red.png\n")
+    job = upload(client, sent)
+    api = APIClient()
+    api.force_authenticate(acme.user)
+    served = set()
+    for door, url in ((client, f"/merchant/imports/{job.pk}/files/manifest/"),
+                      (api, f"/api/imports/{job.pk}/files/manifest/"),
+                      (admin_client, f"/admin/p2w_search/importjob/{job.pk}/files/manifest/")):
+        response = door.get(url)
+        assert (response.status_code, response["Content-Type"]) == (200, "text/csv"), url
+        served.add(b"".join(response.streaming_content))
+    (data,) = served
+    assert data == ("\ufeffsku,title,description,category,price,images\r\n"
+                    "F-1,\"'=HYPERLINK(\"\"http://x\"\";\"\"click\"\")\",'@SUM(1+1),t-shirt,9.50,red.png\r\n"
+                    "\r\n"
+                    "F-2,Tee,\"'- a list\n- on two lines\",t-shirt,9.50,red.png\r\n").encode()
+    assert numbered_cells(data) == numbered_cells(sent.encode()) == [
+        (2, ["F-1", '=HYPERLINK("http://x";"click")', "@SUM(1+1)", "t-shirt", "9.50", "red.png"]),
+        (4, ["F-2", "Tee", "- a list\n- on two lines", "t-shirt", "9.50", "red.png"])]
+
+
+def numbered_cells(data):
+    """``[(row number, cells)]`` of a CSV manifest, as the import reads them."""
+    return [(row.number, row.raw) for row in read_manifest(io.BytesIO(data), "catalog.csv", max_rows=10)[1]]
+
+
 @pytest.mark.parametrize("text", [FORMULA, "'=quoted", "''-1", "'plain", "-", "=", "'", "@", "+1", "\r=x", "\t", ""])
 def test_a_cell_written_for_spreadsheets_reads_back_as_it_was(text):
     from p2w_search.uploads.manifest import spreadsheet_cell

@@ -2,21 +2,31 @@
 
 The file is the rows exactly as sent with an ``error`` column (CSV) or key (JSON Lines), ready
 to fix and upload again; a CSV cell a spreadsheet would run as a formula is written with an
-apostrophe in front (``manifest.spreadsheet_cell``).
+apostrophe in front (``manifest.spreadsheet_cell``). A CSV manifest that holds such a cell is
+downloaded written the same way (``spreadsheet_copy``).
 """
 
 import csv
 import io
 import json
 import logging
+import sys
 import tempfile
 
 from django.core.files import File
 
 from p2w_search.conf import app_settings
-from p2w_search.uploads.manifest import ERROR_COLUMN, WrittenNumber, load_json_line, spreadsheet_cell
+from p2w_search.uploads.manifest import (
+    ERROR_COLUMN,
+    ManifestError,
+    WrittenNumber,
+    load_json_line,
+    manifest_format,
+    read_manifest,
+    spreadsheet_cell,
+)
 
-__all__ = ["JobReport"]
+__all__ = ["JobReport", "spreadsheet_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,51 @@ class JobReport:
     def close(self):
         self.text.detach()
         self.file.close()
+
+
+def spreadsheet_copy(handle, name):
+    """The CSV manifest in the binary file ``handle`` as a spreadsheet may open it: None when no cell would run as a
+    formula there, so that it is served as sent; else a temporary file of its header and rows written again as the
+    rejected-rows file writes them (``spreadsheet_cell``), which the import reads back cell for cell as it read them.
+
+    A manifest goes to spreadsheets too: staff open a merchant's from the admin, and a cell ``=HYPERLINK(...)`` would
+    run there. JSON Lines, and a file that no longer reads as it did when it was uploaded, are served as sent.
+    """
+    try:
+        if manifest_format(name) != "csv" or not _runs_a_formula(handle, name):
+            return None
+        copy = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b")
+        handle.seek(0)
+        if handle.read(3) == "\ufeff".encode():
+            copy.write("\ufeff".encode())  # a BOM, as sent: the spreadsheet's sign that the text is UTF-8
+        text = io.TextIOWrapper(copy, encoding="utf-8", newline="")
+        columns, rows = _read_again(handle, name)
+        writer = csv.writer(text)
+        writer.writerow([spreadsheet_cell(cell) for cell in columns])
+        written = 1
+        for row in rows:
+            writer.writerows([] for _ in range(row.number - written - 1))  # its blank rows: each row keeps its number
+            writer.writerow([spreadsheet_cell(cell) for cell in row.raw])
+            written = row.number
+        text.flush()
+        text.detach()
+    except ManifestError as exc:
+        logger.warning("the manifest %s no longer reads as it did: served as sent (%s)", name, exc)
+        return None
+    copy.seek(0)
+    return copy
+
+
+def _runs_a_formula(handle, name):
+    columns, rows = _read_again(handle, name)
+    return any(spreadsheet_cell(cell) != cell for cell in columns) or any(
+        spreadsheet_cell(cell) != cell for row in rows for cell in row.raw)
+
+
+def _read_again(handle, name):
+    """``read_manifest`` of a stored manifest from its start, without a row limit: it was checked when it came."""
+    handle.seek(0)
+    return read_manifest(handle, name, max_rows=sys.maxsize)
 
 
 def _jsonl_rejected(line, error):
