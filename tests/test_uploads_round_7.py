@@ -12,7 +12,7 @@
 from p2w_search.models import ImportJob
 from tests.factories import ProductFactory
 from tests.hostile import HEADER, row
-from tests.test_merchant_pages import api_client, files, post_upload, run, text
+from tests.test_merchant_pages import UPLOAD, api_client, files, post_upload, run, text
 from tests.test_merchant_round_6 import TAIL, check
 
 
@@ -59,9 +59,27 @@ def test_the_check_says_a_full_sync_of_a_file_whose_rows_are_all_rejected_import
         + f" {refusal(1)} On this page: keep “Full sync” ticked and type 1 in “Confirm unlisting”. "
         + DUPLICATES.format(n=8))
     assert 'data-check="no-row"' in answer["html"] and 'data-check="refusal"' in answer["html"]
-    # The job says the same, word for word, once the images are sent.
-    job = run(post_upload(client, ALL_REJECTED, full_sync="true"))
+    # The job says the same, word for word, once the images are sent (through the API, which queues it).
+    job = run(ImportJob.objects.get(pk=api_client(acme.user).post(
+        "/api/imports/", {**files(ALL_REJECTED), "full_sync": "true"}, format="multipart").json()["id"]))
     assert (job.state, job.message, job.rows_rejected) == (ImportJob.State.REJECTED, refusal(1), 8)
+
+
+def test_the_upload_page_refuses_such_a_full_sync_when_sent_in_the_jobs_words(acme, client, media):
+    """The page's submit refused a sync over the share before anything happened, but not one of a file whose rows
+    are all rejected: that became a job, which the import refused after the images were sent."""
+    listed(acme, 5)
+    client.force_login(acme.user)
+    refused = client.post(UPLOAD, {**files(ALL_REJECTED), "full_sync": "on"})
+    assert (refused.status_code, ImportJob.objects.exists()) == (400, False)
+    assert refusal(1) in text(refused) and "type 1 in “Confirm unlisting”" in text(refused)
+    # A row whose SKU looks like the catalog's P-1 (a Cyrillic ER) is rejected too, as the check counts it: with
+    # P-2 to P-5 on two rows each, the file unlists none and imports none.
+    look_alike = client.post(UPLOAD, {**files(HEADER + "".join(row(f"P-{n}") * 2 for n in range(2, 6))
+                                              + row("\u0420-1")), "full_sync": "on"})
+    assert (look_alike.status_code, refusal(0) in text(look_alike), ImportJob.objects.exists()) == (400, True, False)
+    job = run(post_upload(client, ALL_REJECTED, full_sync="on", confirm_unlist="1"))
+    assert (job.state, job.products_unlisted) == (ImportJob.State.DONE, 1)
 
 
 def test_confirmed_the_check_still_says_it_and_the_import_unlists(acme, client, media):
@@ -86,8 +104,8 @@ def test_a_full_sync_that_would_unlist_none_still_needs_confirm_unlist_0(acme, c
     assert answer["full_sync"] == {"unlist": 0, "listed": 0, "skus": [], "refusal": refusal(0), "accepts_no_row": True}
     assert text(answer["html"]).startswith(
         "A full sync of this file unlists none of your 0 listed products. " + no_row("", 0) + f" {refusal(0)}")
-    job = run(post_upload(client, manifest, full_sync="true"))
-    assert (job.state, job.message) == (ImportJob.State.REJECTED, refusal(0))
+    refused = client.post(UPLOAD, {**files(manifest), "full_sync": "on"})
+    assert (refused.status_code, refusal(0) in text(refused)) == (400, True)
     assert check(client, manifest, full_sync="true", confirm_unlist="0")[1]["full_sync"]["refusal"] is None
 
 

@@ -145,12 +145,15 @@ def upload(request):
     elif request.method == "POST":
         try:
             check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
-            named, data = set(), upload_data(request)
+            named, rejected, data = set(), RejectedRows(), upload_data(request)
             values, errors = None, sent_more_than_once(data)  # a field sent twice: neither value is read
             if not errors:
-                values, errors = validate_upload(data, skus=named)
+                values, errors = validate_upload(data, skus=named, rejected=rejected)
             if values is not None and values["full_sync"]:
-                count = count_full_sync(named, acting.merchant, confirm=values.get("confirm_unlist"))
+                # As the check counts it: a file of rows the import will all reject only unlists (the no-row rule).
+                look_alike.foresee(rejected, import_serializer(), acting.merchant)
+                count = count_full_sync(named, acting.merchant, confirm=values.get("confirm_unlist"),
+                                        products=rejected.products)
                 if count.refusal:  # refused before anything happens, in the words the job would use
                     errors = {"confirm_unlist": [count.refusal]}
             if not errors:
