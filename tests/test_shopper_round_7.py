@@ -267,6 +267,8 @@ def test_the_filter_forms_fields_leave_stock_open_and_name_the_price_bounds(shop
         ("", " selected", "any"), ("true", "", "true"), ("false", "", "false")]
     assert re.findall(r'<label for="id_price_(min|max)">([^<]*)</label>', page) == [
         ("min", "Price at least:"), ("max", "Price at most:")]
+    # The merchant filter takes ids separated by commas: a number input (type="number") let a browser send one.
+    assert re.findall(r'<input type="(\w+)" name="merchant"', page) == ["text"]
     # What a browser sends with the blank choice narrows nothing: as many results as without it.
     everything = Client().get("/api/search/text/", {"q": "red", "in_stock": ""}).json()["count"]
     assert everything == Client().get("/api/search/text/", {"q": "red"}).json()["count"] > 0

@@ -82,6 +82,12 @@ class _NumberFilter(django_filters.NumberFilter):
 class _ValuesField(BaseCSVField):
     """Comma-separated values, at least one: "," or " , " holds none (an empty IN list was a 500 for ids)."""
 
+    def __init__(self, *args, **kwargs):
+        widget = kwargs.get("widget") or self.widget
+        if issubclass(widget if isinstance(widget, type) else type(widget), forms.NumberInput):
+            kwargs["widget"] = forms.TextInput  # ids, "12,15": a browser's number input takes one number, no comma
+        super().__init__(*args, **kwargs)
+
     def clean(self, value):
         values = super().clean(value)
         if values and all(item in self.empty_values for item in values):
