@@ -275,7 +275,7 @@ def test_a_full_sync_spares_the_products_listed_while_the_upload_waited(merchant
     job = importer.run_import(job)
 
     assert (job.state, job.products_unlisted, job.unlisted_skus) == ("done", 1, ["E"])
-    assert job.message == ("2 rows imported, 2 images to embed, 1 products unlisted "
+    assert job.message == ("2 rows imported, 2 images queued for embedding, 1 product unlisted "
                            "(2 listed after the upload was received stay listed)")
     assert dict(Product.objects.values_list("sku", "listed")) == {"A": True, "B": True, "E": False, "NEW": True,
                                                                   "OLD": True}
@@ -296,7 +296,7 @@ def test_a_full_sync_counts_in_what_the_uploads_sent_before_it_list(merchant, ap
     sync = importer.run_import(sync)
 
     assert (sync.state, sync.unlisted_skus) == ("done", ["OLDNEW"])
-    assert sync.message.endswith("1 products unlisted (1 listed after the upload was received stay listed)")
+    assert sync.message.endswith("1 product unlisted (1 listed after the upload was received stay listed)")
     assert dict(Product.objects.values_list("sku", "listed")) == {**dict.fromkeys("ABCDE", True), "OLDNEW": False,
                                                                   "APINEW": True}
 

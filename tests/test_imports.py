@@ -318,7 +318,7 @@ def test_management_command_imports_files_on_the_server(merchant, media, tmp_pat
     (tmp_path / "i.zip").write_bytes(zipped(BAD_FILES).getvalue())
     call_command("p2w_import", str(tmp_path / "c.csv"), archive=str(tmp_path / "i.zip"), merchant=str(merchant.pk))
     out = capsys.readouterr()
-    assert "done; 1 rows imported, 1 images to embed, 5 rows skipped" in out.out
+    assert "done; 1 row imported, 1 image queued for embedding, 5 rows skipped" in out.out
     assert "row 3: price: A valid number is required." in out.err
     assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
 
@@ -363,7 +363,7 @@ def test_management_command_waits_while_the_merchants_other_import_runs(merchant
     waited = time.monotonic() - started
     out = capsys.readouterr()
     assert f"merchant '{merchant.pk}' has another import running; waiting for it to end" in out.err
-    assert waited >= 1.5 and "done; 1 rows imported, 1 images to embed, 5 rows skipped" in out.out
+    assert waited >= 1.5 and "done; 1 row imported, 1 image queued for embedding, 5 rows skipped" in out.out
     assert Merchant.objects.get(pk=merchant.pk).products.count() == 1
 
 

@@ -95,7 +95,7 @@ def test_a_full_sync_from_a_tool_that_writes_nfd_spares_the_products_it_names(ap
     manifest = HEADER + row(CAFE_NFD, "New") + row(TEA_NFD, "New") + row("MUG-1", "New") + row("MUG-2", "New")
     job, progress = upload(api, manifest=manifest, full_sync="true")
     assert (progress["state"], progress["message"]) == (
-        "done", "4 rows imported, 4 images to embed, 1 products unlisted")
+        "done", "4 rows imported, 4 images queued for embedding, 1 product unlisted")
     assert progress["unlisted_skus"] == ["MUG-3"]
     assert skus(merchant) == [("MUG-1", "New", True), ("MUG-2", "New", True), ("MUG-3", "Old", False),
                               (CAFE, "New", True), (TEA, "New", True)]

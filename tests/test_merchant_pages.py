@@ -115,7 +115,7 @@ def test_an_upload_from_the_page_is_the_apis_upload(acme, rival, client, media):
     api_job = run(ImportJob.objects.get(pk=response.json()["id"]))
     fields = ("state", "rows_total", "rows_accepted", "rows_rejected", "errors", "errors_total", "message")
     assert [getattr(page_job, f) for f in fields] == [getattr(api_job, f) for f in fields]
-    assert page_job.message == "2 rows imported, 2 images to embed, 2 rows skipped"
+    assert page_job.message == "2 rows imported, 2 images queued for embedding, 2 rows skipped"
 
     waiting = text(client.get(f"/merchant/imports/{job.pk}/"))
     assert "Imported; the images wait: no worker is running." in waiting
@@ -123,7 +123,7 @@ def test_an_upload_from_the_page_is_the_apis_upload(acme, rival, client, media):
     indexing.queue_missing(model)
     indexing.embed_pending(model.pk, list(ImageEmbedding.objects.values_list("pk", flat=True)))
     done = text(client.get(f"/merchant/imports/{job.pk}/"))
-    assert "Done. 2 rows imported, 2 images to embed, 2 rows skipped." in done
+    assert "Done. 2 rows imported, 2 images queued for embedding, 2 rows skipped." in done
     assert "Images embedded 2 of 2" in done
     assert "3 price A valid number is required." in done
     assert "5 images missing image 'green.png'" in done

@@ -302,10 +302,17 @@ def _import(job, serializer_class, merchant, report, written, progress):
         job.products_unlisted = serializer_class.unlist(merchant, to_unlist)
         job.unlisted_skus = to_unlist[:int(app_settings.IMPORT_ERRORS_SHOWN)]
     job.state = ImportJob.State.DONE
-    job.message = (f"{accepted} rows imported, {chunk.images_queued} images to embed"
-                   + (f", {report.rows_rejected} rows skipped" if report.rows_rejected else "")
-                   + (f", {job.products_unlisted} products unlisted" if job.full_sync else "")
+    # Words that stay true once the images are embedded (the pages show the live counts beside them).
+    job.message = (f"{_counted(accepted, 'row')} imported, {_counted(chunk.images_queued, 'image')} queued for "
+                   "embedding"
+                   + (f", {_counted(report.rows_rejected, 'row')} skipped" if report.rows_rejected else "")
+                   + (f", {_counted(job.products_unlisted, 'product')} unlisted" if job.full_sync else "")
                    + (f" ({listed_since} listed after the upload was received stay listed)" if listed_since else ""))
+
+
+def _counted(count, noun):
+    """``1 row``, ``2 rows``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def full_sync_refusal(count, listed, *, confirm):

@@ -139,7 +139,7 @@ def test_a_merchant_uploads_watches_it_embed_and_fixes_the_failed_rows(
         pass
     expect(page.locator('section[data-finished="true"]')).to_have_count(1, timeout=60_000)
     assert bar(page, "rows") == [12, 12] and bar(page, "images") == [10, 10]
-    expect(state).to_have_text("Done. 10 rows imported, 10 images to embed, 2 rows skipped.")
+    expect(state).to_have_text("Done. 10 rows imported, 10 images queued for embedding, 2 rows skipped.")
     assert page.evaluate("window.p2wNotReloaded") is True  # it all came without a reload
     seen = page.evaluate("window.p2wRowsSeen")
     # The rows moved while the import ran (its rows are not committed yet: the worker reports them).
@@ -166,7 +166,7 @@ def test_a_merchant_uploads_watches_it_embed_and_fixes_the_failed_rows(
     second = upload(page, corrected, images)
     assert second != job_id
     expect(page.locator('section[data-finished="true"]')).to_have_count(1, timeout=60_000)
-    expect(state).to_have_text("Done. 2 rows imported, 2 images to embed.")
+    expect(state).to_have_text("Done. 2 rows imported, 2 images queued for embedding.")
     assert bar(page, "images") == [2, 2]
     expect(page.locator("[data-failed-rows]")).to_have_count(0)
 
