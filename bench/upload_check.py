@@ -120,23 +120,21 @@ def api_writes(merchant, rounds, per_round=20):
 def build_catalog(products):
     """A merchant whose catalog holds ``products`` products, SKU-1, SKU-2, ... (the manifest's), one in a thousand
     written in Cyrillic letters (the SKUs a look-alike check reads); returns the merchant."""
+    from django.contrib.auth.models import User
     from django.db import connection
 
     from shop_demo.catalog.models import Merchant
 
+    merchant = Merchant.objects.create(name="Merchant", slug="merchant", user=User.objects.create_user("merchant"))
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO auth_user (username, password, is_superuser, is_staff, is_active, first_name, "
-                       "last_name, email, date_joined) VALUES ('merchant', '!', false, false, true, '', '', '', now())")
-        cursor.execute("INSERT INTO catalog_merchant (name, slug, user_id) "
-                       "SELECT 'Merchant', 'merchant', id FROM auth_user WHERE username = 'merchant'")
         cursor.execute("""
             INSERT INTO catalog_product (merchant_id, sku, title, description, category, price, currency, in_stock,
                                          listed, created_at)
-            SELECT (SELECT id FROM catalog_merchant), CASE WHEN i %% 1000 = 0 THEN 'СКУ-' ELSE 'SKU-' END || i,
+            SELECT %s, CASE WHEN i %% 1000 = 0 THEN 'СКУ-' ELSE 'SKU-' END || i,
                    'Product ' || i, '', 'mug', 9.50, 'EUR', true, true, now()
-            FROM generate_series(1, %s) i ORDER BY i""", [products])
+            FROM generate_series(1, %s) i ORDER BY i""", [merchant.pk, products])
         cursor.execute("ANALYZE catalog_product")
-    return Merchant.objects.get(slug="merchant")
+    return merchant
 
 
 if __name__ == "__main__":
