@@ -3,7 +3,8 @@
 - A full sync of a file whose every row the check rejects imports no row: the import refuses it unless
   ``confirm_unlist`` is the exact count (it would only unlist). The check did not say so; the merchant learnt it
   from the job, after sending the images. Its answer now says it (``full_sync.accepts_no_row``, the refusal in the
-  job's own words, and a sentence on the page).
+  job's own words, and a sentence on the page). The page's upload refuses it when sent, as it refuses a sync over
+  the share; it became a job that the import refused after the images were sent.
 - ``POST /api/imports/`` gave an API client none of the warnings the page's check gives before the upload (SKUs a
   spreadsheet wrote in scientific notation, rows the import will reject). Its 202 now carries them as ``check``,
   in the page check's shape, from the same single read of the manifest.
