@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -23,7 +24,12 @@ from p2w_search.conf import app_settings, image_limits
 from p2w_search.files import image_url
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
-from p2w_search.uploads.progress import image_counts, job_errors, prefetch_image_counts, unlisted_skus
+from p2w_search.uploads.progress import (
+    image_counts,
+    job_errors,
+    prefetch_image_counts,
+    unlisted_skus,
+)
 
 
 class NulRefusingChangeList(ChangeList):
@@ -233,27 +239,31 @@ class ImageActions(BoundedWrites):
     def reembed(self, request, queryset):
         indexed, out = self.selected_image_ids(queryset)
         queued = indexing.queue_image_ids(indexed)
-        self.message_user(request, f"Queued {queued} images.{_left_out(out, 'were left out')}")
+        self.message_user(request, f"Queued {queued} image{pluralize(queued)}.{_left_out(out, 'left out')}")
 
     @admin.action(description="Retry the failed embeddings of the selected images", permissions=["manage_index"])
     def retry_failed(self, request, queryset):
         indexed, out = self.selected_image_ids(queryset)
         retried = indexing.retry_failed(indexed)
-        self.message_user(request, f"Queued {retried} failed embeddings again.{_left_out(out, 'were left out')}")
+        self.message_user(request, f"Queued {retried} failed embedding{pluralize(retried)} again."
+                                   f"{_left_out(out, 'left out')}")
 
     @admin.action(description="Remove the selected images from the search index", permissions=["manage_index"])
     def remove_from_index(self, request, queryset):
         indexed, out = self.selected_image_ids(queryset)
         removed = indexing.remove_from_index(indexed + out)
-        self.message_user(request, f"Removed {removed} vectors; these images are no longer searched. "
-                                   f"{len(indexed)} images were taken out of the search index."
-                                   f"{_left_out(out, 'were out of it already')}")
+        taken = len(indexed)
+        self.message_user(request, f"Removed {removed} vector{pluralize(removed)}; these images are no longer "
+                                   f"searched. {taken} image{pluralize(taken, ' was,s were')} taken out of the "
+                                   f"search index.{_left_out(out, 'out of it already')}")
 
 
 def _left_out(ids, what):
+    """`` 2 of the selected images are out of the search index and were WHAT.``, or nothing for no ids."""
     if not ids:
         return ""
-    return f" {len(ids)} of the selected images are out of the search index and {what}."
+    return (f" {len(ids)} of the selected images {pluralize(len(ids), 'is,are')} out of the search index and "
+            f"{pluralize(len(ids), 'was,were')} {what}.")
 
 
 class ProductImageForm(forms.ModelForm):

@@ -198,7 +198,7 @@ def test_retry_failed_queues_only_the_failed_ones(admin_client, indexed, sent_ta
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(IMAGES, {"action": "retry_failed",
                                               "_selected_action": [images[0].pk, broken.pk]}, follow=True)
-    assert "Queued 1 failed embeddings again." in response.content.decode()
+    assert "Queued 1 failed embedding again." in response.content.decode()
     row = ImageEmbedding.objects.get(image=broken)
     assert (row.state, row.error, row.attempts) == ("pending", "", 0)
     assert ImageEmbedding.objects.get(image=images[0]).state == "ready"
@@ -209,7 +209,7 @@ def test_remove_from_index_drops_the_vectors_and_keeps_the_image_out(admin_clien
     images, broken, model = indexed
     response = admin_client.post(IMAGES, {"action": "remove_from_index", "_selected_action": [images[1].pk]},
                                  follow=True)
-    assert "Removed 1 vectors; these images are no longer searched." in response.content.decode()
+    assert "Removed 1 vector; these images are no longer searched." in response.content.decode()
     images[1].refresh_from_db()
     assert not images[1].in_index and not ImageEmbedding.objects.filter(image=images[1]).exists()
     assert indexing.queue_missing(model) == 0 and sent_tasks == []  # nothing brings it back
@@ -283,7 +283,7 @@ def test_staff_who_may_change_product_images_can_remove_one_from_the_index(staff
     images, broken, model = indexed
     client = staff("p2w_search.view_productimage", "p2w_search.change_productimage")
     response = client.post(IMAGES, {"action": "remove_from_index", "_selected_action": [images[1].pk]}, follow=True)
-    assert "Removed 1 vectors; these images are no longer searched." in response.content.decode()
+    assert "Removed 1 vector; these images are no longer searched." in response.content.decode()
     assert ImageEmbedding.objects.filter(model=model, state="ready").count() == 2
 
 

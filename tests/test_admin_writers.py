@@ -239,7 +239,7 @@ def test_embed_again_of_an_image_deleted_meanwhile_leaves_it_out(admin_client, m
     stop.go()
 
     assert delete.result().status_code == 302
-    assert said(again.result()) == ["Queued 1 images."]
+    assert said(again.result()) == ["Queued 1 image."]
     assert list(ImageEmbedding.objects.values_list("image_id", "model_id", "state")) == [(kept.pk, model.pk, "pending")]
 
 
