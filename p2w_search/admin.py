@@ -24,12 +24,7 @@ from p2w_search.conf import app_settings, image_limits
 from p2w_search.files import image_url
 from p2w_search.imaging import ImageRejected, load_image
 from p2w_search.models import EmbeddingModel, ImageEmbedding, ImportJob, ProductImage
-from p2w_search.uploads.progress import (
-    image_counts,
-    job_errors,
-    prefetch_image_counts,
-    unlisted_skus,
-)
+from p2w_search.uploads.progress import image_counts, job_errors, prefetch_image_counts, unlisted_skus
 
 
 class NulRefusingChangeList(ChangeList):
