@@ -34,7 +34,7 @@ from p2w_search.uploads.limits import RETRY_AFTER_SECONDS as WAITING_RETRY_AFTER
 from p2w_search.uploads.limits import TooManyWaiting, check_waiting
 from p2w_search.uploads.manifest import ManifestError
 from p2w_search.uploads.progress import job_progress, prefetch_progress
-from p2w_search.uploads.report import spreadsheet_copy
+from p2w_search.uploads.report import spreadsheet_safe
 
 __all__ = ["ImportListView", "ImportDetailView", "ImportFileView", "private_to_merchant"]
 
@@ -367,22 +367,12 @@ def download(job, name):
         raise NotFound(f"This upload has no {name} file.")
     try:
         handle = file.open("rb")
+        if name == "manifest":  # a cell that would run as a formula in a spreadsheet (staff's too) gets an apostrophe
+            handle = spreadsheet_safe(handle, file.name)
     except FileNotFoundError:  # deleted from the storage while the job still names it (a retention run cut short)
         raise NotFound(f"The {name} file of this upload is no longer kept.") from None
     except OSError as exc:  # the storage refuses to read it (permissions, a failing disk): the server's problem
         logger.error("could not read the %s file of import %s: %s", name, job.pk, exc)
         raise FilesUnreadable() from None
     filename = file.name.rsplit("/", 1)[-1]
-    if name == "manifest":  # a cell that would run as a formula in a spreadsheet (staff's too) gets an apostrophe
-        try:
-            copy = spreadsheet_copy(handle, file.name)
-        except OSError as exc:
-            handle.close()
-            logger.error("could not read the %s file of import %s: %s", name, job.pk, exc)
-            raise FilesUnreadable() from None
-        if copy is not None:
-            handle.close()
-            handle = copy
-        else:
-            handle.seek(0)
     return FileResponse(handle, as_attachment=True, filename=f"import-{job.pk}-{filename}")

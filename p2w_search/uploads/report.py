@@ -3,9 +3,10 @@
 The file is the rows exactly as sent with an ``error`` column (CSV) or key (JSON Lines), ready
 to fix and upload again; a CSV cell a spreadsheet would run as a formula is written with an
 apostrophe in front (``manifest.spreadsheet_cell``). A CSV manifest that holds such a cell is
-downloaded written the same way (``spreadsheet_copy``).
+downloaded written the same way (``spreadsheet_safe``).
 """
 
+import codecs
 import csv
 import io
 import json
@@ -26,7 +27,7 @@ from p2w_search.uploads.manifest import (
     spreadsheet_cell,
 )
 
-__all__ = ["JobReport", "spreadsheet_copy"]
+__all__ = ["JobReport", "spreadsheet_safe"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,21 +93,36 @@ class JobReport:
         self.file.close()
 
 
-def spreadsheet_copy(handle, name):
-    """The CSV manifest in the binary file ``handle`` as a spreadsheet may open it: None when no cell would run as a
-    formula there, so that it is served as sent; else a temporary file of its header and rows written again as the
-    rejected-rows file writes them (``spreadsheet_cell``), which the import reads back cell for cell as it read them.
+def spreadsheet_safe(handle, name):
+    """The manifest in the binary file ``handle`` to serve, as a spreadsheet may open it: ``handle`` itself, rewound,
+    when no cell would run as a formula there; else a temporary file of its header and rows written again as the
+    rejected-rows file writes them (``spreadsheet_cell``), which the import reads back cell for cell as it read them,
+    and ``handle`` is closed. A read that fails closes ``handle`` and raises.
 
     A manifest goes to spreadsheets too: staff open a merchant's from the admin, and a cell ``=HYPERLINK(...)`` would
     run there. JSON Lines, and a file that no longer reads as it did when it was uploaded, are served as sent.
     """
     try:
+        copy = _spreadsheet_copy(handle, name)
+    except BaseException:
+        handle.close()
+        raise
+    if copy is None:
+        handle.seek(0)
+        return handle
+    handle.close()
+    return copy
+
+
+def _spreadsheet_copy(handle, name):
+    """``spreadsheet_safe``'s copy of the CSV manifest in ``handle``, or None when it is served as sent."""
+    try:
         if manifest_format(name) != "csv" or not _runs_a_formula(handle, name):
             return None
         copy = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b")
         handle.seek(0)
-        if handle.read(3) == "\ufeff".encode():
-            copy.write("\ufeff".encode())  # a BOM, as sent: the spreadsheet's sign that the text is UTF-8
+        if handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            copy.write(codecs.BOM_UTF8)  # as sent: the spreadsheet's sign that the text is UTF-8
         text = io.TextIOWrapper(copy, encoding="utf-8", newline="")
         columns, rows = _read_again(handle, name)
         writer = csv.writer(text)
