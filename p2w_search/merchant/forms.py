@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from django import forms
 from django.conf import settings
 from django.forms.utils import ErrorDict
+from rest_framework.exceptions import ValidationError
 
 from p2w_search.api.uploads import CONFIRM_UNLIST_MAX, UploadSerializer
 from p2w_search.form_data import given_more_than_once
 from p2w_search.models import ImportJob
 from p2w_search.uploads.importer import full_sync_refusal, import_serializer, no_row_refusal, unnamed
 
-__all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "validate_upload",
-           "FullSyncCount", "count_full_sync", "flat_messages", "sent_more_than_once"]
+__all__ = ["UploadForm", "images_per_request", "too_many_files", "manifest_required", "upload_data", "asks_full_sync",
+           "validate_upload", "FullSyncCount", "count_full_sync", "flat_messages", "sent_more_than_once"]
 
 SKUS_SHOWN = 20  # SKUs a full sync's count names on the page; the job lists up to IMPORT_ERRORS_SHOWN
 
@@ -116,6 +117,15 @@ def sent_more_than_once(data, names=None):
 def manifest_required():
     """The API's words for an upload without a manifest (UploadSerializer's own)."""
     return str(UploadSerializer().fields["manifest"].error_messages["required"])
+
+
+def asks_full_sync(data):
+    """Whether the upload fields ``data`` tick ``full_sync`` as UploadSerializer reads it (not when absent or
+    invalid: the serializer says so)."""
+    try:
+        return UploadSerializer().fields["full_sync"].to_internal_value(data.get("full_sync")) is True
+    except ValidationError:
+        return False
 
 
 def validate_upload(data, *, partial=False, skus=None, rejected=None):

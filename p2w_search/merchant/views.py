@@ -42,6 +42,7 @@ from p2w_search.merchant.access import (
 )
 from p2w_search.merchant.forms import (
     UploadForm,
+    asks_full_sync,
     count_full_sync,
     flat_messages,
     manifest_required,
@@ -145,12 +146,14 @@ def upload(request):
     elif request.method == "POST":
         try:
             check_waiting(acting.key)  # before the files are checked; staff acting for a merchant count as it
-            named, rejected, data = set(), RejectedRows(), upload_data(request)
+            named, data = set(), upload_data(request)
+            # A full sync's rows, read as the check reads them: a file of rows the import will all reject only
+            # unlists (the no-row rule). Another upload does not need them.
+            rejected = RejectedRows() if asks_full_sync(data) else None
             values, errors = None, sent_more_than_once(data)  # a field sent twice: neither value is read
             if not errors:
                 values, errors = validate_upload(data, skus=named, rejected=rejected)
             if values is not None and values["full_sync"]:
-                # As the check counts it: a file of rows the import will all reject only unlists (the no-row rule).
                 look_alike.foresee(rejected, import_serializer(), acting.merchant)
                 count = count_full_sync(named, acting.merchant, confirm=values.get("confirm_unlist"),
                                         products=rejected.products)
