@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -303,16 +304,12 @@ def _import(job, serializer_class, merchant, report, written, progress):
         job.unlisted_skus = to_unlist[:int(app_settings.IMPORT_ERRORS_SHOWN)]
     job.state = ImportJob.State.DONE
     # Words that stay true once the images are embedded (the pages show the live counts beside them).
-    job.message = (f"{_counted(accepted, 'row')} imported, {_counted(chunk.images_queued, 'image')} queued for "
+    images, skipped, unlisted = chunk.images_queued, report.rows_rejected, job.products_unlisted
+    job.message = (f"{accepted} row{pluralize(accepted)} imported, {images} image{pluralize(images)} queued for "
                    "embedding"
-                   + (f", {_counted(report.rows_rejected, 'row')} skipped" if report.rows_rejected else "")
-                   + (f", {_counted(job.products_unlisted, 'product')} unlisted" if job.full_sync else "")
+                   + (f", {skipped} row{pluralize(skipped)} skipped" if skipped else "")
+                   + (f", {unlisted} product{pluralize(unlisted)} unlisted" if job.full_sync else "")
                    + (f" ({listed_since} listed after the upload was received stay listed)" if listed_since else ""))
-
-
-def _counted(count, noun):
-    """``1 row``, ``2 rows``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def full_sync_refusal(count, listed, *, confirm):
